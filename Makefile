@@ -1,0 +1,85 @@
+# pgrelocate build.  `make` builds the binary; `make test` installs what is
+# missing, builds, and runs unit tests (ASan+UBSan), format and cppcheck checks,
+# and the end-to-end TAP suite on real PostgreSQL servers.
+
+CC      ?= cc
+CLANG   ?= clang-14
+PKGS     = libpq jansson
+CFLAGS  ?= -O2 -g
+WARN     = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes
+CPPFLAGS_ALL = -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+VERSION  = $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+SRC  = $(wildcard src/*.c)
+OBJ  = $(SRC:src/%.c=build/obj/%.o)
+UNIT = $(patsubst tests/unit/test_%.c,build/unit/test_%,$(wildcard tests/unit/test_*.c))
+
+# Extra modules a unit test links besides src/<module>.c (keep these short:
+# a unit test links only the module it tests and what that module needs).
+UNIT_EXTRA_cli      = src/size.c
+UNIT_EXTRA_conninfo = src/strbuf.c
+UNIT_EXTRA_copyplan =
+UNIT_EXTRA_pgoutput = src/lsn.c
+UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
+SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+.PHONY: all deps test unit e2e format format-check cppcheck bench demo fuzz clean
+
+all: pgrelocate
+
+pgrelocate: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LIBS)
+
+build/obj/%.o: src/%.c | build/obj
+	$(CC) $(CPPFLAGS_ALL) -DPGRELOCATE_VERSION='"$(VERSION)"' $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
+
+build/obj build/unit build/fuzz:
+	mkdir -p $@
+
+-include $(OBJ:.o=.d)
+
+deps:
+	@scripts/install-deps.sh
+
+.SECONDEXPANSION:
+build/unit/test_%: tests/unit/test_%.c src/%.c $$(UNIT_EXTRA_$$*) | build/unit
+	$(CC) $(CPPFLAGS_ALL) -g -O1 $(WARN) $(SAN) -o $@ $^ -lcmocka $(UNIT_LIBS_$*)
+
+unit: $(UNIT)
+	@set -e; for t in $(UNIT); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+format:
+	clang-format -i src/*.[ch] tests/unit/*.c tests/fuzz/*.c
+
+format-check:
+	clang-format --dry-run --Werror src/*.[ch] tests/unit/*.c tests/fuzz/*.c
+
+cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE -Isrc src tests/unit tests/fuzz
+
+e2e: pgrelocate
+	@scripts/run-e2e.sh
+
+test: deps
+	$(MAKE) pgrelocate
+	$(MAKE) format-check
+	$(MAKE) cppcheck
+	$(MAKE) unit
+	$(MAKE) e2e
+
+FUZZ_SECONDS ?= 600
+fuzz: | build/fuzz
+	$(CLANG) -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_pgoutput \
+	  tests/fuzz/fuzz_pgoutput.c src/pgoutput.c src/lsn.c
+	build/fuzz/fuzz_pgoutput -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 20
+
+bench: deps pgrelocate
+	@bench/run-bench.sh
+
+demo: deps pgrelocate
+	@scripts/demo.sh
+
+clean:
+	rm -rf build pgrelocate

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run the end-to-end TAP suite (tests/e2e/t/*.pl) with prove.
+# PostgreSQL refuses to run as root: as root, this stages the binary and the
+# tests in a temporary directory owned by an unprivileged user and runs prove
+# as that user.  Test clusters live under that directory and are stopped by
+# PostgreSQL::Test::Cluster even when a test fails; the directory is removed.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+perllib=/usr/lib/postgresql/15/lib/pgxs/src/test/perl
+testuser=${PGRELOCATE_TEST_USER:-pgrelocate-test}
+tests=${E2E_TESTS:-t}
+jobs=${E2E_JOBS:-2}
+
+stage=$(mktemp -d /tmp/pgrelocate-e2e.XXXXXX)
+cleanup() { rm -rf "$stage"; }
+trap cleanup EXIT
+cp "$top/pgrelocate" "$stage/"
+cp -r "$top/tests/e2e/." "$stage/"
+chmod 755 "$stage"
+
+run=()
+if [ "$(id -u)" -eq 0 ]; then
+  id "$testuser" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$testuser"
+  chown -R "$testuser" "$stage"
+  run=(runuser -u "$testuser" --)
+fi
+cd "$stage"
+"${run[@]}" env PATH="$stage:$pgbin:/usr/bin:/bin" PERL5LIB="$perllib:$stage/lib" \
+  PGRELOCATE="$stage/pgrelocate" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
+  TESTDIR="$stage" prove -j "$jobs" --timer $tests || {
+    rc=$?
+    echo "--- e2e failed; server and tool logs:" >&2
+    for f in "$stage"/tmp_check/log/*; do
+      [ -f "$f" ] || continue
+      echo "=== $f (last 60 lines)" >&2; tail -n 60 "$f" >&2
+    done
+    exit $rc
+  }
