@@ -1,0 +1,80 @@
+/*
+ * log.c: message output to stderr, serialised by a mutex so lines from
+ * worker threads never interleave.
+ */
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+static LogLevel min_level = LOG_INFO;
+static const char *program = "pgrelocate";
+static LogHook hook_before, hook_after;
+static void *hook_arg;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_set_level(LogLevel level)
+{
+    min_level = level;
+}
+
+LogLevel log_get_level(void)
+{
+    return min_level;
+}
+
+void log_set_program(const char *name)
+{
+    program = name;
+}
+
+void log_set_hooks(LogHook before, LogHook after, void *arg)
+{
+    pthread_mutex_lock(&log_lock);
+    hook_before = before;
+    hook_after = after;
+    hook_arg = arg;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static const char *level_word(LogLevel level)
+{
+    switch (level) {
+    case LOG_DEBUG:
+        return "debug: ";
+    case LOG_INFO:
+        return "";
+    case LOG_NOTICE:
+        return "notice: ";
+    case LOG_WARNING:
+        return "warning: ";
+    case LOG_ERROR:
+        return "error: ";
+    }
+    return "";
+}
+
+void log_msg(LogLevel level, const char *detail, const char *hint, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level < min_level)
+        return;
+    pthread_mutex_lock(&log_lock);
+    if (hook_before)
+        hook_before(hook_arg);
+    fprintf(stderr, "%s: %s", program, level_word(level));
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (detail && *detail)
+        fprintf(stderr, "DETAIL:  %s\n", detail);
+    if (hint && *hint)
+        fprintf(stderr, "HINT:  %s\n", hint);
+    fflush(stderr);
+    if (hook_after)
+        hook_after(hook_arg);
+    pthread_mutex_unlock(&log_lock);
+}
