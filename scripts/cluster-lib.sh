@@ -75,9 +75,9 @@ cl_cleanup() {
 }
 
 # cl_run CMD ARGS...: run a command as the unprivileged user, PostgreSQL 15
-# binaries first on PATH, HOME and TMPDIR in the temp dir.
+# binaries first on PATH, in the temp dir (also HOME and TMPDIR).
 cl_run() {
-  local envs=(env "PATH=$CL_PGBIN:/usr/local/bin:/usr/bin:/bin" "HOME=$CL_DIR" "TMPDIR=$CL_DIR"
+  local envs=(env --chdir="$CL_DIR" "PATH=$CL_PGBIN:/usr/local/bin:/usr/bin:/bin" "HOME=$CL_DIR" "TMPDIR=$CL_DIR"
     "LANG=C.UTF-8" "PGCONNECT_TIMEOUT=10")
   if [ "$(id -u)" -eq 0 ]; then
     runuser -u "$CL_USER" -- "${envs[@]}" "$@"
@@ -106,7 +106,7 @@ cl_free_port() {
 # settings (postgresql.conf names), start it on a free loopback port and wait
 # until it accepts connections.  Sets CL_PORT[NAME].
 cl_create() {
-  local name=$1 dir port try kv
+  local name=$1 dir port kv
   shift
   [ -n "$CL_DIR" ] || cl_die "cl_setup first"
   dir="$CL_DIR/$name"
@@ -129,7 +129,7 @@ cl_create() {
   } | cl_run tee -a "$dir/data/postgresql.conf" >/dev/null
   CL_NAMES+=("$name")
   # Another process may take the port between the check and the bind: retry.
-  for try in 1 2 3; do
+  for _ in 1 2 3; do
     port=$(cl_free_port)
     if cl_run "$CL_PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 120 \
       start >/dev/null 2>&1; then
@@ -189,7 +189,7 @@ cl_query() {
 # Comparing two databases.  Each helper prints text that is equal for equal
 # contents; run it on both sides and compare.
 
-# Tables holding rows (plain tables and partitions), as quoted qualified names,
+# Tables holding rows (plain tables, partitions, materialized views), as quoted qualified names,
 # outside the system schemas and the tools' own state schemas.
 CL_OWN_SCHEMAS="'pg_catalog','information_schema','pgrelocate','pgcopydb'"
 
@@ -197,7 +197,7 @@ cl_tables() {
   cl_query "$1" "$2" "
     select format('%I.%I', n.nspname, c.relname)
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.relkind = 'r' and n.nspname not in ($CL_OWN_SCHEMAS) and n.nspname !~ '^pg_toast'
+    where c.relkind in ('r', 'm') and n.nspname not in ($CL_OWN_SCHEMAS) and n.nspname !~ '^pg_toast'
     order by n.nspname, c.relname"
 }
 
