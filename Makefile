@@ -8,7 +8,7 @@ PKGS     = libpq jansson
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes
 CPPFLAGS_ALL = -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 VERSION  = $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 SRC  = $(wildcard src/*.c)
@@ -44,7 +44,7 @@ deps:
 
 .SECONDEXPANSION:
 build/unit/test_%: tests/unit/test_%.c src/%.c $$(UNIT_EXTRA_$$*) | build/unit
-	$(CC) $(CPPFLAGS_ALL) -g -O1 $(WARN) $(SAN) -o $@ $^ -lcmocka $(UNIT_LIBS_$*)
+	$(CC) $(CPPFLAGS_ALL) -g -O1 $(WARN) $(SAN) -o $@ $^ -lcmocka $(UNIT_LIBS_$*) -lpthread -lm
 
 unit: $(UNIT)
 	@set -e; for t in $(UNIT); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done

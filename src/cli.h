@@ -1,0 +1,75 @@
+/*
+ * cli.h: commands and options as tables; parsing and help text.  Pure (no
+ * libpq): main() looks the command up, parses its options into Options,
+ * and calls the command's function.
+ */
+#ifndef PGRELOCATE_CLI_H
+#define PGRELOCATE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Every option of every command lands here; a command reads what it owns. */
+typedef struct Options {
+    const char *source; /* libpq URI or conninfo; may hold a password */
+    const char *target;
+    int jobs;
+    int64_t split_larger_than; /* bytes */
+    bool resume;
+    bool restart;
+    bool new_snapshot;
+    bool no_owner;
+    bool no_acl;
+    const char *pg_bin;         /* directory holding pg_dump/pg_restore */
+    int64_t snapshot_grace_ms;  /* keep the snapshot this long after a crash */
+    const char *progress;       /* "auto", "tty", "plain", "none" */
+    bool verbose;
+    bool quiet;
+    bool help;
+} Options;
+
+typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_DURATION, OPT_STRING } OptKind;
+
+typedef struct OptionSpec {
+    const char *name;    /* long name without "--" */
+    char short_name;     /* 0 if none */
+    OptKind kind;
+    size_t offset;       /* offsetof(Options, field) */
+    const char *env;     /* environment variable read when the option is absent, or NULL */
+    const char *metavar; /* shown in help, e.g. "URI" */
+    const char *help;
+} OptionSpec;
+
+typedef int (*CommandFn)(const Options *opts);
+
+typedef struct CommandSpec {
+    const char *name;
+    CommandFn run;
+    const char *summary;  /* one line for the command list */
+    const char *usage;    /* "pgrelocate copy --source URI --target URI [options]" */
+    const char *details;  /* paragraphs shown by COMMAND --help */
+    const char *const *options; /* names of the options it takes, NULL-terminated */
+    const char *const *required; /* names that must be set, NULL-terminated */
+} CommandSpec;
+
+/* Fill opts with defaults. */
+void cli_defaults(Options *opts);
+
+/* Parse argv (after the command word) into opts; missing options are read
+ * from their environment variables (getenv_fn, usually getenv).  On error
+ * writes one line "unknown option ..."/"... expects a size" into err and
+ * returns false. */
+bool cli_parse(const CommandSpec *cmd, int argc, char **argv, Options *opts,
+               char *(*getenv_fn)(const char *), char *err, size_t errlen);
+
+/* Which required options are missing: writes "--source, --target" style
+ * text into err and returns false; true when all present (or --help). */
+bool cli_check_required(const CommandSpec *cmd, const Options *opts, char *err, size_t errlen);
+
+const OptionSpec *cli_find_option(const char *name);
+void cli_print_command_help(const CommandSpec *cmd, FILE *out);
+void cli_print_main_help(const CommandSpec *cmds, size_t ncmds, FILE *out);
+
+#endif
