@@ -270,28 +270,27 @@ static const uint8_t *rd_counted(Reader *r, const char *what, uint32_t *len)
 static void rd_expect_end(Reader *r)
 {
     if (r->status == PGO_OK && r->pos != r->len)
-        rd_fail(r, PGO_ERR_MALFORMED, "%zu trailing bytes at offset %zu", r->len - r->pos,
-                r->pos);
+        rd_fail(r, PGO_ERR_MALFORMED, "%zu trailing bytes at offset %zu", r->len - r->pos, r->pos);
 }
 
-/* Make *arr hold at least n elements of size elem. Returns it, or NULL
- * (status NOMEM) if memory ran out. n is bounded by the input length. */
-static void *rd_grow(Reader *r, void **arr, size_t *cap, size_t n, size_t elem)
+/* Return arr grown to hold at least n elements of size elem (n is bounded by
+ * the input length); *cap is updated. On out of memory, sets status NOMEM
+ * and returns arr unchanged: callers check status, not the pointer. */
+static void *rd_grow(Reader *r, void *arr, size_t *cap, size_t n, size_t elem)
 {
     size_t want;
     void *p;
 
     if (n <= *cap)
-        return *arr;
+        return arr;
     want = *cap * 2 > n ? *cap * 2 : n;
     if (want < 16)
         want = 16;
-    p = realloc(*arr, want * elem);
+    p = realloc(arr, want * elem);
     if (p == NULL) {
         rd_fail(r, PGO_ERR_NOMEM, "out of memory for %zu entries", n);
-        return NULL;
+        return arr;
     }
-    *arr = p;
     *cap = want;
     return p;
 }
@@ -311,8 +310,7 @@ static bool rd_count_fits(Reader *r, size_t at, uint64_t n, uint64_t max, size_t
     }
     if (n > (r->len - r->pos) / min_bytes) {
         rd_fail(r, PGO_ERR_TRUNCATED, "%s %llu at offset %zu does not fit in the %zu bytes left",
-                rd_field(r, what, field, sizeof field), (unsigned long long)n, at,
-                r->len - r->pos);
+                rd_field(r, what, field, sizeof field), (unsigned long long)n, at, r->len - r->pos);
         return false;
     }
     return true;
@@ -357,8 +355,9 @@ static void rd_tuple(Reader *r, int slot, const char *part, PgoTuple *t)
     /* Every column takes at least its kind byte. */
     if (!rd_count_fits(r, at, n, PGO_MAX_COLUMNS, 1, "column count"))
         goto done;
-    vals = rd_grow(r, (void **)&r->d->values[slot], &r->d->values_cap[slot], n, sizeof *vals);
-    if (vals == NULL)
+    vals = rd_grow(r, r->d->values[slot], &r->d->values_cap[slot], n, sizeof *vals);
+    r->d->values[slot] = vals;
+    if (r->status != PGO_OK)
         goto done;
     for (unsigned i = 0; i < n && r->status == PGO_OK; i++) {
         r->col = i;
@@ -425,14 +424,15 @@ static void dec_relation(Reader *r, PgoMessage *m)
     rel->relname = rd_cstring(r, "relation name", false);
     at = r->pos;
     rel->replident = (char)rd_u8(r, "replica identity");
-    if (r->status == PGO_OK && strchr("dnfi", rel->replident) == NULL)
+    if (r->status == PGO_OK && (rel->replident == '\0' || strchr("dnfi", rel->replident) == NULL))
         rd_invalid(r, at, "replica identity", (uint8_t)rel->replident);
     at = r->pos;
     n = rd_u16(r, "column count");
     if (!rd_count_fits(r, at, n, PGO_MAX_COLUMNS, MIN_COLUMN_BYTES, "column count"))
         return;
-    cols = rd_grow(r, (void **)&r->d->cols, &r->d->cols_cap, n, sizeof *cols);
-    if (cols == NULL)
+    cols = rd_grow(r, r->d->cols, &r->d->cols_cap, n, sizeof *cols);
+    r->d->cols = cols;
+    if (r->status != PGO_OK)
         return;
     for (unsigned i = 0; i < n && r->status == PGO_OK; i++)
         rd_column(r, &cols[i]);
@@ -502,8 +502,9 @@ static void dec_truncate(Reader *r, PgoMessage *m)
     options = rd_flags(r, 3, "options");
     if (!rd_count_fits(r, at, n, UINT32_MAX, 4, "relation count"))
         return;
-    relids = rd_grow(r, (void **)&r->d->relids, &r->d->relids_cap, n, sizeof *relids);
-    if (relids == NULL)
+    relids = rd_grow(r, r->d->relids, &r->d->relids_cap, n, sizeof *relids);
+    r->d->relids = relids;
+    if (r->status != PGO_OK)
         return;
     for (uint32_t i = 0; i < n && r->status == PGO_OK; i++)
         relids[i] = rd_nonzero32(r, "relation oid");

@@ -206,20 +206,20 @@ typedef struct PgoMessage {
     bool streamed;       /* decoded inside S...E with an xid prefix */
     uint32_t stream_xid; /* that prefix ((sub)transaction xid), else 0 */
     union {
-        PgoBegin begin;                  /* B */
-        PgoCommit commit;                /* C, c */
-        PgoOrigin origin;                /* O */
-        PgoRelation relation;            /* R */
-        PgoType type_info;               /* Y */
-        PgoInsert insert;                /* I */
-        PgoUpdate update;                /* U */
-        PgoDelete delete_;               /* D */
-        PgoTruncate truncate;            /* T */
-        PgoLogicalMessage message;       /* M */
-        PgoStreamStart stream_start;     /* S (E has no body) */
-        PgoStreamAbort stream_abort;     /* A */
-        PgoPrepare prepare;              /* b, P, p */
-        PgoCommitPrepared commit_prep;   /* K */
+        PgoBegin begin;                    /* B */
+        PgoCommit commit;                  /* C, c */
+        PgoOrigin origin;                  /* O */
+        PgoRelation relation;              /* R */
+        PgoType type_info;                 /* Y */
+        PgoInsert insert;                  /* I */
+        PgoUpdate update;                  /* U */
+        PgoDelete delete_;                 /* D */
+        PgoTruncate truncate;              /* T */
+        PgoLogicalMessage message;         /* M */
+        PgoStreamStart stream_start;       /* S (E has no body) */
+        PgoStreamAbort stream_abort;       /* A */
+        PgoPrepare prepare;                /* b, P, p */
+        PgoCommitPrepared commit_prep;     /* K */
         PgoRollbackPrepared rollback_prep; /* r */
     } u;
 } PgoMessage;
