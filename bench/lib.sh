@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+# bench/lib.sh: clusters, timing, verification and reporting for run-bench.sh.
+# Needs scripts/cluster-lib.sh sourced first.
+
+# Identical settings for the source and the target, for every contender:
+# a 2-core / 24 GB machine running both servers, data far smaller than RAM.
+BENCH_SETTINGS=(
+  shared_buffers=2GB effective_cache_size=8GB
+  maintenance_work_mem=1GB work_mem=64MB
+  wal_level=logical max_wal_senders=10 max_replication_slots=10
+  wal_buffers=64MB max_wal_size=16GB min_wal_size=1GB
+  checkpoint_timeout=30min checkpoint_completion_target=0.9
+  max_worker_processes=16 max_parallel_workers=2 max_parallel_workers_per_gather=2
+  max_parallel_maintenance_workers=2
+  random_page_cost=1.1 effective_io_concurrency=200
+  max_connections=100
+)
+
+BENCH_RESULTS=() # "section|contender|seconds|MB/s|rss_kb|data|sequences|stats|schema|note"
+
+bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+bench_start_clusters() {
+  bench_log "starting source and target clusters (PostgreSQL 15; settings: ${BENCH_SETTINGS[*]})"
+  cl_create source "${BENCH_SETTINGS[@]}"
+  cl_create target "${BENCH_SETTINGS[@]}"
+  cl_psql source -d postgres -c "create database $BENCH_DB"
+  cl_psql target -d postgres -c "create database $BENCH_DB"
+  bench_log "source $(cl_uri source "$BENCH_DB"), target $(cl_uri target "$BENCH_DB"), data in $CL_DIR"
+}
+
+# A freshly created, empty target database; both servers checkpointed and the
+# OS's dirty pages written, so a run does not pay for the previous one.
+bench_reset_target() {
+  cl_psql target -d postgres -c "drop database if exists $BENCH_DB with (force)" -c "create database $BENCH_DB"
+  cl_psql source -d postgres -At -c "
+    select pg_drop_replication_slot(slot_name) from pg_replication_slots where not active" >/dev/null
+  cl_psql source -d postgres -c checkpoint
+  cl_psql target -d postgres -c checkpoint
+  sync
+}
+
+bench_db_bytes() { cl_query "$1" "$BENCH_DB" "select pg_database_size(current_database())"; }
+
+bench_now() { date +%s.%N; }
+bench_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# bench_timed TAG LOG CMD...: run CMD as the unprivileged user under GNU time,
+# output appended to LOG; peak RSS (KB) of the process tree's largest process
+# goes to $CL_DIR/rss.TAG.  Returns CMD's exit status.
+bench_timed() {
+  local tag=$1 log=$2
+  shift 2
+  echo "\$ $*" >>"$log"
+  cl_run /usr/bin/time -f %M -o "$CL_DIR/rss.$tag" "$@" >>"$log" 2>&1
+}
+
+bench_rss_kb() { tail -n 1 "$CL_DIR/rss.$1" 2>/dev/null || echo 0; }
+
+# bench_fingerprint_source: row count and digest of every source table, once.
+bench_fingerprint_source() {
+  local t t0
+  t0=$(bench_now)
+  mapfile -t BENCH_TABLES < <(cl_tables source "$BENCH_DB")
+  declare -gA BENCH_SRC_DIGEST=()
+  for t in "${BENCH_TABLES[@]}"; do
+    BENCH_SRC_DIGEST[$t]=$(cl_table_digest source "$BENCH_DB" "$t")
+  done
+  BENCH_SRC_SEQS=$(cl_sequences source "$BENCH_DB")
+  BENCH_SRC_LO=$(cl_lo_digest source "$BENCH_DB")
+  cl_schema source "$BENCH_DB" >"$CL_DIR/schema-source.sql"
+  bench_log "source fingerprint: ${#BENCH_TABLES[@]} tables, $(grep -c . <<<"$BENCH_SRC_SEQS" || true) sequences ($(bench_secs "$t0" "$(bench_now)") s)"
+}
+
+# bench_check_stats: "A/B" = non-empty source tables that have pg_stats rows on
+# the target / all non-empty source tables; also reltuples > 0.  Run right
+# after a contender finishes, before autovacuum has a chance to add them.
+bench_check_stats() {
+  local t rows nonempty=0 with_stats=0 with_tuples=0 line
+  for t in "${BENCH_TABLES[@]}"; do
+    rows=${BENCH_SRC_DIGEST[$t]%% *}
+    [ "$rows" -gt 0 ] || continue
+    nonempty=$((nonempty + 1))
+    line=$(cl_query target "$BENCH_DB" "
+      select (c.reltuples > 0)::int, (exists (select from pg_stats s
+                                              where s.schemaname = n.nspname and s.tablename = c.relname))::int
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.oid = to_regclass('$t')" 2>/dev/null || true)
+    [ "${line%%|*}" = 1 ] && with_tuples=$((with_tuples + 1))
+    [ "${line##*|}" = 1 ] && with_stats=$((with_stats + 1))
+  done
+  echo "pg_stats $with_stats/$nonempty, reltuples>0 $with_tuples/$nonempty"
+}
+
+# bench_verify_target LOG: compare the target with the source fingerprint.
+# Sets V_DATA (identical/DIFFERENT), V_SEQ (match/DIFFERENT), V_SCHEMA.
+bench_verify_target() {
+  local log=$1 t got bad=0 missing
+  for t in "${BENCH_TABLES[@]}"; do
+    got=$(cl_table_digest target "$BENCH_DB" "$t" 2>>"$log" || echo "missing")
+    if [ "$got" != "${BENCH_SRC_DIGEST[$t]}" ]; then
+      echo "DIFFERENT $t: source ${BENCH_SRC_DIGEST[$t]}, target $got" >>"$log"
+      bad=$((bad + 1))
+    fi
+  done
+  missing=$(comm -13 <(printf '%s\n' "${BENCH_TABLES[@]}") <(cl_tables target "$BENCH_DB"))
+  [ -z "$missing" ] || { echo "extra tables on target: $missing" >>"$log"; bad=$((bad + 1)); }
+  got=$(cl_lo_digest target "$BENCH_DB")
+  [ "$got" = "$BENCH_SRC_LO" ] || { echo "large objects differ: $BENCH_SRC_LO vs $got" >>"$log"; bad=$((bad + 1)); }
+  if [ "$bad" -eq 0 ]; then V_DATA=identical; else V_DATA="DIFFERENT($bad)"; fi
+
+  got=$(cl_sequences target "$BENCH_DB")
+  if [ "$got" = "$BENCH_SRC_SEQS" ]; then
+    V_SEQ=match
+  else
+    V_SEQ=DIFFERENT
+    diff <(echo "$BENCH_SRC_SEQS") <(echo "$got") | sed 's/^/sequences: /' >>"$log" || true
+  fi
+
+  cl_schema target "$BENCH_DB" >"$CL_DIR/schema-target.sql"
+  if diff -u "$CL_DIR/schema-source.sql" "$CL_DIR/schema-target.sql" >>"$log"; then
+    V_SCHEMA=same
+  else
+    V_SCHEMA=DIFFERENT
+  fi
+}
+
+# bench_record SECTION CONTENDER STATUS T0 T1 RSS_KB LOG: verify and remember.
+bench_record() {
+  local section=$1 who=$2 status=$3 t0=$4 t1=$5 rss=$6 log=$7 secs mbps stats
+  secs=$(bench_secs "$t0" "$t1")
+  if [ "$status" -ne 0 ]; then
+    bench_log "$who FAILED (exit $status) after $secs s; last lines of $log:"
+    tail -n 15 "$log" | sed 's/^/    /'
+  fi
+  stats=$(bench_check_stats)
+  bench_verify_target "$log"
+  mbps=$(awk -v b="$BENCH_SRC_BYTES" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0) ? b / 1048576 / s : 0 }')
+  local note=ok
+  [ "$status" -eq 0 ] || note="exit $status"
+  BENCH_RESULTS+=("$section|$who|$secs|$mbps|$rss|$V_DATA|$V_SEQ|$stats|$V_SCHEMA|$note")
+  bench_log "$who: $secs s, $mbps MB/s, peak RSS $((rss / 1024)) MB, data $V_DATA, sequences $V_SEQ, $stats, schema $V_SCHEMA ($note)"
+}
+
+# bench_report SECTION BASE: table of a section's results and time ratios of
+# BASE (the contender under test) against each peer.
+bench_report() {
+  local section=$1 base=$2 r base_secs="" who secs
+  local -a f
+  printf '\n%s\n' "== $section"
+  printf '%-14s %8s %8s %9s  %-10s %-10s %-32s %-9s %s\n' \
+    contender seconds MB/s "peak RSS" data sequences "planner statistics" schema status
+  for r in "${BENCH_RESULTS[@]}"; do
+    IFS='|' read -r -a f <<<"$r"
+    [ "${f[0]}" = "$section" ] || continue
+    printf '%-14s %8s %8s %6d MB  %-10s %-10s %-32s %-9s %s\n' \
+      "${f[1]}" "${f[2]}" "${f[3]}" $((f[4] / 1024)) "${f[5]}" "${f[6]}" "${f[7]}" "${f[8]}" "${f[9]}"
+    [ "${f[1]}" = "$base" ] && [ "${f[9]}" = ok ] && base_secs=${f[2]}
+  done
+  [ -n "$base_secs" ] || return 0
+  for r in "${BENCH_RESULTS[@]}"; do
+    IFS='|' read -r -a f <<<"$r"
+    if [ "${f[0]}" != "$section" ] || [ "${f[1]}" = "$base" ] || [ "${f[9]}" != ok ]; then continue; fi
+    who=${f[1]} secs=${f[2]}
+    awk -v a="$base_secs" -v b="$secs" -v n="$base/$who" 'BEGIN { printf "%s = %.2fx (time)\n", n, (b > 0) ? a / b : 0 }'
+  done
+}
