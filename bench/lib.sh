@@ -62,9 +62,10 @@ bench_fingerprint_source() {
   local t t0
   t0=$(bench_now)
   mapfile -t BENCH_TABLES < <(cl_tables source "$BENCH_DB")
-  declare -gA BENCH_SRC_DIGEST=()
+  declare -gA BENCH_SRC_DIGEST=() BENCH_ORDER=()
   for t in "${BENCH_TABLES[@]}"; do
-    BENCH_SRC_DIGEST[$t]=$(cl_table_digest source "$BENCH_DB" "$t")
+    BENCH_ORDER[$t]=$(cl_table_order source "$BENCH_DB" "$t")
+    BENCH_SRC_DIGEST[$t]=$(cl_table_digest source "$BENCH_DB" "$t" "${BENCH_ORDER[$t]}")
   done
   BENCH_SRC_SEQS=$(cl_sequences source "$BENCH_DB")
   BENCH_SRC_LO=$(cl_lo_digest source "$BENCH_DB")
@@ -97,7 +98,7 @@ bench_check_stats() {
 bench_verify_target() {
   local log=$1 t got bad=0 missing
   for t in "${BENCH_TABLES[@]}"; do
-    got=$(cl_table_digest target "$BENCH_DB" "$t" 2>>"$log" || echo "missing")
+    got=$(cl_table_digest target "$BENCH_DB" "$t" "${BENCH_ORDER[$t]}" 2>>"$log" || echo "missing")
     if [ "$got" != "${BENCH_SRC_DIGEST[$t]}" ]; then
       echo "DIFFERENT $t: source ${BENCH_SRC_DIGEST[$t]}, target $got" >>"$log"
       bad=$((bad + 1))

@@ -201,16 +201,31 @@ cl_tables() {
     order by n.nspname, c.relname"
 }
 
-# cl_table_digest NAME DB TABLE: "rows md5".  The md5 covers every row's text
-# form, in the order of the rows' own md5 (so duplicates count and physical
-# order does not); rows are grouped in 4096 buckets so that no single string
-# gets near PostgreSQL's 1 GB limit.
-cl_table_digest() {
+# cl_table_order NAME DB TABLE: the ORDER BY list that puts TABLE's rows in one
+# definite order: its primary key columns (text compared byte-wise), or, for a
+# table without a primary key, the text of the whole row.
+cl_table_order() {
   cl_query "$1" "$2" "
-    set work_mem = '256MB';
-    select coalesce(sum(n), 0) || ' ' || coalesce(md5(string_agg(d, '' order by b)), md5(''))
-    from (select substr(h, 1, 3) b, count(*) n, md5(string_agg(h, '' order by h)) d
-          from (select md5(t::text) h from only $3 t) r group by 1) s"
+    select coalesce(
+      (select string_agg(format('%I', a.attname) || case when a.attcollation <> 0 then ' collate \"C\"' else '' end,
+                         ', ' order by k.ord)
+       from pg_index i cross join unnest(i.indkey) with ordinality k(attnum, ord)
+       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+       where i.indrelid = \$q\$$3\$q\$::regclass and i.indisprimary),
+      't::text collate \"C\"')"
+}
+
+# cl_table_digest NAME DB TABLE [ORDER]: "rows md5": the row count, and the md5
+# of the table's rows in COPY text form ordered by ORDER (default: this side's
+# cl_table_order; pass the source's when checking a target that may lack the
+# key).  Streams, so no size limit; the server reads the table in key order.
+cl_table_digest() {
+  local order=${4:-} rows sum
+  [ -n "$order" ] || order=$(cl_table_order "$1" "$2" "$3")
+  rows=$(cl_query "$1" "$2" "select count(*) from only $3") || return 1
+  sum=$(set -o pipefail
+    cl_psql "$1" -d "$2" -c "copy (select * from only $3 t order by $order) to stdout" | md5sum) || return 1
+  echo "$rows ${sum%% *}"
 }
 
 # cl_sequences NAME DB: "schema.sequence|last value" per sequence ("unused"

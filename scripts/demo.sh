@@ -190,14 +190,15 @@ run_copy() {
 
 verify() {
   step "Check that the target holds exactly what the source holds"
-  local diffs=0 t s_line t_line s_rows t_rows s_md5
+  local diffs=0 t order s_line t_line s_rows t_rows s_md5
   local -a tables
   mapfile -t tables < <(cl_tables source "$DB")
-  say "Each table: its row count and an md5 over all its rows (sorted), on both sides."
+  say "Each table: its row count and the md5 of all its rows in primary key order, on both sides."
   printf '   %-30s %12s %12s  %s\n' "table" "source rows" "target rows" "content"
   for t in "${tables[@]}"; do
-    s_line=$(cl_table_digest source "$DB" "$t")
-    t_line=$(cl_table_digest target "$DB" "$t" 2>/dev/null || echo "missing -")
+    order=$(cl_table_order source "$DB" "$t")
+    s_line=$(cl_table_digest source "$DB" "$t" "$order")
+    t_line=$(cl_table_digest target "$DB" "$t" "$order" 2>/dev/null || echo "missing -")
     read -r s_rows s_md5 <<<"$s_line"
     read -r t_rows _ <<<"$t_line"
     if [ "$s_line" = "$t_line" ]; then
