@@ -60,6 +60,21 @@ void progress_table_done(Progress *p, const char *table, int64_t rows, int64_t b
 void progress_start(Progress *p);
 void progress_stop(Progress *p);
 
+/* A consistent reading of the counters, for machine-readable output and
+ * tests.  Additive to the display API: nothing above depends on it. */
+typedef struct ProgressSnapshot {
+    int64_t done_bytes; /* finished chunks' est_bytes + in-flight min(moved, est);
+                         * never above total_bytes when that is set */
+    int64_t total_bytes;
+    int64_t moved_bytes; /* bytes workers actually moved (progress_worker_add) */
+    int chunks_done;
+    int total_chunks;
+    double percent;          /* 0..100, rounded down to 0.1 */
+    double rate_bytes_per_s; /* done bytes per second over the last few seconds */
+} ProgressSnapshot;
+
+void progress_get_snapshot(Progress *p, ProgressSnapshot *out);
+
 /* Summary tables to out (phases, then tables sorted by seconds desc, at most
  * max_tables rows, "... and N more"), then totals. */
 void progress_print_summary(Progress *p, FILE *out, int max_tables);
