@@ -48,7 +48,7 @@ is($q_src->("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgrelocate'"),
 # The big table was copied in several chunks, all done.
 my $chunks = eval { $q_tgt->(<<'SQL') } // "0 0 ($@)";
 SELECT count(*) || ' ' || count(*) FILTER (WHERE c.state = 'done')
-FROM pgrelocate.chunks AS c JOIN pgrelocate.tables AS t USING (table_id)
+FROM pgrelocate.chunks AS c JOIN pgrelocate.tables AS t USING (table_no)
 WHERE t.schema_name = 'inventory' AND t.table_name = 'big'
 SQL
 my ($nchunks, $ndone) = split / /, $chunks;
