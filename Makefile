@@ -21,6 +21,7 @@ UNIT_EXTRA_cli      = src/size.c
 UNIT_EXTRA_conninfo = src/strbuf.c
 UNIT_EXTRA_copyplan =
 UNIT_EXTRA_pgoutput = src/lsn.c
+UNIT_EXTRA_walmsg   = src/lsn.c
 UNIT_EXTRA_progress = src/log.c src/size.c src/strbuf.c
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

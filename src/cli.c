@@ -24,8 +24,6 @@ static const OptionSpec option_table[] = {
      "copy tables larger than SIZE in parallel ctid ranges of about SIZE (default: 1GB)"},
     {"resume", 0, OPT_BOOL, OPT(resume), NULL, NULL,
      "continue an interrupted run from the state kept in the target"},
-    {"restart", 0, OPT_BOOL, OPT(restart), NULL, NULL,
-     "throw away an interrupted run's state and copied data on the target, start over"},
     {"new-snapshot", 0, OPT_BOOL, OPT(new_snapshot), NULL, NULL,
      "with --resume: accept that tables not yet copied are copied from a newer point in time"},
     {"no-owner", 0, OPT_BOOL, OPT(no_owner), NULL, NULL,

@@ -18,7 +18,6 @@ typedef struct Options {
     int jobs;
     int64_t split_larger_than; /* bytes */
     bool resume;
-    bool restart;
     bool new_snapshot;
     bool no_owner;
     bool no_acl;

@@ -32,14 +32,13 @@ static int64_t ranges_for(const PlanTable *t, int64_t split_bytes)
     return n;
 }
 
-PlanChunk *copyplan_make(const PlanTable *tables, int ntables, int64_t split_bytes,
-                         int block_size, bool can_split, int *nchunks)
+PlanChunk *copyplan_make(const PlanTable *tables, int ntables, int64_t split_bytes, bool can_split,
+                         int *nchunks)
 {
     PlanChunk *chunks;
     int64_t total = 0;
     int k = 0;
 
-    (void)block_size;
     for (int i = 0; i < ntables; i++)
         total += can_split ? ranges_for(&tables[i], split_bytes) : 1;
     chunks = xcalloc((size_t)total, sizeof(PlanChunk));

@@ -29,7 +29,7 @@ typedef struct PlanChunk {
 /* Plan chunks for ntables tables.  split_bytes: size above which a table is
  * split; can_split: the source supports TID range scans.  Returns a
  * malloc'd array (caller frees) and its length in *nchunks. */
-PlanChunk *copyplan_make(const PlanTable *tables, int ntables, int64_t split_bytes,
-                         int block_size, bool can_split, int *nchunks);
+PlanChunk *copyplan_make(const PlanTable *tables, int ntables, int64_t split_bytes, bool can_split,
+                         int *nchunks);
 
 #endif

@@ -1,0 +1,17 @@
+/*
+ * commands.h: the subcommands main() dispatches to.  Each returns the
+ * process exit code (see EXIT_* below).
+ */
+#ifndef PGRELOCATE_COMMANDS_H
+#define PGRELOCATE_COMMANDS_H
+
+#include "cli.h"
+
+#define EXIT_OK          0
+#define EXIT_FAILED      1   /* the work failed; the message says why */
+#define EXIT_USAGE       2   /* bad command line */
+#define EXIT_INTERRUPTED 130 /* stopped by SIGINT/SIGTERM at a safe point */
+
+int cmd_copy(const Options *opts);
+
+#endif

@@ -1,0 +1,431 @@
+/*
+ * copy.c: copy workers.
+ */
+#include "copy.h"
+
+#include "conn.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_ATTEMPTS 3
+
+typedef struct TableTally {
+    int remaining; /* chunks of this table still to copy in this run */
+    int64_t rows;
+    int64_t bytes;
+    double first_start;
+} TableTally;
+
+typedef struct Shared {
+    const CopyJob *job;
+    pthread_mutex_t lock;
+    int next;        /* next chunk index to look at */
+    bool failed;     /* a worker hit an error: others stop taking chunks */
+    TableTally *tally;
+} Shared;
+
+typedef struct Worker {
+    Shared *sh;
+    int no;
+    PGconn *src;
+    PGconn *tgt;
+    bool ok;
+} Worker;
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const StateTable *table_of(const CopyJob *job, int table_no)
+{
+    return &job->tables[table_no - 1];
+}
+
+/* "[copy public.orders 3/8]" style label. */
+static char *chunk_label(const StateTable *t, const StateChunk *c)
+{
+    if (c->nchunks > 1)
+        return xasprintf("%s.%s %d/%d", t->schema_name, t->table_name, c->chunk_no, c->nchunks);
+    return xasprintf("%s.%s", t->schema_name, t->table_name);
+}
+
+/* Build the source and target COPY statements of a chunk.  A whole-table
+ * chunk truncates the target table in the same transaction, which makes a
+ * redo after a crash idempotent and lets COPY FREEZE skip later hint-bit
+ * and vacuum work. */
+static void chunk_sql(PGconn *conn, const StateTable *t, const StateChunk *c, char **src_sql,
+                      char **tgt_sql)
+{
+    char *q = conn_qualify(conn, t->schema_name, t->table_name);
+    const char *fmt = t->binary ? "FORMAT binary" : "FORMAT text";
+    char *cols = t->columns[0] ? xasprintf(" (%s)", t->columns) : xstrdup("");
+    char range[96] = "";
+
+    if (c->blk_start < 0) {
+        *src_sql = xasprintf("COPY %s%s TO STDOUT (%s)", q, cols, fmt);
+        *tgt_sql = xasprintf("TRUNCATE ONLY %s; COPY %s%s FROM STDIN (%s, FREEZE)", q, q, cols,
+                             fmt);
+    } else {
+        if (c->blk_end >= 0)
+            snprintf(range, sizeof(range), " AND ctid < '(%lld,0)'::tid",
+                     (long long)c->blk_end);
+        *src_sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%lld,0)'::tid%s) TO "
+                             "STDOUT (%s)",
+                             t->columns, q, (long long)c->blk_start, range, fmt);
+        *tgt_sql = xasprintf("COPY %s%s FROM STDIN (%s)", q, cols, fmt);
+    }
+    free(cols);
+    free(q);
+}
+
+typedef enum { CHUNK_OK, CHUNK_RETRY, CHUNK_FAIL } ChunkResult;
+
+/* Classify a failed result (already logged by the caller or here). */
+static ChunkResult failure(PGconn *conn, PGresult *res, const char *ctx, bool log)
+{
+    bool transient = conn_error_is_transient(conn_sqlstate(res), conn);
+
+    if (log)
+        conn_log_result_error(res, conn, ctx);
+    PQclear(res);
+    return transient ? CHUNK_RETRY : CHUNK_FAIL;
+}
+
+/* PQexec expecting one status. */
+static ChunkResult exec_expect(PGconn *conn, const char *sql, ExecStatusType want,
+                               const char *ctx)
+{
+    PGresult *res = PQexec(conn, sql);
+
+    if (PQresultStatus(res) == want) {
+        PQclear(res);
+        return CHUNK_OK;
+    }
+    return failure(conn, res, ctx, true);
+}
+
+/* After COPY OUT/IN ended: the command's final result. */
+static ChunkResult finish_copy(PGconn *conn, const char *ctx, int64_t *rows)
+{
+    PGresult *res = PQgetResult(conn), *extra;
+    ChunkResult r = CHUNK_OK;
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        r = failure(conn, res, ctx, true);
+    else {
+        if (rows)
+            *rows = atoll(PQcmdTuples(res));
+        PQclear(res);
+    }
+    while ((extra = PQgetResult(conn)) != NULL)
+        PQclear(extra);
+    return r;
+}
+
+/* Move CopyData from source to target until the source's COPY ends. */
+static ChunkResult pump(Worker *w, const char *ctx, int64_t *bytes)
+{
+    Progress *p = w->sh->job->progress;
+    char *buf;
+    int n;
+
+    while ((n = PQgetCopyData(w->src, &buf, 0)) > 0) {
+        int put = PQputCopyData(w->tgt, buf, n);
+
+        PQfreemem(buf);
+        if (put != 1) {
+            log_error("[%s] target: %s", ctx, PQerrorMessage(w->tgt));
+            return PQstatus(w->tgt) == CONNECTION_BAD ? CHUNK_RETRY : CHUNK_FAIL;
+        }
+        *bytes += n;
+        progress_worker_add(p, w->no, n);
+    }
+    if (n == -1)
+        return finish_copy(w->src, ctx, NULL);
+    /* -2: the source failed; tell the target so its COPY aborts */
+    PQputCopyEnd(w->tgt, "source failed");
+    return finish_copy(w->src, ctx, NULL) == CHUNK_RETRY ? CHUNK_RETRY : CHUNK_FAIL;
+}
+
+static ChunkResult mark_done(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
+                             double seconds, const char *ctx)
+{
+    char tno[16], cno[16], r[24], b[24], s[32];
+    const char *params[5] = {tno, cno, r, b, s};
+    PGresult *res;
+
+    snprintf(tno, sizeof(tno), "%d", c->table_no);
+    snprintf(cno, sizeof(cno), "%d", c->chunk_no);
+    snprintf(r, sizeof(r), "%lld", (long long)rows);
+    snprintf(b, sizeof(b), "%lld", (long long)bytes);
+    snprintf(s, sizeof(s), "%.3f", seconds);
+    res = PQexecParams(w->tgt, state_chunk_done_sql, 5, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(res), "1") != 0)
+        return failure(w->tgt, res, ctx, true);
+    PQclear(res);
+    return exec_expect(w->tgt, "COMMIT", PGRES_COMMAND_OK, ctx);
+}
+
+static void drop_connections(Worker *w)
+{
+    conn_close(w->src);
+    conn_close(w->tgt);
+    w->src = w->tgt = NULL;
+}
+
+static bool ensure_connections(Worker *w)
+{
+    const CopyJob *job = w->sh->job;
+    ConnOpts so = {.side = CONN_SOURCE, .app_name = "pgrelocate copy",
+                   .client_encoding = job->client_encoding};
+    ConnOpts to = {.side = CONN_TARGET, .app_name = "pgrelocate copy",
+                   .client_encoding = job->client_encoding};
+
+    if (!w->src)
+        w->src = conn_open(job->source, &so);
+    if (w->src && !w->tgt)
+        w->tgt = conn_open(job->target, &to);
+    return w->src && w->tgt;
+}
+
+/* Copy one chunk in one source and one target transaction. */
+static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, int64_t *rows,
+                              int64_t *bytes)
+{
+    const StateTable *t = table_of(w->sh->job, c->table_no);
+    char *src_sql, *tgt_sql, *lit, *begin;
+    double t0 = now_s();
+    ChunkResult r;
+
+    *rows = *bytes = 0;
+    if (!ensure_connections(w))
+        return CHUNK_RETRY;
+    lit = conn_quote_literal(w->src, w->sh->job->snapshot);
+    begin = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                      "SET TRANSACTION SNAPSHOT %s",
+                      lit);
+    chunk_sql(w->src, t, c, &src_sql, &tgt_sql);
+    r = exec_expect(w->src, begin, PGRES_COMMAND_OK, ctx);
+    if (r == CHUNK_OK)
+        r = exec_expect(w->tgt, "BEGIN", PGRES_COMMAND_OK, ctx);
+    if (r == CHUNK_OK)
+        r = exec_expect(w->tgt, tgt_sql, PGRES_COPY_IN, ctx);
+    if (r == CHUNK_OK && (r = exec_expect(w->src, src_sql, PGRES_COPY_OUT, ctx)) != CHUNK_OK)
+        PQputCopyEnd(w->tgt, "source failed");
+    if (r == CHUNK_OK)
+        r = pump(w, ctx, bytes);
+    if (r == CHUNK_OK)
+        r = PQputCopyEnd(w->tgt, NULL) == 1 ? finish_copy(w->tgt, ctx, rows) : CHUNK_RETRY;
+    if (r == CHUNK_OK)
+        r = mark_done(w, c, *rows, *bytes, now_s() - t0, ctx);
+    if (r == CHUNK_OK)
+        r = exec_expect(w->src, "COMMIT", PGRES_COMMAND_OK, ctx);
+    if (r != CHUNK_OK)
+        drop_connections(w); /* whatever state they are in, start clean */
+    free(src_sql);
+    free(tgt_sql);
+    free(lit);
+    free(begin);
+    return r;
+}
+
+/* Next pending chunk index, or -1 when none is left or the run stops. */
+static int take_chunk(Shared *sh)
+{
+    const CopyJob *job = sh->job;
+    int i = -1;
+
+    pthread_mutex_lock(&sh->lock);
+    while (!sh->failed && !*job->interrupted && sh->next < job->nchunks) {
+        int k = sh->next++;
+
+        if (!job->chunks[k].done) {
+            i = k;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return i;
+}
+
+static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes, double start)
+{
+    Shared *sh = w->sh;
+    const StateTable *t = table_of(sh->job, c->table_no);
+    TableTally *tt = &sh->tally[c->table_no - 1];
+    bool last;
+
+    pthread_mutex_lock(&sh->lock);
+    tt->rows += rows;
+    tt->bytes += bytes;
+    if (tt->first_start == 0 || start < tt->first_start)
+        tt->first_start = start;
+    last = --tt->remaining == 0;
+    pthread_mutex_unlock(&sh->lock);
+    progress_worker_end(sh->job->progress, w->no, rows);
+    if (last) {
+        char *name = xasprintf("%s.%s", t->schema_name, t->table_name);
+
+        progress_table_done(sh->job->progress, name, tt->rows, tt->bytes,
+                            now_s() - tt->first_start);
+        free(name);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    Shared *sh = w->sh;
+    int i;
+
+    w->ok = true;
+    while ((i = take_chunk(sh)) >= 0) {
+        const StateChunk *c = &sh->job->chunks[i];
+        char *label = chunk_label(table_of(sh->job, c->table_no), c);
+        char *ctx = xasprintf("copy %s", label);
+        double start = now_s();
+        int64_t rows = 0, bytes = 0;
+        ChunkResult r = CHUNK_RETRY;
+
+        progress_worker_begin(sh->job->progress, w->no, label, c->est_bytes);
+        for (int attempt = 1; attempt <= MAX_ATTEMPTS && r == CHUNK_RETRY; attempt++) {
+            if (attempt > 1)
+                log_notice("[%s] trying again (attempt %d of %d)", ctx, attempt, MAX_ATTEMPTS);
+            r = copy_chunk(w, c, ctx, &rows, &bytes);
+        }
+        if (r == CHUNK_OK)
+            account(w, c, rows, bytes, start);
+        else {
+            pthread_mutex_lock(&sh->lock);
+            sh->failed = true;
+            pthread_mutex_unlock(&sh->lock);
+            w->ok = false;
+        }
+        free(label);
+        free(ctx);
+        if (r != CHUNK_OK)
+            break;
+    }
+    progress_worker_status(sh->job->progress, w->no, NULL);
+    drop_connections(w);
+    return NULL;
+}
+
+bool copy_run(const CopyJob *job)
+{
+    Shared sh = {.job = job};
+    int nworkers = job->jobs;
+    Worker *workers;
+    pthread_t *threads;
+    bool ok = true;
+
+    pthread_mutex_init(&sh.lock, NULL);
+    sh.tally = xcalloc((size_t)job->ntables + 1, sizeof(TableTally));
+    for (int i = 0; i < job->nchunks; i++)
+        if (!job->chunks[i].done)
+            sh.tally[job->chunks[i].table_no - 1].remaining++;
+    workers = xcalloc((size_t)nworkers, sizeof(Worker));
+    threads = xcalloc((size_t)nworkers, sizeof(pthread_t));
+    for (int i = 0; i < nworkers; i++) {
+        workers[i] = (Worker){.sh = &sh, .no = i};
+        if (pthread_create(&threads[i], NULL, worker_main, &workers[i]) != 0) {
+            log_error("[copy] could not start worker %d", i + 1);
+            nworkers = i;
+            ok = false;
+            pthread_mutex_lock(&sh.lock);
+            sh.failed = true;
+            pthread_mutex_unlock(&sh.lock);
+            break;
+        }
+    }
+    for (int i = 0; i < nworkers; i++) {
+        pthread_join(threads[i], NULL);
+        ok = ok && workers[i].ok;
+    }
+    ok = ok && !sh.failed && !*job->interrupted;
+    pthread_mutex_destroy(&sh.lock);
+    free(sh.tally);
+    free(workers);
+    free(threads);
+    return ok;
+}
+
+typedef struct StmtShared {
+    const ConnInfo *target;
+    char **statements;
+    int n;
+    int next;
+    bool failed;
+    Progress *progress;
+    volatile sig_atomic_t *interrupted;
+    pthread_mutex_t lock;
+} StmtShared;
+
+typedef struct StmtWorker {
+    StmtShared *sh;
+    int no;
+} StmtWorker;
+
+static void *stmt_worker_main(void *arg)
+{
+    StmtWorker *w = arg;
+    StmtShared *sh = w->sh;
+    ConnOpts to = {.side = CONN_TARGET, .app_name = "pgrelocate"};
+    PGconn *tgt = conn_open(sh->target, &to);
+
+    for (;;) {
+        int i = -1;
+
+        pthread_mutex_lock(&sh->lock);
+        if (!tgt)
+            sh->failed = true;
+        if (!sh->failed && !*sh->interrupted && sh->next < sh->n)
+            i = sh->next++;
+        pthread_mutex_unlock(&sh->lock);
+        if (i < 0)
+            break;
+        progress_worker_status(sh->progress, w->no, sh->statements[i]);
+        if (!conn_exec(tgt, "analyze", sh->statements[i])) {
+            pthread_mutex_lock(&sh->lock);
+            sh->failed = true;
+            pthread_mutex_unlock(&sh->lock);
+        }
+    }
+    progress_worker_status(sh->progress, w->no, NULL);
+    conn_close(tgt);
+    return NULL;
+}
+
+bool copy_run_statements(const ConnInfo *target, char **statements, int n, int jobs,
+                         Progress *progress, volatile sig_atomic_t *interrupted)
+{
+    StmtShared sh = {.target = target, .statements = statements, .n = n,
+                     .progress = progress, .interrupted = interrupted};
+    StmtWorker *workers = xcalloc((size_t)jobs, sizeof(StmtWorker));
+    pthread_t *threads = xcalloc((size_t)jobs, sizeof(pthread_t));
+    int started = 0;
+
+    pthread_mutex_init(&sh.lock, NULL);
+    for (int i = 0; i < jobs && i < n; i++) {
+        workers[i] = (StmtWorker){.sh = &sh, .no = i};
+        if (pthread_create(&threads[i], NULL, stmt_worker_main, &workers[i]) != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&sh.lock);
+    free(workers);
+    free(threads);
+    return started > 0 || n == 0 ? !sh.failed && !*interrupted : false;
+}

@@ -1,0 +1,46 @@
+/*
+ * copy.h: the data phase.  N workers, each with its own source and target
+ * connection, take chunks largest first.  For each chunk:
+ *   source: BEGIN REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT s;
+ *           COPY (rows of the chunk) TO STDOUT (binary, or text for types
+ *           whose binary form carries server-specific OIDs)
+ *   target: BEGIN; [TRUNCATE ONLY t when the chunk is the whole table];
+ *           COPY t FROM STDIN [FREEZE]; mark the chunk done; COMMIT
+ * Bytes pass from one connection to the other unparsed.  The chunk's rows
+ * and its 'done' mark commit together, so after a crash a chunk is either
+ * fully there and marked, or absent and pending: copied exactly once.
+ * Locks on the source last one chunk (COPY's ACCESS SHARE).
+ */
+#ifndef PGRELOCATE_COPY_H
+#define PGRELOCATE_COPY_H
+
+#include "conninfo.h"
+#include "progress.h"
+#include "state.h"
+
+#include <signal.h>
+#include <stdbool.h>
+
+typedef struct CopyJob {
+    const ConnInfo *source;
+    const ConnInfo *target;
+    const char *snapshot;        /* exported snapshot every chunk imports */
+    const char *client_encoding; /* the target's server encoding */
+    const StateTable *tables;    /* by table_no - 1 */
+    int ntables;
+    const StateChunk *chunks; /* pending ones are copied */
+    int nchunks;
+    int jobs;
+    Progress *progress;
+    volatile sig_atomic_t *interrupted; /* set by a signal: stop after current chunks */
+} CopyJob;
+
+/* Copy every pending chunk.  Returns true when all are done; false after an
+ * error (logged with its chunk) or an interruption. */
+bool copy_run(const CopyJob *job);
+
+/* Run each SQL statement once on the target, jobs at a time (ANALYZE). */
+bool copy_run_statements(const ConnInfo *target, char **statements, int n, int jobs,
+                         Progress *progress, volatile sig_atomic_t *interrupted);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * proc.c: fork/exec with captured output.
+ */
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void child_exec(const char *const *argv, const char *password)
+{
+    if (password)
+        setenv("PGPASSWORD", password, 1);
+    execv(argv[0], (char *const *)argv);
+    dprintf(STDERR_FILENO, "could not run \"%s\": %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+/* Read both pipes until both close. */
+static void drain(int out_fd, int err_fd, ProcResult *r)
+{
+    char buf[8192];
+
+    while (out_fd >= 0 || err_fd >= 0) {
+        struct pollfd pf[2];
+        int n = 0, io = -1, ie = -1;
+
+        if (out_fd >= 0) {
+            io = n;
+            pf[n++] = (struct pollfd){out_fd, POLLIN, 0};
+        }
+        if (err_fd >= 0) {
+            ie = n;
+            pf[n++] = (struct pollfd){err_fd, POLLIN, 0};
+        }
+        if (poll(pf, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int k = 0; k < n; k++) {
+            int *fd = k == io ? &out_fd : &err_fd;
+            StrBuf *sb = k == ie ? &r->err : &r->out;
+            ssize_t got;
+
+            if (!pf[k].revents)
+                continue;
+            got = read(*fd, buf, sizeof(buf));
+            if (got > 0)
+                strbuf_append_len(sb, buf, (size_t)got);
+            else if (got == 0 || errno != EINTR) {
+                close(*fd);
+                *fd = -1;
+            }
+        }
+    }
+}
+
+bool proc_run(const char *const *argv, const char *password, bool capture_out, ProcResult *r)
+{
+    int outp[2] = {-1, -1}, errp[2];
+    pid_t pid;
+    int status;
+
+    strbuf_init(&r->out);
+    strbuf_init(&r->err);
+    r->exit_code = -1;
+    if ((capture_out && pipe(outp) < 0) || pipe(errp) < 0) {
+        strbuf_appendf(&r->err, "could not create a pipe: %s", strerror(errno));
+        return false;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        strbuf_appendf(&r->err, "could not fork: %s", strerror(errno));
+        return false;
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+
+        dup2(devnull, STDIN_FILENO);
+        dup2(capture_out ? outp[1] : devnull, STDOUT_FILENO);
+        dup2(errp[1], STDERR_FILENO);
+        child_exec(argv, password);
+    }
+    if (capture_out)
+        close(outp[1]);
+    close(errp[1]);
+    drain(capture_out ? outp[0] : -1, errp[0], r);
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return false;
+    r->exit_code = decode_status(status);
+    return r->exit_code == 0;
+}
+
+void proc_result_free(ProcResult *r)
+{
+    strbuf_free(&r->out);
+    strbuf_free(&r->err);
+}
+
+pid_t proc_spawn(const char *const *argv, const char *password, const char *err_path)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        int errfd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        dup2(devnull, STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        dup2(errfd >= 0 ? errfd : devnull, STDERR_FILENO);
+        child_exec(argv, password);
+    }
+    return pid;
+}
+
+pid_t proc_wait_one(const pid_t *pids, int npids, int *exit_code)
+{
+    for (;;) {
+        bool any = false;
+
+        for (int i = 0; i < npids; i++) {
+            int status;
+            pid_t got;
+
+            if (pids[i] <= 0)
+                continue;
+            any = true;
+            got = waitpid(pids[i], &status, WNOHANG);
+            if (got == pids[i]) {
+                *exit_code = decode_status(status);
+                return got;
+            }
+        }
+        if (!any)
+            return -1;
+        usleep(10000);
+    }
+}

@@ -1,0 +1,100 @@
+/*
+ * state.h: the migration's state, kept in the target database (schema
+ * pgrelocate) so a crashed run resumes from any machine and `status` can
+ * read it.  Tables:
+ *   migration  one row: source, phase, snapshot, the schema archive
+ *   tables     one row per copied table: names, column list, copy format
+ *   chunks     one row per chunk: range, state; a chunk's rows and its
+ *              'done' mark commit in the same target transaction (copy.c)
+ *   post_data  post-data entries already restored
+ *   events     what happened, with time (errors and milestones)
+ */
+#ifndef PGRELOCATE_STATE_H
+#define PGRELOCATE_STATE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    PHASE_SCHEMA,        /* state created; pre-data being restored */
+    PHASE_DATA,          /* plan saved; chunks being copied */
+    PHASE_LARGE_OBJECTS, /* last phase that reads under the snapshot */
+    PHASE_POST_DATA,     /* indexes, constraints, triggers, ... */
+    PHASE_SEQUENCES,
+    PHASE_ANALYZE,
+    PHASE_DONE
+} Phase;
+
+const char *state_phase_name(Phase p);
+
+typedef struct StateTable {
+    int table_no;
+    char *schema_name;
+    char *table_name;
+    char *columns;      /* quoted column list, "" for a table without columns */
+    bool binary;        /* binary COPY is safe for its column types */
+    int64_t bytes;      /* estimate at planning */
+    int64_t heap_blocks;
+} StateTable;
+
+typedef struct StateChunk {
+    int table_no;
+    int chunk_no;
+    int nchunks;
+    int64_t blk_start; /* -1: whole table */
+    int64_t blk_end;   /* -1: open end */
+    int64_t est_bytes;
+    bool done;
+} StateChunk;
+
+typedef struct MigrationState {
+    Phase phase;
+    char *source;            /* display form */
+    char *snapshot;          /* may be NULL */
+    int snapshot_backend_pid;
+    char *snapshot_taken_at; /* text timestamp */
+    StateTable *tables;
+    int ntables;
+    StateChunk *chunks;
+    int nchunks;
+} MigrationState;
+
+/* Does the target hold pgrelocate state?  Sets *exists. */
+bool state_exists(PGconn *tgt, bool *exists);
+/* Create the schema and the migration row (phase schema), in one
+ * transaction. */
+bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname);
+/* Load everything; caller frees with state_free. */
+bool state_load(PGconn *tgt, MigrationState *st);
+void state_free(MigrationState *st);
+
+bool state_set_phase(PGconn *tgt, Phase phase);
+bool state_set_snapshot(PGconn *tgt, const char *name, int backend_pid);
+/* Store the schema archive file's bytes / write them back to path. */
+bool state_save_archive(PGconn *tgt, const char *path);
+bool state_restore_archive(PGconn *tgt, const char *path);
+
+/* Record the copy plan (tables and chunks), in one transaction. */
+bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables,
+                     const StateChunk *chunks, int nchunks);
+/* Mark the chunks of a table pending again (after TRUNCATE on a new
+ * snapshot); runs in the caller's transaction. */
+bool state_reset_table(PGconn *tgt, int table_no);
+
+/* SQL that marks a chunk done: parameters table_no, chunk_no, rows, bytes,
+ * seconds.  Run inside the chunk's transaction. */
+extern const char *const state_chunk_done_sql;
+
+/* Post-data entries already restored, by dump id. */
+bool state_load_post_done(PGconn *tgt, int **ids, int *n);
+bool state_mark_post_done(PGconn *tgt, int dump_id, const char *desc);
+
+/* Append to the event log (best effort: failures are logged, not fatal). */
+void state_event(PGconn *tgt, const char *level, const char *context, const char *message);
+
+/* Target emptiness: counts user relations, routines and types outside
+ * extensions and pgrelocate; example names one.  false on query failure. */
+bool state_target_is_empty(PGconn *tgt, bool *empty, char **example);
+
+#endif
