@@ -46,6 +46,12 @@
 #define SLOT_OLD 0
 #define SLOT_NEW 1
 
+/* Reader.col while a tuple's column count, not a column, is being read. */
+#define NO_COLUMN UINT32_MAX
+
+/* PostgreSQL's FirstNormalTransactionId: decoded transactions never have less. */
+#define FIRST_NORMAL_XID 3
+
 /* Smallest wire size of one relation column: flags, "" name, type, typmod. */
 #define MIN_COLUMN_BYTES 10
 
@@ -79,7 +85,7 @@ typedef struct Reader {
     size_t pos;
     const char *msg;  /* message name for errors */
     const char *part; /* "new tuple" etc. while reading a tuple, else NULL */
-    unsigned col;     /* column being read when part is set */
+    unsigned col;     /* column being read when part is set, or NO_COLUMN */
     PgoStatus status;
 } Reader;
 
@@ -122,7 +128,10 @@ static const char *rd_field(const Reader *r, const char *what, char *buf, size_t
 {
     if (r->part == NULL)
         return what;
-    snprintf(buf, size, "%s column %u %s", r->part, r->col + 1, what);
+    if (r->col == NO_COLUMN)
+        snprintf(buf, size, "%s %s", r->part, what);
+    else
+        snprintf(buf, size, "%s column %u %s", r->part, r->col + 1, what);
     return buf;
 }
 
@@ -207,6 +216,32 @@ static uint32_t rd_nonzero32(Reader *r, const char *what)
     if (r->status == PGO_OK && v == 0)
         rd_invalid(r, at, what, 0);
     return v;
+}
+
+/* A transaction id: must be a normal xid (>= 3). */
+static uint32_t rd_xid(Reader *r, const char *what)
+{
+    size_t at = r->pos;
+    uint32_t v = rd_u32(r, what);
+
+    if (r->status == PGO_OK && v < FIRST_NORMAL_XID)
+        rd_invalid(r, at, what, v);
+    return v;
+}
+
+/* True if xid is top or later than top in PostgreSQL's circular xid order:
+ * a subtransaction always gets its xid after its parent. */
+static bool xid_same_or_later(uint32_t xid, uint32_t top)
+{
+    return (uint32_t)(xid - top) < UINT32_C(0x80000000);
+}
+
+/* A subtransaction id at offset at must be top or later. */
+static void check_subxid(Reader *r, size_t at, const char *what, uint32_t xid, uint32_t top)
+{
+    if (r->status == PGO_OK && !xid_same_or_later(xid, top))
+        rd_fail(r, PGO_ERR_MALFORMED, "invalid %s %u at offset %zu (precedes transaction %u)", what,
+                xid, at, top);
 }
 
 /* A flags byte whose bits outside allowed must be clear. */
@@ -350,7 +385,7 @@ static void rd_tuple(Reader *r, int slot, const char *part, PgoTuple *t)
     t->ncols = 0;
     t->values = NULL;
     r->part = part;
-    r->col = 0;
+    r->col = NO_COLUMN;
     n = rd_u16(r, "column count");
     /* Every column takes at least its kind byte. */
     if (!rd_count_fits(r, at, n, PGO_MAX_COLUMNS, 1, "column count"))
@@ -385,7 +420,7 @@ static void dec_begin(Reader *r, PgoMessage *m)
 {
     m->u.begin.final_lsn = rd_u64(r, "final lsn");
     m->u.begin.commit_time_us = rd_i64(r, "commit time");
-    m->u.begin.xid = rd_nonzero32(r, "transaction id");
+    m->u.begin.xid = rd_xid(r, "transaction id");
 }
 
 static void dec_commit(Reader *r, PgoMessage *m)
@@ -529,7 +564,7 @@ static void dec_stream_start(Reader *r, PgoMessage *m)
     size_t at;
     uint8_t first;
 
-    m->u.stream_start.xid = rd_nonzero32(r, "transaction id");
+    m->u.stream_start.xid = rd_xid(r, "transaction id");
     at = r->pos;
     first = rd_u8(r, "first segment flag");
     if (r->status == PGO_OK && first > 1)
@@ -545,7 +580,7 @@ static void dec_stream_stop(Reader *r, PgoMessage *m)
 
 static void dec_stream_commit(Reader *r, PgoMessage *m)
 {
-    m->u.commit.xid = rd_nonzero32(r, "transaction id");
+    m->u.commit.xid = rd_xid(r, "transaction id");
     dec_commit(r, m);
 }
 
@@ -553,8 +588,12 @@ static void dec_stream_abort(Reader *r, PgoMessage *m)
 {
     PgoStreamAbort *a = &m->u.stream_abort;
 
-    a->xid = rd_nonzero32(r, "transaction id");
-    a->subxid = rd_nonzero32(r, "subtransaction id");
+    size_t at;
+
+    a->xid = rd_xid(r, "transaction id");
+    at = r->pos;
+    a->subxid = rd_xid(r, "subtransaction id");
+    check_subxid(r, at, "subtransaction id", a->subxid, a->xid);
     /* Protocol 4 adds the abort LSN and time when streaming is parallel. */
     if (r->status == PGO_OK && r->d->proto_version >= 4 && r->pos < r->len) {
         a->has_abort_info = true;
@@ -570,7 +609,7 @@ static void dec_begin_prepare(Reader *r, PgoMessage *m)
     p->prepare_lsn = rd_u64(r, "prepare lsn");
     p->end_lsn = rd_u64(r, "end lsn");
     p->prepare_time_us = rd_i64(r, "prepare time");
-    p->xid = rd_nonzero32(r, "transaction id");
+    p->xid = rd_xid(r, "transaction id");
     p->gid = rd_cstring(r, "gid", true);
 }
 
@@ -589,7 +628,7 @@ static void dec_commit_prepared(Reader *r, PgoMessage *m)
     k->commit_lsn = rd_u64(r, "commit lsn");
     k->end_lsn = rd_u64(r, "end lsn");
     k->commit_time_us = rd_i64(r, "commit time");
-    k->xid = rd_nonzero32(r, "transaction id");
+    k->xid = rd_xid(r, "transaction id");
     k->gid = rd_cstring(r, "gid", true);
 }
 
@@ -602,7 +641,7 @@ static void dec_rollback_prepared(Reader *r, PgoMessage *m)
     rp->rollback_end_lsn = rd_u64(r, "rollback end lsn");
     rp->prepare_time_us = rd_i64(r, "prepare time");
     rp->rollback_time_us = rd_i64(r, "rollback time");
-    rp->xid = rd_nonzero32(r, "transaction id");
+    rp->xid = rd_xid(r, "transaction id");
     rp->gid = rd_cstring(r, "gid", true);
 }
 
@@ -707,7 +746,8 @@ PgoStatus pgo_decode(PgoDecoder *d, const uint8_t *buf, size_t len, PgoMessage *
     r.pos = 1;
     if (d->in_stream && spec->xid_prefix) {
         out->streamed = true;
-        out->stream_xid = rd_nonzero32(&r, "transaction id prefix");
+        out->stream_xid = rd_xid(&r, "transaction id prefix");
+        check_subxid(&r, 1, "transaction id prefix", out->stream_xid, d->stream_xid);
     }
     spec->decode(&r, out);
     rd_expect_end(&r);

@@ -237,8 +237,16 @@ void pgo_decoder_destroy(PgoDecoder *d);
 /*
  * Decode one complete message (the payload of one XLogData frame) into *out.
  * Returns PGO_OK, or an error status with pgo_decoder_error() describing it;
- * on error *out is unspecified and the decoder's stream state is unchanged.
- * Stream Start and Stream Stop change that state on success.
+ * on error *out is unspecified and the decoder's stream state is unchanged,
+ * so the caller may log and stop (it should: the stream is no longer
+ * trustworthy). Stream Start and Stream Stop change that state on success.
+ * Inside a stream the xid prefix must be the stream's xid or a later one (a
+ * subtransaction). The decoder tracks S...E itself, so a prefix missing or
+ * extra only comes from a broken sender; such a message usually fails because
+ * its fields shift, but not always: a Relation or Type whose namespace name
+ * has 4 or more bytes decodes with the namespace shortened, and a logical
+ * decoding message can decode in the wrong state with its fields shifted
+ * into the prefix string. The bytes alone cannot tell those apart.
  */
 PgoStatus pgo_decode(PgoDecoder *d, const uint8_t *buf, size_t len, PgoMessage *out);
 
