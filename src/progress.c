@@ -92,6 +92,7 @@ struct Progress {
     bool stopping;   /* display thread must exit */
     bool hidden;     /* between the log hooks: log.c owns the terminal */
     int drawn_lines; /* display lines on screen; the cursor is just below */
+    int *line_cols;  /* width of each, nworkers + 2 slots */
     StrBuf frame;
 
     int64_t total_bytes;
@@ -345,6 +346,15 @@ static double percent_locked(Progress *p, int64_t done)
     return tenths < 0 ? 0.0 : tenths > 1000 ? 100.0 : (double)tenths / 10.0;
 }
 
+/* Totals are set and not everything is done yet: only then is there a bar
+ * to show (after the copy, the indexes phase must not read "100%"). */
+static bool copy_pending_locked(Progress *p)
+{
+    if (p->total_chunks > 0)
+        return p->chunks_done < p->total_chunks;
+    return p->total_bytes > 0 && done_bytes_locked(p) < p->total_bytes;
+}
+
 static void sample_locked(Progress *p, double t)
 {
     for (int w = 0; w < p->nworkers; w++)
@@ -439,7 +449,7 @@ static int overall_pieces(Progress *p, int64_t done, double pct, OverallPiece *p
 }
 
 /* "  data  [#####.....]  42.1%  1.23 GB / 2.92 GB  85.2 MB/s  ETA 0:20  12/40 chunks",
- * what fits of it in cols - 1; without totals the phase and its elapsed time. */
+ * what fits of it in cols - 1; with no copy pending the phase and its elapsed time. */
 static void render_overall(Progress *p, int cols, double t, StrBuf *line)
 {
     Phase *ph = current_phase_locked(p);
@@ -451,7 +461,7 @@ static void render_overall(Progress *p, int cols, double t, StrBuf *line)
 
     strbuf_append(line, "  ");
     strbuf_append(line, ph ? ph->name : "elapsed");
-    if (p->total_bytes <= 0 && p->total_chunks <= 0) {
+    if (!copy_pending_locked(p)) {
         strbuf_appendf(line, "  %s",
                        size_format_seconds(t - (ph ? ph->start_s : p->created_s), a, sizeof a));
         return;
@@ -483,36 +493,53 @@ static void render_overall(Progress *p, int cols, double t, StrBuf *line)
 
 /* One display line into the frame, cut to the terminal width less one
  * column so it never wraps (a wrapped line would break "cursor up N"). */
-static void frame_line(StrBuf *frame, const StrBuf *line, int cols)
+static void frame_line(Progress *p, const StrBuf *line, int cols)
 {
-    strbuf_append(frame, "\r");
-    append_fit(frame, line->data, cols - 1);
-    strbuf_append(frame, ESC_CLEAR_EOL "\n");
+    strbuf_append(&p->frame, "\r");
+    p->line_cols[p->drawn_lines++] = append_fit(&p->frame, line->data, cols - 1);
+    strbuf_append(&p->frame, ESC_CLEAR_EOL "\n");
 }
 
-/* Which workers get a line when not all fit: busy ones first, each group
- * in slot order.  Fills order[]; returns how many. */
+/* Rows the frame on screen takes up now.  Its lines fitted the width they
+ * were drawn at; if the terminal has since narrowed, one that reflows
+ * (tmux, VTE, iTerm2, kitty, Windows Terminal) wraps the longer ones. */
+static int drawn_rows_locked(Progress *p, int cols)
+{
+    int rows = 0;
+
+    for (int i = 0; i < p->drawn_lines; i++)
+        rows += p->line_cols[i] <= cols ? 1 : (p->line_cols[i] + cols - 1) / cols;
+    return rows;
+}
+
+/* Which workers get a line, in slot order: all of them if they fit, else
+ * busy ones first.  Fills order[]; returns how many. */
 static int pick_workers_locked(Progress *p, int max, int *order)
 {
     int n = 0;
 
-    for (int pass = 0; pass < 2; pass++)
-        for (int w = 0; w < p->nworkers && n < max; w++)
-            if ((p->workers[w].state != WORKER_IDLE) == (pass == 0))
-                order[n++] = w;
-    if (n < p->nworkers) /* keep the chosen ones in slot order on screen */
-        qsort(order, (size_t)n, sizeof *order, cmp_int);
+    if (max >= p->nworkers) {
+        for (int w = 0; w < p->nworkers; w++)
+            order[n++] = w;
+        return n;
+    }
+    for (int w = 0; w < p->nworkers && n < max; w++)
+        if (p->workers[w].state != WORKER_IDLE)
+            order[n++] = w;
+    for (int w = 0; w < p->nworkers && n < max; w++)
+        if (p->workers[w].state == WORKER_IDLE)
+            order[n++] = w;
+    qsort(order, (size_t)n, sizeof *order, cmp_int);
     return n;
 }
 
 /* Worker lines (as many as fit the terminal's height), then the overall
- * line, into p->frame; returns the number of lines. */
-static int render_frame_locked(Progress *p, double t)
+ * line, appended to p->frame and counted in p->drawn_lines. */
+static void render_frame_locked(Progress *p, double t, int cols, int rows)
 {
-    int cols, rows, max_lines, shown, num_cols, label_cols = 4, nlines = 0;
+    int max_lines, shown, num_cols, label_cols = 4;
     StrBuf line;
 
-    terminal_size(&cols, &rows);
     max_lines = rows > 2 ? rows - 1 : 1;
     shown = pick_workers_locked(p, p->nworkers + 1 <= max_lines ? p->nworkers : max_lines - 2,
                                 p->order);
@@ -528,41 +555,58 @@ static int render_frame_locked(Progress *p, double t)
     if (label_cols < 4)
         label_cols = 4;
     strbuf_init(&line);
-    for (int i = 0; i < shown; i++, nlines++) {
+    for (int i = 0; i < shown; i++) {
         strbuf_reset(&line);
         render_worker(&p->workers[p->order[i]], p->order[i], num_cols, label_cols, t, &line);
-        frame_line(&p->frame, &line, cols);
+        frame_line(p, &line, cols);
     }
     if (shown < p->nworkers && max_lines >= 2) {
         strbuf_reset(&line);
         strbuf_appendf(&line, "  ... and %d more workers", p->nworkers - shown);
-        frame_line(&p->frame, &line, cols);
-        nlines++;
+        frame_line(p, &line, cols);
     }
     strbuf_reset(&line);
     render_overall(p, cols, t, &line);
-    frame_line(&p->frame, &line, cols);
+    frame_line(p, &line, cols);
     strbuf_free(&line);
-    return nlines + 1;
 }
 
 /* Redraws in place: up to the first line of the previous frame, overwrite
  * each line, clear whatever is left below.  One write, so no flicker. */
 static void draw_locked(Progress *p, double t)
 {
+    int cols, rows, up;
+
+    terminal_size(&cols, &rows);
+    up = drawn_rows_locked(p, cols);
     strbuf_reset(&p->frame);
-    if (p->drawn_lines > 0)
-        strbuf_appendf(&p->frame, "\033[%dA", p->drawn_lines);
-    p->drawn_lines = render_frame_locked(p, t);
+    if (up > 0)
+        strbuf_appendf(&p->frame, "\033[%dA", up);
+    p->drawn_lines = 0;
+    render_frame_locked(p, t, cols, rows);
     strbuf_append(&p->frame, ESC_CLEAR_BELOW);
     fwrite(p->frame.data, 1, p->frame.len, stderr);
     fflush(stderr);
 }
 
+/* Clears the frame line by line and leaves the cursor where it began.
+ * Not "clear to end of screen" from its first line: tmux takes that, at
+ * the top-left corner, as a full clear and copies the frame into the
+ * scrollback. */
 static void erase_locked(Progress *p)
 {
-    if (p->drawn_lines > 0) {
-        fprintf(stderr, "\033[%dA\r" ESC_CLEAR_BELOW, p->drawn_lines);
+    int cols, rows, up;
+
+    terminal_size(&cols, &rows);
+    up = drawn_rows_locked(p, cols);
+    if (up > 0) {
+        strbuf_reset(&p->frame);
+        strbuf_appendf(&p->frame, "\033[%dA\r", up);
+        for (int i = 0; i < up; i++)
+            strbuf_append(&p->frame, i + 1 < up ? "\033[2K\033[B" : "\033[2K");
+        if (up > 1)
+            strbuf_appendf(&p->frame, "\033[%dA", up - 1);
+        fwrite(p->frame.data, 1, p->frame.len, stderr);
         fflush(stderr);
     }
     p->drawn_lines = 0;
@@ -630,6 +674,7 @@ Progress *progress_create(ProgressMode mode, int nworkers)
     p->nworkers = nworkers > 0 ? nworkers : 0;
     p->workers = xcalloc((size_t)p->nworkers, sizeof *p->workers);
     p->order = xcalloc((size_t)p->nworkers, sizeof *p->order);
+    p->line_cols = xcalloc((size_t)p->nworkers + 2, sizeof *p->line_cols);
     for (int w = 0; w < p->nworkers; w++)
         atomic_init(&p->workers[w].moved_bytes, 0);
     p->created_s = now_s();
@@ -656,6 +701,7 @@ void progress_destroy(Progress *p)
         free(p->tables[i].name);
     free(p->workers);
     free(p->order);
+    free(p->line_cols);
     free(p->phases);
     free(p->tables);
     strbuf_free(&p->frame);
@@ -665,8 +711,9 @@ void progress_destroy(Progress *p)
     free(p);
 }
 
-/* Draws the first frame at once (so the display is there as soon as this
- * returns), then leaves redrawing to the thread. */
+/* Hooks into the log first (from then on a message erases the display
+ * before it prints), draws the first frame at once so the display is
+ * there when this returns, then leaves redrawing to the thread. */
 void progress_start(Progress *p)
 {
     int err;
@@ -682,22 +729,29 @@ void progress_start(Progress *p)
     p->stopping = false;
     p->hidden = false;
     p->drawn_lines = 0;
+    pthread_mutex_unlock(&p->lock);
+    log_set_hooks(hook_before_log, hook_after_log, p);
+
+    pthread_mutex_lock(&p->lock);
     sample_locked(p, now_s());
-    draw_locked(p, now_s());
+    if (!p->hidden)
+        draw_locked(p, now_s());
     err = pthread_create(&p->thread, NULL, display_main, p);
     if (err != 0) {
+        while (p->hidden)
+            pthread_cond_wait(&p->unhidden, &p->lock);
         erase_locked(p);
         p->running = false;
     }
     pthread_mutex_unlock(&p->lock);
-    if (err != 0)
+    if (err != 0) {
+        log_set_hooks(NULL, NULL, NULL);
         log_warning("could not start the progress display: %s", strerror(err));
-    else
-        log_set_hooks(hook_before_log, hook_after_log, p);
+    }
 }
 
-/* Stops the thread (it wakes at once), erases the display and leaves the
- * final overall line (when totals were set) in the scrollback. */
+/* Stops the thread (it wakes at once) and erases the display; if the copy
+ * is unfinished (interrupted), its overall line stays in the scrollback. */
 void progress_stop(Progress *p)
 {
     if (p == NULL)
@@ -716,7 +770,7 @@ void progress_stop(Progress *p)
     while (p->hidden) /* a log message is printing: let it finish */
         pthread_cond_wait(&p->unhidden, &p->lock);
     erase_locked(p);
-    if (p->total_bytes > 0 || p->total_chunks > 0) {
+    if (copy_pending_locked(p)) {
         int cols, rows;
         StrBuf line;
 
@@ -724,10 +778,11 @@ void progress_stop(Progress *p)
         strbuf_init(&line);
         render_overall(p, cols, now_s(), &line);
         strbuf_reset(&p->frame);
-        frame_line(&p->frame, &line, cols);
+        frame_line(p, &line, cols);
         fwrite(p->frame.data, 1, p->frame.len, stderr);
         fflush(stderr);
         strbuf_free(&line);
+        p->drawn_lines = 0; /* that line stays */
     }
     p->running = false;
     pthread_mutex_unlock(&p->lock);

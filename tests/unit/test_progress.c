@@ -24,6 +24,9 @@
 
 /* ---- helpers ---- */
 
+/* What erasing a 2-line display writes: up, clear, down, clear, up. */
+#define ERASE_2_LINES "\033[2A\r\033[2K\033[B\033[2K\033[1A"
+
 typedef struct Capture {
     FILE *file;
     int saved_fd;
@@ -449,6 +452,36 @@ static void test_tty_final_line_is_capped_at_100_percent(void **state)
     progress_destroy(p);
 }
 
+static void test_tty_after_the_copy_shows_the_phase_not_a_full_bar(void **state)
+{
+    Progress *p = progress_create(PROGRESS_TTY, 1);
+    Capture c;
+    char *out;
+    size_t len;
+
+    (void)state;
+    capture_begin(&c);
+    progress_phase_begin(p, "data");
+    progress_set_total(p, 100, 1);
+    progress_worker_begin(p, 0, "public.t 1/1", 100);
+    progress_worker_add(p, 0, 100);
+    progress_worker_end(p, 0, 1);
+    progress_phase_begin(p, "indexes");
+    progress_worker_status(p, 0, "index public.t_pkey");
+    progress_start(p);
+    progress_stop(p);
+    out = capture_end(&c);
+    assert_non_null(strstr(out, "\r  w1  index public.t_pkey      0:00\033[K\n"));
+    assert_non_null(strstr(out, "\r  indexes  0:00\033[K\n"));
+    assert_null(strstr(out, "[#"));
+    /* a finished copy leaves nothing behind: the display is just erased */
+    len = strlen(out);
+    assert_true(len > strlen(ERASE_2_LINES));
+    assert_string_equal(out + len - strlen(ERASE_2_LINES), ERASE_2_LINES);
+    free(out);
+    progress_destroy(p);
+}
+
 static void test_tty_log_line_erases_display_then_redraws(void **state)
 {
     Progress *p = progress_create(PROGRESS_TTY, 1);
@@ -464,9 +497,9 @@ static void test_tty_log_line_erases_display_then_redraws(void **state)
     out = capture_end(&c);
     msg = strstr(out, "pgrelocate: hello from a worker\n");
     assert_non_null(msg);
-    /* Right before the message: cursor up over both lines, clear below. */
-    assert_true(msg - out >= 8);
-    assert_memory_equal(msg - 8, "\033[2A\r\033[J", 8);
+    /* Right before the message: cursor up over both lines, clear each. */
+    assert_true(msg - out >= (ptrdiff_t)strlen(ERASE_2_LINES));
+    assert_memory_equal(msg - strlen(ERASE_2_LINES), ERASE_2_LINES, strlen(ERASE_2_LINES));
     /* Right after it: a fresh frame (not "cursor up" over the message). */
     assert_memory_equal(msg + strlen("pgrelocate: hello from a worker\n"), "\r  w1  idle", 11);
     free(out);
@@ -498,7 +531,8 @@ static void test_tty_fits_a_narrow_short_terminal(void **state)
     assert_non_null(strstr(out, "\r  ... and 3 more workers\033[K"));
     /* percent and ETA outlast bytes, rate and chunks */
     assert_non_null(strstr(out, "\r  data  [..........]    2.9%  ETA --:--\033[K"));
-    assert_non_null(strstr(out, "\033[4A\r\033[Jpgrelocate: a log line in the middle"));
+    assert_non_null(strstr(out, "\033[4A\r\033[2K\033[B\033[2K\033[B\033[2K\033[B\033[2K\033[3A"
+                                "pgrelocate: a log line in the middle"));
     free(out);
     progress_destroy(p);
 }
@@ -549,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_plain_prints_phase_and_table_lines_without_escapes),
         cmocka_unit_test(test_quiet_prints_nothing_but_keeps_the_summary),
         cmocka_unit_test(test_tty_final_line_is_capped_at_100_percent),
+        cmocka_unit_test(test_tty_after_the_copy_shows_the_phase_not_a_full_bar),
         cmocka_unit_test(test_tty_log_line_erases_display_then_redraws),
         cmocka_unit_test(test_tty_fits_a_narrow_short_terminal),
         cmocka_unit_test(test_start_stop_repeatedly),
