@@ -19,7 +19,10 @@ UNIT = $(patsubst tests/unit/test_%.c,build/unit/test_%,$(wildcard tests/unit/te
 # a unit test links only the module it tests and what that module needs).
 UNIT_EXTRA_cli      = src/size.c
 UNIT_EXTRA_conninfo = src/strbuf.c
-UNIT_EXTRA_copyplan =
+UNIT_EXTRA_copyplan = src/strbuf.c
+UNIT_EXTRA_size     =
+UNIT_EXTRA_lsn      =
+UNIT_EXTRA_strbuf   =
 UNIT_EXTRA_pgoutput = src/lsn.c
 UNIT_EXTRA_walmsg   = src/lsn.c
 UNIT_EXTRA_progress = src/log.c src/size.c src/strbuf.c
