@@ -49,7 +49,7 @@ typedef struct RateMeter {
 
 typedef enum { WORKER_IDLE, WORKER_CHUNK, WORKER_STATUS } WorkerState;
 
-typedef struct Worker {
+typedef struct WorkerSlot {
     /* Every byte this worker ever moved; only grows, written only by the
      * worker itself (progress_worker_add), read by anyone. */
     _Atomic int64_t moved_bytes;
@@ -60,14 +60,14 @@ typedef struct Worker {
     int64_t chunk_est_bytes;
     double since_s; /* when the chunk or status began */
     RateMeter rate; /* of moved_bytes */
-} Worker;
+} WorkerSlot;
 
 /* end_s < 0 while the phase runs; only the last phase may be running. */
-typedef struct Phase {
+typedef struct PhaseSpan {
     char *name;
     double start_s;
     double end_s;
-} Phase;
+} PhaseSpan;
 
 typedef struct TableStat {
     char *name;
@@ -80,7 +80,7 @@ typedef struct TableStat {
 struct Progress {
     ProgressMode mode;
     int nworkers;
-    Worker *workers;
+    WorkerSlot *workers;
     int *order; /* scratch for the display: which workers get a line */
     double created_s;
 
@@ -101,7 +101,7 @@ struct Progress {
     int chunks_done;
     RateMeter rate; /* of done bytes */
 
-    Phase *phases;
+    PhaseSpan *phases;
     int nphases, phases_cap;
     TableStat *tables;
     int ntables, tables_cap;
@@ -299,14 +299,15 @@ static double rate_get(const RateMeter *m)
             break;
         oldest = i;
     }
-    if (oldest == newest || m->t[newest] <= m->t[oldest])
+    /* done bytes can go down (a chunk given up): show 0, not a negative rate */
+    if (oldest == newest || m->t[newest] <= m->t[oldest] || m->bytes[newest] <= m->bytes[oldest])
         return 0.0;
     return (double)(m->bytes[newest] - m->bytes[oldest]) / (m->t[newest] - m->t[oldest]);
 }
 
 /* ---- counters (all *_locked functions need Progress.lock) ---- */
 
-static int64_t worker_chunk_moved(Worker *wk)
+static int64_t worker_chunk_moved(WorkerSlot *wk)
 {
     return atomic_load_explicit(&wk->moved_bytes, memory_order_relaxed) - wk->chunk_base_bytes;
 }
@@ -316,7 +317,7 @@ static int64_t done_bytes_locked(Progress *p)
     int64_t done = p->finished_est_bytes;
 
     for (int w = 0; w < p->nworkers; w++) {
-        Worker *wk = &p->workers[w];
+        WorkerSlot *wk = &p->workers[w];
         int64_t moved;
 
         if (wk->state != WORKER_CHUNK)
@@ -363,7 +364,7 @@ static void sample_locked(Progress *p, double t)
     rate_sample(&p->rate, t, done_bytes_locked(p));
 }
 
-static Phase *current_phase_locked(Progress *p)
+static PhaseSpan *current_phase_locked(Progress *p)
 {
     if (p->nphases > 0 && p->phases[p->nphases - 1].end_s < 0)
         return &p->phases[p->nphases - 1];
@@ -394,7 +395,8 @@ static void terminal_size(int *cols, int *rows)
 }
 
 /* "  w3  public.orders 3/8     412 MB  85.2 MB/s" */
-static void render_worker(Worker *wk, int w, int num_cols, int label_cols, double t, StrBuf *line)
+static void render_worker(WorkerSlot *wk, int w, int num_cols, int label_cols, double t,
+                          StrBuf *line)
 {
     char a[32], b[32];
 
@@ -452,7 +454,7 @@ static int overall_pieces(Progress *p, int64_t done, double pct, OverallPiece *p
  * what fits of it in cols - 1; with no copy pending the phase and its elapsed time. */
 static void render_overall(Progress *p, int cols, double t, StrBuf *line)
 {
-    Phase *ph = current_phase_locked(p);
+    PhaseSpan *ph = current_phase_locked(p);
     int64_t done = done_bytes_locked(p);
     double pct = percent_locked(p, done);
     OverallPiece pc[5];
@@ -545,7 +547,7 @@ static void render_frame_locked(Progress *p, double t, int cols, int rows)
                                 p->order);
     num_cols = snprintf(NULL, 0, "%d", p->nworkers);
     for (int i = 0; i < shown; i++) {
-        const Worker *wk = &p->workers[p->order[i]];
+        const WorkerSlot *wk = &p->workers[p->order[i]];
         int lw = wk->state == WORKER_IDLE ? 0 : text_width(wk->label);
 
         label_cols = lw > label_cols ? lw : label_cols;
@@ -795,7 +797,7 @@ void progress_stop(Progress *p)
  * duration for the log line, or NULL. */
 static char *end_phase_locked(Progress *p, double t, double *seconds)
 {
-    Phase *ph = current_phase_locked(p);
+    PhaseSpan *ph = current_phase_locked(p);
 
     if (ph == NULL)
         return NULL;
@@ -825,7 +827,7 @@ void progress_phase_begin(Progress *p, const char *phase)
         p->phases_cap = p->phases_cap ? 2 * p->phases_cap : 8;
         p->phases = xrealloc(p->phases, (size_t)p->phases_cap * sizeof *p->phases);
     }
-    p->phases[p->nphases++] = (Phase){.name = name, .start_s = t, .end_s = -1};
+    p->phases[p->nphases++] = (PhaseSpan){.name = name, .start_s = t, .end_s = -1};
     pthread_mutex_unlock(&p->lock);
 
     log_phase_end(p, ended, seconds);
@@ -856,25 +858,28 @@ void progress_set_total(Progress *p, int64_t total_bytes, int total_chunks)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Puts worker w in a new state.  A chunk still in flight is dropped (its
- * moved bytes stop counting): that is a chunk given up, to be redone. */
-static void worker_set(Progress *p, int w, WorkerState state, const char *label, int64_t est)
+/* Puts a worker in a new state, taking label (already a display_copy;
+ * NULL = idle).  A chunk still in flight is dropped (its moved bytes stop
+ * counting): that is a chunk given up, to be redone. */
+static void worker_set_locked(WorkerSlot *wk, WorkerState state, char *label, int64_t est)
 {
-    char *copy = label ? display_copy(label) : NULL;
-    Worker *wk;
-
-    if (p == NULL || w < 0 || w >= p->nworkers) {
-        free(copy);
-        return;
-    }
-    wk = &p->workers[w];
-    pthread_mutex_lock(&p->lock);
     free(wk->label);
-    wk->label = copy;
-    wk->state = copy ? state : WORKER_IDLE;
+    wk->label = label;
+    wk->state = label ? state : WORKER_IDLE;
     wk->chunk_base_bytes = atomic_load_explicit(&wk->moved_bytes, memory_order_relaxed);
     wk->chunk_est_bytes = est > 0 ? est : 0;
     wk->since_s = now_s();
+}
+
+static void worker_set(Progress *p, int w, WorkerState state, const char *label, int64_t est)
+{
+    char *copy;
+
+    if (p == NULL || w < 0 || w >= p->nworkers)
+        return;
+    copy = label ? display_copy(label) : NULL;
+    pthread_mutex_lock(&p->lock);
+    worker_set_locked(&p->workers[w], state, copy, est);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -890,19 +895,24 @@ void progress_worker_add(Progress *p, int w, int64_t bytes)
     atomic_fetch_add_explicit(&p->workers[w].moved_bytes, bytes, memory_order_relaxed);
 }
 
-/* rows are not kept per chunk: progress_table_done reports them per table. */
+/* One critical section, so no frame counts the chunk both as finished and
+ * in flight.  rows are not kept per chunk: progress_table_done has them
+ * per table. */
 void progress_worker_end(Progress *p, int w, int64_t rows)
 {
+    WorkerSlot *wk;
+
     (void)rows;
     if (p == NULL || w < 0 || w >= p->nworkers)
         return;
+    wk = &p->workers[w];
     pthread_mutex_lock(&p->lock);
-    if (p->workers[w].state == WORKER_CHUNK) {
-        p->finished_est_bytes += p->workers[w].chunk_est_bytes;
+    if (wk->state == WORKER_CHUNK) {
+        p->finished_est_bytes += wk->chunk_est_bytes;
         p->chunks_done++;
+        worker_set_locked(wk, WORKER_IDLE, NULL, 0);
     }
     pthread_mutex_unlock(&p->lock);
-    worker_set(p, w, WORKER_IDLE, NULL, 0);
 }
 
 void progress_worker_status(Progress *p, int w, const char *label)
@@ -1051,7 +1061,7 @@ static void print_phases_locked(Progress *p, FILE *out, double t)
     tt_add(&tt, ROW_CELLS, (const char *[]){"phase", "seconds"});
     tt_add(&tt, ROW_RULE, NULL);
     for (int i = 0; i < p->nphases; i++) {
-        const Phase *ph = &p->phases[i];
+        const PhaseSpan *ph = &p->phases[i];
         double s = (ph->end_s < 0 ? t : ph->end_s) - ph->start_s;
 
         total += s;
