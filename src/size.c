@@ -26,8 +26,8 @@ static const Unit byte_units[] = {
 };
 
 static const Unit time_units[] = {
-    {"", 1000.0},      {"ms", 1.0},         {"s", 1000.0},      {"sec", 1000.0},
-    {"min", 60000.0},  {"m", 60000.0},      {"h", 3600000.0},
+    {"", 1000.0},     {"ms", 1.0},    {"s", 1000.0},    {"sec", 1000.0},
+    {"min", 60000.0}, {"m", 60000.0}, {"h", 3600000.0},
 };
 
 static bool parse_with_units(const char *text, const Unit *units, size_t nunits, int64_t *out)
@@ -80,11 +80,11 @@ char *size_format_bytes(int64_t bytes, char *buf, size_t buflen)
         snprintf(buf, buflen, "%lld B", (long long)bytes);
         return buf;
     }
-    while (v >= 1024.0 && u < 5) {
+    while (v >= 1023.5 && u < 5) {
         v /= 1024.0;
         u++;
     }
-    snprintf(buf, buflen, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, names[u]);
+    snprintf(buf, buflen, v < 9.995 ? "%.2f %s" : v < 99.95 ? "%.1f %s" : "%.0f %s", v, names[u]);
     return buf;
 }
 
@@ -92,7 +92,7 @@ char *size_format_seconds(double seconds, char *buf, size_t buflen)
 {
     long s;
 
-    if (seconds < 0 || !isfinite(seconds)) {
+    if (seconds < 0 || !isfinite(seconds) || seconds >= 1e9) {
         snprintf(buf, buflen, "--:--");
         return buf;
     }
