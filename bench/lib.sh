@@ -57,15 +57,44 @@ bench_timed() {
 
 bench_rss_kb() { tail -n 1 "$CL_DIR/rss.$1" 2>/dev/null || echo 0; }
 
+# bench_digest_all NAME: cl_table_digest of every source table on cluster NAME,
+# BENCH_JOBS tables at a time, largest first; fills BENCH_DIGEST[table] ("missing"
+# when the table cannot be read).
+bench_digest_all() {
+  local name=$1 i running=0 dir="$CL_DIR/digests"
+  declare -gA BENCH_DIGEST=()
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  for i in "${!BENCH_TABLES[@]}"; do
+    (cl_table_digest "$name" "$BENCH_DB" "${BENCH_TABLES[i]}" "${BENCH_ORDER[${BENCH_TABLES[i]}]}" \
+      >"$dir/$i" 2>"$dir/$i.err" || echo missing >"$dir/$i") &
+    running=$((running + 1))
+    if [ "$running" -ge "$BENCH_JOBS" ]; then
+      wait -n || true
+      running=$((running - 1))
+    fi
+  done
+  wait
+  for i in "${!BENCH_TABLES[@]}"; do
+    BENCH_DIGEST[${BENCH_TABLES[i]}]=$(cat "$dir/$i")
+  done
+}
+
 # bench_fingerprint_source: row count and digest of every source table, once.
 bench_fingerprint_source() {
   local t t0
   t0=$(bench_now)
-  mapfile -t BENCH_TABLES < <(cl_tables source "$BENCH_DB")
+  mapfile -t BENCH_TABLES < <(cl_tables source "$BENCH_DB" | while read -r t; do
+    echo "$(cl_query source "$BENCH_DB" "select pg_total_relation_size('$t')") $t"
+  done | sort -rn | cut -d' ' -f2-)
   declare -gA BENCH_SRC_DIGEST=() BENCH_ORDER=()
   for t in "${BENCH_TABLES[@]}"; do
     BENCH_ORDER[$t]=$(cl_table_order source "$BENCH_DB" "$t")
-    BENCH_SRC_DIGEST[$t]=$(cl_table_digest source "$BENCH_DB" "$t" "${BENCH_ORDER[$t]}")
+  done
+  bench_digest_all source
+  for t in "${BENCH_TABLES[@]}"; do
+    [ "${BENCH_DIGEST[$t]}" != missing ] || cl_die "cannot read source table $t"
+    BENCH_SRC_DIGEST[$t]=${BENCH_DIGEST[$t]}
   done
   BENCH_SRC_SEQS=$(cl_sequences source "$BENCH_DB")
   BENCH_SRC_LO=$(cl_lo_digest source "$BENCH_DB")
@@ -96,16 +125,17 @@ bench_check_stats() {
 # bench_verify_target LOG: compare the target with the source fingerprint.
 # Sets V_DATA (identical/DIFFERENT), V_SEQ (match/DIFFERENT), V_SCHEMA.
 bench_verify_target() {
-  local log=$1 t got bad=0 missing
+  local log=$1 t got bad=0 extra
+  bench_digest_all target
   for t in "${BENCH_TABLES[@]}"; do
-    got=$(cl_table_digest target "$BENCH_DB" "$t" "${BENCH_ORDER[$t]}" 2>>"$log" || echo "missing")
+    got=${BENCH_DIGEST[$t]}
     if [ "$got" != "${BENCH_SRC_DIGEST[$t]}" ]; then
       echo "DIFFERENT $t: source ${BENCH_SRC_DIGEST[$t]}, target $got" >>"$log"
       bad=$((bad + 1))
     fi
   done
-  missing=$(comm -13 <(printf '%s\n' "${BENCH_TABLES[@]}") <(cl_tables target "$BENCH_DB"))
-  [ -z "$missing" ] || { echo "extra tables on target: $missing" >>"$log"; bad=$((bad + 1)); }
+  extra=$(comm -13 <(printf '%s\n' "${BENCH_TABLES[@]}" | sort) <(cl_tables target "$BENCH_DB" | sort))
+  [ -z "$extra" ] || { echo "extra tables on target: $extra" >>"$log"; bad=$((bad + 1)); }
   got=$(cl_lo_digest target "$BENCH_DB")
   [ "$got" = "$BENCH_SRC_LO" ] || { echo "large objects differ: $BENCH_SRC_LO vs $got" >>"$log"; bad=$((bad + 1)); }
   if [ "$bad" -eq 0 ]; then V_DATA=identical; else V_DATA="DIFFERENT($bad)"; fi

@@ -52,9 +52,10 @@ bench_install_peers() {
 
 bench_header() {
   echo "pgrelocate bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM; $("$CL_PGBIN/postgres" --version)"
+  echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM;" \
+    "load average before/after: $BENCH_LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg); $("$CL_PGBIN/postgres" --version)"
   echo "pgcopydb: $(pgcopydb --version 2>/dev/null | grep -o 'pgcopydb version [^ ]*' | head -n 1 || echo 'not installed')"
-  echo "dataset: pgbench scale $BENCH_SCALE + $((BENCH_SCALE * 10)) jsonb/bytea documents;" \
+  echo "dataset: pgbench scale $BENCH_SCALE + $((BENCH_SCALE * 12)) jsonb/bytea documents;" \
     "source database $((BENCH_SRC_BYTES / 1048576)) MB; jobs $BENCH_JOBS"
   echo "settings (source and target): ${BENCH_SETTINGS[*]}"
   echo "peak RSS: GNU time's maximum resident set of the largest single process of the tool (max of pg_dump and pg_restore)"
@@ -66,6 +67,7 @@ main() {
   for section in $BENCH_ONLY; do
     declare -F "bench_section_$section" >/dev/null || cl_die "unknown section '$section' (known: copy)"
   done
+  BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
   mkdir -p "$BENCH_LOGDIR"
   bench_install_peers
   cl_setup pgrelocate-bench

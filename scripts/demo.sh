@@ -209,7 +209,7 @@ verify() {
     fi
   done
   local extra
-  extra=$(comm -13 <(printf '%s\n' "${tables[@]}") <(cl_tables target "$DB"))
+  extra=$(comm -13 <(printf '%s\n' "${tables[@]}" | sort) <(cl_tables target "$DB" | sort))
   if [ -n "$extra" ]; then
     bad "tables on the target that the source does not have: $(echo "$extra" | tr '\n' ' ')"
     diffs=$((diffs + 1))
