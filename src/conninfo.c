@@ -24,18 +24,22 @@ static bool is_secret(const char *keyword)
 
 /* libpq's parse errors quote fragments of the input: keep only the words
  * outside quotes. */
-static void copy_unquoted(const char *msg, char *err, size_t errlen)
+static void copy_unquoted(const char *msg, bool input_has_quote, char *err, size_t errlen)
 {
     size_t o = 0;
     bool inq = false;
 
-    for (const char *p = msg; *p && o + 4 < errlen; p++) {
+    for (const char *p = msg; *p && o + 5 < errlen; p++) {
         if (*p == '"') {
             if (!inq)
                 err[o++] = '"', err[o++] = '.', err[o++] = '.', err[o++] = '.';
             else
                 err[o++] = '"';
             inq = !inq;
+            if (inq && input_has_quote) {
+                err[o++] = '"';
+                break;
+            }
             continue;
         }
         if (*p == '\n')
@@ -72,7 +76,7 @@ ConnInfo *conninfo_parse(const char *text, char *err, size_t errlen)
     int n = 0;
 
     if (!opts) {
-        copy_unquoted(pqerr ? pqerr : "out of memory", err, errlen);
+        copy_unquoted(pqerr ? pqerr : "out of memory", text && strchr(text, '"'), err, errlen);
         PQfreemem(pqerr);
         return NULL;
     }
