@@ -54,6 +54,7 @@ bench_header() {
   echo "pgrelocate bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM;" \
     "load average before/after: $BENCH_LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg); $("$CL_PGBIN/postgres" --version)"
+  echo "pgrelocate: $PGRELOCATE ($(cl_run "$CL_DIR/pgrelocate" --version 2>/dev/null || echo 'not built'))"
   echo "pgcopydb: $(pgcopydb --version 2>/dev/null | grep -o 'pgcopydb version [^ ]*' | head -n 1 || echo 'not installed')"
   echo "dataset: pgbench scale $BENCH_SCALE + $((BENCH_SCALE * 12)) jsonb/bytea documents;" \
     "source database $((BENCH_SRC_BYTES / 1048576)) MB; jobs $BENCH_JOBS"
