@@ -160,8 +160,7 @@ bool catalog_unreadable_tables(PGconn *src, char **names)
         " SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
         "   AS x, row_number() OVER (ORDER BY n.nspname, c.relname) AS rn"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE " USER_TABLES_WHERE
-        " AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')) s",
+        " WHERE " USER_TABLES_WHERE " AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')) s",
         0, NULL, 2);
 
     if (!res)

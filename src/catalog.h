@@ -36,8 +36,8 @@ void catalog_free(Catalog *cat);
 
 /* Server facts for checks and messages. */
 typedef struct ServerInfo {
-    int version_num;    /* PQserverVersion, e.g. 150018 */
-    char *encoding;     /* server_encoding */
+    int version_num; /* PQserverVersion, e.g. 150018 */
+    char *encoding;  /* server_encoding */
     char *dbname;
     bool superuser;
 } ServerInfo;

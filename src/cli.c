@@ -36,6 +36,12 @@ static const OptionSpec option_table[] = {
      "0 = release at once)"},
     {"progress", 0, OPT_STRING, OPT(progress), "PGRELOCATE_PROGRESS", "MODE",
      "auto, tty, plain or none (default: auto: live on a terminal, plain lines otherwise)"},
+    {"replica-identity-full", 0, OPT_BOOL, OPT(replica_identity_full), NULL, NULL,
+     "give tables without primary key REPLICA IDENTITY FULL on the source (undone by "
+     "cleanup) instead of refusing to start"},
+    {"slot-wait", 0, OPT_DURATION, OPT(slot_wait_ms), NULL, "DURATION",
+     "how long to wait for running source transactions when creating the replication slot "
+     "(default: 5min)"},
     {"verbose", 'v', OPT_BOOL, OPT(verbose), NULL, NULL, "print debugging detail"},
     {"quiet", 'q', OPT_BOOL, OPT(quiet), NULL, NULL, "print only warnings and errors"},
     {"help", 'h', OPT_BOOL, OPT(help), NULL, NULL, "show this help"},
@@ -50,6 +56,7 @@ void cli_defaults(Options *opts)
     opts->split_larger_than = (int64_t)1024 * 1024 * 1024;
     opts->snapshot_grace_ms = 5 * 60 * 1000;
     opts->progress = "auto";
+    opts->slot_wait_ms = 5 * 60 * 1000;
 }
 
 const OptionSpec *cli_find_option(const char *name)

@@ -24,6 +24,8 @@ typedef struct Options {
     const char *pg_bin;         /* directory holding pg_dump/pg_restore */
     int64_t snapshot_grace_ms;  /* keep the snapshot this long after a crash */
     const char *progress;       /* "auto", "tty", "plain", "none" */
+    bool replica_identity_full; /* start: give tables without a key REPLICA IDENTITY FULL */
+    int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
     bool verbose;
     bool quiet;
     bool help;
@@ -32,8 +34,8 @@ typedef struct Options {
 typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_DURATION, OPT_STRING } OptKind;
 
 typedef struct OptionSpec {
-    const char *name;    /* long name without "--" */
-    char short_name;     /* 0 if none */
+    const char *name; /* long name without "--" */
+    char short_name;  /* 0 if none */
     OptKind kind;
     size_t offset;       /* offsetof(Options, field) */
     const char *env;     /* environment variable read when the option is absent, or NULL */
@@ -46,10 +48,10 @@ typedef int (*CommandFn)(const Options *opts);
 typedef struct CommandSpec {
     const char *name;
     CommandFn run;
-    const char *summary;  /* one line for the command list */
-    const char *usage;    /* "pgrelocate copy --source URI --target URI [options]" */
-    const char *details;  /* paragraphs shown by COMMAND --help */
-    const char *const *options; /* names of the options it takes, NULL-terminated */
+    const char *summary;         /* one line for the command list */
+    const char *usage;           /* "pgrelocate copy --source URI --target URI [options]" */
+    const char *details;         /* paragraphs shown by COMMAND --help */
+    const char *const *options;  /* names of the options it takes, NULL-terminated */
     const char *const *required; /* names that must be set, NULL-terminated */
 } CommandSpec;
 

@@ -13,5 +13,7 @@
 #define EXIT_INTERRUPTED 130 /* stopped by SIGINT/SIGTERM at a safe point */
 
 int cmd_copy(const Options *opts);
+int cmd_start(const Options *opts);
+int cmd_cleanup(const Options *opts);
 
 #endif

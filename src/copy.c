@@ -25,8 +25,8 @@ typedef struct TableTally {
 typedef struct Shared {
     const CopyJob *job;
     pthread_mutex_t lock;
-    int next;        /* next chunk index to look at */
-    bool failed;     /* a worker hit an error: others stop taking chunks */
+    int next;    /* next chunk index to look at */
+    bool failed; /* a worker hit an error: others stop taking chunks */
     TableTally *tally;
 } Shared;
 
@@ -73,12 +73,11 @@ static void chunk_sql(PGconn *conn, const StateTable *t, const StateChunk *c, ch
 
     if (c->blk_start < 0) {
         *src_sql = xasprintf("COPY %s%s TO STDOUT (%s)", q, cols, fmt);
-        *tgt_sql = xasprintf("TRUNCATE ONLY %s; COPY %s%s FROM STDIN (%s, FREEZE)", q, q, cols,
-                             fmt);
+        *tgt_sql =
+            xasprintf("TRUNCATE ONLY %s; COPY %s%s FROM STDIN (%s, FREEZE)", q, q, cols, fmt);
     } else {
         if (c->blk_end >= 0)
-            snprintf(range, sizeof(range), " AND ctid < '(%lld,0)'::tid",
-                     (long long)c->blk_end);
+            snprintf(range, sizeof(range), " AND ctid < '(%lld,0)'::tid", (long long)c->blk_end);
         *src_sql = xasprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%lld,0)'::tid%s) TO "
                              "STDOUT (%s)",
                              t->columns, q, (long long)c->blk_start, range, fmt);
@@ -102,8 +101,7 @@ static ChunkResult failure(PGconn *conn, PGresult *res, const char *ctx, bool lo
 }
 
 /* PQexec expecting one status. */
-static ChunkResult exec_expect(PGconn *conn, const char *sql, ExecStatusType want,
-                               const char *ctx)
+static ChunkResult exec_expect(PGconn *conn, const char *sql, ExecStatusType want, const char *ctx)
 {
     PGresult *res = PQexec(conn, sql);
 
@@ -186,9 +184,11 @@ static void drop_connections(Worker *w)
 static bool ensure_connections(Worker *w)
 {
     const CopyJob *job = w->sh->job;
-    ConnOpts so = {.side = CONN_SOURCE, .app_name = "pgrelocate copy",
+    ConnOpts so = {.side = CONN_SOURCE,
+                   .app_name = "pgrelocate copy",
                    .client_encoding = job->client_encoding};
-    ConnOpts to = {.side = CONN_TARGET, .app_name = "pgrelocate copy",
+    ConnOpts to = {.side = CONN_TARGET,
+                   .app_name = "pgrelocate copy",
                    .client_encoding = job->client_encoding};
 
     if (!w->src)
@@ -409,8 +409,11 @@ static void *stmt_worker_main(void *arg)
 bool copy_run_statements(const ConnInfo *target, char **statements, int n, int jobs,
                          Progress *progress, volatile sig_atomic_t *interrupted)
 {
-    StmtShared sh = {.target = target, .statements = statements, .n = n,
-                     .progress = progress, .interrupted = interrupted};
+    StmtShared sh = {.target = target,
+                     .statements = statements,
+                     .n = n,
+                     .progress = progress,
+                     .interrupted = interrupted};
     StmtWorker *workers = xcalloc((size_t)jobs, sizeof(StmtWorker));
     pthread_t *threads = xcalloc((size_t)jobs, sizeof(pthread_t));
     int started = 0;

@@ -75,12 +75,11 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
     return false;
 }
 
-bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *count,
-                      int64_t *bytes)
+bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *count, int64_t *bytes)
 {
-    PGresult *res = conn_query(src, "large objects",
-                               "SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
-                               0, NULL, 1);
+    PGresult *res =
+        conn_query(src, "large objects",
+                   "SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid", 0, NULL, 1);
     bool ok = true;
 
     *count = *bytes = 0;

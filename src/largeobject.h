@@ -16,7 +16,6 @@
 
 /* src must be in a transaction using the copy snapshot.  Sets *count and
  * *bytes.  Returns false after logging the first failure. */
-bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *count,
-                      int64_t *bytes);
+bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *count, int64_t *bytes);
 
 #endif

@@ -11,9 +11,13 @@
 #include <string.h>
 
 static const char *const copy_options[] = {
-    "source",  "target",   "jobs",   "split-larger-than", "resume", "new-snapshot",
-    "no-owner", "no-acl",  "pg-bin", "snapshot-grace",    "progress", NULL};
+    "source",   "target", "jobs",   "split-larger-than", "resume",   "new-snapshot",
+    "no-owner", "no-acl", "pg-bin", "snapshot-grace",    "progress", NULL};
 static const char *const copy_required[] = {"source", "target", NULL};
+static const char *const start_options[] = {
+    "source", "target",         "jobs",     "split-larger-than",     "no-owner",  "no-acl",
+    "pg-bin", "snapshot-grace", "progress", "replica-identity-full", "slot-wait", NULL};
+static const char *const cleanup_options[] = {"source", "target", NULL};
 
 static const CommandSpec commands[] = {
     {"copy", cmd_copy, "copy a whole database (schema and data) to an empty target database",
@@ -35,6 +39,36 @@ static const CommandSpec commands[] = {
      "  pgrelocate copy --source postgresql://app@old-db/shop \\\n"
      "                  --target postgresql://app@new-db/shop --jobs 8",
      copy_options, copy_required},
+    {"start", cmd_start, "copy the database, then follow its changes until the cutover",
+     "pgrelocate start --source URI --target URI [options]",
+     "Creates a publication and a logical replication slot (pgoutput) on the source, copies\n"
+     "the database from the snapshot the slot exports (as `copy` does), then streams every\n"
+     "change committed on the source since that snapshot and applies it to the target, in\n"
+     "commit order, exactly once, until you stop it (Ctrl-C or SIGTERM: it finishes the\n"
+     "transaction at hand and saves its position). Run the same command again to go on from\n"
+     "where it stopped, whatever the phase.\n"
+     "\n"
+     "The source needs wal_level = logical and a role with REPLICATION (RDS/Aurora:\n"
+     "rds.logical_replication = 1 and rds_replication) that owns the tables (to publish\n"
+     "them). Tables without primary key or replica identity are refused, because once\n"
+     "published their UPDATEs and DELETEs would fail on the source; --replica-identity-full\n"
+     "gives them REPLICA IDENTITY FULL instead (cleanup restores it). The target role must\n"
+     "be a superuser (RDS/Aurora: rds_superuser): changes are applied in replica mode and\n"
+     "progress is kept in a replication origin.\n"
+     "\n"
+     "The slot keeps WAL on the source until pgrelocate has applied it: do not leave a\n"
+     "stopped migration for long, and run `pgrelocate cleanup` when you are done.\n"
+     "\n"
+     "Example:\n"
+     "  pgrelocate start --source postgresql://app@old-db/shop \\\n"
+     "                   --target postgresql://postgres@new-db/shop",
+     start_options, copy_required},
+    {"cleanup", cmd_cleanup, "remove the slot, publication, origin and state of a migration",
+     "pgrelocate cleanup --source URI --target URI",
+     "Drops what pgrelocate created: on the source the replication slot and the publication\n"
+     "(and restores replica identities it changed), on the target the replication origin and\n"
+     "the pgrelocate schema. Your copied tables and data stay. Safe to run twice.",
+     cleanup_options, copy_required},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -80,8 +114,8 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (!cli_check_required(cmd, &opts, err, sizeof(err))) {
-        log_msg(LOG_ERROR, NULL, NULL, "missing required option%s: %s",
-                strchr(err, ',') ? "s" : "", err);
+        log_msg(LOG_ERROR, NULL, NULL, "missing required option%s: %s", strchr(err, ',') ? "s" : "",
+                err);
         fprintf(stderr, "Run \"pgrelocate %s --help\" for its options.\n", cmd->name);
         return EXIT_USAGE;
     }

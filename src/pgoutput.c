@@ -32,6 +32,9 @@
  *   TupleData: Int16 ncols, ncols x ('n' | 'u' | 't' Int32 len Byte[len] | 'b' Int32 len Byte[len])
  * Only a message's first byte is a message tag: 'K', 'O', 'N', 'b', 'r', 't' inside a
  * message are markers of that message's own grammar.
+ * Also refused, as no PostgreSQL sends them: OID 0, xid below 3, a prefix xid or
+ * subxid older than its transaction, undefined flag bits, empty relation, column
+ * or type names, more than 1664 columns, bytes after the last field.
  */
 #include "pgoutput.h"
 
@@ -513,7 +516,7 @@ static void dec_update(Reader *r, PgoMessage *m)
 
 static void dec_delete(Reader *r, PgoMessage *m)
 {
-    PgoDelete *del = &m->u.delete_;
+    PgoDelete *del = &m->u.del;
     uint8_t marker;
 
     del->relid = rd_nonzero32(r, "relation oid");

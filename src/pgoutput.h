@@ -213,7 +213,7 @@ typedef struct PgoMessage {
         PgoType type_info;                 /* Y */
         PgoInsert insert;                  /* I */
         PgoUpdate update;                  /* U */
-        PgoDelete delete_;                 /* D */
+        PgoDelete del;                     /* D */
         PgoTruncate truncate;              /* T */
         PgoLogicalMessage message;         /* M */
         PgoStreamStart stream_start;       /* S (E has no body) */

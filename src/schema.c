@@ -92,8 +92,7 @@ bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
         log_msg(LOG_ERROR, NULL,
                 "Install the PostgreSQL client programs (Debian: postgresql-client-N for the "
                 "source's major version N) or name their directory with --pg-bin.",
-                "pg_dump and pg_restore not found%s%s", pg_bin ? " in " : "",
-                pg_bin ? pg_bin : "");
+                "pg_dump and pg_restore not found%s%s", pg_bin ? " in " : "", pg_bin ? pg_bin : "");
     else
         log_msg(LOG_ERROR,
                 "pg_dump cannot read a server newer than itself, and pg_dump and pg_restore "
@@ -130,10 +129,17 @@ bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, co
     char *dbarg = xasprintf("--dbname=%s", conn);
     char *snaparg = xasprintf("--snapshot=%s", snapshot);
     char *filearg = xasprintf("--file=%s", path);
-    const char *argv[] = {t->pg_dump,          "--format=custom",       "--section=pre-data",
-                          "--section=post-data", "--exclude-schema=pgrelocate",
-                          "--no-subscriptions", "--no-sync",             "--lock-wait-timeout=60s",
-                          snaparg,             filearg,                 dbarg,
+    const char *argv[] = {t->pg_dump,
+                          "--format=custom",
+                          "--section=pre-data",
+                          "--section=post-data",
+                          "--exclude-schema=pgrelocate",
+                          "--no-subscriptions",
+                          "--no-sync",
+                          "--lock-wait-timeout=60s",
+                          snaparg,
+                          filearg,
+                          dbarg,
                           NULL};
     ProcResult r;
     bool ok = proc_run(argv, conninfo_password(src), false, &r);
@@ -204,8 +210,8 @@ typedef struct KindWave {
 
 /* Longest names first where one is a prefix of another. */
 static const KindWave kind_waves[] = {
-    {"FK CONSTRAINT", POST_WAVE_FK},       {"CHECK CONSTRAINT", POST_WAVE_BUILD},
-    {"INDEX ATTACH", POST_WAVE_ATTACH},    {"CONSTRAINT", POST_WAVE_BUILD},
+    {"FK CONSTRAINT", POST_WAVE_FK},    {"CHECK CONSTRAINT", POST_WAVE_BUILD},
+    {"INDEX ATTACH", POST_WAVE_ATTACH}, {"CONSTRAINT", POST_WAVE_BUILD},
     {"INDEX", POST_WAVE_BUILD},
 };
 
@@ -262,8 +268,7 @@ bool schema_list_post(const PgTools *t, const char *archive, PostEntry **out, in
         return false;
     }
     entries = xcalloc((size_t)cap, sizeof(PostEntry));
-    for (char *line = strtok_r(r.out.data, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(r.out.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (count == cap) {
             cap *= 2;
             entries = xrealloc(entries, (size_t)cap * sizeof(PostEntry));
@@ -467,10 +472,10 @@ static bool run_serial(const PostRun *pr, PostEntry *entries, int n, PostWave wa
     if (nidx > 0) {
         pid = spawn_batch(pr, entries, idx, nidx, 0);
         ok = pid > 0 && proc_wait_one(&pid, 1, &code) == pid &&
-             judge_batch(pr, code, 0, wave == POST_WAVE_ATTACH ? "attaching partition indexes"
-                                                               : "triggers, rules and the rest "
-                                                                 "of the post-data schema") ==
-                 BATCH_DONE;
+             judge_batch(pr, code, 0,
+                         wave == POST_WAVE_ATTACH ? "attaching partition indexes"
+                                                  : "triggers, rules and the rest "
+                                                    "of the post-data schema") == BATCH_DONE;
         for (int i = 0; ok && i < nidx; i++) {
             entries[idx[i]].done = true;
             if (pr->done && !pr->done(&entries[idx[i]], pr->arg))

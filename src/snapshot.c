@@ -104,10 +104,40 @@ static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
     }
 }
 
-static void child_main(const ConnInfo *source, const char *import_name, int64_t grace_ms,
-                       int result_fd, int control_fd)
+/* Replication connection: note our backend pid, then create the slot;
+ * reports "OK snapshot pid lsn". */
+static void child_create_slot(PGconn *conn, const char *slot, int result_fd)
 {
-    ConnOpts co = {.side = CONN_SOURCE, .app_name = SNAPSHOT_APP_NAME};
+    PGresult *res = PQexec(conn, "SELECT pg_catalog.pg_backend_pid()");
+    char *q, *sql, line[256], pid[16];
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        child_report(result_fd, "ERR", PQresultErrorMessage(res));
+        _exit(1);
+    }
+    snprintf(pid, sizeof(pid), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    child_report(result_fd, "PID", pid);
+    q = conn_quote_ident(conn, slot);
+    sql = PQserverVersion(conn) >= 150000
+              ? xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export')", q)
+              : xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", q);
+    res = PQexec(conn, sql);
+    free(q);
+    free(sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
+        child_report(result_fd, "ERR", PQresultErrorMessage(res));
+        _exit(1);
+    }
+    snprintf(line, sizeof(line), "%s %s %s", PQgetvalue(res, 0, 2), pid, PQgetvalue(res, 0, 1));
+    PQclear(res);
+    child_report(result_fd, "OK", line);
+}
+
+static void child_main(const ConnInfo *source, const char *import_name, const char *slot,
+                       int64_t grace_ms, int result_fd, int control_fd)
+{
+    ConnOpts co = {.side = CONN_SOURCE, .app_name = SNAPSHOT_APP_NAME, .replication = slot != NULL};
     PGconn *conn;
     PGresult *res;
     char line[256];
@@ -120,6 +150,13 @@ static void child_main(const ConnInfo *source, const char *import_name, int64_t 
     if (!conn) {
         child_report(result_fd, "ERR", "could not connect to the source");
         _exit(1);
+    }
+    if (slot) {
+        child_create_slot(conn, slot, result_fd);
+        close(result_fd);
+        child_wait(conn, control_fd, grace_ms);
+        PQfinish(conn);
+        _exit(0);
     }
     res = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     PQclear(res);
@@ -151,38 +188,131 @@ static void child_main(const ConnInfo *source, const char *import_name, int64_t 
     _exit(0);
 }
 
-static SnapshotStatus read_result(int fd, SnapshotKeeper *out)
+/* Creating a slot waits for every transaction running on the source to
+ * end.  Say which ones it waits for; give up after wait_ms. */
+static void report_blockers(const ConnInfo *source)
 {
-    char buf[512];
-    size_t used = 0;
-    ssize_t n;
+    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate"};
+    PGconn *conn = conn_open(source, &co);
+    PGresult *res;
 
-    while (used + 1 < sizeof(buf) && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) != 0) {
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+    if (!conn)
+        return;
+    res =
+        PQexec(conn, "SELECT 'pid ' || pid || ' (' || coalesce(usename, '?') || ', ' || state || "
+                     "', transaction started ' || "
+                     "round(extract(epoch FROM now() - xact_start)) || ' s ago)' "
+                     "FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL "
+                     "AND pid <> pg_catalog.pg_backend_pid() "
+                     "UNION ALL SELECT 'prepared transaction ' || pg_catalog.quote_literal(gid) || "
+                     "' (prepared ' || round(extract(epoch FROM now() - prepared)) || ' s ago)' "
+                     "FROM pg_catalog.pg_prepared_xacts LIMIT 10");
+    for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++)
+        log_notice("[slot] waiting for %s to end", PQgetvalue(res, i, 0));
+    PQclear(res);
+    PQfinish(conn);
+}
+
+static bool wait_readable(const ConnInfo *source, int fd, int64_t wait_ms)
+{
+    int64_t deadline = now_ms() + wait_ms, next_report = now_ms() + 5000;
+
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        int64_t left = deadline - now_ms();
+
+        if (left <= 0)
             break;
+        if (poll(&pf, 1, (int)(left < 1000 ? left : 1000)) > 0)
+            return true;
+        if (now_ms() >= next_report) {
+            report_blockers(source);
+            next_report = now_ms() + 15000;
         }
-        used += (size_t)n;
-        if (memchr(buf, '\n', used))
+    }
+    log_msg(LOG_ERROR,
+            "A logical replication slot can only be created once every transaction that was "
+            "running when it was requested has ended.",
+            "End or commit the long-running or prepared transactions named above (or wait for "
+            "a quieter moment), then run pgrelocate start again. Nothing was left behind.",
+            "[slot] gave up creating the replication slot after %lld s",
+            (long long)(wait_ms / 1000));
+    report_blockers(source);
+    return false;
+}
+
+/* Read one line from the keeper (blocking); "" at end of file. */
+static void read_line(int fd, char *buf, size_t cap)
+{
+    size_t used = 0;
+
+    while (used + 1 < cap) {
+        ssize_t n = read(fd, buf + used, 1);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || buf[used] == '\n')
             break;
+        used++;
     }
     buf[used] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
+}
+
+static SnapshotStatus parse_result(const char *buf, SnapshotKeeper *out)
+{
+    char lsn[64] = "";
+
     if (strncmp(buf, "OK ", 3) == 0 &&
-        sscanf(buf + 3, "%63s %d", out->name, &out->backend_pid) == 2)
+        sscanf(buf + 3, "%63s %d %63s", out->name, &out->backend_pid, lsn) >= 2) {
+        if (lsn[0] && !lsn_parse(lsn, &out->slot_lsn))
+            return SNAPSHOT_ERROR;
         return SNAPSHOT_OK;
+    }
     if (strncmp(buf, "GONE ", 5) == 0) {
         log_debug("[snapshot] previous snapshot cannot be imported: %s", buf + 5);
         return SNAPSHOT_GONE;
     }
     log_error("[snapshot] could not export a snapshot on the source: %s",
-              used > 4 ? buf + 4 : "the keeper process ended early");
+              strlen(buf) > 4 ? buf + 4 : "the keeper process ended early");
     return SNAPSHOT_ERROR;
 }
 
+/* Stop a slot creation that waits too long: end its walsender, so the
+ * unfinished (ephemeral) slot goes away with it. */
+static void cancel_slot_creation(const ConnInfo *source, int backend_pid)
+{
+    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate"};
+    PGconn *conn = conn_open(source, &co);
+    char pid[16];
+    const char *p[1] = {pid};
+
+    if (!conn)
+        return;
+    snprintf(pid, sizeof(pid), "%d", backend_pid);
+    PQclear(PQexecParams(conn, "SELECT pg_catalog.pg_terminate_backend($1::int)", 1, NULL, p, NULL,
+                         NULL, 0));
+    PQfinish(conn);
+}
+
+static SnapshotStatus start_keeper(const ConnInfo *source, const char *import_name,
+                                   const char *slot, int64_t grace_ms, int64_t wait_ms,
+                                   SnapshotKeeper *out);
+
 SnapshotStatus snapshot_keeper_start(const ConnInfo *source, const char *import_name,
                                      int64_t grace_ms, SnapshotKeeper *out)
+{
+    return start_keeper(source, import_name, NULL, grace_ms, -1, out);
+}
+
+SnapshotStatus snapshot_keeper_start_slot(const ConnInfo *source, const char *slot_name,
+                                          int64_t grace_ms, int64_t wait_ms, SnapshotKeeper *out)
+{
+    return start_keeper(source, NULL, slot_name, grace_ms, wait_ms, out);
+}
+
+static SnapshotStatus start_keeper(const ConnInfo *source, const char *import_name,
+                                   const char *slot, int64_t grace_ms, int64_t wait_ms,
+                                   SnapshotKeeper *out)
 {
     int result[2], control[2];
     SnapshotStatus st;
@@ -203,13 +333,34 @@ SnapshotStatus snapshot_keeper_start(const ConnInfo *source, const char *import_
         close(result[0]);
         close(control[1]);
         close_inherited_fds(result[1], control[0]);
-        child_main(source, import_name, grace_ms, result[1], control[0]);
+        child_main(source, import_name, slot, grace_ms, result[1], control[0]);
     }
     close(result[1]);
     close(control[0]);
     fcntl(control[1], F_SETFD, FD_CLOEXEC);
     out->control_fd = control[1];
-    st = read_result(result[0], out);
+    if (slot) {
+        char line[512];
+        int walsender = 0;
+
+        read_line(result[0], line, sizeof(line));
+        if (sscanf(line, "PID %d", &walsender) != 1) {
+            st = parse_result(line, out);
+            goto done;
+        }
+        if (!wait_readable(source, result[0], wait_ms)) {
+            cancel_slot_creation(source, walsender);
+            st = SNAPSHOT_ERROR;
+            goto done;
+        }
+    }
+    {
+        char line[512];
+
+        read_line(result[0], line, sizeof(line));
+        st = parse_result(line, out);
+    }
+done:
     close(result[0]);
     if (st != SNAPSHOT_OK) {
         snapshot_keeper_release(out);

@@ -18,6 +18,7 @@
 #define PGRELOCATE_SNAPSHOT_H
 
 #include "conninfo.h"
+#include "lsn.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,10 +27,11 @@
 #define SNAPSHOT_APP_NAME "pgrelocate snapshot"
 
 typedef struct SnapshotKeeper {
-    pid_t pid;        /* keeper process, 0 when none */
-    int control_fd;   /* write end of the control pipe, -1 when none */
-    char name[64];    /* exported snapshot identifier */
-    int backend_pid;  /* the keeper's backend on the source */
+    pid_t pid;       /* keeper process, 0 when none */
+    int control_fd;  /* write end of the control pipe, -1 when none */
+    char name[64];   /* exported snapshot identifier */
+    int backend_pid; /* the keeper's backend on the source */
+    Lsn slot_lsn;    /* with a slot: its consistent point */
 } SnapshotKeeper;
 
 typedef enum {
@@ -43,6 +45,15 @@ typedef enum {
  * any thread is started. */
 SnapshotStatus snapshot_keeper_start(const ConnInfo *source, const char *import_name,
                                      int64_t grace_ms, SnapshotKeeper *out);
+
+/* Create the logical replication slot slot_name (pgoutput) on a
+ * replication connection and keep the snapshot it exports: every row the
+ * snapshot does not show is in the slot's stream, and every row it shows
+ * is not (no gap, no overlap).  Creating a slot waits for transactions
+ * running on the source to end: after wait_ms the attempt is abandoned
+ * (nothing is left behind) and the blocking sessions are named. */
+SnapshotStatus snapshot_keeper_start_slot(const ConnInfo *source, const char *slot_name,
+                                          int64_t grace_ms, int64_t wait_ms, SnapshotKeeper *out);
 
 /* Normal end: the keeper commits and exits now; waits for it. */
 void snapshot_keeper_release(SnapshotKeeper *k);

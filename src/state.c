@@ -12,7 +12,7 @@
 #include <string.h>
 
 static const char *const phase_names[] = {"schema",    "data",    "large-objects", "post-data",
-                                          "sequences", "analyze", "done"};
+                                          "sequences", "analyze", "follow",        "done"};
 
 const char *state_phase_name(Phase p)
 {
@@ -36,6 +36,7 @@ static const char *const create_sql =
     "  id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
     "  source text NOT NULL, source_database text,"
     "  phase text NOT NULL,"
+    "  replication_name text, slot_lsn pg_lsn,"
     "  snapshot text, snapshot_backend_pid int, snapshot_taken_at timestamptz,"
     "  schema_archive bytea,"
     "  started_at timestamptz NOT NULL DEFAULT now(),"
@@ -56,6 +57,8 @@ static const char *const create_sql =
     "CREATE TABLE pgrelocate.post_data ("
     "  dump_id int PRIMARY KEY, description text NOT NULL,"
     "  done_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE pgrelocate.replica_identity ("
+    "  qualified_name text PRIMARY KEY, original \"char\" NOT NULL);"
     "CREATE TABLE pgrelocate.events ("
     "  id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),"
     "  level text NOT NULL, context text NOT NULL, message text NOT NULL);"
@@ -70,9 +73,9 @@ static const char *const create_sql =
 
 bool state_exists(PGconn *tgt, bool *exists)
 {
-    PGresult *res = conn_query(tgt, "state",
-                               "SELECT pg_catalog.to_regclass('pgrelocate.migration') IS NOT NULL",
-                               0, NULL, 1);
+    PGresult *res =
+        conn_query(tgt, "state",
+                   "SELECT pg_catalog.to_regclass('pgrelocate.migration') IS NOT NULL", 0, NULL, 1);
 
     if (!res)
         return false;
@@ -81,16 +84,17 @@ bool state_exists(PGconn *tgt, bool *exists)
     return true;
 }
 
-bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname)
+bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname,
+                  const char *replication_name)
 {
-    const char *params[2] = {source_display, source_dbname};
+    const char *params[3] = {source_display, source_dbname, replication_name};
 
     if (!conn_exec(tgt, "state", create_sql))
         goto fail;
     if (!conn_command(tgt, "state",
-                      "INSERT INTO pgrelocate.migration (source, source_database, phase) "
-                      "VALUES ($1, $2, 'schema')",
-                      2, params))
+                      "INSERT INTO pgrelocate.migration (source, source_database, phase, "
+                      "replication_name) VALUES ($1, $2, 'schema', $3)",
+                      3, params))
         goto fail;
     return conn_exec(tgt, "state", "COMMIT");
 fail:
@@ -164,8 +168,9 @@ bool state_load(PGconn *tgt, MigrationState *st)
     memset(st, 0, sizeof(*st));
     res = conn_query(tgt, "state",
                      "SELECT phase, source, snapshot, snapshot_backend_pid, "
-                     "snapshot_taken_at::text FROM pgrelocate.migration",
-                     0, NULL, 5);
+                     "snapshot_taken_at::text, replication_name, "
+                     "coalesce(slot_lsn, '0/0')::text FROM pgrelocate.migration",
+                     0, NULL, 7);
     if (!res)
         return false;
     if (PQntuples(res) != 1) {
@@ -178,6 +183,9 @@ bool state_load(PGconn *tgt, MigrationState *st)
     st->snapshot = dup_or_null(res, 0, 2);
     st->snapshot_backend_pid = PQgetisnull(res, 0, 3) ? 0 : atoi(PQgetvalue(res, 0, 3));
     st->snapshot_taken_at = dup_or_null(res, 0, 4);
+    st->replication_name = dup_or_null(res, 0, 5);
+    st->follow = st->replication_name != NULL;
+    lsn_parse(PQgetvalue(res, 0, 6), &st->slot_lsn);
     PQclear(res);
     return load_tables(tgt, st) && load_chunks(tgt, st);
 }
@@ -194,6 +202,7 @@ void state_free(MigrationState *st)
     free(st->source);
     free(st->snapshot);
     free(st->snapshot_taken_at);
+    free(st->replication_name);
     memset(st, 0, sizeof(*st));
 }
 
@@ -203,7 +212,7 @@ bool state_set_phase(PGconn *tgt, Phase phase)
 
     return conn_command(tgt, "state",
                         "UPDATE pgrelocate.migration SET phase = $1, updated_at = now(), "
-                        "finished_at = CASE WHEN $1 = 'done' THEN now() END",
+                        "finished_at = CASE WHEN $1 IN ('done', 'follow') THEN now() END",
                         1, params);
 }
 
@@ -258,8 +267,7 @@ bool state_restore_archive(PGconn *tgt, const char *path)
     FILE *f;
     bool ok;
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-        PQgetisnull(res, 0, 0)) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
         log_error("[state] the schema archive of the interrupted run is missing");
         PQclear(res);
         return false;
@@ -321,8 +329,8 @@ static bool copy_rows(PGconn *tgt, const char *sql, const StrBuf *rows)
     return ok;
 }
 
-bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables,
-                     const StateChunk *chunks, int nchunks)
+bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const StateChunk *chunks,
+                     int nchunks)
 {
     StrBuf t, c;
     bool ok;
@@ -340,8 +348,8 @@ bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables,
                        (long long)tables[i].bytes, (long long)tables[i].heap_blocks);
     }
     for (int i = 0; i < nchunks; i++)
-        strbuf_appendf(&c, "%d\t%d\t%d\t%lld\t%lld\t%lld\n", chunks[i].table_no,
-                       chunks[i].chunk_no, chunks[i].nchunks, (long long)chunks[i].blk_start,
+        strbuf_appendf(&c, "%d\t%d\t%d\t%lld\t%lld\t%lld\n", chunks[i].table_no, chunks[i].chunk_no,
+                       chunks[i].nchunks, (long long)chunks[i].blk_start,
                        (long long)chunks[i].blk_end, (long long)chunks[i].est_bytes);
     ok = conn_exec(tgt, "state", "BEGIN") &&
          copy_rows(tgt,
@@ -378,7 +386,8 @@ const char *const state_chunk_done_sql =
 
 bool state_load_post_done(PGconn *tgt, int **ids, int *n)
 {
-    PGresult *res = conn_query(tgt, "state", "SELECT dump_id FROM pgrelocate.post_data", 0, NULL, 1);
+    PGresult *res =
+        conn_query(tgt, "state", "SELECT dump_id FROM pgrelocate.post_data", 0, NULL, 1);
 
     if (!res)
         return false;
@@ -453,8 +462,48 @@ bool state_target_is_empty(PGconn *tgt, bool *empty, char **example)
     if (!res)
         return false;
     *empty = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-    *example = *empty ? NULL : xasprintf("%s objects, e.g. %s", PQgetvalue(res, 0, 0),
-                                         PQgetvalue(res, 0, 1));
+    *example = *empty
+                   ? NULL
+                   : xasprintf("%s objects, e.g. %s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return true;
+}
+
+bool state_set_slot_lsn(PGconn *tgt, Lsn lsn)
+{
+    char text[LSN_TEXT_SIZE];
+    const char *p[1] = {lsn_format(lsn, text)};
+
+    return conn_command(tgt, "state", "UPDATE pgrelocate.migration SET slot_lsn = $1::pg_lsn", 1,
+                        p);
+}
+
+bool state_record_identity(PGconn *tgt, const char *qualified, char original)
+{
+    char o[2] = {original, 0};
+    const char *p[2] = {qualified, o};
+
+    return conn_command(tgt, "state",
+                        "INSERT INTO pgrelocate.replica_identity VALUES ($1, $2) "
+                        "ON CONFLICT (qualified_name) DO NOTHING",
+                        2, p);
+}
+
+bool state_load_identity(PGconn *tgt, char ***qualified, char **original, int *n)
+{
+    PGresult *res =
+        conn_query(tgt, "state", "SELECT qualified_name, original FROM pgrelocate.replica_identity",
+                   0, NULL, 2);
+
+    if (!res)
+        return false;
+    *n = PQntuples(res);
+    *qualified = xcalloc((size_t)*n + 1, sizeof(char *));
+    *original = xcalloc((size_t)*n + 1, 1);
+    for (int i = 0; i < *n; i++) {
+        (*qualified)[i] = xstrdup(PQgetvalue(res, i, 0));
+        (*original)[i] = PQgetvalue(res, i, 1)[0];
+    }
     PQclear(res);
     return true;
 }

@@ -12,6 +12,8 @@
 #ifndef PGRELOCATE_STATE_H
 #define PGRELOCATE_STATE_H
 
+#include "lsn.h"
+
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +25,7 @@ typedef enum {
     PHASE_POST_DATA,     /* indexes, constraints, triggers, ... */
     PHASE_SEQUENCES,
     PHASE_ANALYZE,
+    PHASE_FOLLOW, /* start: copy done, changes streaming */
     PHASE_DONE
 } Phase;
 
@@ -32,9 +35,9 @@ typedef struct StateTable {
     int table_no;
     char *schema_name;
     char *table_name;
-    char *columns;      /* quoted column list, "" for a table without columns */
-    bool binary;        /* binary COPY is safe for its column types */
-    int64_t bytes;      /* estimate at planning */
+    char *columns; /* quoted column list, "" for a table without columns */
+    bool binary;   /* binary COPY is safe for its column types */
+    int64_t bytes; /* estimate at planning */
     int64_t heap_blocks;
 } StateTable;
 
@@ -50,8 +53,11 @@ typedef struct StateChunk {
 
 typedef struct MigrationState {
     Phase phase;
-    char *source;            /* display form */
-    char *snapshot;          /* may be NULL */
+    bool follow;            /* started by `start` (copy, then follow changes) */
+    char *replication_name; /* slot, publication and origin name; NULL for copy */
+    Lsn slot_lsn;           /* the slot's consistent point */
+    char *source;           /* display form */
+    char *snapshot;         /* may be NULL */
     int snapshot_backend_pid;
     char *snapshot_taken_at; /* text timestamp */
     StateTable *tables;
@@ -63,8 +69,14 @@ typedef struct MigrationState {
 /* Does the target hold pgrelocate state?  Sets *exists. */
 bool state_exists(PGconn *tgt, bool *exists);
 /* Create the schema and the migration row (phase schema), in one
- * transaction. */
-bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname);
+ * transaction.  replication_name: NULL for a copy. */
+bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname,
+                  const char *replication_name);
+/* Record the slot's consistent point. */
+bool state_set_slot_lsn(PGconn *tgt, Lsn lsn);
+/* Replica identity changes made on the source (to undo at cleanup). */
+bool state_record_identity(PGconn *tgt, const char *qualified, char original);
+bool state_load_identity(PGconn *tgt, char ***qualified, char **original, int *n);
 /* Load everything; caller frees with state_free. */
 bool state_load(PGconn *tgt, MigrationState *st);
 void state_free(MigrationState *st);
@@ -76,8 +88,8 @@ bool state_save_archive(PGconn *tgt, const char *path);
 bool state_restore_archive(PGconn *tgt, const char *path);
 
 /* Record the copy plan (tables and chunks), in one transaction. */
-bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables,
-                     const StateChunk *chunks, int nchunks);
+bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const StateChunk *chunks,
+                     int nchunks);
 /* Mark the chunks of a table pending again (after TRUNCATE on a new
  * snapshot); runs in the caller's transaction. */
 bool state_reset_table(PGconn *tgt, int table_no);

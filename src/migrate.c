@@ -1,6 +1,8 @@
 /*
- * cmd_copy.c: `pgrelocate copy`: the whole one-time copy of a database,
- * phase by phase, resumable from the state in the target.
+ * migrate.c: `pgrelocate copy` (a one-time copy of a whole database) and
+ * `pgrelocate start` (the same copy from the snapshot of a new logical
+ * replication slot, then following the source's changes), phase by phase,
+ * resumable from the state in the target.
  *
  *   schema         snapshot (keeper), pg_dump, pre-data restored in one txn
  *   data           chunks copied in parallel under that snapshot (copy.c)
@@ -8,6 +10,7 @@
  *   post-data      indexes and constraints in parallel, then the rest
  *   sequences      source values onto the target
  *   analyze        planner statistics, in parallel
+ *   follow         start only: stream and apply changes until stopped
  */
 #include "commands.h"
 
@@ -15,12 +18,15 @@
 #include "conn.h"
 #include "copy.h"
 #include "copyplan.h"
+#include "follow.h"
 #include "largeobject.h"
 #include "log.h"
 #include "progress.h"
 #include "schema.h"
 #include "sequences.h"
 #include "size.h"
+#include "slot.h"
+#include "stream.h"
 #include "snapshot.h"
 #include "state.h"
 #include "strbuf.h"
@@ -49,6 +55,10 @@ typedef struct CopyRun {
     char archive[128];
     bool resuming;
     bool state_created; /* this run created the state (undo it on early failure) */
+    bool follow;        /* start: slot snapshot, then follow changes */
+    char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
+    int n_no_identity;
+    bool created_publication;
 } CopyRun;
 
 static volatile sig_atomic_t interrupted;
@@ -93,6 +103,47 @@ static void remove_tmpdir(CopyRun *r)
     rmdir(r->tmpdir);
 }
 
+/* Applying changes uses a replication origin and replica mode: both need
+ * a superuser (or rds_superuser) on the target. */
+static bool check_target_for_apply(CopyRun *r)
+{
+    if (r->tgt_info.superuser)
+        return true;
+    log_msg(LOG_ERROR,
+            "Applying changes sets session_replication_role = replica (so triggers and foreign "
+            "keys do not fire twice) and records progress in a replication origin; both need "
+            "a superuser.",
+            "Connect to the target as a superuser (on RDS and Aurora: a member of "
+            "rds_superuser).",
+            "the target role is not a superuser");
+    return false;
+}
+
+/* Tables without a key break the source application once published:
+ * refuse, unless --replica-identity-full. */
+static bool check_identity(CopyRun *r)
+{
+    char *names = NULL;
+
+    if (!slot_tables_without_identity(r->src, &names, &r->no_identity, &r->n_no_identity))
+        return false;
+    if (r->n_no_identity == 0 || r->o->replica_identity_full) {
+        free(names);
+        return true;
+    }
+    log_msg(LOG_ERROR,
+            "Once a table is published, UPDATE and DELETE on it fail on the source with "
+            "\"cannot update table ... because it does not have a replica identity\" unless it "
+            "has a primary key or a replica identity: your application would break.",
+            "Add primary keys, or run again with --replica-identity-full to give these tables "
+            "REPLICA IDENTITY FULL (undone by pgrelocate cleanup; UPDATE and DELETE then log "
+            "whole old rows).",
+            "%d table%s without primary key or replica identity: %s", r->n_no_identity,
+            r->n_no_identity == 1 ? "" : "s", names);
+    free(names);
+    return false;
+}
+
 /* Everything that can refuse the run before anything changes. */
 static bool open_and_check(CopyRun *r)
 {
@@ -115,16 +166,16 @@ static bool open_and_check(CopyRun *r)
     if (!catalog_server_info(r->src, &r->src_info) || !catalog_server_info(r->tgt, &r->tgt_info))
         return false;
     log_info("source: %s (PostgreSQL %d.%d, %s)", conninfo_display(r->src_ci),
-             r->src_info.version_num / 10000, r->src_info.version_num % 100,
-             r->src_info.encoding);
+             r->src_info.version_num / 10000, r->src_info.version_num % 100, r->src_info.encoding);
     log_info("target: %s (PostgreSQL %d.%d, %s)", conninfo_display(r->tgt_ci),
-             r->tgt_info.version_num / 10000, r->tgt_info.version_num % 100,
-             r->tgt_info.encoding);
+             r->tgt_info.version_num / 10000, r->tgt_info.version_num % 100, r->tgt_info.encoding);
     if (r->src_info.version_num / 10000 > r->tgt_info.version_num / 10000)
         log_warning("the target (%d) is an older major version than the source (%d): "
                     "the schema may not restore",
                     r->tgt_info.version_num / 10000, r->src_info.version_num / 10000);
     if (!schema_find_tools(r->o->pg_bin, r->src_info.version_num / 10000, &r->tools))
+        return false;
+    if (r->follow && (!slot_check_source(r->src) || !check_target_for_apply(r)))
         return false;
     if (!catalog_unreadable_tables(r->src, &unreadable))
         return false;
@@ -138,7 +189,19 @@ static bool open_and_check(CopyRun *r)
     }
     if (!state_exists(r->tgt, &exists))
         return false;
-    if (exists && !r->o->resume) {
+    if (exists && !state_load(r->tgt, &r->st))
+        return false;
+    if (exists && r->st.follow != r->follow) {
+        log_msg(LOG_ERROR, NULL,
+                r->st.follow ? "Continue it with pgrelocate start, or remove it with pgrelocate "
+                               "cleanup."
+                             : "Continue it with pgrelocate copy --resume, or recreate the "
+                               "target database.",
+                "the target holds a migration begun with pgrelocate %s",
+                r->st.follow ? "start" : "copy");
+        return false;
+    }
+    if (exists && !r->o->resume && !r->follow) {
         log_msg(LOG_ERROR,
                 "The target database holds the state of an earlier pgrelocate run (schema "
                 "pgrelocate).",
@@ -150,6 +213,8 @@ static bool open_and_check(CopyRun *r)
     r->resuming = exists;
     if (!exists && r->o->resume)
         log_notice("nothing to resume on the target: starting a new copy");
+    if (!exists && r->follow && !check_identity(r))
+        return false;
     if (!exists) {
         if (!state_target_is_empty(r->tgt, &empty, &example))
             return false;
@@ -230,14 +295,13 @@ static bool plan_copy(CopyRun *r)
         return false;
     pt = xcalloc((size_t)cat.ntables + 1, sizeof(PlanTable));
     for (int i = 0; i < cat.ntables; i++)
-        pt[i] = (PlanTable){cat.tables[i].table_no, cat.tables[i].bytes,
-                            cat.tables[i].heap_blocks};
-    pc = copyplan_make(pt, cat.ntables, r->o->split_larger_than,
-                       r->src_info.version_num >= 140000, &nchunks);
+        pt[i] = (PlanTable){cat.tables[i].table_no, cat.tables[i].bytes, cat.tables[i].heap_blocks};
+    pc = copyplan_make(pt, cat.ntables, r->o->split_larger_than, r->src_info.version_num >= 140000,
+                       &nchunks);
     sc = xcalloc((size_t)nchunks + 1, sizeof(StateChunk));
     for (int i = 0; i < nchunks; i++)
-        sc[i] = (StateChunk){pc[i].table_no, pc[i].chunk_no,   pc[i].nchunks,
-                             pc[i].blk_start, pc[i].blk_end,   pc[i].est_bytes, false};
+        sc[i] = (StateChunk){pc[i].table_no, pc[i].chunk_no,  pc[i].nchunks, pc[i].blk_start,
+                             pc[i].blk_end,  pc[i].est_bytes, false};
     ok = state_save_plan(r->tgt, cat.tables, cat.ntables, sc, nchunks);
     if (ok) {
         char total[32];
@@ -265,7 +329,10 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
         return false;
     if (restore_pre && !schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so))
         return false;
-    return plan_copy(r) && state_load(r->tgt, &r->st);
+    if (!plan_copy(r))
+        return false;
+    state_free(&r->st);
+    return state_load(r->tgt, &r->st);
 }
 
 /* After a new snapshot replaced a lost one: tables copied only in part
@@ -310,14 +377,110 @@ static int count_done_chunks(const MigrationState *st)
     return n;
 }
 
+/* start: the slot, created by the keeper, exports the snapshot the copy
+ * reads; its stream begins exactly where the snapshot ends. */
+static bool take_slot_snapshot(CopyRun *r)
+{
+    char lsn[LSN_TEXT_SIZE];
+
+    if (snapshot_keeper_start_slot(r->src_ci, r->st.replication_name, r->o->snapshot_grace_ms,
+                                   r->o->slot_wait_ms, &r->keeper) != SNAPSHOT_OK)
+        return false;
+    r->st.slot_lsn = r->keeper.slot_lsn;
+    log_info("[slot] created replication slot %s at %s", r->st.replication_name,
+             lsn_format(r->keeper.slot_lsn, lsn));
+    return state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid) &&
+           state_set_slot_lsn(r->tgt, r->keeper.slot_lsn);
+}
+
+/* start: replica identity for key-less tables (recorded first, so cleanup
+ * can undo it even if we die right after), then the publication. */
+static bool prepare_source(CopyRun *r)
+{
+    PGresult *res;
+
+    for (int i = 0; i < r->n_no_identity; i++) {
+        const char *p[1] = {r->no_identity[i]};
+
+        res = conn_query(r->src, "replica identity",
+                         "SELECT relreplident FROM pg_class WHERE oid = $1::regclass", 1, p, 1);
+        if (!res || !state_record_identity(r->tgt, r->no_identity[i], PQgetvalue(res, 0, 0)[0])) {
+            PQclear(res);
+            return false;
+        }
+        PQclear(res);
+    }
+    if (!slot_set_identity_full(r->src, r->no_identity, r->n_no_identity))
+        return false;
+    {
+        const char *p[1] = {r->st.replication_name};
+
+        res = conn_query(r->src, "publication",
+                         "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, p, 1);
+        if (!res)
+            return false;
+        r->created_publication =
+            PQntuples(res) == 1 || slot_create_publication(r->src, r->st.replication_name);
+        PQclear(res);
+    }
+    return r->created_publication;
+}
+
 static bool start_fresh(CopyRun *r)
 {
+    char name[32] = "";
     bool gone;
 
-    if (!state_create(r->tgt, conninfo_display(r->src_ci), r->src_info.dbname))
+    if (r->follow) {
+        unsigned char rnd[4];
+        FILE *f = fopen("/dev/urandom", "rb");
+
+        if (!f || fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd)) {
+            log_error("could not read /dev/urandom");
+            if (f)
+                fclose(f);
+            return false;
+        }
+        fclose(f);
+        snprintf(name, sizeof(name), "pgrelocate_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+        r->st.replication_name = xstrdup(name);
+    }
+    if (!state_create(r->tgt, conninfo_display(r->src_ci), r->src_info.dbname,
+                      r->follow ? name : NULL))
         return false;
     r->state_created = true;
+    if (r->follow)
+        return prepare_source(r) && take_slot_snapshot(r) && run_schema(r, false, true);
     return take_snapshot(r, NULL, &gone) && run_schema(r, false, true);
+}
+
+/* start, resumed after the slot's snapshot was lost: the rows copied so far
+ * cannot be tied to the slot's stream any more.  Recreate the slot (a new
+ * snapshot and consistent point) and copy every table again. */
+static bool restart_follow_copy(CopyRun *r)
+{
+    bool ok;
+
+    log_warning("the snapshot of the interrupted copy is gone: recreating the replication slot "
+                "and copying all tables again (tables, not the schema)");
+    if (!slot_drop(r->src, r->st.replication_name) || !take_slot_snapshot(r))
+        return false;
+    ok = conn_exec(r->tgt, "state", "BEGIN");
+    for (int t = 0; ok && t < r->st.ntables; t++) {
+        char *q = conn_qualify(r->tgt, r->st.tables[t].schema_name, r->st.tables[t].table_name);
+        char *sql = xasprintf("TRUNCATE ONLY %s", q);
+
+        ok = conn_exec(r->tgt, "state", sql) && state_reset_table(r->tgt, r->st.tables[t].table_no);
+        free(q);
+        free(sql);
+    }
+    ok = ok && conn_exec(r->tgt, "state", "UPDATE pgrelocate.migration SET phase = 'data'; COMMIT");
+    if (!ok) {
+        conn_exec(r->tgt, "state", "ROLLBACK");
+        return false;
+    }
+    state_free(&r->st);
+    return state_load(r->tgt, &r->st);
 }
 
 /* The snapshot of the interrupted run is gone while some chunks were
@@ -348,20 +511,38 @@ static bool accept_new_snapshot(CopyRun *r)
     return reset_partial_tables(r) && (state_free(&r->st), state_load(r->tgt, &r->st));
 }
 
+/* The snapshot for the phases that read under it: the interrupted run's
+ * when it still exists.  Otherwise a copy asks the user (--new-snapshot),
+ * and a start recreates its slot (and copies the tables again if any were
+ * copied under the old one).  *fresh: a new snapshot was taken. */
+static bool resume_snapshot(CopyRun *r, bool *fresh)
+{
+    bool gone = false;
+
+    *fresh = false;
+    if (!take_snapshot(r, r->st.snapshot, &gone))
+        return false;
+    if (!gone)
+        return true;
+    *fresh = true;
+    if (!r->follow)
+        return accept_new_snapshot(r);
+    snapshot_keeper_release(&r->keeper); /* a plain snapshot is no use to a stream */
+    if (r->st.phase != PHASE_SCHEMA)
+        return restart_follow_copy(r);
+    return prepare_source(r) && slot_drop(r->src, r->st.replication_name) && take_slot_snapshot(r);
+}
+
 static bool start_resume(CopyRun *r)
 {
-    bool gone = false, have_archive, empty = false;
+    bool fresh = false, have_archive, empty = false;
     char *example = NULL;
 
-    if (!state_load(r->tgt, &r->st))
+    log_info("resuming at phase %s", state_phase_name(r->st.phase));
+    if (r->st.phase >= PHASE_FOLLOW)
+        return true;
+    if (r->st.phase <= PHASE_LARGE_OBJECTS && !resume_snapshot(r, &fresh))
         return false;
-    log_info("resuming the copy at phase %s", state_phase_name(r->st.phase));
-    if (r->st.phase <= PHASE_LARGE_OBJECTS) {
-        if (!take_snapshot(r, r->st.snapshot, &gone))
-            return false;
-        if (gone && !accept_new_snapshot(r))
-            return false;
-    }
     have_archive = state_restore_archive(r->tgt, r->archive);
     if (r->st.phase != PHASE_SCHEMA)
         return have_archive;
@@ -370,14 +551,22 @@ static bool start_resume(CopyRun *r)
     if (!state_target_is_empty(r->tgt, &empty, &example))
         return false;
     free(example);
-    state_free(&r->st);
-    return run_schema(r, have_archive, empty);
+    return run_schema(r, have_archive && !fresh, empty);
+}
+
+/* Record that the next phase begins. */
+static bool advance(CopyRun *r, Phase next)
+{
+    if (!state_set_phase(r->tgt, next))
+        return false;
+    r->st.phase = next;
+    return true;
 }
 
 static bool run_data(CopyRun *r)
 {
-    CopyJob job = {r->src_ci, r->tgt_ci,     r->keeper.name, r->tgt_info.encoding,
-                   r->st.tables, r->st.ntables, r->st.chunks, r->st.nchunks,
+    CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name, r->tgt_info.encoding,
+                   r->st.tables, r->st.ntables, r->st.chunks,   r->st.nchunks,
                    r->o->jobs,   r->progress,   &interrupted};
     int64_t total = 0;
     int pending = 0;
@@ -389,7 +578,7 @@ static bool run_data(CopyRun *r)
         }
     progress_phase_begin(r->progress, "data");
     progress_set_total(r->progress, total, pending);
-    return copy_run(&job) && state_set_phase(r->tgt, PHASE_LARGE_OBJECTS);
+    return copy_run(&job) && advance(r, PHASE_LARGE_OBJECTS);
 }
 
 static bool run_large_objects(CopyRun *r)
@@ -412,7 +601,7 @@ static bool run_large_objects(CopyRun *r)
     /* Nothing reads under the snapshot any more: let VACUUM on the source
      * move on. */
     snapshot_keeper_release(&r->keeper);
-    return state_set_phase(r->tgt, PHASE_POST_DATA);
+    return advance(r, PHASE_POST_DATA);
 }
 
 static bool post_done(const PostEntry *e, void *arg)
@@ -436,9 +625,10 @@ static bool run_post_data(CopyRun *r)
         for (int k = 0; k < ndone; k++)
             if (entries[i].dump_id == done[k])
                 entries[i].done = true;
-    ok = ok && schema_restore_post(&r->tools, r->tgt_ci, r->archive, &so, entries, n,
-                                   r->o->jobs, r->tmpdir, r->resuming, post_done, r) &&
-         state_set_phase(r->tgt, PHASE_SEQUENCES);
+    ok = ok &&
+         schema_restore_post(&r->tools, r->tgt_ci, r->archive, &so, entries, n, r->o->jobs,
+                             r->tmpdir, r->resuming, post_done, r) &&
+         advance(r, PHASE_SEQUENCES);
     schema_free_post(entries, n);
     free(done);
     return ok;
@@ -452,8 +642,7 @@ static bool run_sequences(CopyRun *r)
     progress_phase_begin(r->progress, "sequences");
     if (!catalog_read(r->src, &cat))
         return false;
-    ok = sequences_copy(r->src, r->tgt, cat.sequences, cat.nsequences) &&
-         state_set_phase(r->tgt, PHASE_ANALYZE);
+    ok = sequences_copy(r->src, r->tgt, cat.sequences, cat.nsequences) && advance(r, PHASE_ANALYZE);
     if (ok && cat.nsequences > 0)
         log_info("set %d sequences to the source's values", cat.nsequences);
     catalog_free(&cat);
@@ -483,10 +672,45 @@ static bool run_analyze(CopyRun *r)
     for (int i = 0; i < n; i++)
         stmts[i] = PQgetvalue(res, i, 0);
     ok = copy_run_statements(r->tgt_ci, stmts, n, r->o->jobs, r->progress, &interrupted) &&
-         state_set_phase(r->tgt, PHASE_DONE);
+         advance(r, r->follow ? PHASE_FOLLOW : PHASE_DONE);
     free(stmts);
     PQclear(res);
     return ok;
+}
+
+/* Stream and apply changes until a signal asks to stop. */
+static bool run_follow(CopyRun *r)
+{
+    FollowOpts fo = {.source = r->src_ci,
+                     .target = r->tgt_ci,
+                     .slot = r->st.replication_name,
+                     .publication = r->st.replication_name,
+                     .origin = r->st.replication_name,
+                     .proto_version = stream_proto_for_server(r->src_info.version_num),
+                     .client_encoding = r->tgt_info.encoding,
+                     .status_interval_ms = 10000,
+                     .stop = &interrupted};
+    SlotInfo si;
+
+    if (!slot_info(r->src, r->st.replication_name, &si))
+        return false;
+    if (!si.exists || strcmp(si.wal_status, "lost") == 0) {
+        log_msg(LOG_ERROR,
+                "Without the slot the source's changes since the copy cannot be read: a full "
+                "copy is required.",
+                "Run pgrelocate cleanup, recreate the target database, and run pgrelocate "
+                "start again.",
+                "replication slot %s %s", r->st.replication_name,
+                si.exists ? "lost WAL it needed (wal_status = lost)" : "no longer exists");
+        return false;
+    }
+    progress_phase_begin(r->progress, "follow");
+    progress_stop(r->progress);
+    log_info("copy complete; following changes (Ctrl-C to stop; run the same command to go on)");
+    if (follow_run(&fo) != FOLLOW_STOPPED)
+        return false;
+    log_info("[follow] stopped; progress is saved on the target");
+    return true;
 }
 
 typedef bool (*PhaseFn)(CopyRun *r);
@@ -494,7 +718,7 @@ typedef bool (*PhaseFn)(CopyRun *r);
 static const PhaseFn phase_fns[] = {
     [PHASE_DATA] = run_data,           [PHASE_LARGE_OBJECTS] = run_large_objects,
     [PHASE_POST_DATA] = run_post_data, [PHASE_SEQUENCES] = run_sequences,
-    [PHASE_ANALYZE] = run_analyze,
+    [PHASE_ANALYZE] = run_analyze,     [PHASE_FOLLOW] = run_follow,
 };
 
 static ProgressMode progress_mode(const Options *o)
@@ -513,11 +737,31 @@ static ProgressMode progress_mode(const Options *o)
  * target is as it was. */
 static void undo_new_state(CopyRun *r)
 {
+    bool ok = true;
+
     if (!r->state_created || !r->tgt || PQstatus(r->tgt) != CONNECTION_OK)
         return;
     PQclear(PQexec(r->tgt, "ROLLBACK"));
+    if (r->follow && r->src && PQstatus(r->src) == CONNECTION_OK) {
+        char **names = NULL, *orig = NULL;
+        int n = 0;
+
+        ok = slot_drop(r->src, r->st.replication_name) &&
+             (!r->created_publication || slot_drop_publication(r->src, r->st.replication_name)) &&
+             state_load_identity(r->tgt, &names, &orig, &n);
+        for (int i = 0; i < n; i++) {
+            ok = ok && slot_restore_identity(r->src, names[i], orig[i]);
+            free(names[i]);
+        }
+        free(names);
+        free(orig);
+    }
+    if (!ok) {
+        log_warning("could not undo everything on the source: run pgrelocate cleanup");
+        return;
+    }
     if (conn_exec(r->tgt, "cleanup", "DROP SCHEMA IF EXISTS pgrelocate CASCADE"))
-        log_info("the target is unchanged");
+        log_info("the source and the target are as they were");
 }
 
 static void finish(CopyRun *r, bool ok)
@@ -548,9 +792,36 @@ static void finish(CopyRun *r, bool ok)
     progress_destroy(r->progress);
 }
 
-int cmd_copy(const Options *o)
+/* Final words and the exit code. */
+static int conclude(CopyRun *r, bool ok, bool was_done)
 {
-    CopyRun r = {.o = o, .keeper = {.control_fd = -1}};
+    const char *again = r->follow ? "Run the same command to continue."
+                                  : "Run the same command with --resume to continue.";
+    bool followed = r->st.phase == PHASE_FOLLOW;
+    int rc;
+
+    if (ok && !interrupted && !was_done && !followed && !r->o->quiet)
+        progress_print_summary(r->progress, stdout, 20);
+    if (ok && !interrupted && !was_done && !followed)
+        log_info("copy complete: the target holds the source's schema and data");
+    if (ok && (followed || !interrupted))
+        rc = EXIT_OK;
+    else if (interrupted) {
+        log_msg(LOG_ERROR, NULL, again, "%s interrupted", r->follow ? "start" : "copy");
+        rc = EXIT_INTERRUPTED;
+    } else {
+        if (r->state_created || r->resuming)
+            log_msg(LOG_ERROR, NULL, r->st.phase > PHASE_SCHEMA ? again : NULL, "%s failed",
+                    r->follow ? "start" : "copy");
+        rc = EXIT_FAILED;
+    }
+    finish(r, ok && rc == EXIT_OK);
+    return rc;
+}
+
+static int migrate_main(const Options *o, bool follow)
+{
+    CopyRun r = {.o = o, .keeper = {.control_fd = -1}, .follow = follow};
     bool ok;
 
     r.progress = progress_create(progress_mode(o), o->jobs);
@@ -565,27 +836,29 @@ int cmd_copy(const Options *o)
             undo_new_state(&r);
         }
     }
-    if (ok && r.st.phase == PHASE_DONE)
+    bool was_done = ok && r.st.phase == PHASE_DONE;
+
+    if (was_done)
         log_info("this copy was already complete");
     progress_start(r.progress);
-    for (Phase p = r.st.phase; ok && p < PHASE_DONE; p++) {
-        if (p == PHASE_SCHEMA)
-            continue;
-        ok = phase_fns[p](&r) && !interrupted;
+    while (ok && r.st.phase < PHASE_DONE && !interrupted) {
+        Phase before = r.st.phase;
+
+        ok = phase_fns[r.st.phase](&r);
+        if (before == PHASE_FOLLOW)
+            break; /* follow returns when asked to stop */
     }
     progress_phase_end(r.progress);
     progress_stop(r.progress);
-    if (ok && !o->quiet && r.st.phase != PHASE_DONE)
-        progress_print_summary(r.progress, stdout, 20);
-    if (ok && r.st.phase != PHASE_DONE)
-        log_info("copy complete: the target holds the source's schema and data");
-    else if (interrupted)
-        log_msg(LOG_ERROR, NULL, "Run the same command with --resume to continue.",
-                "copy interrupted");
-    else if (!ok && r.state_created && r.st.phase > PHASE_SCHEMA)
-        log_msg(LOG_ERROR, NULL,
-                "Fix the cause, then run the same command with --resume to continue.",
-                "copy failed");
-    finish(&r, ok);
-    return ok ? EXIT_OK : interrupted ? EXIT_INTERRUPTED : EXIT_FAILED;
+    return conclude(&r, ok, was_done);
+}
+
+int cmd_copy(const Options *o)
+{
+    return migrate_main(o, false);
+}
+
+int cmd_start(const Options *o)
+{
+    return migrate_main(o, true);
 }

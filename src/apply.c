@@ -1,0 +1,821 @@
+/*
+ * apply.c: pgoutput messages to SQL on the target.
+ */
+#include "apply.h"
+
+#include "conn.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REL_BUCKETS     512
+#define SYNC_STATEMENTS 512 /* statements per pipeline sync */
+#define SYNC_BYTES      (8 << 20)
+#define BATCH_TXNS      5000 /* source transactions per target commit */
+#define BATCH_BYTES     ((int64_t)64 << 20)
+#define BATCH_SECONDS   1.0
+
+typedef struct Stmt {
+    struct Stmt *next;
+    char *shape; /* operation and column masks: the cache key */
+    char name[32];
+    int nparams;
+} Stmt;
+
+typedef struct Rel {
+    struct Rel *next;
+    uint32_t relid;
+    char *nspname;
+    char *relname;
+    char *qualified; /* quoted, for the target */
+    char replident;
+    bool partitioned; /* on the target: no ONLY, rows route to partitions */
+    int ncols;
+    char **quoted;  /* quoted column names */
+    bool *key;      /* part of the replica identity */
+    bool *skip;     /* generated on the target: never written */
+    bool *text_cmp; /* no default btree equality: compare as text */
+    Stmt *stmts;
+} Rel;
+
+typedef struct Pending {
+    bool one_row; /* an UPDATE/DELETE that must change exactly one row */
+    char *what;   /* for error messages: "update public.t (id)=(5)" */
+} Pending;
+
+struct Apply {
+    PGconn *tgt;
+    char *origin;
+    Rel *rels[REL_BUCKETS];
+    int stmt_seq;
+    bool in_txn;
+    bool batch_open;
+    Lsn txn_final_lsn;
+    Lsn last_end_lsn;
+    int64_t last_commit_time_us;
+    Lsn committed_lsn;
+    int64_t committed_time_us;
+    Pending *pend;
+    int npend;
+    int pend_cap;
+    int64_t pend_bytes;
+    double batch_start;
+    int batch_txns;
+    int64_t batch_bytes;
+    ApplyStats stats;
+    StrBuf scratch;
+    const char **values;
+    int *lengths;
+    int values_cap;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- pipeline bookkeeping ---- */
+
+static void pend_push(Apply *a, bool one_row, char *what)
+{
+    if (a->npend == a->pend_cap) {
+        a->pend_cap = a->pend_cap ? a->pend_cap * 2 : 1024;
+        a->pend = xrealloc(a->pend, (size_t)a->pend_cap * sizeof(Pending));
+    }
+    a->pend[a->npend].one_row = one_row;
+    a->pend[a->npend].what = what;
+    a->npend++;
+}
+
+static void pend_clear(Apply *a)
+{
+    for (int i = 0; i < a->npend; i++)
+        free(a->pend[i].what);
+    a->npend = 0;
+    a->pend_bytes = 0;
+}
+
+/* Read one query's results (up to its NULL); report failure of pending p. */
+static bool check_one(Apply *a, const Pending *p, bool *reported)
+{
+    PGresult *res;
+    bool ok = true;
+
+    while ((res = PQgetResult(a->tgt)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+
+        if (st == PGRES_PIPELINE_ABORTED) {
+            ok = false;
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            if (!*reported)
+                log_msg(LOG_ERROR, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+                        PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), "[apply] %s: %s", p->what,
+                        PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+            *reported = true;
+            ok = false;
+        } else if (p->one_row && strcmp(PQcmdTuples(res), "1") != 0) {
+            if (!*reported)
+                log_msg(LOG_ERROR,
+                        "The target does not hold the row the source changed: something "
+                        "other than pgrelocate wrote to the target table.",
+                        "Find out what wrote to the target; then copy the table again.",
+                        "[apply] %s: no such row on the target (conflict)", p->what);
+            *reported = true;
+            ok = false;
+        }
+        PQclear(res);
+    }
+    return ok;
+}
+
+/* Sync the pipeline and check every pending result. */
+static bool sync_check(Apply *a)
+{
+    bool ok = true, reported = false;
+    PGresult *res;
+
+    if (a->npend == 0)
+        return true;
+    if (PQpipelineSync(a->tgt) != 1) {
+        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        pend_clear(a);
+        return false;
+    }
+    for (int i = 0; i < a->npend; i++)
+        if (!check_one(a, &a->pend[i], &reported))
+            ok = false;
+    res = PQgetResult(a->tgt);
+    if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+        if (!reported)
+            log_error("[apply] lost track of the pipeline (%s): %s",
+                      PQresStatus(PQresultStatus(res)), PQerrorMessage(a->tgt));
+        ok = false;
+    }
+    PQclear(res);
+    pend_clear(a);
+    return ok;
+}
+
+static bool send_query(Apply *a, const char *sql, int n, const char *const *params, char *what)
+{
+    if (PQsendQueryParams(a->tgt, sql, n, NULL, params, NULL, NULL, 0) != 1) {
+        log_error("[apply] %s: %s", what, PQerrorMessage(a->tgt));
+        free(what);
+        return false;
+    }
+    pend_push(a, false, what);
+    return true;
+}
+
+static bool maybe_sync(Apply *a)
+{
+    if (a->npend >= SYNC_STATEMENTS || a->pend_bytes >= SYNC_BYTES)
+        return sync_check(a);
+    return true;
+}
+
+/* ---- set-up ---- */
+
+bool apply_origin_progress(PGconn *tgt, const char *origin, Lsn *lsn)
+{
+    const char *p[1] = {origin};
+    PGresult *res = conn_query(tgt, "apply",
+                               "SELECT coalesce(pg_catalog.pg_replication_origin_progress($1, "
+                               "true), '0/0')::text",
+                               1, p, 1);
+    bool ok = res && lsn_parse(PQgetvalue(res, 0, 0), lsn);
+
+    PQclear(res);
+    return ok;
+}
+
+Apply *apply_create(PGconn *tgt, const char *origin)
+{
+    const char *p[1] = {origin};
+    Apply *a;
+    PGresult *res;
+
+    if (!conn_exec(tgt, "apply",
+                   "SET session_replication_role = replica; SET synchronous_commit = on"))
+        return NULL;
+    res = conn_query(tgt, "apply",
+                     "SELECT pg_catalog.pg_replication_origin_create($1) WHERE "
+                     "pg_catalog.pg_replication_origin_oid($1) IS NULL",
+                     1, p, -1);
+    if (!res)
+        return NULL;
+    PQclear(res);
+    res = conn_query(tgt, "apply", "SELECT pg_catalog.pg_replication_origin_session_setup($1)", 1,
+                     p, -1);
+    if (!res)
+        return NULL;
+    PQclear(res);
+    a = xcalloc(1, sizeof(*a));
+    a->tgt = tgt;
+    a->origin = xstrdup(origin);
+    strbuf_init(&a->scratch);
+    if (!apply_origin_progress(tgt, origin, &a->committed_lsn) || PQenterPipelineMode(tgt) != 1) {
+        log_error("[apply] could not prepare the target connection: %s", PQerrorMessage(tgt));
+        apply_destroy(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void free_rel(Rel *r)
+{
+    for (Stmt *s = r->stmts, *n; s; s = n) {
+        n = s->next;
+        free(s->shape);
+        free(s);
+    }
+    for (int i = 0; i < r->ncols; i++)
+        free(r->quoted[i]);
+    free(r->quoted);
+    free(r->key);
+    free(r->skip);
+    free(r->text_cmp);
+    free(r->nspname);
+    free(r->relname);
+    free(r->qualified);
+    free(r);
+}
+
+void apply_destroy(Apply *a)
+{
+    if (!a)
+        return;
+    pend_clear(a);
+    free(a->pend);
+    for (int b = 0; b < REL_BUCKETS; b++)
+        for (Rel *r = a->rels[b], *n; r; r = n) {
+            n = r->next;
+            free_rel(r);
+        }
+    strbuf_free(&a->scratch);
+    free(a->values);
+    free(a->lengths);
+    free(a->origin);
+    free(a);
+}
+
+static Rel *find_rel(Apply *a, uint32_t relid)
+{
+    for (Rel *r = a->rels[relid % REL_BUCKETS]; r; r = r->next)
+        if (r->relid == relid)
+            return r;
+    return NULL;
+}
+
+static void drop_rel(Apply *a, uint32_t relid)
+{
+    Rel **pp = &a->rels[relid % REL_BUCKETS];
+
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->relid == relid) {
+            Rel *r = *pp;
+
+            *pp = r->next;
+            free_rel(r);
+            return;
+        }
+}
+
+/* Run a catalog query outside the pipeline (the open transaction stays). */
+static PGresult *query_outside_pipeline(Apply *a, const char *sql, int n, const char *const *p,
+                                        int nfields)
+{
+    PGresult *res;
+
+    if (!sync_check(a) || PQexitPipelineMode(a->tgt) != 1) {
+        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        return NULL;
+    }
+    res = conn_query(a->tgt, "apply", sql, n, p, nfields);
+    if (PQenterPipelineMode(a->tgt) != 1) {
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static const char *const target_columns_sql =
+    "SELECT a.attname, a.attgenerated <> '',"
+    "  NOT EXISTS (SELECT 1 FROM pg_opclass o JOIN pg_am m ON m.oid = o.opcmethod"
+    "              WHERE m.amname = 'btree' AND o.opcdefault"
+    "                AND o.opcintype = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
+    "                                       ELSE a.atttypid END)"
+    "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid)"
+    " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+    " WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
+
+/* Map the source relation's columns to the target table's, by name. */
+static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
+{
+    const char *p[1] = {r->qualified};
+    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 4);
+    bool ok = res != NULL;
+
+    if (ok && PQntuples(res) == 0) {
+        log_msg(LOG_ERROR, NULL,
+                "Create the table on the target (pgrelocate copies the schema when it starts), "
+                "then run pgrelocate start again.",
+                "[apply] table %s.%s does not exist on the target", m->nspname, m->relname);
+        ok = false;
+    }
+    for (int i = 0; ok && i < m->ncols; i++) {
+        int row = -1;
+
+        for (int k = 0; k < PQntuples(res) && row < 0; k++)
+            if (strcmp(PQgetvalue(res, k, 0), m->cols[i].name) == 0)
+                row = k;
+        if (row < 0) {
+            log_msg(LOG_ERROR,
+                    "The source table has a column the target table lacks: the source's schema "
+                    "changed after the copy (schema drift). Nothing was skipped.",
+                    "Apply the same DDL on the target (e.g. ALTER TABLE ... ADD COLUMN), then "
+                    "run pgrelocate start again: it continues where it stopped.",
+                    "[apply] column \"%s\" of %s.%s does not exist on the target", m->cols[i].name,
+                    m->nspname, m->relname);
+            ok = false;
+            break;
+        }
+        r->partitioned = PQgetvalue(res, row, 3)[0] == 't';
+        r->skip[i] = PQgetvalue(res, row, 1)[0] == 't';
+        r->text_cmp[i] = PQgetvalue(res, row, 2)[0] == 't';
+    }
+    PQclear(res);
+    return ok;
+}
+
+static bool on_relation(Apply *a, const PgoRelation *m)
+{
+    Rel *r = xcalloc(1, sizeof(*r));
+
+    drop_rel(a, m->relid); /* a new definition replaces the old one */
+    r->relid = m->relid;
+    r->nspname = xstrdup(m->nspname[0] ? m->nspname : "pg_catalog");
+    r->relname = xstrdup(m->relname);
+    r->qualified = conn_qualify(a->tgt, r->nspname, r->relname);
+    r->replident = m->replident;
+    r->ncols = m->ncols;
+    r->quoted = xcalloc((size_t)m->ncols + 1, sizeof(char *));
+    r->key = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->skip = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->text_cmp = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    for (int i = 0; i < m->ncols; i++) {
+        r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
+        r->key[i] = m->cols[i].key;
+    }
+    if (!map_columns(a, r, m)) {
+        free_rel(r);
+        return false;
+    }
+    r->next = a->rels[m->relid % REL_BUCKETS];
+    a->rels[m->relid % REL_BUCKETS] = r;
+    return true;
+}
+
+/* ---- changes ---- */
+
+typedef enum { WHERE_NONE = 'n', WHERE_KEY = 'k', WHERE_FULL = 'f' } WhereMode;
+
+/* Which columns a statement uses: '1' or '0' per column. */
+typedef struct Shape {
+    char op;     /* 'I', 'U', 'D' */
+    char *set;   /* columns written (INSERT and UPDATE) */
+    char *where; /* columns that identify the row (UPDATE and DELETE) */
+    WhereMode mode;
+} Shape;
+
+static void append_where(StrBuf *sql, const Rel *r, const Shape *sh, int *param)
+{
+    bool first = true;
+
+    if (sh->mode == WHERE_FULL)
+        strbuf_appendf(sql, " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM %s%s WHERE ",
+                       r->partitioned ? "" : "ONLY ", r->qualified);
+    else
+        strbuf_append(sql, " WHERE ");
+    for (int i = 0; i < r->ncols; i++) {
+        if (sh->where[i] != '1')
+            continue;
+        if (!first)
+            strbuf_append(sql, " AND ");
+        first = false;
+        if (sh->mode == WHERE_KEY)
+            strbuf_appendf(sql, "%s = $%d", r->quoted[i], ++*param);
+        else if (r->text_cmp[i])
+            strbuf_appendf(sql, "%s::text IS NOT DISTINCT FROM $%d::text", r->quoted[i], ++*param);
+        else
+            strbuf_appendf(sql, "%s IS NOT DISTINCT FROM $%d", r->quoted[i], ++*param);
+    }
+    if (sh->mode == WHERE_FULL)
+        strbuf_append(sql, " LIMIT 1)");
+}
+
+static char *build_sql(const Rel *r, const Shape *sh, int *nparams)
+{
+    const char *only = r->partitioned ? "" : "ONLY ";
+    StrBuf sql;
+    int param = 0;
+    bool first = true;
+
+    strbuf_init(&sql);
+    if (sh->op == 'I') {
+        StrBuf vals;
+
+        strbuf_init(&vals);
+        strbuf_appendf(&sql, "INSERT INTO %s (", r->qualified);
+        for (int i = 0; i < r->ncols; i++) {
+            if (sh->set[i] != '1')
+                continue;
+            strbuf_appendf(&sql, "%s%s", first ? "" : ", ", r->quoted[i]);
+            strbuf_appendf(&vals, "%s$%d", first ? "" : ", ", ++param);
+            first = false;
+        }
+        if (first) {
+            strbuf_reset(&sql);
+            strbuf_appendf(&sql, "INSERT INTO %s DEFAULT VALUES", r->qualified);
+        } else {
+            strbuf_appendf(&sql, ") VALUES (%s)", vals.data);
+        }
+        strbuf_free(&vals);
+    } else if (sh->op == 'U') {
+        strbuf_appendf(&sql, "UPDATE %s%s SET ", only, r->qualified);
+        for (int i = 0; i < r->ncols; i++) {
+            if (sh->set[i] != '1')
+                continue;
+            strbuf_appendf(&sql, "%s%s = $%d", first ? "" : ", ", r->quoted[i], ++param);
+            first = false;
+        }
+        append_where(&sql, r, sh, &param);
+    } else {
+        strbuf_appendf(&sql, "DELETE FROM %s%s", only, r->qualified);
+        append_where(&sql, r, sh, &param);
+    }
+    *nparams = param;
+    return strbuf_detach(&sql);
+}
+
+static char *shape_key(const Shape *sh, int ncols)
+{
+    return xasprintf("%c%c%.*s|%.*s", sh->op, sh->mode, ncols, sh->set ? sh->set : "", ncols,
+                     sh->where ? sh->where : "");
+}
+
+/* The prepared statement for this shape, preparing it (pipelined) when new. */
+static Stmt *get_stmt(Apply *a, Rel *r, const Shape *sh)
+{
+    char *key = shape_key(sh, r->ncols);
+    Stmt *st;
+    char *sql;
+
+    for (st = r->stmts; st; st = st->next)
+        if (strcmp(st->shape, key) == 0) {
+            free(key);
+            return st;
+        }
+    st = xcalloc(1, sizeof(*st));
+    st->shape = key;
+    snprintf(st->name, sizeof(st->name), "pgr_%d", ++a->stmt_seq);
+    sql = build_sql(r, sh, &st->nparams);
+    if (PQsendPrepare(a->tgt, st->name, sql, st->nparams, NULL) != 1) {
+        log_error("[apply] could not prepare a statement for %s: %s", r->qualified,
+                  PQerrorMessage(a->tgt));
+        free(sql);
+        free(st->shape);
+        free(st);
+        return NULL;
+    }
+    pend_push(a, false, xasprintf("prepare %s", sql));
+    free(sql);
+    st->next = r->stmts;
+    r->stmts = st;
+    return st;
+}
+
+/* Copy a value into scratch (NUL-terminated); returns its offset or -1 for
+ * NULL. */
+static long stash_value(Apply *a, const PgoValue *v)
+{
+    long off = (long)a->scratch.len;
+
+    if (v->kind == PGO_COL_NULL)
+        return -1;
+    strbuf_append_len(&a->scratch, (const char *)v->data, v->len);
+    strbuf_append_len(&a->scratch, "", 1);
+    return off;
+}
+
+/* "(id, region)=(5, eu)" for messages, values cut at 100 bytes. */
+static void describe_key(StrBuf *d, const Rel *r, const char *where, const PgoTuple *t)
+{
+    bool first = true;
+
+    strbuf_append(d, " (");
+    for (int i = 0; i < r->ncols; i++)
+        if (where[i] == '1') {
+            strbuf_appendf(d, "%s%s", first ? "" : ", ", r->quoted[i]);
+            first = false;
+        }
+    strbuf_append(d, ")=(");
+    first = true;
+    for (int i = 0; i < r->ncols && i < t->ncols; i++) {
+        const PgoValue *v = &t->values[i];
+
+        if (where[i] != '1')
+            continue;
+        strbuf_append(d, first ? "" : ", ");
+        first = false;
+        if (v->kind == PGO_COL_NULL)
+            strbuf_append(d, "NULL");
+        else
+            strbuf_appendf(d, "%.*s%s", (int)(v->len > 100 ? 100 : v->len), (const char *)v->data,
+                           v->len > 100 ? "..." : "");
+    }
+    strbuf_append(d, ")");
+}
+
+/* Send an execution of shape sh with values from set_t (set columns) then
+ * where_t (where columns). */
+static bool exec_shape(Apply *a, Rel *r, const Shape *sh, const PgoTuple *set_t,
+                       const PgoTuple *where_t)
+{
+    Stmt *st = get_stmt(a, r, sh);
+    long *offs;
+    int n = 0;
+    StrBuf what;
+    bool ok;
+
+    if (!st)
+        return false;
+    if (a->values_cap < st->nparams + 1) {
+        a->values_cap = st->nparams + 1;
+        a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
+    }
+    offs = xcalloc((size_t)st->nparams + 1, sizeof(long));
+    strbuf_reset(&a->scratch);
+    for (int i = 0; set_t && i < r->ncols; i++)
+        if (sh->set[i] == '1')
+            offs[n++] = stash_value(a, &set_t->values[i]);
+    for (int i = 0; where_t && i < r->ncols; i++)
+        if (sh->where[i] == '1')
+            offs[n++] = stash_value(a, &where_t->values[i]);
+    for (int i = 0; i < n; i++)
+        a->values[i] = offs[i] < 0 ? NULL : a->scratch.data + offs[i];
+    free(offs);
+    strbuf_init(&what);
+    strbuf_appendf(&what, "%s %s.%s",
+                   sh->op == 'I'   ? "insert into"
+                   : sh->op == 'U' ? "update"
+                                   : "delete from",
+                   r->nspname, r->relname);
+    if (sh->op != 'I')
+        describe_key(&what, r, sh->where, where_t);
+    ok = PQsendQueryPrepared(a->tgt, st->name, n, a->values, NULL, NULL, 0) == 1;
+    if (!ok) {
+        log_error("[apply] %s: %s", what.data, PQerrorMessage(a->tgt));
+        strbuf_free(&what);
+        return false;
+    }
+    pend_push(a, sh->op != 'I', strbuf_detach(&what));
+    strbuf_free(&what);
+    a->pend_bytes += (int64_t)a->scratch.len;
+    a->batch_bytes += (int64_t)a->scratch.len;
+    a->stats.changes++;
+    return maybe_sync(a);
+}
+
+/* Mark in mask the columns of t usable as values: present, not unchanged
+ * TOAST, not generated on the target.  only_key: key columns only. */
+static int fill_mask(const Rel *r, const PgoTuple *t, bool only_key, char *mask)
+{
+    int n = 0;
+
+    for (int i = 0; i < r->ncols; i++) {
+        bool use = i < t->ncols && t->values[i].kind != PGO_COL_UNCHANGED && !r->skip[i] &&
+                   (!only_key || r->key[i]);
+
+        mask[i] = use ? '1' : '0';
+        n += use;
+    }
+    return n;
+}
+
+static Rel *rel_for(Apply *a, uint32_t relid, const char *what)
+{
+    Rel *r = find_rel(a, relid);
+
+    if (!r)
+        log_error("[apply] %s for relation %u that was never described (protocol error)", what,
+                  relid);
+    return r;
+}
+
+/* The row to change: from the old tuple (key or full), else the new
+ * tuple's key columns. */
+static bool choose_where(const Rel *r, PgoOldKind old_kind, const PgoTuple *old_t,
+                         const PgoTuple *new_t, Shape *sh, const PgoTuple **where_t)
+{
+    int nkey = 0;
+
+    for (int i = 0; i < r->ncols; i++)
+        nkey += r->key[i];
+    if (old_kind == PGO_OLD_FULL) {
+        sh->mode = WHERE_FULL;
+        *where_t = old_t;
+        return fill_mask(r, old_t, false, sh->where) > 0;
+    }
+    sh->mode = WHERE_KEY;
+    *where_t = old_kind == PGO_OLD_KEY ? old_t : new_t;
+    if (!*where_t || nkey == 0 || fill_mask(r, *where_t, true, sh->where) != nkey) {
+        log_msg(LOG_ERROR, NULL, "Give the table a primary key or REPLICA IDENTITY on the source.",
+                "[apply] cannot identify the changed row of %s.%s (replica identity %c)",
+                r->nspname, r->relname, r->replident);
+        return false;
+    }
+    return true;
+}
+
+static bool on_change(Apply *a, const PgoMessage *m)
+{
+    char *set = NULL, *where = NULL;
+    Shape sh = {0};
+    const PgoTuple *where_t = NULL;
+    Rel *r;
+    bool ok = false;
+
+    r = rel_for(a,
+                m->type == PGO_MSG_INSERT   ? m->u.insert.relid
+                : m->type == PGO_MSG_UPDATE ? m->u.update.relid
+                                            : m->u.del.relid,
+                "change");
+    if (!r)
+        return false;
+    set = xcalloc((size_t)r->ncols + 1, 1);
+    where = xcalloc((size_t)r->ncols + 1, 1);
+    memset(where, '0', (size_t)r->ncols);
+    sh.set = set;
+    sh.where = where;
+    sh.op = (char)m->type;
+    if (m->type == PGO_MSG_INSERT) {
+        fill_mask(r, &m->u.insert.new_tuple, false, set);
+        ok = exec_shape(a, r, &sh, &m->u.insert.new_tuple, NULL);
+    } else if (m->type == PGO_MSG_UPDATE) {
+        const PgoUpdate *u = &m->u.update;
+
+        ok = choose_where(r, u->old_kind, &u->old_tuple, &u->new_tuple, &sh, &where_t);
+        if (ok && fill_mask(r, &u->new_tuple, false, set) > 0)
+            ok = exec_shape(a, r, &sh, &u->new_tuple, where_t);
+    } else {
+        const PgoDelete *d = &m->u.del;
+
+        memset(set, '0', (size_t)r->ncols);
+        ok = choose_where(r, d->old_kind, &d->old_tuple, NULL, &sh, &where_t) &&
+             exec_shape(a, r, &sh, NULL, where_t);
+    }
+    free(set);
+    free(where);
+    return ok;
+}
+
+static bool on_truncate(Apply *a, const PgoTruncate *t)
+{
+    StrBuf sql;
+    bool ok = true;
+
+    strbuf_init(&sql);
+    strbuf_append(&sql, "TRUNCATE ");
+    for (uint32_t i = 0; i < t->nrelids && ok; i++) {
+        Rel *r = rel_for(a, t->relids[i], "truncate");
+
+        if (r)
+            strbuf_appendf(&sql, "%s%s", i ? ", " : "", r->qualified);
+        ok = r != NULL;
+    }
+    if (t->restart_identity)
+        strbuf_append(&sql, " RESTART IDENTITY");
+    if (t->cascade)
+        strbuf_append(&sql, " CASCADE");
+    ok = ok && send_query(a, sql.data, 0, NULL, xasprintf("%s", sql.data));
+    strbuf_free(&sql);
+    return ok;
+}
+
+/* ---- transactions ---- */
+
+bool apply_commit(Apply *a)
+{
+    char lsn[LSN_TEXT_SIZE], ts[48];
+    const char *p[2] = {lsn, ts};
+    bool ok;
+
+    if (!a->batch_open || a->in_txn)
+        return true;
+    lsn_format(a->last_end_lsn, lsn);
+    snprintf(ts, sizeof(ts), "%.6f", (double)a->last_commit_time_us / 1e6 + 946684800.0);
+    ok = (a->batch_txns == 0 ||
+          send_query(a,
+                     "SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_lsn, "
+                     "pg_catalog.to_timestamp($2::float8))",
+                     2, p, xstrdup("recording replication progress"))) &&
+         send_query(a, "COMMIT", 0, NULL, xstrdup("commit")) && sync_check(a);
+    a->batch_open = false;
+    if (ok) {
+        if (a->batch_txns > 0) {
+            a->committed_lsn = a->last_end_lsn;
+            a->committed_time_us = a->last_commit_time_us;
+        }
+        a->stats.transactions += a->batch_txns;
+        a->stats.batches++;
+    }
+    a->batch_txns = 0;
+    a->batch_bytes = 0;
+    return ok;
+}
+
+static bool on_begin(Apply *a, const PgoBegin *b)
+{
+    a->in_txn = true;
+    a->txn_final_lsn = b->final_lsn;
+    if (a->batch_open)
+        return true;
+    a->batch_open = true;
+    a->batch_start = now_s();
+    return send_query(a, "BEGIN", 0, NULL, xstrdup("begin"));
+}
+
+static bool on_commit(Apply *a, const PgoCommit *c)
+{
+    a->in_txn = false;
+    a->last_end_lsn = c->end_lsn;
+    a->last_commit_time_us = c->commit_time_us;
+    a->batch_txns++;
+    if (a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
+        now_s() - a->batch_start >= BATCH_SECONDS)
+        return apply_commit(a);
+    return true;
+}
+
+bool apply_message(Apply *a, const PgoMessage *m)
+{
+    switch (m->type) {
+    case PGO_MSG_BEGIN:
+        return on_begin(a, &m->u.begin);
+    case PGO_MSG_COMMIT:
+        return on_commit(a, &m->u.commit);
+    case PGO_MSG_RELATION:
+        return on_relation(a, &m->u.relation);
+    case PGO_MSG_INSERT:
+    case PGO_MSG_UPDATE:
+    case PGO_MSG_DELETE:
+        if (!a->in_txn) {
+            log_error("[apply] change outside a transaction (protocol error)");
+            return false;
+        }
+        return on_change(a, m);
+    case PGO_MSG_TRUNCATE:
+        return on_truncate(a, &m->u.truncate);
+    case PGO_MSG_ORIGIN:
+    case PGO_MSG_TYPE:
+    case PGO_MSG_MESSAGE:
+        return true;
+    default:
+        log_error("[apply] unexpected message '%c': streaming and two-phase were not requested",
+                  (char)m->type);
+        return false;
+    }
+}
+
+bool apply_in_transaction(const Apply *a)
+{
+    return a->in_txn;
+}
+
+bool apply_batch_open(const Apply *a)
+{
+    return a->batch_open;
+}
+
+Lsn apply_committed_lsn(const Apply *a)
+{
+    return a->committed_lsn;
+}
+
+int64_t apply_committed_time_us(const Apply *a)
+{
+    return a->committed_time_us;
+}
+
+void apply_get_stats(const Apply *a, ApplyStats *out)
+{
+    *out = a->stats;
+}

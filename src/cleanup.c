@@ -1,0 +1,106 @@
+/*
+ * cleanup.c: `pgrelocate cleanup`: remove everything a migration left:
+ * on the source the replication slot, the publication, replica identity
+ * changes and a snapshot keeper still waiting; on the target the
+ * replication origin and the pgrelocate schema.  Source objects go first
+ * and the target's state last, so an interrupted cleanup can run again;
+ * running it twice is harmless.
+ */
+#include "commands.h"
+
+#include "conn.h"
+#include "log.h"
+#include "slot.h"
+#include "snapshot.h"
+#include "state.h"
+#include "strbuf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static bool restore_identities(PGconn *src, PGconn *tgt)
+{
+    char **names = NULL, *orig = NULL;
+    int n = 0;
+    bool ok = state_load_identity(tgt, &names, &orig, &n);
+
+    for (int i = 0; i < n; i++) {
+        if (ok && slot_restore_identity(src, names[i], orig[i]))
+            log_info("[cleanup] restored the replica identity of %s", names[i]);
+        else
+            ok = false;
+        free(names[i]);
+    }
+    free(names);
+    free(orig);
+    return ok;
+}
+
+static void end_keeper(PGconn *src, int backend_pid)
+{
+    char pid[16];
+    const char *p[1] = {pid};
+
+    snprintf(pid, sizeof(pid), "%d", backend_pid);
+    PQclear(PQexecParams(src,
+                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
+                         "pg_catalog.pg_stat_activity WHERE pid = $1::int "
+                         "AND application_name = '" SNAPSHOT_APP_NAME "'",
+                         1, NULL, p, NULL, NULL, 0));
+}
+
+static bool clean(PGconn *src, PGconn *tgt)
+{
+    MigrationState st;
+    bool exists, ok = true;
+
+    if (!state_exists(tgt, &exists))
+        return false;
+    if (!exists) {
+        log_info("[cleanup] no pgrelocate state on the target: nothing to clean up");
+        return true;
+    }
+    if (!state_load(tgt, &st))
+        return false;
+    if (st.snapshot_backend_pid)
+        end_keeper(src, st.snapshot_backend_pid);
+    if (st.replication_name) {
+        ok = slot_drop(src, st.replication_name) &&
+             slot_drop_publication(src, st.replication_name) && restore_identities(src, tgt) &&
+             slot_drop_origin(tgt, st.replication_name);
+        if (ok)
+            log_info("[cleanup] dropped publication %s and replication origin %s",
+                     st.replication_name, st.replication_name);
+    }
+    if (ok && conn_exec(tgt, "cleanup", "DROP SCHEMA pgrelocate CASCADE"))
+        log_info("[cleanup] dropped the pgrelocate schema on the target");
+    else
+        ok = false;
+    state_free(&st);
+    return ok;
+}
+
+int cmd_cleanup(const Options *o)
+{
+    ConnOpts so = {.side = CONN_SOURCE, .app_name = "pgrelocate cleanup"};
+    ConnOpts to = {.side = CONN_TARGET, .app_name = "pgrelocate cleanup"};
+    char err[256];
+    ConnInfo *sci = NULL, *tci = NULL;
+    PGconn *src = NULL, *tgt = NULL;
+    bool ok = false;
+
+    if (!(sci = conninfo_parse(o->source, err, sizeof(err))))
+        log_error("invalid --source connection string: %s", err);
+    else if (!(tci = conninfo_parse(o->target, err, sizeof(err))))
+        log_error("invalid --target connection string: %s", err);
+    else if ((src = conn_open(sci, &so)) && (tgt = conn_open(tci, &to)))
+        ok = clean(src, tgt);
+    if (!ok && src && tgt)
+        log_msg(LOG_ERROR, NULL, "Fix the cause and run cleanup again: it is safe to repeat.",
+                "cleanup did not finish");
+    conn_close(src);
+    conn_close(tgt);
+    conninfo_destroy(sci);
+    conninfo_destroy(tci);
+    return ok ? EXIT_OK : EXIT_FAILED;
+}

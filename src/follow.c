@@ -1,0 +1,376 @@
+/*
+ * follow.c: stream thread, apply thread, queue, feedback, reconnects.
+ */
+#include "follow.h"
+
+#include "apply.h"
+#include "conn.h"
+#include "log.h"
+#include "pgoutput.h"
+#include "size.h"
+#include "stream.h"
+#include "strbuf.h"
+#include "walmsg.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_MAX_BYTES ((size_t)64 << 20)
+#define FEEDBACK_MS     5000
+#define BACKOFF_MAX_S   30
+
+typedef struct Item {
+    struct Item *next;
+    size_t len;
+    uint8_t data[]; /* one pgoutput message */
+} Item;
+
+typedef struct Session {
+    const FollowOpts *o;
+    pthread_mutex_t lock;
+    pthread_cond_t not_empty;
+    pthread_cond_t not_full;
+    Item *head, *tail;
+    size_t bytes;
+    bool stream_done; /* stream thread ended (no more items will come) */
+    bool apply_done;  /* apply thread ended */
+    bool failed;      /* fatal apply error: do not reconnect */
+    atomic_uint_fast64_t committed_lsn;
+    atomic_uint_fast64_t server_end_lsn;
+    atomic_uint_fast64_t pushed, processed;
+    atomic_bool apply_idle; /* no batch open on the target */
+    Stream *stream;
+    PGconn *tgt;
+    Apply *apply;
+} Session;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/* What the server may forget: everything committed on the target, or, when
+ * all received data is applied and nothing is open, up to its keepalive. */
+static Lsn flush_position(Session *s, Lsn keepalive_end)
+{
+    Lsn committed = atomic_load(&s->committed_lsn);
+
+    if (atomic_load(&s->apply_idle) && atomic_load(&s->pushed) == atomic_load(&s->processed) &&
+        keepalive_end > committed)
+        return keepalive_end;
+    return committed;
+}
+
+/* Queue one payload; waits while the queue is full, answering the server
+ * meanwhile.  false when the session ends. */
+static bool push(Session *s, const uint8_t *data, size_t len, Lsn *keepalive_end)
+{
+    Item *it = xmalloc(sizeof(Item) + len);
+
+    it->next = NULL;
+    it->len = len;
+    memcpy(it->data, data, len);
+    pthread_mutex_lock(&s->lock);
+    while (s->bytes > QUEUE_MAX_BYTES && !s->apply_done) {
+        struct timespec ts;
+
+        deadline_in(&ts, 1000);
+        if (pthread_cond_timedwait(&s->not_full, &s->lock, &ts) == ETIMEDOUT) {
+            Lsn flush = flush_position(s, *keepalive_end);
+
+            pthread_mutex_unlock(&s->lock);
+            stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush, false);
+            pthread_mutex_lock(&s->lock);
+        }
+    }
+    if (s->apply_done) {
+        pthread_mutex_unlock(&s->lock);
+        free(it);
+        return false;
+    }
+    if (s->tail)
+        s->tail->next = it;
+    else
+        s->head = it;
+    s->tail = it;
+    s->bytes += len;
+    atomic_fetch_add(&s->pushed, 1);
+    pthread_cond_signal(&s->not_empty);
+    pthread_mutex_unlock(&s->lock);
+    return true;
+}
+
+static void *stream_main(void *arg)
+{
+    Session *s = arg;
+    Lsn keepalive_end = 0;
+    int64_t next_feedback = now_ms() + FEEDBACK_MS;
+
+    for (;;) {
+        WalMsg msg;
+        StreamStatus st;
+        bool reply = false;
+
+        pthread_mutex_lock(&s->lock);
+        if (s->apply_done) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        st = stream_read(s->stream, 100, &msg);
+        if (st == STREAM_END || st == STREAM_ERROR)
+            break;
+        if (st == STREAM_FRAME && msg.type == WALMSG_XLOGDATA) {
+            if (msg.u.xlogdata.end_lsn > atomic_load(&s->server_end_lsn))
+                atomic_store(&s->server_end_lsn, msg.u.xlogdata.end_lsn);
+            if (!push(s, msg.u.xlogdata.data, msg.u.xlogdata.len, &keepalive_end))
+                break;
+        } else if (st == STREAM_FRAME && msg.type == WALMSG_KEEPALIVE) {
+            keepalive_end = msg.u.keepalive.end_lsn;
+            if (keepalive_end > atomic_load(&s->server_end_lsn))
+                atomic_store(&s->server_end_lsn, keepalive_end);
+            reply = msg.u.keepalive.reply_requested;
+        }
+        if (reply || now_ms() >= next_feedback) {
+            Lsn flush = flush_position(s, keepalive_end);
+
+            if (!stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush,
+                                    false))
+                break;
+            next_feedback = now_ms() + FEEDBACK_MS;
+        }
+    }
+    /* last word: what is durable now */
+    stream_send_status(s->stream, atomic_load(&s->server_end_lsn), atomic_load(&s->committed_lsn),
+                       atomic_load(&s->committed_lsn), false);
+    pthread_mutex_lock(&s->lock);
+    s->stream_done = true;
+    pthread_cond_broadcast(&s->not_empty);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* Next queued payload, waiting up to timeout_ms; NULL when none. */
+static Item *pop(Session *s, int timeout_ms)
+{
+    Item *it;
+
+    pthread_mutex_lock(&s->lock);
+    if (!s->head && !s->stream_done && timeout_ms > 0) {
+        struct timespec ts;
+
+        deadline_in(&ts, timeout_ms);
+        pthread_cond_timedwait(&s->not_empty, &s->lock, &ts);
+    }
+    it = s->head;
+    if (it) {
+        s->head = it->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->bytes -= it->len;
+        pthread_cond_signal(&s->not_full);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return it;
+}
+
+static bool queue_drained(Session *s)
+{
+    bool done;
+
+    pthread_mutex_lock(&s->lock);
+    done = s->stream_done && !s->head;
+    pthread_mutex_unlock(&s->lock);
+    return done;
+}
+
+static bool commit_now(Session *s)
+{
+    bool ok = apply_commit(s->apply);
+
+    atomic_store(&s->committed_lsn, apply_committed_lsn(s->apply));
+    atomic_store(&s->apply_idle, !apply_batch_open(s->apply));
+    return ok;
+}
+
+/* Decode and apply one payload. */
+static bool apply_item(Session *s, PgoDecoder *d, const Item *it)
+{
+    PgoMessage m;
+
+    if (pgo_decode(d, it->data, it->len, &m) != PGO_OK) {
+        log_error("[apply] malformed message from the source: %s", pgo_decoder_error(d));
+        return false;
+    }
+    atomic_store(&s->apply_idle, false);
+    if (!apply_message(s->apply, &m))
+        return false;
+    atomic_store(&s->committed_lsn, apply_committed_lsn(s->apply));
+    atomic_store(&s->apply_idle, !apply_batch_open(s->apply));
+    return true;
+}
+
+static void *apply_main(void *arg)
+{
+    Session *s = arg;
+    PgoDecoder *d = pgo_decoder_create(s->o->proto_version);
+    bool ok = d != NULL;
+
+    while (ok) {
+        Item *it;
+
+        if (*s->o->stop && !apply_in_transaction(s->apply)) {
+            ok = commit_now(s);
+            break;
+        }
+        it = pop(s, 0);
+        if (!it) {
+            /* idle: make what we have durable, then wait */
+            if (!apply_in_transaction(s->apply) && !commit_now(s))
+                ok = false;
+            if (ok && !(it = pop(s, 100))) {
+                if (queue_drained(s))
+                    break;
+                continue;
+            }
+        }
+        if (it) {
+            ok = apply_item(s, d, it);
+            atomic_fetch_add(&s->processed, 1);
+            free(it);
+        }
+    }
+    if (!ok && PQstatus(s->tgt) == CONNECTION_OK)
+        s->failed = true; /* not a lost connection: retrying would fail the same way */
+    pgo_decoder_destroy(d);
+    pthread_mutex_lock(&s->lock);
+    s->apply_done = true;
+    pthread_cond_broadcast(&s->not_full);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void free_queue(Session *s)
+{
+    for (Item *it = s->head, *n; it; it = n) {
+        n = it->next;
+        free(it);
+    }
+    s->head = s->tail = NULL;
+}
+
+static void log_status(Session *s, int64_t *last_ms, int64_t *last_txns)
+{
+    ApplyStats st;
+    Lsn end = atomic_load(&s->server_end_lsn), done = atomic_load(&s->committed_lsn);
+    int64_t t = now_ms();
+    char lag[32];
+
+    apply_get_stats(s->apply, &st);
+    log_info("[follow] applied %lld transactions (%.0f/s), %lld rows; behind the source by %s",
+             (long long)st.transactions,
+             t > *last_ms ? (double)(st.transactions - *last_txns) * 1000.0 / (double)(t - *last_ms)
+                          : 0.0,
+             (long long)st.changes,
+             size_format_bytes(end > done ? (int64_t)(end - done) : 0, lag, sizeof(lag)));
+    *last_ms = t;
+    *last_txns = st.transactions;
+}
+
+/* One connection pair, until stop, failure or a lost connection. */
+static FollowResult run_session(const FollowOpts *o, bool *lost)
+{
+    ConnOpts to = {
+        .side = CONN_TARGET, .app_name = "pgrelocate apply", .client_encoding = o->client_encoding};
+    Session s = {.o = o};
+    pthread_t st, at;
+    int64_t next_status, last_ms = now_ms(), last_txns = 0;
+    char lsn[LSN_TEXT_SIZE];
+
+    *lost = true;
+    if (!(s.tgt = conn_open(o->target, &to)) || !(s.apply = apply_create(s.tgt, o->origin))) {
+        conn_close(s.tgt);
+        return FOLLOW_STOPPED;
+    }
+    atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
+    atomic_store(&s.apply_idle, true);
+    s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
+                            o->publication);
+    if (!s.stream) {
+        apply_destroy(s.apply);
+        conn_close(s.tgt);
+        return FOLLOW_STOPPED;
+    }
+    log_info("[follow] streaming changes from %s", lsn_format(apply_committed_lsn(s.apply), lsn));
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.not_empty, NULL);
+    pthread_cond_init(&s.not_full, NULL);
+    pthread_create(&st, NULL, stream_main, &s);
+    pthread_create(&at, NULL, apply_main, &s);
+    next_status = now_ms() + o->status_interval_ms;
+    for (;;) {
+        bool done;
+
+        pthread_mutex_lock(&s.lock);
+        done = s.apply_done && s.stream_done;
+        pthread_mutex_unlock(&s.lock);
+        if (done)
+            break;
+        usleep(50000);
+        if (o->status_interval_ms > 0 && now_ms() >= next_status) {
+            log_status(&s, &last_ms, &last_txns);
+            next_status = now_ms() + o->status_interval_ms;
+        }
+    }
+    pthread_join(st, NULL);
+    pthread_join(at, NULL);
+    *lost = !s.failed && !*o->stop;
+    free_queue(&s);
+    stream_close(s.stream);
+    apply_destroy(s.apply);
+    conn_close(s.tgt);
+    pthread_mutex_destroy(&s.lock);
+    pthread_cond_destroy(&s.not_empty);
+    pthread_cond_destroy(&s.not_full);
+    return s.failed ? FOLLOW_FAILED : FOLLOW_STOPPED;
+}
+
+FollowResult follow_run(const FollowOpts *o)
+{
+    int backoff = 1;
+
+    for (;;) {
+        bool lost;
+        FollowResult r = run_session(o, &lost);
+
+        if (r == FOLLOW_FAILED)
+            return r;
+        if (*o->stop)
+            return FOLLOW_STOPPED;
+        if (lost) {
+            log_notice("[follow] connection lost; reconnecting in %d s", backoff);
+            for (int i = 0; i < backoff * 10 && !*o->stop; i++)
+                usleep(100000);
+            backoff = backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : backoff * 2;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/*
+ * follow.h: follow the source's changes and apply them to the target until
+ * told to stop.
+ *
+ * Two threads per connection pair: the stream thread reads the
+ * replication connection into a bounded queue and answers the server (so
+ * keepalives never wait behind a slow apply); the apply thread decodes and
+ * applies (apply.c).  Feedback reports as flushed only the commit end LSN
+ * of source transactions committed on the target (synchronous_commit on),
+ * or, when everything received is applied and nothing is open, the
+ * server's last keepalive position.  Any connection loss tears both down,
+ * and streaming restarts from the replication origin's progress: a
+ * transaction is never applied twice nor skipped.
+ */
+#ifndef PGRELOCATE_FOLLOW_H
+#define PGRELOCATE_FOLLOW_H
+
+#include "conninfo.h"
+#include "lsn.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct FollowOpts {
+    const ConnInfo *source;
+    const ConnInfo *target;
+    const char *slot;
+    const char *publication;
+    const char *origin;
+    int proto_version;
+    const char *client_encoding; /* the target's encoding, for both sides */
+    int status_interval_ms;      /* how often to log progress (0: never) */
+    volatile sig_atomic_t *stop; /* set by a signal: finish the transaction, exit */
+} FollowOpts;
+
+typedef enum {
+    FOLLOW_STOPPED, /* asked to stop; progress saved */
+    FOLLOW_FAILED   /* an error apply cannot get past (logged) */
+} FollowResult;
+
+FollowResult follow_run(const FollowOpts *o);
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * slot.c: publication, replica identity, slot and origin management.
+ */
+#include "slot.h"
+
+#include "conn.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DDL_ATTEMPTS 30
+
+#define USER_NS_WHERE                                                                              \
+    " n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgrelocate')"                         \
+    " AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"                                            \
+    " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"            \
+    "                 AND d.objid = c.oid AND d.deptype = 'e')"
+
+bool slot_check_source(PGconn *src)
+{
+    PGresult *res = conn_query(src, "check",
+                               "SELECT pg_catalog.current_setting('wal_level'),"
+                               " r.rolsuper OR r.rolreplication OR EXISTS (SELECT 1 FROM pg_roles"
+                               "   g WHERE g.rolname = 'rds_replication' AND"
+                               "   pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER'))"
+                               " FROM pg_roles r WHERE r.rolname = current_user",
+                               0, NULL, 2);
+    bool ok = res != NULL;
+
+    if (ok && strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
+        log_msg(LOG_ERROR,
+                "Following changes needs logical decoding, which needs wal_level = logical.",
+                "ALTER SYSTEM SET wal_level = logical; then restart the source server (on RDS "
+                "and Aurora: rds.logical_replication = 1 in the parameter group; on Cloud SQL: "
+                "cloudsql.logical_decoding = on).",
+                "the source has wal_level = %s", PQgetvalue(res, 0, 0));
+        ok = false;
+    } else if (ok && PQgetvalue(res, 0, 1)[0] != 't') {
+        log_msg(LOG_ERROR, NULL,
+                "ALTER ROLE ... WITH REPLICATION (on RDS and Aurora: GRANT rds_replication TO "
+                "the role).",
+                "the source role may not use replication");
+        ok = false;
+    }
+    PQclear(res);
+    return ok;
+}
+
+bool slot_tables_without_identity(PGconn *src, char **names, char ***list, int *n)
+{
+    PGresult *res = conn_query(
+        src, "check",
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND" USER_NS_WHERE
+        " AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS ("
+        "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))"
+        "  OR (c.relreplident = 'i' AND NOT EXISTS ("
+        "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))"
+        " ORDER BY 1",
+        0, NULL, 1);
+    StrBuf sb;
+
+    if (!res)
+        return false;
+    *n = PQntuples(res);
+    *names = NULL;
+    *list = xcalloc((size_t)*n + 1, sizeof(char *));
+    strbuf_init(&sb);
+    for (int i = 0; i < *n; i++) {
+        (*list)[i] = xstrdup(PQgetvalue(res, i, 0));
+        if (i < 10)
+            strbuf_appendf(&sb, "%s%s", i ? ", " : "", PQgetvalue(res, i, 0));
+    }
+    if (*n > 10)
+        strbuf_appendf(&sb, " and %d more", *n - 10);
+    if (*n > 0)
+        *names = strbuf_detach(&sb);
+    strbuf_free(&sb);
+    PQclear(res);
+    return true;
+}
+
+/* Run DDL on the live source: lock_timeout 2s, retried while the lock is
+ * busy, so the application never waits behind us for long. */
+static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
+{
+    char *full = xasprintf("SET lock_timeout = '2s'; %s; RESET lock_timeout", sql);
+    bool ok = false;
+
+    for (int attempt = 1; attempt <= DDL_ATTEMPTS && !ok; attempt++) {
+        PGresult *res = PQexec(src, full);
+
+        ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok && strcmp(conn_sqlstate(res), "55P03") == 0 && attempt < DDL_ATTEMPTS) {
+            log_notice("[%s] waiting for a lock (attempt %d of %d)", ctx, attempt, DDL_ATTEMPTS);
+            PQclear(res);
+            PQclear(PQexec(src, "RESET lock_timeout"));
+            usleep(500000);
+            continue;
+        }
+        if (!ok)
+            conn_log_result_error(res, src, ctx);
+        PQclear(res);
+        if (!ok)
+            break;
+    }
+    PQclear(PQexec(src, "RESET lock_timeout"));
+    free(full);
+    return ok;
+}
+
+bool slot_set_identity_full(PGconn *src, char **qualified, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *sql = xasprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qualified[i]);
+        bool ok = source_ddl(src, "replica identity", sql);
+
+        free(sql);
+        if (!ok)
+            return false;
+        log_info("[replica identity] %s now has REPLICA IDENTITY FULL (restored by cleanup)",
+                 qualified[i]);
+    }
+    return true;
+}
+
+bool slot_restore_identity(PGconn *src, const char *qualified, char original)
+{
+    const char *kind = original == 'n' ? "NOTHING" : original == 'f' ? "FULL" : "DEFAULT";
+    char *sql = xasprintf("ALTER TABLE %s REPLICA IDENTITY %s", qualified, kind);
+    bool ok = source_ddl(src, "replica identity", sql);
+
+    free(sql);
+    return ok;
+}
+
+bool slot_create_publication(PGconn *src, const char *name)
+{
+    PGresult *res = conn_query(
+        src, "publication",
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'"
+        " AND" USER_NS_WHERE " ORDER BY 1",
+        0, NULL, 1);
+    char *q;
+    StrBuf sql;
+    bool ok;
+
+    if (!res)
+        return false;
+    q = conn_quote_ident(src, name);
+    strbuf_init(&sql);
+    strbuf_appendf(&sql, "CREATE PUBLICATION %s", q);
+    for (int i = 0; i < PQntuples(res); i++)
+        strbuf_appendf(&sql, "%s%s", i ? ", " : " FOR TABLE ", PQgetvalue(res, i, 0));
+    if (PQserverVersion(src) >= 130000)
+        strbuf_append(&sql, " WITH (publish_via_partition_root = true)");
+    ok = source_ddl(src, "publication", sql.data);
+    if (ok)
+        log_info("[publication] created %s for %d tables", name, PQntuples(res));
+    strbuf_free(&sql);
+    free(q);
+    PQclear(res);
+    return ok;
+}
+
+bool slot_drop_publication(PGconn *src, const char *name)
+{
+    char *q = conn_quote_ident(src, name);
+    char *sql = xasprintf("DROP PUBLICATION IF EXISTS %s", q);
+    bool ok = source_ddl(src, "publication", sql);
+
+    free(q);
+    free(sql);
+    return ok;
+}
+
+bool slot_info(PGconn *src, const char *name, SlotInfo *out)
+{
+    const char *p[1] = {name};
+    PGresult *res = conn_query(
+        src, "slot",
+        "SELECT active, coalesce(active_pid, 0), coalesce(confirmed_flush_lsn, '0/0')::text,"
+        " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn), 0)"
+        "::bigint, coalesce(wal_status, '') FROM pg_catalog.pg_replication_slots"
+        " WHERE slot_name = $1",
+        1, p, 5);
+
+    memset(out, 0, sizeof(*out));
+    if (!res)
+        return false;
+    if (PQntuples(res) == 1) {
+        out->exists = true;
+        out->active = PQgetvalue(res, 0, 0)[0] == 't';
+        out->active_pid = atoi(PQgetvalue(res, 0, 1));
+        lsn_parse(PQgetvalue(res, 0, 2), &out->confirmed_flush);
+        out->retained_bytes = atoll(PQgetvalue(res, 0, 3));
+        snprintf(out->wal_status, sizeof(out->wal_status), "%s", PQgetvalue(res, 0, 4));
+    }
+    PQclear(res);
+    return true;
+}
+
+bool slot_drop(PGconn *src, const char *name)
+{
+    const char *p[1] = {name};
+    SlotInfo si;
+    PGresult *res;
+
+    if (!slot_info(src, name, &si))
+        return false;
+    if (!si.exists)
+        return true;
+    if (si.active) {
+        log_msg(LOG_ERROR, NULL,
+                "Stop the pgrelocate process that streams from it (or end that pid), then run "
+                "cleanup again.",
+                "replication slot \"%s\" is in use by process %d", name, si.active_pid);
+        return false;
+    }
+    res = conn_query(src, "slot", "SELECT pg_catalog.pg_drop_replication_slot($1)", 1, p, -1);
+    PQclear(res);
+    if (res)
+        log_info("[slot] dropped replication slot %s", name);
+    return res != NULL;
+}
+
+bool slot_drop_origin(PGconn *tgt, const char *name)
+{
+    const char *p[1] = {name};
+    PGresult *res = conn_query(tgt, "origin",
+                               "SELECT pg_catalog.pg_replication_origin_drop($1) WHERE "
+                               "pg_catalog.pg_replication_origin_oid($1) IS NOT NULL",
+                               1, p, -1);
+
+    PQclear(res);
+    return res != NULL;
+}

@@ -1,0 +1,56 @@
+/*
+ * slot.h: what pgrelocate creates on the source for change replication,
+ * and takes away again: the publication (an explicit table list, changes
+ * of partitions published as their root table), replica identity changes
+ * the user asked for, the logical replication slot (created by the
+ * snapshot keeper, see snapshot.h).  Every DDL on the live source runs
+ * under a short lock_timeout and is retried, so it never queues the
+ * application behind a lock.
+ */
+#ifndef PGRELOCATE_SLOT_H
+#define PGRELOCATE_SLOT_H
+
+#include "lsn.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* wal_level=logical and a role that may replicate; logs what is wrong and
+ * the fix. */
+bool slot_check_source(PGconn *src);
+
+/* Tables whose UPDATE/DELETE would fail on the source once published (no
+ * primary key, no replica identity): "a, b (2 tables)" or NULL. */
+bool slot_tables_without_identity(PGconn *src, char **names, char ***list, int *n);
+
+/* ALTER TABLE ... REPLICA IDENTITY FULL on each, under lock_timeout with
+ * retries. */
+bool slot_set_identity_full(PGconn *src, char **qualified, int n);
+/* Put back a table's replica identity ('d', 'n', 'f'). */
+bool slot_restore_identity(PGconn *src, const char *qualified, char original);
+
+/* CREATE PUBLICATION name FOR TABLE <every user table, partitioned roots
+ * instead of their partitions> WITH (publish_via_partition_root). */
+bool slot_create_publication(PGconn *src, const char *name);
+bool slot_drop_publication(PGconn *src, const char *name);
+
+/* Drop the slot if it exists.  A slot in use by another process is not
+ * dropped: false with the pid named. */
+bool slot_drop(PGconn *src, const char *name);
+
+typedef struct SlotInfo {
+    bool exists;
+    bool active;
+    int active_pid;
+    Lsn confirmed_flush;
+    int64_t retained_bytes; /* WAL the slot keeps on the source */
+    char wal_status[16];    /* reserved, extended, unreserved, lost */
+} SlotInfo;
+
+bool slot_info(PGconn *src, const char *name, SlotInfo *out);
+
+/* Drop the replication origin on the target if it exists. */
+bool slot_drop_origin(PGconn *tgt, const char *name);
+
+#endif

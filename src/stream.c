@@ -1,0 +1,131 @@
+/*
+ * stream.c: START_REPLICATION and the CopyBoth loop primitives.
+ */
+#include "stream.h"
+
+#include "conn.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct Stream {
+    PGconn *conn;
+    char *frame; /* last frame from PQgetCopyData, freed on the next read */
+};
+
+int stream_proto_for_server(int v)
+{
+    /* v4 (PG16) adds parallel streaming only; we do not ask for streaming,
+     * so the highest we need is 2 on 14+, 1 before. */
+    return v >= 140000 ? 2 : 1;
+}
+
+Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, int proto_version,
+                     const char *publication)
+{
+    ConnOpts co = {.side = CONN_SOURCE, .replication = true, .app_name = "pgrelocate stream"};
+    Stream *s;
+    PGconn *conn = conn_open(source, &co);
+    char *qslot, *qpub, *sql, lsn[LSN_TEXT_SIZE];
+    PGresult *res;
+
+    if (!conn)
+        return NULL;
+    qslot = conn_quote_ident(conn, slot);
+    qpub = conn_quote_literal(conn, publication);
+    sql = xasprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', "
+                    "publication_names %s)",
+                    qslot, lsn_format(start_lsn, lsn), proto_version, qpub);
+    res = PQexec(conn, sql);
+    free(qslot);
+    free(qpub);
+    free(sql);
+    if (PQresultStatus(res) != PGRES_COPY_BOTH) {
+        conn_log_result_error(res, conn, "stream");
+        PQclear(res);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQclear(res);
+    s = xcalloc(1, sizeof(*s));
+    s->conn = conn;
+    return s;
+}
+
+void stream_close(Stream *s)
+{
+    if (!s)
+        return;
+    if (s->frame)
+        PQfreemem(s->frame);
+    PQfinish(s->conn);
+    free(s);
+}
+
+StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg)
+{
+    char err[WALMSG_ERR_SIZE];
+
+    if (s->frame) {
+        PQfreemem(s->frame);
+        s->frame = NULL;
+    }
+    for (;;) {
+        int n = PQgetCopyData(s->conn, &s->frame, 1);
+        struct pollfd pf = {PQsocket(s->conn), POLLIN, 0};
+
+        if (n > 0) {
+            if (!walmsg_parse((const uint8_t *)s->frame, (size_t)n, msg, err, sizeof(err))) {
+                log_error("[stream] malformed frame from the source: %s", err);
+                return STREAM_ERROR;
+            }
+            return STREAM_FRAME;
+        }
+        if (n == -1) {
+            PGresult *res = PQgetResult(s->conn);
+
+            if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                conn_log_result_error(res, s->conn, "stream");
+            PQclear(res);
+            return STREAM_END;
+        }
+        if (n == -2) {
+            log_error("[stream] %s", PQerrorMessage(s->conn));
+            return STREAM_ERROR;
+        }
+        if (poll(&pf, 1, timeout_ms) < 0 && errno != EINTR)
+            return STREAM_ERROR;
+        if (!(pf.revents & (POLLIN | POLLERR | POLLHUP)))
+            return STREAM_TIMEOUT;
+        if (!PQconsumeInput(s->conn)) {
+            log_error("[stream] connection to the source lost: %s", PQerrorMessage(s->conn));
+            return STREAM_ERROR;
+        }
+    }
+}
+
+bool stream_send_status(Stream *s, Lsn write_lsn, Lsn flush_lsn, Lsn apply_lsn,
+                        bool reply_requested)
+{
+    struct timeval tv;
+    uint8_t buf[WALMSG_STATUS_UPDATE_SIZE];
+    WalStatusUpdate st;
+
+    gettimeofday(&tv, NULL);
+    st.write_lsn = write_lsn;
+    st.flush_lsn = flush_lsn;
+    st.apply_lsn = apply_lsn;
+    st.client_time_us = walmsg_time_from_unix_us((int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
+    st.reply_requested = reply_requested;
+    walmsg_build_status_update(&st, buf, sizeof(buf));
+    if (PQputCopyData(s->conn, (const char *)buf, (int)sizeof(buf)) != 1 || PQflush(s->conn) != 0) {
+        log_error("[stream] could not send feedback: %s", PQerrorMessage(s->conn));
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,42 @@
+/*
+ * stream.h: the replication connection to the source: START_REPLICATION of
+ * a pgoutput slot, reading CopyData frames, sending standby status updates.
+ * Owns the connection and the frame codec calls (walmsg.c); does not
+ * decode pgoutput or decide what is durable (follow.c does).
+ */
+#ifndef PGRELOCATE_STREAM_H
+#define PGRELOCATE_STREAM_H
+
+#include "conninfo.h"
+#include "lsn.h"
+#include "walmsg.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+typedef struct Stream Stream;
+
+typedef enum {
+    STREAM_FRAME,   /* *msg filled; frame views valid until the next read */
+    STREAM_TIMEOUT, /* nothing arrived within the timeout */
+    STREAM_END,     /* the server ended the stream */
+    STREAM_ERROR    /* connection lost or protocol error (logged) */
+} StreamStatus;
+
+/* Connect (replication=database) and START_REPLICATION SLOT slot LOGICAL
+ * start_lsn with proto_version and publication_names.  NULL after logging. */
+Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, int proto_version,
+                     const char *publication);
+void stream_close(Stream *s);
+
+/* Wait up to timeout_ms for one frame. */
+StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg);
+
+/* Send a standby status update.  false when the connection is gone. */
+bool stream_send_status(Stream *s, Lsn write_lsn, Lsn flush_lsn, Lsn apply_lsn,
+                        bool reply_requested);
+
+/* The pgoutput protocol version to ask for from a server version. */
+int stream_proto_for_server(int server_version_num);
+
+#endif
