@@ -63,6 +63,17 @@ static char *one_line(const char *msg)
     return s;
 }
 
+/* Server notices (e.g. "drop cascades to ...") are detail for -v, and must
+ * go through the log so they never break the progress display. */
+static void on_notice(void *arg, const char *message)
+{
+    char *msg = one_line(message);
+
+    (void)arg;
+    log_debug("[server] %s", msg);
+    free(msg);
+}
+
 PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
 {
     const char *extra[8];
@@ -91,6 +102,7 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
         PQfinish(conn);
         return NULL;
     }
+    PQsetNoticeProcessor(conn, on_notice, NULL);
     if (!pin_settings(conn, co)) {
         PQfinish(conn);
         return NULL;
