@@ -299,8 +299,10 @@ static void *worker_main(void *arg)
 
         progress_worker_begin(sh->job->progress, w->no, label, c->est_bytes);
         for (int attempt = 1; attempt <= MAX_ATTEMPTS && r == CHUNK_RETRY; attempt++) {
-            if (attempt > 1)
+            if (attempt > 1) {
                 log_notice("[%s] trying again (attempt %d of %d)", ctx, attempt, MAX_ATTEMPTS);
+                progress_worker_begin(sh->job->progress, w->no, label, c->est_bytes);
+            }
             r = copy_chunk(w, c, ctx, &rows, &bytes);
         }
         if (r == CHUNK_OK)

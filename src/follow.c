@@ -42,6 +42,7 @@ typedef struct Session {
     bool failed;      /* fatal apply error: do not reconnect */
     atomic_uint_fast64_t committed_lsn;
     atomic_uint_fast64_t server_end_lsn;
+    atomic_uint_fast64_t keepalive_lsn; /* the server's last keepalive position */
     atomic_uint_fast64_t pushed, processed;
     atomic_bool apply_idle; /* no batch open on the target */
     Stream *stream;
@@ -146,6 +147,7 @@ static void *stream_main(void *arg)
                 break;
         } else if (st == STREAM_FRAME && msg.type == WALMSG_KEEPALIVE) {
             keepalive_end = msg.u.keepalive.end_lsn;
+            atomic_store(&s->keepalive_lsn, keepalive_end);
             if (keepalive_end > atomic_load(&s->server_end_lsn))
                 atomic_store(&s->server_end_lsn, keepalive_end);
             reply = msg.u.keepalive.reply_requested;
@@ -278,20 +280,48 @@ static void free_queue(Session *s)
     s->head = s->tail = NULL;
 }
 
-static void log_status(Session *s, int64_t *last_ms, int64_t *last_txns)
+/* Retained WAL of our slot on the source, or -1 when it cannot be read. */
+static int64_t retained_wal(const FollowOpts *o, PGconn **monitor)
+{
+    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate monitor"};
+    const char *p[1] = {o->slot};
+    PGresult *res;
+    int64_t bytes = -1;
+
+    if (*monitor && PQstatus(*monitor) != CONNECTION_OK) {
+        conn_close(*monitor);
+        *monitor = NULL;
+    }
+    if (!*monitor && !(*monitor = conn_open(o->source, &co)))
+        return -1;
+    res = PQexecParams(*monitor,
+                       "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
+                       "restart_lsn)::bigint FROM pg_catalog.pg_replication_slots "
+                       "WHERE slot_name = $1",
+                       1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        bytes = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return bytes;
+}
+
+static void log_status(Session *s, PGconn **monitor, int64_t *last_ms, int64_t *last_txns)
 {
     ApplyStats st;
-    Lsn end = atomic_load(&s->server_end_lsn), done = atomic_load(&s->committed_lsn);
-    int64_t t = now_ms();
-    char lag[32];
+    Lsn end = atomic_load(&s->server_end_lsn);
+    Lsn done = flush_position(s, atomic_load(&s->keepalive_lsn));
+    int64_t t = now_ms(), kept = retained_wal(s->o, monitor);
+    char lag[32], wal[32];
 
     apply_get_stats(s->apply, &st);
-    log_info("[follow] applied %lld transactions (%.0f/s), %lld rows; behind the source by %s",
+    log_info("[follow] applied %lld transactions (%.0f/s), %lld rows; behind the source by %s; "
+             "WAL kept on the source for us: %s",
              (long long)st.transactions,
              t > *last_ms ? (double)(st.transactions - *last_txns) * 1000.0 / (double)(t - *last_ms)
                           : 0.0,
              (long long)st.changes,
-             size_format_bytes(end > done ? (int64_t)(end - done) : 0, lag, sizeof(lag)));
+             size_format_bytes(end > done ? (int64_t)(end - done) : 0, lag, sizeof(lag)),
+             kept < 0 ? "unknown" : size_format_bytes(kept, wal, sizeof(wal)));
     *last_ms = t;
     *last_txns = st.transactions;
 }
@@ -305,11 +335,17 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
     pthread_t st, at;
     int64_t next_status, last_ms = now_ms(), last_txns = 0;
     char lsn[LSN_TEXT_SIZE];
+    PGconn *monitor = NULL;
 
     *lost = true;
-    if (!(s.tgt = conn_open(o->target, &to)) || !(s.apply = apply_create(s.tgt, o->origin))) {
-        conn_close(s.tgt);
+    if (!(s.tgt = conn_open(o->target, &to)))
         return FOLLOW_STOPPED;
+    if (!(s.apply = apply_create(s.tgt, o->origin))) {
+        /* with the connection up, retrying would fail the same way */
+        bool up = PQstatus(s.tgt) == CONNECTION_OK;
+
+        conn_close(s.tgt);
+        return up ? FOLLOW_FAILED : FOLLOW_STOPPED;
     }
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
@@ -337,12 +373,13 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
             break;
         usleep(50000);
         if (o->status_interval_ms > 0 && now_ms() >= next_status) {
-            log_status(&s, &last_ms, &last_txns);
+            log_status(&s, &monitor, &last_ms, &last_txns);
             next_status = now_ms() + o->status_interval_ms;
         }
     }
     pthread_join(st, NULL);
     pthread_join(at, NULL);
+    conn_close(monitor);
     *lost = !s.failed && !*o->stop;
     free_queue(&s);
     stream_close(s.stream);
@@ -360,12 +397,15 @@ FollowResult follow_run(const FollowOpts *o)
 
     for (;;) {
         bool lost;
+        int64_t began = now_ms();
         FollowResult r = run_session(o, &lost);
 
         if (r == FOLLOW_FAILED)
             return r;
         if (*o->stop)
             return FOLLOW_STOPPED;
+        if (now_ms() - began > 60000)
+            backoff = 1; /* it ran well for a while: this is a new problem */
         if (lost) {
             log_notice("[follow] connection lost; reconnecting in %d s", backoff);
             for (int i = 0; i < backoff * 10 && !*o->stop; i++)

@@ -21,6 +21,8 @@ static bool exec_params(PGconn *conn, const char *ctx, const char *sql, int n,
 
     if (!ok)
         conn_log_result_error(res, conn, ctx);
+    if (PQntuples(res) > 0)
+        progress_worker_end(progress, 0, *count);
     PQclear(res);
     return ok;
 }
@@ -85,6 +87,8 @@ bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *cou
     *count = *bytes = 0;
     if (!res)
         return false;
+    if (PQntuples(res) > 0)
+        progress_worker_begin(progress, 0, "large objects", 0);
     for (int i = 0; i < PQntuples(res) && ok; i++) {
         int64_t before = *bytes;
 
@@ -92,6 +96,8 @@ bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *cou
         progress_worker_add(progress, 0, *bytes - before);
         (*count)++;
     }
+    if (PQntuples(res) > 0)
+        progress_worker_end(progress, 0, *count);
     PQclear(res);
     return ok;
 }
