@@ -82,8 +82,8 @@ static void check_views(const PgoMessage *m, const uint8_t *buf, size_t len)
         check_tuple(&m->u.update.new_tuple, buf, len);
         break;
     case PGO_MSG_DELETE:
-        CHECK(m->u.delete_.old_kind == PGO_OLD_KEY || m->u.delete_.old_kind == PGO_OLD_FULL);
-        check_tuple(&m->u.delete_.old_tuple, buf, len);
+        CHECK(m->u.del.old_kind == PGO_OLD_KEY || m->u.del.old_kind == PGO_OLD_FULL);
+        check_tuple(&m->u.del.old_tuple, buf, len);
         break;
     case PGO_MSG_TRUNCATE:
         CHECK(m->u.truncate.nrelids <= len / 4);

@@ -92,7 +92,7 @@ static void assert_views_inside(const PgoMessage *m, const uint8_t *buf, size_t 
         assert_tuple_inside(&m->u.update.new_tuple, buf, len);
         break;
     case PGO_MSG_DELETE:
-        assert_tuple_inside(&m->u.delete_.old_tuple, buf, len);
+        assert_tuple_inside(&m->u.del.old_tuple, buf, len);
         break;
     case PGO_MSG_MESSAGE:
         assert_cstr_inside(m->u.message.prefix, buf, len);
@@ -298,8 +298,8 @@ static void check_tuple_case(const TupleCase *tc)
         assert_tuple(&m->u.update.new_tuple, tc->new_spec);
     } else {
         assert_int_equal(m->type, PGO_MSG_DELETE);
-        assert_int_equal(m->u.delete_.old_kind, tc->old_kind);
-        assert_tuple(&m->u.delete_.old_tuple, tc->old_spec);
+        assert_int_equal(m->u.del.old_kind, tc->old_kind);
+        assert_tuple(&m->u.del.old_tuple, tc->old_spec);
     }
     decoded_free(&dc);
 }
