@@ -21,8 +21,6 @@ static bool exec_params(PGconn *conn, const char *ctx, const char *sql, int n,
 
     if (!ok)
         conn_log_result_error(res, conn, ctx);
-    if (PQntuples(res) > 0)
-        progress_worker_end(progress, 0, *count);
     PQclear(res);
     return ok;
 }
@@ -96,6 +94,8 @@ bool largeobject_copy(PGconn *src, PGconn *tgt, Progress *progress, int64_t *cou
         progress_worker_add(progress, 0, *bytes - before);
         (*count)++;
     }
+    if (PQntuples(res) > 0)
+        progress_worker_end(progress, 0, *count);
     if (PQntuples(res) > 0)
         progress_worker_end(progress, 0, *count);
     PQclear(res);
