@@ -590,11 +590,11 @@ SQL
 What a database holds, in a form equal for two databases that hold the same
 things:
 
-  tables         { 'schema.table' => { rows => N, digest => md5 } } for every
+  tables         { 'schema.table' => { rows => N, digest => D } } for every
                  table (relkind r) and materialized view outside
-                 @SYSTEM_SCHEMAS; the digest covers md5(row::text) of every row
-                 (FROM ONLY), sorted, so physical order does not count and
-                 duplicates do
+                 @SYSTEM_SCHEMAS; D is a multiset hash of row::text of every
+                 row (FROM ONLY): physical order does not count, duplicates
+                 do (see _table_digest_expr)
   sequences      { 'schema.seq' => 'last_value is_called' }
   large_objects  [ 'oid owner acl comment bytes md5' ... ] by oid
   schema         [ lines of pg_dump --schema-only, normalised ] (see
@@ -705,17 +705,20 @@ SQL
 	return @states;
 }
 
-# The digest of one table: "rows|md5", md5 over the sorted per-row md5s.
-# Rows are grouped into 256 buckets by their hash so that no aggregated
-# string nears PostgreSQL's 1 GB limit.
+# The digest of one table: the row count and a multiset hash of the rows'
+# text: the sums of two independent 64-bit hashes (seeds 0 and 1) of every
+# row, summed exactly as numeric.  Like comparing the sorted lists of row
+# hashes, physical order does not count and duplicates do; unlike sorting,
+# it takes one pass (2 million rows: 2.5 s instead of 15 s).  A changed,
+# missing or extra row changes both sums unless 128 bits of hash collide.
 sub _table_digest_expr
 {
 	my ($table) = @_;
 	return <<"SQL";
-coalesce(sum(n), 0), coalesce(md5(string_agg(d, '' ORDER BY b)), md5(''))
-FROM (SELECT substr(h, 1, 2) AS b, count(*) AS n, md5(string_agg(h, '' ORDER BY h)) AS d
-      FROM (SELECT md5(__rt::text) AS h FROM ONLY $table AS __rt) AS __r
-      GROUP BY 1) AS __s
+count(*),
+       coalesce(sum(hashtextextended(__rt::text, 0)), 0) || '/' ||
+       coalesce(sum(hashtextextended(__rt::text, 1)), 0)
+FROM ONLY $table AS __rt
 SQL
 }
 
@@ -743,13 +746,14 @@ sub normalise_dump
 
 =pod
 
-=item compare_databases($source, $target, $db [, $target_db]) => $all_equal
+=item compare_databases($source, $target, $db [, $target_db]) => ($all_equal, $source_state, $target_state)
 
 Assert that the target database holds what the source holds, one TAP test
 per aspect so a failure says what differs: the set of tables; per table the
 row count and the rows themselves (on a mismatch the first differing rows
 are printed); sequences; large objects; the normalised schema dump (a
-unified diff is printed on a mismatch).  Returns true when all passed.
+unified diff is printed on a mismatch).  Returns true when all passed, and
+in list context also both database_state() results.
 
 =cut
 
@@ -784,7 +788,7 @@ sub compare_databases
 	  is_deeply($t->{schema}, $s->{schema}, 'schema (pg_dump --schema-only)');
 	diag(lines_diff($s->{schema}, $t->{schema})) unless $same_schema;
 	$ok &= $same_schema;
-	return $ok;
+	return wantarray ? ($ok, $s, $t) : $ok;
 }
 
 =pod
@@ -852,7 +856,7 @@ sub printable
 
 The rows of C<$table> (a quoted, qualified name) present more often on one
 side than on the other, at most C<$max> (10) of each, as text for diag().
-Fetches every row's hash, so use it only after a digest mismatch.
+Fetches every row's md5, so use it only after a digest mismatch.
 
 =cut
 
@@ -860,34 +864,35 @@ sub row_differences
 {
 	my ($src, $src_db, $tgt, $tgt_db, $table, $max) = @_;
 	$max //= 10;
-	my $sql =
-	    "SELECT md5(__rt::text), to_json(left(__rt::text, 400))::text "
-	  . "FROM ONLY $table AS __rt ORDER BY 1;";
-	my @jobs = (_psql_start($src, $src_db, $sql), _psql_start($tgt, $tgt_db, $sql));
-	my @sides;
+	my @nodes = ([ $src, $src_db ], [ $tgt, $tgt_db ]);
+	# 1. every row's hash, on both sides at once
+	my @jobs = map { _psql_start(@$_, "SELECT md5(__rt::text) FROM ONLY $table AS __rt;") } @nodes;
+	my @count;
 	for my $job (@jobs)
 	{
-		my (%count, %text);
-		for my $line (split /\n/, _psql_finish($job))
-		{
-			my ($h, $txt) = split /$FS/, $line, 2;
-			$count{$h}++;
-			$text{$h} = $txt;
-		}
-		push @sides, [ \%count, \%text ];
+		my %c;
+		$c{$_}++ for split /\n/, _psql_finish($job);
+		push @count, \%c;
 	}
+	# 2. the text of the rows whose hash is more frequent on one side
 	my $out = "first differing rows of $table (row text cut at 400 chars):\n";
 	for my $dir ([ 0, 1, 'only on source' ], [ 1, 0, 'only on target' ])
 	{
 		my ($p, $q, $label) = @$dir;
-		my $n = 0;
-		for my $h (sort keys %{ $sides[$p][0] })
+		my %extra;
+		for my $h (sort keys %{ $count[$p] })
 		{
-			my $extra = $sides[$p][0]{$h} - ($sides[$q][0]{$h} // 0);
-			next if $extra <= 0;
-			last if ++$n > $max;
-			$out .= "  $label (x$extra): $sides[$p][1]{$h}\n";
+			my $n = $count[$p]{$h} - ($count[$q]{$h} // 0);
+			$extra{$h} = $n if $n > 0;
+			last if keys %extra >= $max;
 		}
+		next unless %extra;
+		my $in = join ', ', map { "'$_'" } sort keys %extra;
+		my %text = map { split /$FS/, $_, 2 } split /\n/, query(
+			@{ $nodes[$p] },
+			"SELECT DISTINCT md5(__rt::text), to_json(left(__rt::text, 400))::text "
+			  . "FROM ONLY $table AS __rt WHERE md5(__rt::text) IN ($in);");
+		$out .= "  $label (x$extra{$_}): " . ($text{$_} // '?') . "\n" for sort keys %extra;
 	}
 	return $out;
 }
@@ -1065,7 +1070,14 @@ SQL
 sub wait_for_no_sessions
 {
 	my ($node, $timeout_s) = @_;
-	return wait_until($node, 'postgres', $SESSIONS_SQL, '0', $timeout_s);
+	return 1 if wait_until($node, 'postgres', $SESSIONS_SQL, '0', $timeout_s);
+	diag("sessions left on " . $node->name . ":\n" . query($node, 'postgres', <<'SQL'));
+SELECT format('pid=%s app=%L state=%s xmin=%s age=%s query=%L', pid, application_name,
+              state, backend_xmin, date_trunc('second', now() - backend_start), left(query, 100))
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+SQL
+	return 0;
 }
 
 =pod
@@ -1088,8 +1100,8 @@ Run C<pgrelocate copy>.  Arguments:
   env             environment changes: name => value, or undef to unset
   timeout         seconds (default: the framework's timeout)
 
-PGRELOCATE_SOURCE, PGRELOCATE_TARGET, PGRELOCATE_JOBS, PGHOST, PGPORT,
-PGDATABASE, PGUSER and PGPASSWORD are unset unless C<env> sets them, so the
+The PGRELOCATE_* and libpq PG* variables of @SCRUBBED_ENV (PGAPPNAME too,
+which the TAP framework sets) are unset unless C<env> sets them, so the
 environment of the test runner cannot leak into the tool.  Output is
 recorded in the test log.
 
@@ -1097,7 +1109,7 @@ recorded in the test log.
 
 our @SCRUBBED_ENV = qw(PGRELOCATE_SOURCE PGRELOCATE_TARGET PGRELOCATE_JOBS
   PGRELOCATE_PG_BIN PGRELOCATE_PROGRESS PGHOST PGHOSTADDR PGPORT PGDATABASE
-  PGUSER PGPASSWORD PGSERVICE PGOPTIONS);
+  PGUSER PGPASSWORD PGSERVICE PGOPTIONS PGAPPNAME);
 
 sub tool { return $ENV{PGRELOCATE} // 'pgrelocate'; }
 

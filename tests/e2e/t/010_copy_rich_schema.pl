@@ -31,7 +31,7 @@ if (!$r->{ok})
 	exit 0;
 }
 
-RelocateTest::compare_databases($src, $tgt, $db);
+my (undef, undef, $tgt_state) = RelocateTest::compare_databases($src, $tgt, $db);
 
 # The source is left as it was: no session, no slot, nothing holding xmin.
 ok(RelocateTest::wait_for_no_sessions($src, 30),
@@ -123,7 +123,7 @@ is($q_tgt->("SELECT count(*) FROM pg_index WHERE NOT indisvalid OR NOT indisread
 # The comparison itself must fail when one value differs.  Change one
 # thing of each kind on the target and check that each is reported.
 {
-	my $before = RelocateTest::database_state($tgt, $db);
+	my $before = $tgt_state;
 	$q_tgt->(<<'SQL');
 UPDATE public.floats SET f8 = 0 WHERE label = '-0';
 DELETE FROM public.no_pk WHERE ctid = (SELECT min(ctid) FROM public.no_pk WHERE a = 1);

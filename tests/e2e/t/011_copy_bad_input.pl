@@ -131,7 +131,7 @@ my @cases = (
 	{
 		name   => 'source role without SELECT on a table',
 		source => "$source user=limited",
-		expect => [ qr/secret_stuff/, qr/permission|privilege/i ],
+		expect => [ qr/secret_stuff/, qr/cannot read|permission|privilege/i ],
 	},
 	{
 		name   => 'no pg_dump (empty --pg-bin, PATH without it)',
