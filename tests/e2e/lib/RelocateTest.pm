@@ -1209,8 +1209,9 @@ sub copy_ok
 =item copy_fails_like($name, \@regexes, %args) => $result
 
 run_copy() and assert that it fails cleanly: a non-zero exit status (not a
-signal, not a timeout), stderr matching every regex in C<\@regexes>, and
-no sanitizer report or crash text.  C<secret =E<gt> 'text'> also asserts
+signal, not a timeout), a line "pgrelocate: error: ..." on stderr, that line
+and the rest of stderr after it (DETAIL, HINT) matching every regex in
+C<\@regexes>, and no sanitizer report or crash text.  C<secret =E<gt> 'text'> also asserts
 that the text appears neither in stdout nor in stderr.
 
 =cut
@@ -1223,9 +1224,13 @@ sub copy_fails_like
 	my $r = run_copy(%args);
 	my $ok = ok(!$r->{ok} && $r->{exit} > 0 && $r->{signal} == 0,
 		"$name: fails with a non-zero exit status (no signal, no timeout)");
+	# The error: its first line and what follows (DETAIL, HINT), not the
+	# progress lines before it (which name the source and target anyway).
+	my ($error) = $r->{stderr} =~ /(^pgrelocate: error: .*)\z/ms;
+	$ok &= ok(defined $error, "$name: stderr has a line \"pgrelocate: error: ...\"");
 	for my $re (@$regexes)
 	{
-		$ok &= like($r->{stderr}, $re, "$name: stderr matches $re");
+		$ok &= like($error // '', $re, "$name: error message matches $re");
 	}
 	$ok &= unlike($r->{stderr}, qr/AddressSanitizer|runtime error:|Segmentation|core dumped/,
 		"$name: no crash or sanitizer report");

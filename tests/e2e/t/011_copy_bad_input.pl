@@ -29,7 +29,8 @@ GRANT SELECT ON SEQUENCE public.invoice_no TO limited;
 GRANT SELECT ON LARGE OBJECT 100001 TO limited;
 SQL
 # Roles are cluster-wide: the target has them too, as a user would set up.
-$tgt->safe_psql('postgres', 'CREATE ROLE limited LOGIN');
+# On the target, "plain" may connect but not create anything.
+$tgt->safe_psql('postgres', 'CREATE ROLE limited LOGIN; CREATE ROLE plain LOGIN');
 $tgt->safe_psql('busy', <<'SQL');
 CREATE TABLE public.existing (id int PRIMARY KEY, note text);
 INSERT INTO public.existing VALUES (1, 'already here');
@@ -134,6 +135,11 @@ my @cases = (
 		expect => [ qr/secret_stuff/, qr/cannot read|permission|privilege/i ],
 	},
 	{
+		name   => 'target role without CREATE privilege',
+		target => "$target user=plain",
+		expect => [ qr/target/i, qr/privilege|permission/i ],
+	},
+	{
 		name   => 'no pg_dump (empty --pg-bin, PATH without it)',
 		args   => [ '--pg-bin', $empty_bin ],
 		env    => { PATH => $empty_bin },
@@ -167,7 +173,7 @@ for my $case (@cases)
 	my $name = $case->{name};
 	my $r = RelocateTest::copy_fails_like(
 		$name,
-		[ qr/^pgrelocate: error: /m, @{ $case->{expect} } ],
+		$case->{expect},
 		source  => exists $case->{source} ? $case->{source} : $source,
 		target  => exists $case->{target} ? $case->{target} : $target,
 		args    => $case->{args} // [],
