@@ -76,6 +76,7 @@ test: deps
 
 FUZZ_SECONDS ?= 600
 fuzz: | build/fuzz
+	mkdir -p build/fuzz/corpus
 	$(CLANG) -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_pgoutput \
 	  tests/fuzz/fuzz_pgoutput.c src/pgoutput.c src/walmsg.c src/lsn.c
 	build/fuzz/fuzz_pgoutput -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 20
