@@ -173,26 +173,41 @@ bench_record() {
   bench_log "$who: $secs s, $mbps MB/s, peak RSS $((rss / 1024)) MB, data $V_DATA, sequences $V_SEQ, $stats, schema $V_SCHEMA ($note)"
 }
 
-# bench_report SECTION BASE: table of a section's results and time ratios of
-# BASE (the contender under test) against each peer.
+# bench_report SECTION BASE: table of a section's results (with BENCH_REPEAT
+# runs: the fastest good run; data/sequences/schema show the worst run, RSS the
+# highest) and time ratios of BASE (the contender under test) to each peer.
 bench_report() {
-  local section=$1 base=$2 r base_secs="" who secs
-  local -a f
-  printf '\n%s\n' "== $section"
-  printf '%-14s %8s %8s %9s  %-10s %-10s %-32s %-9s %s\n' \
-    contender seconds MB/s "peak RSS" data sequences "planner statistics" schema status
-  for r in "${BENCH_RESULTS[@]}"; do
-    IFS='|' read -r -a f <<<"$r"
-    [ "${f[0]}" = "$section" ] || continue
-    printf '%-14s %8s %8s %6d MB  %-10s %-10s %-32s %-9s %s\n' \
-      "${f[1]}" "${f[2]}" "${f[3]}" $((f[4] / 1024)) "${f[5]}" "${f[6]}" "${f[7]}" "${f[8]}" "${f[9]}"
-    [ "${f[1]}" = "$base" ] && [ "${f[9]}" = ok ] && base_secs=${f[2]}
-  done
-  [ -n "$base_secs" ] || return 0
-  for r in "${BENCH_RESULTS[@]}"; do
-    IFS='|' read -r -a f <<<"$r"
-    if [ "${f[0]}" != "$section" ] || [ "${f[1]}" = "$base" ] || [ "${f[9]}" != ok ]; then continue; fi
-    who=${f[1]} secs=${f[2]}
-    awk -v a="$base_secs" -v b="$secs" -v n="$base/$who" 'BEGIN { printf "%s = %.2fx (time)\n", n, (b > 0) ? a / b : 0 }'
-  done
+  printf '%s\n' "${BENCH_RESULTS[@]}" | awk -F'|' -v section="$1" -v base="$2" '
+    $1 != section { next }
+    {
+      who = $2
+      if (!(who in runs)) { order[++n] = who; best[who] = -1; rss[who] = 0 }
+      runs[who] = runs[who] (runs[who] == "" ? "" : " ") $3 ($10 == "ok" ? "" : "!")
+      nruns[who]++
+      if ($5 + 0 > rss[who]) rss[who] = $5 + 0
+      if ($10 == "ok" && (best[who] < 0 || $3 + 0 < best[who])) { best[who] = $3 + 0; mbps[who] = $4; stats[who] = $8 }
+      if ($10 != "ok") { failed[who]++; status[who] = $10 }
+      if (!(who in data) || $6 != "identical") data[who] = $6
+      if (!(who in seq) || $7 != "match") seq[who] = $7
+      if (!(who in schema) || $9 != "same") schema[who] = $9
+      if (!(who in stats)) stats[who] = $8
+    }
+    END {
+      printf "\n== %s\n", section
+      printf "%-14s %8s %8s %9s  %-12s %-10s %-32s %-9s %-8s %s\n", "contender", "seconds", "MB/s", "peak RSS",
+             "data", "sequences", "planner statistics", "schema", "status", "runs (s)"
+      for (i = 1; i <= n; i++) {
+        w = order[i]
+        st = failed[w] ? (failed[w] == nruns[w] ? status[w] : failed[w] "/" nruns[w] " failed") : "ok"
+        printf "%-14s %8s %8s %6d MB  %-12s %-10s %-32s %-9s %-8s %s\n", w,
+               best[w] < 0 ? "-" : sprintf("%.1f", best[w]), best[w] < 0 ? "-" : mbps[w], rss[w] / 1024,
+               data[w], seq[w], stats[w], schema[w], st, runs[w]
+      }
+      if (!(base in best) || best[base] <= 0) exit
+      for (i = 1; i <= n; i++) {
+        w = order[i]
+        if (w == base || best[w] <= 0) continue
+        printf "%s/%s = %.2fx (time: %.1f s vs %.1f s)\n", base, w, best[base] / best[w], best[base], best[w]
+      }
+    }'
 }

@@ -13,6 +13,7 @@
 #   BENCH_JOBS=$(nproc)     parallel jobs given to every contender
 #   BENCH_ONLY=copy         sections to run (space or comma separated)
 #   BENCH_CONTENDERS="pgrelocate dump+restore pgcopydb"   copy section contenders
+#   BENCH_REPEAT=1          rounds of all contenders; the report keeps each one's fastest
 #   BENCH_SPLIT=SIZE        pass --split-larger-than SIZE to pgrelocate
 #   BENCH_PGCOPYDB_SPLIT=SIZE  pass --split-tables-larger-than SIZE to pgcopydb
 #   PGRELOCATE=path         binary under test (default ./pgrelocate)
@@ -26,6 +27,7 @@ BENCH_ONLY=${BENCH_ONLY:-copy}
 BENCH_ONLY=${BENCH_ONLY//,/ }
 BENCH_CONTENDERS=${BENCH_CONTENDERS:-pgrelocate dump+restore pgcopydb}
 BENCH_CONTENDERS=${BENCH_CONTENDERS//,/ }
+BENCH_REPEAT=${BENCH_REPEAT:-1}
 BENCH_DB=bench
 BENCH_LOGDIR="$top/bench/results"
 PGRELOCATE=${PGRELOCATE:-$top/pgrelocate}
@@ -67,6 +69,7 @@ main() {
   local section
   for section in $BENCH_ONLY; do
     declare -F "bench_section_$section" >/dev/null || cl_die "unknown section '$section' (known: copy)"
+    if declare -F "bench_check_$section" >/dev/null; then "bench_check_$section"; fi
   done
   BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
   mkdir -p "$BENCH_LOGDIR"

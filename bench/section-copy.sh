@@ -40,24 +40,38 @@ copy_pgcopydb() {
 copy_pgcopydb_rss() { bench_rss_kb pgcopydb; }
 copy_pgcopydb_after() { rm -rf "$CL_DIR/pgcopydb"; }
 
+copy_fn() {
+  case $1 in
+    pgrelocate | pgcopydb) echo "copy_$1" ;;
+    dump+restore) echo copy_dump_restore ;;
+    *) cl_die "unknown copy contender '$1' (known: pgrelocate, dump+restore, pgcopydb)" ;;
+  esac
+}
+
+bench_check_copy() {
+  local who
+  for who in $BENCH_CONTENDERS; do copy_fn "$who" >/dev/null; done
+}
+
 bench_section_copy() {
-  local who fn log t0 t1 rc label
-  bench_log "== section copy: ${BENCH_CONTENDERS// /, } with $BENCH_JOBS jobs, source $((BENCH_SRC_BYTES / 1048576)) MB"
-  for who in $BENCH_CONTENDERS; do
-    fn=copy_${who//+/_}
-    case $who in dump+restore) fn=copy_dump_restore ;; esac
-    declare -F "$fn" >/dev/null || cl_die "unknown copy contender '$who' (pgrelocate, dump+restore, pgcopydb)"
-    log="$BENCH_LOGDIR/copy-$who.log"
-    : >"$log"
-    bench_reset_target
-    bench_log "$who: copying ..."
-    t0=$(bench_now)
-    rc=0
-    "$fn" "$log" || rc=$?
-    t1=$(bench_now)
-    label=$who
-    bench_record copy "$label" "$rc" "$t0" "$t1" "$("${fn}_rss")" "$log"
-    if declare -F "${fn}_after" >/dev/null; then "${fn}_after"; fi
+  local who fn log t0 t1 rc round
+  bench_log "== section copy: ${BENCH_CONTENDERS// /, } with $BENCH_JOBS jobs, source $((BENCH_SRC_BYTES / 1048576)) MB," \
+    "$BENCH_REPEAT round(s)"
+  for ((round = 1; round <= BENCH_REPEAT; round++)); do
+    for who in $BENCH_CONTENDERS; do
+      fn=$(copy_fn "$who")
+      log="$BENCH_LOGDIR/copy-$who.log"
+      [ "$round" -gt 1 ] || : >"$log"
+      echo "=== round $round" >>"$log"
+      bench_reset_target
+      bench_log "$who: copying (round $round) ..."
+      t0=$(bench_now)
+      rc=0
+      "$fn" "$log" || rc=$?
+      t1=$(bench_now)
+      bench_record copy "$who" "$rc" "$t0" "$t1" "$("${fn}_rss")" "$log"
+      if declare -F "${fn}_after" >/dev/null; then "${fn}_after"; fi
+    done
   done
 }
 
