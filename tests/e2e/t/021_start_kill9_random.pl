@@ -25,11 +25,12 @@ srand($seed);
 note("random seed: $seed (FOLLOW_TEST_SEED=$seed to replay)");
 
 my $KILLS_IN_COPY   = 8;     # at most, before letting the copy finish
-my $KILLS_IN_FOLLOW = 16;    # at least
+my $KILLS_IN_FOLLOW = 12;    # at least
+my $KILLS           = 21;    # at least, in all
 
 my $db = 'app';
 my ($src, $tgt) = RelocateTest::new_pair(dbname => $db);
-my $scale = 2;               # 200,000 accounts: a copy of about two seconds
+my $scale = 3;               # 300,000 accounts: a copy of a few seconds
 FollowTest::setup_pgbench($src, $db, scale => $scale);
 my @args = ('--replica-identity-full', '--jobs', 2);
 
@@ -65,7 +66,7 @@ sub run_and_kill
 my $phase = 'none';
 for (1 .. $KILLS_IN_COPY)
 {
-	$phase = run_and_kill(0.3 + rand(2.2));
+	$phase = run_and_kill(0.3 + rand(1.5));
 	last if $phase eq 'follow';
 }
 # 2. if the copy is not over yet, let one run finish it, then kill it too
@@ -82,14 +83,16 @@ if ($phase ne 'follow')
 	  if $r->{signal} != 9;
 }
 # 3. kills during the follow, under the load
-for (1 .. $KILLS_IN_FOLLOW)
+my $follow_kills = $KILLS - @kills - @self_exits;
+$follow_kills = $KILLS_IN_FOLLOW if $follow_kills < $KILLS_IN_FOLLOW;
+for (1 .. $follow_kills)
 {
 	run_and_kill(0.2 + rand(3.0));
 }
 note('kills (delay:phase found): ' . join(' ', @kills));
 my $in_copy = grep { !/:follow$/ } @kills;
 my $in_follow = grep { /:follow$/ } @kills;
-cmp_ok(scalar @kills, '>=', 20, '20 or more kill -9');
+cmp_ok(scalar @kills, '>=', 20, '20 or more kill -9 (of a running start)');
 cmp_ok($in_copy, '>=', 1, 'some kills landed in the copy phases');
 cmp_ok($in_follow, '>=', 10, 'kills landed in the follow phase');
 is(scalar @self_exits, 0, 'every restarted run went on until killed (none failed on its own)')
