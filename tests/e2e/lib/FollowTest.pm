@@ -43,6 +43,7 @@ use Carp;
 use File::Temp ();
 use IPC::Run ();
 use Test::More;
+use Time::HiRes ();
 
 use PostgreSQL::Test::Utils;
 use RelocateTest;
@@ -70,6 +71,10 @@ are extra arguments.
 
 Send C<$signal> (default INT) and wait for the exit (RelocateTest::finish_copy).
 
+=item finish($handle) => $result
+
+Wait for the exit; the result is kept, so calling it again is harmless.
+
 =item cleanup_ok($name, $src, $tgt, $db) / cleanup_run(...)
 
 Run C<pgrelocate cleanup>; the first asserts exit status 0.
@@ -95,8 +100,16 @@ sub start_bg
 sub stop_run
 {
 	my ($h, $signal) = @_;
-	kill($signal // 'INT', $h->{pid});
-	return RelocateTest::finish_copy($h);
+	kill($signal // 'INT', $h->{pid}) unless $h->{result};
+	return finish($h);
+}
+
+# RelocateTest::finish_copy, once: the result is kept in the handle.
+sub finish
+{
+	my ($h) = @_;
+	$h->{result} //= RelocateTest::finish_copy($h);
+	return $h->{result};
 }
 
 sub cleanup_run
@@ -181,7 +194,8 @@ see create_marker; its commit ends after X, so the wait below ends even when
 the last load transaction ended before X) and poll until the target's origin
 progress is >= X.  Returns X, or undef on timeout (with a diag).  With
 C<flush =E<gt> 1> also waits until the slot's confirmed_flush_lsn on the
-source is >= X (pgrelocate acknowledged what it applied).
+source is >= X (pgrelocate acknowledged what it applied).  With
+C<run =E<gt> $handle> gives up as soon as that run of start ended.
 
 =cut
 
@@ -190,20 +204,57 @@ sub wait_caught_up
 	my ($src, $tgt, $db, %opts) = @_;
 	my $timeout = $opts{timeout} // 120;
 	my $m = migration($tgt, $db) or do { diag('no pgrelocate.migration on the target'); return undef; };
-	my $name = $m->{replication_name};
+	my $lit = RelocateTest::quote_literal($m->{replication_name});
 	my $x = RelocateTest::query($src, $db, 'SELECT pg_current_wal_lsn()');
 	marker($src, $db);
-	my $lit = RelocateTest::quote_literal($name);
-	my $ok = RelocateTest::wait_until($tgt, $db,
+	my $ok = poll($tgt, $db,
 		"SELECT coalesce(pg_replication_origin_progress($lit, true) >= '$x', false)",
-		't', $timeout);
-	if ($ok && $opts{flush})
-	{
-		$ok = RelocateTest::wait_until($src, $db,
-			"SELECT confirmed_flush_lsn >= '$x' FROM pg_replication_slots WHERE slot_name = $lit",
-			't', $timeout);
-	}
+		$timeout, $opts{run});
+	$ok &&= poll($src, $db,
+		"SELECT confirmed_flush_lsn >= '$x' FROM pg_replication_slots WHERE slot_name = $lit",
+		$timeout, $opts{run})
+	  if $opts{flush};
 	return $ok ? $x : undef;
+}
+
+# Poll $sql until 't', up to $timeout_s; gives up at once when the run
+# (a start_bg handle, optional) ended, showing its output.
+sub poll
+{
+	my ($node, $db, $sql, $timeout_s, $run) = @_;
+	my $deadline = time + $timeout_s;
+	my $last = '';
+	while (time <= $deadline)
+	{
+		$last = eval { RelocateTest::query($node, $db, $sql) } // "error: $@";
+		return 1 if $last eq 't';
+		if ($run && !running($run))
+		{
+			my $r = finish($run);
+			diag("pgrelocate ended (exit $r->{exit}, signal $r->{signal}) while waiting for: "
+				  . "$sql\nstderr:\n$r->{stderr}");
+			return 0;
+		}
+		Time::HiRes::usleep(100_000);
+	}
+	diag("waited ${timeout_s}s for: $sql\nlast: $last");
+	return 0;
+}
+
+=pod
+
+=item running($handle) => $bool
+
+Whether a start_bg run is still running (reads its output meanwhile).
+
+=cut
+
+sub running
+{
+	my ($h) = @_;
+	return 0 if $h->{result};
+	eval { $h->{h}->pump_nb; 1 };
+	return $h->{h}->pumpable ? 1 : 0;
 }
 
 =pod
