@@ -24,6 +24,7 @@ UNIT_EXTRA_size     =
 UNIT_EXTRA_lsn      =
 UNIT_EXTRA_strbuf   =
 UNIT_EXTRA_pgoutput = src/lsn.c
+UNIT_EXTRA_names    = src/strbuf.c
 UNIT_EXTRA_walmsg   = src/lsn.c
 UNIT_EXTRA_progress = src/log.c src/size.c src/strbuf.c
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)

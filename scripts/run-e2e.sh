@@ -9,7 +9,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 perllib=/usr/lib/postgresql/15/lib/pgxs/src/test/perl
 testuser=${PGRELOCATE_TEST_USER:-pgrelocate-test}
-tests=${E2E_TESTS:-t}
+tests=${E2E_TESTS:-t/*.pl}
 jobs=${E2E_JOBS:-2}
 
 stage=$(mktemp -d /tmp/pgrelocate-e2e.XXXXXX)

@@ -57,9 +57,17 @@ static char *one_line(const char *msg)
 
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
         s[--n] = '\0';
-    for (char *p = s; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    /* newlines and tabs become single spaces */
+    char *o = s;
+
+    for (char *p = s; *p; p++) {
+        char c = *p == '\n' || *p == '\t' ? ' ' : *p;
+
+        if (c == ' ' && o > s && o[-1] == ' ')
+            continue;
+        *o++ = c;
+    }
+    *o = '\0';
     return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "names.h"
 #include "strbuf.h"
 
 #include <pthread.h>
@@ -54,9 +55,13 @@ static const StateTable *table_of(const CopyJob *job, int table_no)
 /* "[copy public.orders 3/8]" style label. */
 static char *chunk_label(const StateTable *t, const StateChunk *c)
 {
-    if (c->nchunks > 1)
-        return xasprintf("%s.%s %d/%d", t->schema_name, t->table_name, c->chunk_no, c->nchunks);
-    return xasprintf("%s.%s", t->schema_name, t->table_name);
+    char *name = names_display(t->schema_name, t->table_name), *label;
+
+    if (c->nchunks <= 1)
+        return name;
+    label = xasprintf("%s %d/%d", name, c->chunk_no, c->nchunks);
+    free(name);
+    return label;
 }
 
 /* Build the source and target COPY statements of a chunk.  A whole-table
@@ -274,7 +279,7 @@ static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
     pthread_mutex_unlock(&sh->lock);
     progress_worker_end(sh->job->progress, w->no, rows);
     if (last) {
-        char *name = xasprintf("%s.%s", t->schema_name, t->table_name);
+        char *name = names_display(t->schema_name, t->table_name);
 
         progress_table_done(sh->job->progress, name, tt->rows, tt->bytes,
                             now_s() - tt->first_start);

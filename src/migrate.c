@@ -144,6 +144,26 @@ static bool check_identity(CopyRun *r)
     return false;
 }
 
+/* The copy creates schemas and tables on the target. */
+static bool check_target_create(CopyRun *r)
+{
+    PGresult *res = conn_query(r->tgt, "target",
+                               "SELECT pg_catalog.has_database_privilege("
+                               "pg_catalog.current_database(), 'CREATE'), current_user",
+                               0, NULL, 2);
+    bool ok = res && PQgetvalue(res, 0, 0)[0] == 't';
+
+    if (res && !ok)
+        log_msg(LOG_ERROR,
+                "The copy creates the source's schemas and tables, and its own schema "
+                "pgrelocate, in the target database.",
+                "GRANT CREATE ON DATABASE ... TO the role, or connect as the database owner.",
+                "the target role \"%s\" may not create schemas in the target database",
+                PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return ok;
+}
+
 /* Everything that can refuse the run before anything changes. */
 static bool open_and_check(CopyRun *r)
 {
@@ -214,6 +234,8 @@ static bool open_and_check(CopyRun *r)
     if (!exists && r->o->resume)
         log_notice("nothing to resume on the target: starting a new copy");
     if (!exists && r->follow && !check_identity(r))
+        return false;
+    if (!exists && !check_target_create(r))
         return false;
     if (!exists) {
         if (!state_target_is_empty(r->tgt, &empty, &example))

@@ -32,7 +32,13 @@ static int tool_major(const char *path)
     return major;
 }
 
-static bool try_dir(const char *dir, int need_major, PgTools *out, int *best_seen)
+/* What the search found, for the error message. */
+typedef struct Seen {
+    int best_dump;        /* newest pg_dump major seen */
+    bool dump_no_restore; /* a pg_dump new enough without a matching pg_restore */
+} Seen;
+
+static bool try_dir(const char *dir, int need_major, PgTools *out, Seen *seen)
 {
     char dump[4096], restore[4096];
     int m1, m2;
@@ -41,8 +47,10 @@ static bool try_dir(const char *dir, int need_major, PgTools *out, int *best_see
     snprintf(restore, sizeof(restore), "%s/pg_restore", dir);
     m1 = tool_major(dump);
     m2 = tool_major(restore);
-    if (m1 > *best_seen)
-        *best_seen = m1;
+    if (m1 > seen->best_dump)
+        seen->best_dump = m1;
+    if (m1 >= need_major && m2 != m1)
+        seen->dump_no_restore = true;
     if (m1 < need_major || m2 < need_major || m1 != m2)
         return false;
     snprintf(out->pg_dump, sizeof(out->pg_dump), "%s", dump);
@@ -51,7 +59,7 @@ static bool try_dir(const char *dir, int need_major, PgTools *out, int *best_see
     return true;
 }
 
-static bool try_path(int need_major, PgTools *out, int *best_seen)
+static bool try_path(int need_major, PgTools *out, Seen *best_seen)
 {
     const char *path = getenv("PATH");
     char *copy, *save = NULL;
@@ -68,7 +76,7 @@ static bool try_path(int need_major, PgTools *out, int *best_seen)
 
 bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
 {
-    int best = 0;
+    Seen best = {0, false};
     glob_t g;
     bool found = false;
 
@@ -88,7 +96,13 @@ bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
         log_debug("[schema] using %s (version %d)", out->pg_dump, out->major);
         return true;
     }
-    if (best == 0)
+    if (best.dump_no_restore)
+        log_msg(LOG_ERROR, "pgrelocate needs pg_restore of the same version as pg_dump.",
+                "Install the complete PostgreSQL client programs (Debian: postgresql-client-N) "
+                "or name their directory with --pg-bin.",
+                "pg_restore not found beside pg_dump%s%s", pg_bin ? " in " : "",
+                pg_bin ? pg_bin : "");
+    else if (best.best_dump == 0)
         log_msg(LOG_ERROR, NULL,
                 "Install the PostgreSQL client programs (Debian: postgresql-client-N for the "
                 "source's major version N) or name their directory with --pg-bin.",
@@ -99,7 +113,7 @@ bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
                 "must be of the same version.",
                 "Install postgresql-client of the source's major version or newer and name its "
                 "directory with --pg-bin.",
-                "pg_dump %d is older than the source server (%d)", best, need_major);
+                "pg_dump %d is older than the source server (%d)", best.best_dump, need_major);
     return false;
 }
 

@@ -462,9 +462,10 @@ bool state_target_is_empty(PGconn *tgt, bool *empty, char **example)
     if (!res)
         return false;
     *empty = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-    *example = *empty
-                   ? NULL
-                   : xasprintf("%s objects, e.g. %s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    *example = *empty ? NULL
+                      : xasprintf("It holds %s object%s, e.g. %s.", PQgetvalue(res, 0, 0),
+                                  strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "" : "s",
+                                  PQgetvalue(res, 0, 1));
     PQclear(res);
     return true;
 }

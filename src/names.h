@@ -1,0 +1,13 @@
+/*
+ * names.h: object names as people should read them in messages: quoted
+ * the way PostgreSQL would need them (so `t` and `"T"` differ), with
+ * control characters shown as '?'.  For display only, never for SQL (SQL
+ * quotes through PQescapeIdentifier).  Pure.
+ */
+#ifndef PGRELOCATE_NAMES_H
+#define PGRELOCATE_NAMES_H
+
+/* "public.orders", "public.\"Order Items\"": caller frees. */
+char *names_display(const char *schema, const char *name);
+
+#endif
