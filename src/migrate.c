@@ -158,7 +158,7 @@ static bool check_target_create(CopyRun *r)
                 "The copy creates the source's schemas and tables, and its own schema "
                 "pgrelocate, in the target database.",
                 "GRANT CREATE ON DATABASE ... TO the role, or connect as the database owner.",
-                "the target role \"%s\" may not create schemas in the target database",
+                "the target role \"%s\" lacks the CREATE privilege on the target database",
                 PQgetvalue(res, 0, 1));
     PQclear(res);
     return ok;
