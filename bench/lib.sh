@@ -16,7 +16,7 @@ BENCH_SETTINGS=(
   max_connections=100
 )
 
-BENCH_RESULTS=() # "section|contender|seconds|MB/s|rss_kb|data|sequences|stats|schema|note"
+BENCH_RESULTS=() # "section|contender|seconds|MB/s|rss_kb|data|sequences|stats|schema|note|load"
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -46,16 +46,24 @@ bench_now() { date +%s.%N; }
 bench_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 # bench_timed TAG LOG CMD...: run CMD as the unprivileged user under GNU time,
-# output appended to LOG; peak RSS (KB) of the process tree's largest process
-# goes to $CL_DIR/rss.TAG.  Returns CMD's exit status.
+# output appended to LOG; wall seconds and peak RSS (KB) of the process tree's
+# largest process go to $CL_DIR/rss.TAG and LOG.  Returns CMD's exit status.
 bench_timed() {
-  local tag=$1 log=$2
+  local tag=$1 log=$2 rc=0
   shift 2
   echo "\$ $*" >>"$log"
-  cl_run /usr/bin/time -f %M -o "$CL_DIR/rss.$tag" "$@" >>"$log" 2>&1
+  cl_run /usr/bin/time -f '%e %M' -o "$CL_DIR/rss.$tag" "$@" >>"$log" 2>&1 || rc=$?
+  echo "# $tag: exit $rc, $(bench_rss_field "$tag" 1) s wall, peak RSS $(bench_rss_field "$tag" 2) KB," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg)" >>"$log"
+  return "$rc"
 }
 
-bench_rss_kb() { tail -n 1 "$CL_DIR/rss.$1" 2>/dev/null || echo 0; }
+bench_rss_field() { tail -n 1 "$CL_DIR/rss.$1" 2>/dev/null | cut -d' ' -f"$2"; }
+bench_rss_kb() {
+  local kb
+  kb=$(bench_rss_field "$1" 2)
+  echo "${kb:-0}"
+}
 
 # bench_digest_all NAME: cl_table_digest of every source table on cluster NAME,
 # BENCH_JOBS tables at a time, largest first; fills BENCH_DIGEST[table] ("missing"
@@ -158,8 +166,9 @@ bench_verify_target() {
 
 # bench_record SECTION CONTENDER STATUS T0 T1 RSS_KB LOG: verify and remember.
 bench_record() {
-  local section=$1 who=$2 status=$3 t0=$4 t1=$5 rss=$6 log=$7 secs mbps stats
+  local section=$1 who=$2 status=$3 t0=$4 t1=$5 rss=$6 log=$7 secs mbps stats load
   secs=$(bench_secs "$t0" "$t1")
+  load=$(cut -d' ' -f1 /proc/loadavg)
   if [ "$status" -ne 0 ]; then
     bench_log "$who FAILED (exit $status) after $secs s; last lines of $log:"
     tail -n 15 "$log" | sed 's/^/    /'
@@ -169,8 +178,9 @@ bench_record() {
   mbps=$(awk -v b="$BENCH_SRC_BYTES" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0) ? b / 1048576 / s : 0 }')
   local note=ok
   [ "$status" -eq 0 ] || note="exit $status"
-  BENCH_RESULTS+=("$section|$who|$secs|$mbps|$rss|$V_DATA|$V_SEQ|$stats|$V_SCHEMA|$note")
-  bench_log "$who: $secs s, $mbps MB/s, peak RSS $((rss / 1024)) MB, data $V_DATA, sequences $V_SEQ, $stats, schema $V_SCHEMA ($note)"
+  BENCH_RESULTS+=("$section|$who|$secs|$mbps|$rss|$V_DATA|$V_SEQ|$stats|$V_SCHEMA|$note|$load")
+  bench_log "$who: $secs s, $mbps MB/s, peak RSS $((rss / 1024)) MB, data $V_DATA, sequences $V_SEQ, $stats," \
+    "schema $V_SCHEMA ($note; load average at the end $load)"
 }
 
 # bench_report SECTION BASE: table of a section's results (with BENCH_REPEAT
@@ -182,7 +192,7 @@ bench_report() {
     {
       who = $2
       if (!(who in runs)) { order[++n] = who; best[who] = -1; rss[who] = 0 }
-      runs[who] = runs[who] (runs[who] == "" ? "" : " ") $3 ($10 == "ok" ? "" : "!")
+      runs[who] = runs[who] (runs[who] == "" ? "" : " ") $3 ($10 == "ok" ? "" : "!") "@" $11
       nruns[who]++
       if ($5 + 0 > rss[who]) rss[who] = $5 + 0
       if ($10 == "ok" && (best[who] < 0 || $3 + 0 < best[who])) { best[who] = $3 + 0; mbps[who] = $4; stats[who] = $8 }
@@ -195,7 +205,7 @@ bench_report() {
     END {
       printf "\n== %s\n", section
       printf "%-14s %8s %8s %9s  %-12s %-10s %-32s %-9s %-8s %s\n", "contender", "seconds", "MB/s", "peak RSS",
-             "data", "sequences", "planner statistics", "schema", "status", "runs (s)"
+             "data", "sequences", "planner statistics", "schema", "status", "runs: s@load"
       for (i = 1; i <= n; i++) {
         w = order[i]
         st = failed[w] ? (failed[w] == nruns[w] ? status[w] : failed[w] "/" nruns[w] " failed") : "ok"
