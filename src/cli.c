@@ -42,6 +42,10 @@ static const OptionSpec option_table[] = {
     {"slot-wait", 0, OPT_DURATION, OPT(slot_wait_ms), NULL, "DURATION",
      "how long to wait for running source transactions when creating the replication slot "
      "(default: 5min)"},
+    {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},
+    {"watch", 'w', OPT_BOOL, OPT(watch), NULL, NULL, "show again every --interval until Ctrl-C"},
+    {"interval", 0, OPT_DURATION, OPT(interval_ms), NULL, "DURATION",
+     "how often --watch refreshes (default: 2s)"},
     {"verbose", 'v', OPT_BOOL, OPT(verbose), NULL, NULL, "print debugging detail"},
     {"quiet", 'q', OPT_BOOL, OPT(quiet), NULL, NULL, "print only warnings and errors"},
     {"help", 'h', OPT_BOOL, OPT(help), NULL, NULL, "show this help"},
@@ -57,6 +61,7 @@ void cli_defaults(Options *opts)
     opts->snapshot_grace_ms = 5 * 60 * 1000;
     opts->progress = "auto";
     opts->slot_wait_ms = 5 * 60 * 1000;
+    opts->interval_ms = 2000;
 }
 
 const OptionSpec *cli_find_option(const char *name)

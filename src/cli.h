@@ -26,6 +26,9 @@ typedef struct Options {
     const char *progress;       /* "auto", "tty", "plain", "none" */
     bool replica_identity_full; /* start: give tables without a key REPLICA IDENTITY FULL */
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
+    bool json;                  /* check, status: machine-readable output on stdout */
+    bool watch;                 /* status: redraw every interval until Ctrl-C */
+    int64_t interval_ms;        /* status --watch period */
     bool verbose;
     bool quiet;
     bool help;

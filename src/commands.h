@@ -15,5 +15,7 @@
 int cmd_copy(const Options *opts);
 int cmd_start(const Options *opts);
 int cmd_cleanup(const Options *opts);
+int cmd_check(const Options *opts);
+int cmd_status(const Options *opts);
 
 #endif

@@ -18,6 +18,9 @@ static const char *const start_options[] = {
     "source", "target",         "jobs",     "split-larger-than",     "no-owner",  "no-acl",
     "pg-bin", "snapshot-grace", "progress", "replica-identity-full", "slot-wait", NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
+static const char *const check_options[] = {"source", "target", "pg-bin", "json", NULL};
+static const char *const status_options[] = {"target", "source", "json", "watch", "interval", NULL};
+static const char *const status_required[] = {"target", NULL};
 
 static const CommandSpec commands[] = {
     {"copy", cmd_copy, "copy a whole database (schema and data) to an empty target database",
@@ -39,6 +42,10 @@ static const CommandSpec commands[] = {
      "  pgrelocate copy --source postgresql://app@old-db/shop \\\n"
      "                  --target postgresql://app@new-db/shop --jobs 8",
      copy_options, copy_required},
+    {"check", cmd_check, "preflight: what would block or slow a migration, and the fix",
+     "pgrelocate check --source URI --target URI [--json]",
+     "Connects to both servers, changes nothing, and reports PASS / WARN / FAIL lines.",
+     check_options, copy_required},
     {"start", cmd_start, "copy the database, then follow its changes until the cutover",
      "pgrelocate start --source URI --target URI [options]",
      "Creates a publication and a logical replication slot (pgoutput) on the source, copies\n"
@@ -63,6 +70,10 @@ static const CommandSpec commands[] = {
      "  pgrelocate start --source postgresql://app@old-db/shop \\\n"
      "                   --target postgresql://postgres@new-db/shop",
      start_options, copy_required},
+    {"status", cmd_status, "where a migration stands: phase, tables, lag, retained WAL",
+     "pgrelocate status --target URI [--source URI] [--json] [--watch]",
+     "Reads the migration's state from the target (and the slot from the source when given).",
+     status_options, status_required},
     {"cleanup", cmd_cleanup, "remove the slot, publication, origin and state of a migration",
      "pgrelocate cleanup --source URI --target URI",
      "Drops what pgrelocate created: on the source the replication slot and the publication\n"
