@@ -98,7 +98,46 @@ cmp_ok($in_follow, '>=', 10, 'kills landed in the follow phase');
 is(scalar @self_exits, 0, 'every restarted run went on until killed (none failed on its own)')
   or diag(join "\n---\n", @self_exits);
 
-# 4. the last run: it follows until stopped
+# 4. not random: apply blocked by a lock on the target while the stream
+# goes on.  Nothing commits on the target, so the slot must not be told
+# that anything more was flushed; then kill -9 in that state.
+{
+	my $run = FollowTest::start_bg($src, $tgt, $db, args => \@args);
+	my $before = FollowTest::counter_rows($src, $db);
+	ok(FollowTest::wait_for_load($tgt, $db, $before + 100, 120), 'blocked apply: start applies the load');
+	my $name = FollowTest::migration($tgt, $db)->{replication_name};
+	my $slot = RelocateTest::quote_literal($name);
+	my $lock = $tgt->background_psql($db);
+	$lock->query_safe('BEGIN; LOCK TABLE public.txn_counter IN ACCESS EXCLUSIVE MODE');
+	my $c0 = RelocateTest::query($src, $db,
+		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $slot");
+	my $p0 = FollowTest::origin_progress($tgt, $db, $name);
+	# the stream goes on: 1 MB more sent than the target committed; then
+	# start sends feedback at least once more
+	my $walsender = "FROM pg_stat_replication AS r JOIN pg_replication_slots AS s "
+	  . "ON s.active_pid = r.pid WHERE s.slot_name = $slot";
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT r.sent_lsn > '$p0'::pg_lsn + 1000000 $walsender", 't', 60),
+		'blocked apply: the stream goes on (1 MB more sent than applied)');
+	my $t1 = RelocateTest::query($src, $db, 'SELECT clock_timestamp()');
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT r.reply_time > '$t1'::timestamptz $walsender", 't', 30),
+		'blocked apply: start sends feedback meanwhile');
+	my $p1 = FollowTest::origin_progress($tgt, $db, $name);
+	is($p1, $p0, 'blocked apply: nothing commits on the target');
+	my $c1 = RelocateTest::query($src, $db,
+		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $slot");
+	is(RelocateTest::query($src, $db, "SELECT '$c1'::pg_lsn <= greatest('$c0'::pg_lsn, '$p1'::pg_lsn)"),
+		't', 'blocked apply: the slot\'s confirmed_flush_lsn does not pass what the target committed')
+	  or diag("confirmed_flush_lsn $c0 -> $c1, origin progress $p1");
+	kill 'KILL', $run->{pid};
+	my $r = FollowTest::finish($run);
+	is($r->{signal}, 9, 'blocked apply: start killed -9 while blocked');
+	$lock->query_safe('COMMIT');
+	$lock->quit;
+}
+
+# 5. the last run: it follows until stopped
 my $run = FollowTest::start_bg($src, $tgt, $db, args => \@args);
 ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 180), 'the last run is in the follow phase');
 my $at_last = FollowTest::counter_rows($src, $db);
