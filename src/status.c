@@ -1,13 +1,793 @@
 /*
- * status.c: placeholder until `pgrelocate status` lands (being written now).
+ * status.c: `pgrelocate status`: where a migration stands, read from the
+ * target's pgrelocate schema (and, with --source, from our slot on the
+ * source).  Owns the report (collect, then print as text or JSON) and the
+ * --watch loop.  Changes nothing on either server: the target is read in
+ * one READ ONLY transaction, the source through catalog views only.
+ * Does not own the schema (state.c) nor the slot (slot.c).
  */
 #include "commands.h"
 
+#include "conn.h"
 #include "log.h"
+#include "lsn.h"
+#include "names.h"
+#include "size.h"
+#include "slot.h"
+#include "state.h"
+#include "strbuf.h"
 
-int cmd_status(const Options *opts)
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Retained WAL above this gets a warning (until --max-retained-wal exists). */
+#define STATUS_MAX_RETAINED_WAL_BYTES ((int64_t)20 << 30)
+/* Text output lists this many tables (the biggest), then "... and N more". */
+#define STATUS_TEXT_TABLES 20
+#define STATUS_EVENTS      5
+#define STATUS_MAX_WARN    8
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
 {
-    (void)opts;
-    log_error("pgrelocate status is not available yet");
-    return EXIT_FAILED;
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct TableStatus {
+    char *name;        /* display form (names_display) */
+    const char *state; /* pending, copying, copied, replicating */
+    int chunks;
+    int chunks_done;
+    int64_t rows_done; /* sum(rows_copied) of done chunks */
+    int64_t bytes_done;
+    int64_t bytes_estimate;
+} TableStatus;
+
+typedef struct EventStatus {
+    char *at, *level, *context, *message;
+} EventStatus;
+
+/* Everything one report shows.  Unknown numbers are -1 (printed "unknown",
+ * JSON null); unknown LSNs are LSN_INVALID with the have_ flag false. */
+typedef struct Report {
+    char *source, *phase_name, *replication_name;
+    char *started_at, *updated_at, *finished_at, *now; /* UTC, ISO 8601; finished may be NULL */
+    int phase;                                         /* Phase, or -1 for a name we do not know */
+    TableStatus *tables;                               /* by bytes_estimate, biggest first */
+    int ntables, tables_copied;
+    int chunks, chunks_done;
+    int64_t rows_done, bytes_done, bytes_estimate, est_done;
+    double elapsed_s, rate_bytes_s, rate_rows_s, eta_s, percent;
+    int64_t post_data_done;
+    char *post_data_last_at;
+    /* replication (start only) */
+    bool origin_readable, have_applied;
+    Lsn applied_lsn; /* origin progress on the target */
+    bool source_checked, have_source_lsn;
+    SlotInfo slot;
+    Lsn source_lsn;
+    int64_t lag_bytes;
+    double lag_s;
+    EventStatus events[STATUS_EVENTS];
+    int nevents;
+    char *warnings[STATUS_MAX_WARN];
+    int nwarnings;
+} Report;
+
+typedef struct StatusCtx {
+    const Options *o;
+    ConnInfo *tci, *sci;
+    PGconn *tgt, *src;
+} StatusCtx;
+
+static char *dup_value(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+static double real_value(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? -1.0 : atof(PQgetvalue(res, row, col));
+}
+
+static void report_warn(Report *r, char *msg)
+{
+    if (r->nwarnings < STATUS_MAX_WARN)
+        r->warnings[r->nwarnings++] = msg;
+    else
+        free(msg);
+}
+
+static void report_free(Report *r)
+{
+    free(r->source);
+    free(r->phase_name);
+    free(r->replication_name);
+    free(r->started_at);
+    free(r->updated_at);
+    free(r->finished_at);
+    free(r->now);
+    free(r->post_data_last_at);
+    for (int i = 0; i < r->ntables; i++)
+        free(r->tables[i].name);
+    free(r->tables);
+    for (int i = 0; i < r->nevents; i++) {
+        free(r->events[i].at);
+        free(r->events[i].level);
+        free(r->events[i].context);
+        free(r->events[i].message);
+    }
+    for (int i = 0; i < r->nwarnings; i++)
+        free(r->warnings[i]);
+    memset(r, 0, sizeof(*r));
+}
+
+static int phase_from_text(const char *name)
+{
+    for (int p = PHASE_SCHEMA; p <= PHASE_DONE; p++)
+        if (strcmp(state_phase_name((Phase)p), name) == 0)
+            return p;
+    return -1;
+}
+
+/* Timestamps as ISO 8601 in UTC (the session's TimeZone is pinned to UTC). */
+#define ISO "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'"
+
+static const char migration_sql[] =
+    "SELECT source, phase, replication_name, to_char(started_at, " ISO "), "
+    "to_char(updated_at, " ISO "), to_char(finished_at, " ISO "), to_char(now(), " ISO ") "
+    "FROM pgrelocate.migration";
+
+static const char tables_sql_head[] =
+    "SELECT t.schema_name, t.table_name, t.bytes_estimate, count(c.chunk_no), "
+    "count(c.chunk_no) FILTER (WHERE c.state = 'done'), "
+    "coalesce(sum(c.rows_copied) FILTER (WHERE c.state = 'done'), 0)::bigint, "
+    "coalesce(sum(c.bytes_copied) FILTER (WHERE c.state = 'done'), 0)::bigint, ";
+/* A COPY into the table running now (PostgreSQL 14+): the table is being
+ * copied even before its first chunk is done. */
+static const char tables_sql_inflight[] =
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_copy p WHERE p.command = 'COPY FROM' "
+    "AND p.datid = (SELECT oid FROM pg_catalog.pg_database "
+    "WHERE datname = pg_catalog.current_database()) "
+    "AND p.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema_name, "
+    "t.table_name))) ";
+static const char tables_sql_tail[] =
+    "FROM pgrelocate.tables t LEFT JOIN pgrelocate.chunks c USING (table_no) "
+    "GROUP BY t.table_no ORDER BY t.bytes_estimate DESC, t.schema_name, t.table_name";
+
+/* Elapsed: from the start of the first chunk to the last done_at, or to now
+ * while chunks are pending (an interrupted copy counts its pause). */
+static const char totals_sql[] =
+    "SELECT count(*), count(*) FILTER (WHERE state = 'done'), "
+    "coalesce(sum(rows_copied) FILTER (WHERE state = 'done'), 0)::bigint, "
+    "coalesce(sum(bytes_copied) FILTER (WHERE state = 'done'), 0)::bigint, "
+    "coalesce(sum(est_bytes), 0)::bigint, "
+    "coalesce(sum(est_bytes) FILTER (WHERE state = 'done'), 0)::bigint, "
+    "extract(epoch FROM (CASE WHEN bool_and(state = 'done') THEN max(done_at) ELSE now() END) "
+    "  - min(done_at - seconds * interval '1 second'))::float8 "
+    "FROM pgrelocate.chunks";
+
+static const char post_data_sql[] =
+    "SELECT count(*), to_char(max(done_at), " ISO ") FROM pgrelocate.post_data";
+
+static const char events_sql[] =
+    "SELECT to_char(at, " ISO "), level, context, message FROM pgrelocate.events "
+    "ORDER BY level = 'error' DESC, id DESC LIMIT 5";
+
+static const char origin_privilege_sql[] =
+    "SELECT pg_catalog.has_function_privilege("
+    "'pg_catalog.pg_replication_origin_progress(text, boolean)', 'EXECUTE') "
+    "AND pg_catalog.has_function_privilege('pg_catalog.pg_replication_origin_oid(text)', "
+    "'EXECUTE')";
+
+static const char origin_sql[] =
+    "SELECT CASE WHEN pg_catalog.pg_replication_origin_oid($1) IS NULL THEN NULL "
+    "ELSE pg_catalog.pg_replication_origin_progress($1, true)::text END";
+
+/* The source's WAL position, and the lag time its walsender measured from
+ * our feedback (NULL when not streaming, idle, or not visible to us). */
+static const char source_sql[] =
+    "SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
+    "ELSE pg_catalog.pg_current_wal_lsn() END)::text, "
+    "(SELECT extract(epoch FROM coalesce(replay_lag, flush_lag))::float8 "
+    " FROM pg_catalog.pg_stat_replication WHERE pid = $1::int)";
+
+static bool load_migration(PGconn *tgt, Report *r)
+{
+    PGresult *res = conn_query(tgt, "status", migration_sql, 0, NULL, 7);
+
+    if (!res)
+        return false;
+    if (PQntuples(res) != 1) {
+        log_error("[status] pgrelocate.migration has %d rows, expected 1", PQntuples(res));
+        PQclear(res);
+        return false;
+    }
+    r->source = dup_value(res, 0, 0);
+    r->phase_name = dup_value(res, 0, 1);
+    r->phase = phase_from_text(r->phase_name);
+    r->replication_name = dup_value(res, 0, 2);
+    r->started_at = dup_value(res, 0, 3);
+    r->updated_at = dup_value(res, 0, 4);
+    r->finished_at = dup_value(res, 0, 5);
+    r->now = dup_value(res, 0, 6);
+    PQclear(res);
+    return true;
+}
+
+static const char *table_state(const Report *r, const TableStatus *t, bool in_flight)
+{
+    if (t->chunks > 0 && t->chunks_done == t->chunks)
+        return r->phase == PHASE_FOLLOW ? "replicating" : "copied";
+    if (t->chunks_done > 0 || in_flight)
+        return "copying";
+    return "pending";
+}
+
+static bool load_tables(PGconn *tgt, Report *r)
+{
+    StrBuf sql;
+    PGresult *res;
+
+    strbuf_init(&sql);
+    strbuf_append(&sql, tables_sql_head);
+    strbuf_append(&sql, PQserverVersion(tgt) >= 140000 ? tables_sql_inflight : "false ");
+    strbuf_append(&sql, tables_sql_tail);
+    res = conn_query(tgt, "status", sql.data, 0, NULL, 8);
+    strbuf_free(&sql);
+    if (!res)
+        return false;
+    r->ntables = PQntuples(res);
+    r->tables = xcalloc((size_t)r->ntables + 1, sizeof(TableStatus));
+    for (int i = 0; i < r->ntables; i++) {
+        TableStatus *t = &r->tables[i];
+
+        t->name = names_display(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+        t->bytes_estimate = atoll(PQgetvalue(res, i, 2));
+        t->chunks = atoi(PQgetvalue(res, i, 3));
+        t->chunks_done = atoi(PQgetvalue(res, i, 4));
+        t->rows_done = atoll(PQgetvalue(res, i, 5));
+        t->bytes_done = atoll(PQgetvalue(res, i, 6));
+        t->state = table_state(r, t, PQgetvalue(res, i, 7)[0] == 't');
+        if (t->chunks > 0 && t->chunks_done == t->chunks)
+            r->tables_copied++;
+    }
+    PQclear(res);
+    return true;
+}
+
+/* Rate from the actual bytes and rows; percent and ETA from the planner's
+ * estimates (done chunks' estimate against all chunks'), so both sides of
+ * the ratio are in the same unit. */
+static void derive_copy(Report *r)
+{
+    bool copying = r->phase == PHASE_DATA || r->phase == PHASE_SCHEMA;
+
+    r->rate_bytes_s = r->rate_rows_s = r->eta_s = -1;
+    if (r->elapsed_s > 0 && r->chunks_done > 0) {
+        r->rate_bytes_s = (double)r->bytes_done / r->elapsed_s;
+        r->rate_rows_s = (double)r->rows_done / r->elapsed_s;
+    }
+    if (!copying && r->phase >= 0)
+        r->percent = 100.0;
+    else if (r->bytes_estimate > 0)
+        r->percent = 100.0 * (double)r->est_done / (double)r->bytes_estimate;
+    else
+        r->percent = r->chunks > 0 ? 100.0 * r->chunks_done / r->chunks : 0.0;
+    if (!copying && r->phase >= 0)
+        r->eta_s = 0;
+    else if (r->elapsed_s > 0 && r->est_done > 0)
+        r->eta_s = (double)(r->bytes_estimate - r->est_done) * r->elapsed_s / (double)r->est_done;
+}
+
+static bool load_totals(PGconn *tgt, Report *r)
+{
+    PGresult *res = conn_query(tgt, "status", totals_sql, 0, NULL, 7);
+
+    if (!res)
+        return false;
+    r->chunks = atoi(PQgetvalue(res, 0, 0));
+    r->chunks_done = atoi(PQgetvalue(res, 0, 1));
+    r->rows_done = atoll(PQgetvalue(res, 0, 2));
+    r->bytes_done = atoll(PQgetvalue(res, 0, 3));
+    r->bytes_estimate = atoll(PQgetvalue(res, 0, 4));
+    r->est_done = atoll(PQgetvalue(res, 0, 5));
+    r->elapsed_s = real_value(res, 0, 6);
+    PQclear(res);
+    derive_copy(r);
+    return true;
+}
+
+static bool load_post_data_and_events(PGconn *tgt, Report *r)
+{
+    PGresult *res = conn_query(tgt, "status", post_data_sql, 0, NULL, 2);
+
+    if (!res)
+        return false;
+    r->post_data_done = atoll(PQgetvalue(res, 0, 0));
+    r->post_data_last_at = dup_value(res, 0, 1);
+    PQclear(res);
+    if (!(res = conn_query(tgt, "status", events_sql, 0, NULL, 4)))
+        return false;
+    for (int i = 0; i < PQntuples(res) && i < STATUS_EVENTS; i++) {
+        EventStatus *e = &r->events[r->nevents++];
+
+        e->at = dup_value(res, i, 0);
+        e->level = dup_value(res, i, 1);
+        e->context = dup_value(res, i, 2);
+        e->message = dup_value(res, i, 3);
+    }
+    PQclear(res);
+    return true;
+}
+
+/* Origin progress: what the target applied and committed (durably). */
+static bool load_origin(PGconn *tgt, Report *r)
+{
+    const char *p[1] = {r->replication_name};
+    PGresult *res = conn_query(tgt, "status", origin_privilege_sql, 0, NULL, 1);
+
+    if (!res)
+        return false;
+    r->origin_readable = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!r->origin_readable) {
+        report_warn(r, xasprintf("this role may not read replication origin %s: applied "
+                                 "position unknown (connect as the role that runs start)",
+                                 r->replication_name));
+        return true;
+    }
+    if (!(res = conn_query(tgt, "status", origin_sql, 1, p, 1)))
+        return false;
+    r->have_applied = !PQgetisnull(res, 0, 0) && lsn_parse(PQgetvalue(res, 0, 0), &r->applied_lsn);
+    PQclear(res);
+    return true;
+}
+
+/* Read the target in one read-only snapshot, so the numbers agree. */
+static bool load_target(PGconn *tgt, Report *r)
+{
+    bool ok = conn_exec(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
+              load_migration(tgt, r) && load_tables(tgt, r) && load_totals(tgt, r) &&
+              load_post_data_and_events(tgt, r) && (!r->replication_name || load_origin(tgt, r));
+
+    if (PQtransactionStatus(tgt) != PQTRANS_IDLE)
+        ok = conn_exec(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
+    return ok;
+}
+
+/* Lag: the source's WAL position minus what the target holds, which is the
+ * origin's progress or, when further, the slot's confirmed_flush_lsn (start
+ * confirms only what is durable on the target, and when idle the source's
+ * keepalive position).  Seconds come from the walsender's own measurement
+ * (pg_stat_replication); pgrelocate does not store commit times, so without
+ * it they are unknown, except that no bytes behind means 0 s. */
+static void derive_lag(Report *r)
+{
+    Lsn done = r->have_applied ? r->applied_lsn : LSN_INVALID;
+
+    if (r->slot.exists && r->slot.confirmed_flush > done)
+        done = r->slot.confirmed_flush;
+    r->lag_bytes = -1;
+    if (!r->have_source_lsn || done == LSN_INVALID) {
+        r->lag_s = -1;
+        return;
+    }
+    r->lag_bytes = r->source_lsn > done ? (int64_t)(r->source_lsn - done) : 0;
+    if (r->lag_bytes == 0)
+        r->lag_s = 0;
+}
+
+static void warn_about_slot(Report *r)
+{
+    char size[32];
+    const char *name = r->replication_name;
+
+    if (!r->slot.exists) {
+        report_warn(r, xasprintf("replication slot %s does not exist on the source: changes "
+                                 "after it was lost cannot be followed",
+                                 name));
+        return;
+    }
+    if (!r->slot.active && r->phase != PHASE_DONE)
+        report_warn(r, xasprintf("replication slot %s is not in use (start is not running): "
+                                 "the source keeps WAL for it until start runs again or "
+                                 "cleanup drops it",
+                                 name));
+    if (strcmp(r->slot.wal_status, "lost") == 0 || strcmp(r->slot.wal_status, "unreserved") == 0)
+        report_warn(r, xasprintf("replication slot %s has wal_status %s: the source removed or "
+                                 "is about to remove WAL it still needs",
+                                 name, r->slot.wal_status));
+    if (r->slot.retained_bytes > STATUS_MAX_RETAINED_WAL_BYTES)
+        report_warn(r, xasprintf("the slot keeps %s of WAL on the source (more than 20 GB): "
+                                 "check that start runs and keeps up, and the source's free disk",
+                                 size_format_bytes(r->slot.retained_bytes, size, sizeof(size))));
+}
+
+static bool load_source(PGconn *src, Report *r)
+{
+    char pid[16];
+    const char *p[1] = {pid};
+    PGresult *res;
+
+    if (!slot_info(src, r->replication_name, &r->slot))
+        return false;
+    snprintf(pid, sizeof(pid), "%d", r->slot.active_pid);
+    if (!(res = conn_query(src, "status", source_sql, 1, p, 2)))
+        return false;
+    r->have_source_lsn =
+        !PQgetisnull(res, 0, 0) && lsn_parse(PQgetvalue(res, 0, 0), &r->source_lsn);
+    r->lag_s = real_value(res, 0, 1);
+    PQclear(res);
+    r->source_checked = true;
+    derive_lag(r);
+    warn_about_slot(r);
+    return true;
+}
+
+/* ---- JSON ---------------------------------------------------------------
+ * One document per report (pretty-printed; with --watch one compact
+ * document per line).  Keys are stable; unknown values are null:
+ *   format_version  1
+ *   at              server time of the report, UTC ISO 8601
+ *   source          source as recorded by copy/start (never a password)
+ *   mode            "copy" or "start"
+ *   phase           schema, data, large-objects, post-data, sequences,
+ *                   analyze, follow, done
+ *   replication_name, started_at, updated_at, finished_at
+ *   copy            {tables, tables_copied, chunks, chunks_done, rows_done,
+ *                    bytes_done, bytes_estimate, percent, elapsed_seconds,
+ *                    bytes_per_second, rows_per_second, eta_seconds}
+ *                   rows_done = sum(rows_copied) of done chunks; percent and
+ *                   eta from the planner's per-chunk estimates
+ *   tables          [{name, state (pending, copying, copied, replicating),
+ *                     chunks, chunks_done, rows_done, bytes_done,
+ *                     bytes_estimate}], biggest estimate first, all tables
+ *   post_data       {entries_done, last_done_at} (the total is not recorded)
+ *   replication     null for copy; else {applied_lsn, source_checked,
+ *                    source_lsn, lag_bytes, lag_seconds, slot}; slot is null
+ *                    without --source, else {exists, active, wal_status,
+ *                    confirmed_flush_lsn, retained_wal_bytes}
+ *   warnings        [text]
+ *   events          [{at, level, context, message}]: up to 5, errors first,
+ *                    then newest first
+ */
+
+static json_t *opt_real(double v)
+{
+    return v < 0 || !isfinite(v) ? json_null() : json_real(round(v * 1000.0) / 1000.0);
+}
+
+static json_t *opt_int(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer((json_int_t)v);
+}
+
+/* Text from the server is UTF-8 (client_encoding pinned); anything else
+ * still must not lose the whole document. */
+static json_t *opt_str(const char *s)
+{
+    json_t *j = s ? json_string(s) : json_null();
+
+    return j ? j : json_string("(not valid UTF-8)");
+}
+
+static json_t *opt_lsn(bool have, Lsn lsn)
+{
+    char text[LSN_TEXT_SIZE];
+
+    return have ? json_string(lsn_format(lsn, text)) : json_null();
+}
+
+static json_t *json_copy_totals(const Report *r)
+{
+    return json_pack(
+        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "tables", r->ntables,
+        "tables_copied", r->tables_copied, "chunks", r->chunks, "chunks_done", r->chunks_done,
+        "rows_done", (json_int_t)r->rows_done, "bytes_done", (json_int_t)r->bytes_done,
+        "bytes_estimate", (json_int_t)r->bytes_estimate, "percent", opt_real(r->percent),
+        "elapsed_seconds", opt_real(r->elapsed_s), "bytes_per_second", opt_real(r->rate_bytes_s),
+        "rows_per_second", opt_real(r->rate_rows_s), "eta_seconds", opt_real(r->eta_s));
+}
+
+static json_t *json_tables(const Report *r)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < r->ntables; i++) {
+        const TableStatus *t = &r->tables[i];
+
+        json_array_append_new(
+            a, json_pack("{s:o, s:s, s:i, s:i, s:I, s:I, s:I}", "name", opt_str(t->name), "state",
+                         t->state, "chunks", t->chunks, "chunks_done", t->chunks_done, "rows_done",
+                         (json_int_t)t->rows_done, "bytes_done", (json_int_t)t->bytes_done,
+                         "bytes_estimate", (json_int_t)t->bytes_estimate));
+    }
+    return a;
+}
+
+static json_t *json_replication(const Report *r)
+{
+    json_t *slot = json_null();
+
+    if (!r->replication_name)
+        return json_null();
+    if (r->source_checked)
+        slot = json_pack("{s:b, s:b, s:o, s:o, s:o}", "exists", r->slot.exists, "active",
+                         r->slot.active, "wal_status",
+                         r->slot.exists ? json_string(r->slot.wal_status) : json_null(),
+                         "confirmed_flush_lsn",
+                         opt_lsn(r->slot.exists && r->slot.confirmed_flush != LSN_INVALID,
+                                 r->slot.confirmed_flush),
+                         "retained_wal_bytes",
+                         r->slot.exists ? json_integer(r->slot.retained_bytes) : json_null());
+    return json_pack("{s:o, s:b, s:o, s:o, s:o, s:o}", "applied_lsn",
+                     opt_lsn(r->have_applied, r->applied_lsn), "source_checked", r->source_checked,
+                     "source_lsn", opt_lsn(r->have_source_lsn, r->source_lsn), "lag_bytes",
+                     opt_int(r->source_checked ? r->lag_bytes : -1), "lag_seconds",
+                     opt_real(r->source_checked ? r->lag_s : -1), "slot", slot);
+}
+
+static json_t *json_events_and_warnings(const Report *r, json_t **warnings)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < r->nevents; i++)
+        json_array_append_new(a, json_pack("{s:o, s:o, s:o, s:o}", "at", opt_str(r->events[i].at),
+                                           "level", opt_str(r->events[i].level), "context",
+                                           opt_str(r->events[i].context), "message",
+                                           opt_str(r->events[i].message)));
+    *warnings = json_array();
+    for (int i = 0; i < r->nwarnings; i++)
+        json_array_append_new(*warnings, json_string(r->warnings[i]));
+    return a;
+}
+
+static void print_json(const Report *r, bool compact)
+{
+    json_t *warnings, *events = json_events_and_warnings(r, &warnings);
+    json_t *root = json_pack(
+        "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}, s:o, s:o}",
+        "format_version", 1, "at", opt_str(r->now), "source", opt_str(r->source), "mode",
+        r->replication_name ? "start" : "copy", "phase", opt_str(r->phase_name), "replication_name",
+        opt_str(r->replication_name), "started_at", opt_str(r->started_at), "updated_at",
+        opt_str(r->updated_at), "finished_at", opt_str(r->finished_at), "copy", json_copy_totals(r),
+        "tables", json_tables(r), "replication", json_replication(r), "post_data", "entries_done",
+        (json_int_t)r->post_data_done, "last_done_at", opt_str(r->post_data_last_at), "warnings",
+        warnings, "events", events);
+    char *text =
+        root ? json_dumps(root, JSON_PRESERVE_ORDER | (compact ? JSON_COMPACT : JSON_INDENT(2)))
+             : NULL;
+
+    if (text)
+        printf("%s\n", text);
+    else
+        log_error("[status] could not build the JSON document");
+    free(text);
+    json_decref(root);
+}
+
+/* ---- text ---------------------------------------------------------------- */
+
+/* 1234567 -> "1,234,567" into buf (at least 32 bytes); returns buf. */
+static char *fmt_count(int64_t n, char *buf, size_t len)
+{
+    char digits[32];
+    int nd = snprintf(digits, sizeof(digits), "%lld", (long long)(n < 0 ? -n : n));
+    size_t o = 0;
+
+    if (n < 0 && o + 1 < len)
+        buf[o++] = '-';
+    for (int i = 0; i < nd && o + 2 < len; i++) {
+        if (i > 0 && (nd - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void print_copy_line(const Report *r, FILE *out)
+{
+    char rows[32], done[32], est[32], rate[32], rrate[32], el[32], eta[32];
+
+    fprintf(out, "copy         %d/%d tables, %d/%d chunks; %s rows, %s (%.1f%% of ~%s)\n",
+            r->tables_copied, r->ntables, r->chunks_done, r->chunks,
+            fmt_count(r->rows_done, rows, sizeof(rows)),
+            size_format_bytes(r->bytes_done, done, sizeof(done)), r->percent,
+            size_format_bytes(r->bytes_estimate, est, sizeof(est)));
+    if (r->rate_bytes_s < 0) {
+        fprintf(out, "             rate unknown until a chunk is done\n");
+        return;
+    }
+    fprintf(out, "             %s/s, %s rows/s over %s; ETA %s\n",
+            size_format_bytes((int64_t)r->rate_bytes_s, rate, sizeof(rate)),
+            fmt_count((int64_t)r->rate_rows_s, rrate, sizeof(rrate)),
+            size_format_seconds(r->elapsed_s, el, sizeof(el)),
+            r->eta_s < 0 ? "unknown" : size_format_seconds(r->eta_s, eta, sizeof(eta)));
+}
+
+static void print_replication_line(const Report *r, FILE *out)
+{
+    char a[LSN_TEXT_SIZE], s[LSN_TEXT_SIZE], lag[32], kept[32];
+
+    fprintf(out, "replication  %s: applied %s", r->replication_name,
+            r->have_applied ? lsn_format(r->applied_lsn, a) : "none yet");
+    if (!r->source_checked) {
+        fprintf(out, "; give --source for lag and retained WAL\n");
+        return;
+    }
+    fprintf(out, "; source at %s", r->have_source_lsn ? lsn_format(r->source_lsn, s) : "unknown");
+    if (r->lag_bytes < 0)
+        fprintf(out, "; lag unknown\n");
+    else if (r->lag_s < 0)
+        fprintf(out, "; lag %s (seconds unknown: the source measures none now)\n",
+                size_format_bytes(r->lag_bytes, lag, sizeof(lag)));
+    else
+        fprintf(out, "; lag %s (%.1f s)\n", size_format_bytes(r->lag_bytes, lag, sizeof(lag)),
+                r->lag_s);
+    if (r->slot.exists)
+        fprintf(out, "slot         %s, wal_status %s, retained WAL on the source %s\n",
+                r->slot.active ? "active" : "inactive", r->slot.wal_status,
+                size_format_bytes(r->slot.retained_bytes, kept, sizeof(kept)));
+}
+
+static void print_tables(const Report *r, FILE *out)
+{
+    int shown = r->ntables < STATUS_TEXT_TABLES ? r->ntables : STATUS_TEXT_TABLES;
+    int w = 5;
+
+    for (int i = 0; i < shown; i++)
+        if ((int)strlen(r->tables[i].name) > w)
+            w = (int)strlen(r->tables[i].name);
+    if (w > 48)
+        w = 48;
+    fprintf(out, "\n%-*s  %-11s  %9s  %15s  %10s  %10s\n", w, "TABLE", "STATE", "CHUNKS", "ROWS",
+            "BYTES", "ESTIMATE");
+    for (int i = 0; i < shown; i++) {
+        const TableStatus *t = &r->tables[i];
+        char chunks[32], rows[32], done[32], est[32];
+
+        snprintf(chunks, sizeof(chunks), "%d/%d", t->chunks_done, t->chunks);
+        fprintf(out, "%-*.*s  %-11s  %9s  %15s  %10s  %10s\n", w, w, t->name, t->state, chunks,
+                fmt_count(t->rows_done, rows, sizeof(rows)),
+                size_format_bytes(t->bytes_done, done, sizeof(done)),
+                size_format_bytes(t->bytes_estimate, est, sizeof(est)));
+    }
+    if (r->ntables > shown)
+        fprintf(out, "... and %d more\n", r->ntables - shown);
+}
+
+static void print_text(const Report *r, FILE *out)
+{
+    char count[32];
+
+    fprintf(out, "pgrelocate status at %s\n", r->now);
+    fprintf(out, "migration    %s from %s; phase %s; started %s, updated %s%s%s\n",
+            r->replication_name ? "start" : "copy", r->source, r->phase_name, r->started_at,
+            r->updated_at, r->finished_at ? ", finished " : "",
+            r->finished_at ? r->finished_at : "");
+    print_copy_line(r, out);
+    fprintf(out, "post-data    %s entries restored%s%s\n",
+            fmt_count(r->post_data_done, count, sizeof(count)),
+            r->post_data_last_at ? ", last at " : "",
+            r->post_data_last_at ? r->post_data_last_at : "");
+    if (r->replication_name)
+        print_replication_line(r, out);
+    for (int i = 0; i < r->nwarnings; i++)
+        fprintf(out, "WARNING: %s\n", r->warnings[i]);
+    if (r->ntables > 0)
+        print_tables(r, out);
+    if (r->nevents > 0)
+        fprintf(out, "\nlast events (errors first)\n");
+    for (int i = 0; i < r->nevents; i++)
+        fprintf(out, "%s  %-7s [%s] %s\n", r->events[i].at, r->events[i].level,
+                r->events[i].context, r->events[i].message);
+}
+
+/* ---- the command --------------------------------------------------------- */
+
+/* (Re)open what is closed or broken.  The source only when given and the
+ * migration follows changes. */
+static bool ensure_conn(PGconn **conn, const ConnInfo *ci, ConnSide side)
+{
+    ConnOpts co = {.side = side, .app_name = "pgrelocate status"};
+
+    if (*conn && PQstatus(*conn) == CONNECTION_OK)
+        return true;
+    conn_close(*conn);
+    *conn = conn_open(ci, &co);
+    return *conn != NULL;
+}
+
+/* One report.  *no_state: the target holds no migration. */
+static bool report_once(StatusCtx *c, bool *no_state)
+{
+    Report r = {.lag_bytes = -1, .lag_s = -1};
+    bool exists, ok;
+
+    if (!ensure_conn(&c->tgt, c->tci, CONN_TARGET) || !state_exists(c->tgt, &exists))
+        return false;
+    if (!exists) {
+        *no_state = true;
+        log_msg(LOG_ERROR, "The target database has no pgrelocate schema.",
+                "Start one with pgrelocate copy or pgrelocate start.",
+                "no migration here; start one with pgrelocate copy or start");
+        return false;
+    }
+    ok = load_target(c->tgt, &r);
+    if (ok && r.replication_name && c->sci) {
+        if (!ensure_conn(&c->src, c->sci, CONN_SOURCE) || !load_source(c->src, &r)) {
+            report_warn(&r, xstrdup("could not read the slot on the source (see the error above)"));
+            ok = false;
+        }
+    }
+    if (r.now) {
+        if (c->o->json)
+            print_json(&r, c->o->watch);
+        else
+            print_text(&r, stdout);
+        fflush(stdout);
+    }
+    report_free(&r);
+    return ok;
+}
+
+/* Sleep ms, waking early when a signal asks to stop. */
+static void pause_ms(int64_t ms)
+{
+    for (int64_t left = ms; left > 0 && !stop_requested; left -= 100) {
+        struct timespec ts = {0, (left < 100 ? left : 100) * 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int watch(StatusCtx *c)
+{
+    bool tty = isatty(STDOUT_FILENO) && !c->o->json, no_state = false;
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    for (int n = 0; !stop_requested; n++) {
+        if (tty)
+            fputs("\033[H\033[2J", stdout);
+        else if (n > 0 && !c->o->json)
+            fputs("\n", stdout);
+        report_once(c, &no_state);
+        if (no_state)
+            return EXIT_FAILED;
+        pause_ms(c->o->interval_ms > 0 ? c->o->interval_ms : 2000);
+    }
+    return EXIT_OK;
+}
+
+int cmd_status(const Options *o)
+{
+    StatusCtx c = {.o = o};
+    char err[256];
+    bool no_state = false;
+    int rc = EXIT_FAILED;
+
+    if (!(c.tci = conninfo_parse(o->target, err, sizeof(err))))
+        log_error("invalid --target connection string: %s", err);
+    else if (o->source && !(c.sci = conninfo_parse(o->source, err, sizeof(err))))
+        log_error("invalid --source connection string: %s", err);
+    else if (o->watch)
+        rc = watch(&c);
+    else
+        rc = report_once(&c, &no_state) ? EXIT_OK : EXIT_FAILED;
+    conn_close(c.tgt);
+    conn_close(c.src);
+    conninfo_destroy(c.tci);
+    conninfo_destroy(c.sci);
+    return rc;
 }
