@@ -217,8 +217,16 @@ sub wait_caught_up
 	return $ok ? $x : undef;
 }
 
-# Poll $sql until 't', up to $timeout_s; gives up at once when the run
-# (a start_bg handle, optional) ended, showing its output.
+=pod
+
+=item poll($node, $db, $sql, $timeout_s, $run) => $ok
+
+Poll C<$sql> until it returns 't', for at most C<$timeout_s> seconds; with
+C<$run> (a start_bg handle) give up at once when that run ended, showing
+its output.
+
+=cut
+
 sub poll
 {
 	my ($node, $db, $sql, $timeout_s, $run) = @_;

@@ -101,32 +101,33 @@ is(scalar @self_exits, 0, 'every restarted run went on until killed (none failed
 # 4. not random: apply blocked by a lock on the target while the stream
 # goes on.  Nothing commits on the target, so the slot must not be told
 # that anything more was flushed; then kill -9 in that state.
+SKIP:
 {
 	my $run = FollowTest::start_bg($src, $tgt, $db, args => \@args);
 	my $before = FollowTest::counter_rows($src, $db);
-	ok(FollowTest::wait_for_load($tgt, $db, $before + 100, 120), 'blocked apply: start applies the load');
+	ok(FollowTest::poll($tgt, $db, "SELECT count(*) >= $before + 100 FROM public.txn_counter", 120, $run),
+		'blocked apply: start applies the load')
+	  or do { kill 'KILL', $run->{pid}; FollowTest::finish($run); skip('start does not follow', 5); };
 	my $name = FollowTest::migration($tgt, $db)->{replication_name};
 	my $slot = RelocateTest::quote_literal($name);
+	my $flushed = "SELECT coalesce(max(confirmed_flush_lsn), '0/0') FROM pg_replication_slots "
+	  . "WHERE slot_name = $slot";
 	my $lock = $tgt->background_psql($db);
 	$lock->query_safe('BEGIN; LOCK TABLE public.txn_counter IN ACCESS EXCLUSIVE MODE');
-	my $c0 = RelocateTest::query($src, $db,
-		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $slot");
+	my $c0 = RelocateTest::query($src, $db, $flushed);
 	my $p0 = FollowTest::origin_progress($tgt, $db, $name);
 	# the stream goes on: 1 MB more sent than the target committed; then
 	# start sends feedback at least once more
 	my $walsender = "FROM pg_stat_replication AS r JOIN pg_replication_slots AS s "
 	  . "ON s.active_pid = r.pid WHERE s.slot_name = $slot";
-	ok(RelocateTest::wait_until($src, $db,
-			"SELECT r.sent_lsn > '$p0'::pg_lsn + 1000000 $walsender", 't', 60),
+	ok(FollowTest::poll($src, $db, "SELECT r.sent_lsn > '$p0'::pg_lsn + 1000000 $walsender", 60, $run),
 		'blocked apply: the stream goes on (1 MB more sent than applied)');
 	my $t1 = RelocateTest::query($src, $db, 'SELECT clock_timestamp()');
-	ok(RelocateTest::wait_until($src, $db,
-			"SELECT r.reply_time > '$t1'::timestamptz $walsender", 't', 30),
+	ok(FollowTest::poll($src, $db, "SELECT r.reply_time > '$t1'::timestamptz $walsender", 30, $run),
 		'blocked apply: start sends feedback meanwhile');
 	my $p1 = FollowTest::origin_progress($tgt, $db, $name);
 	is($p1, $p0, 'blocked apply: nothing commits on the target');
-	my $c1 = RelocateTest::query($src, $db,
-		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $slot");
+	my $c1 = RelocateTest::query($src, $db, $flushed);
 	is(RelocateTest::query($src, $db, "SELECT '$c1'::pg_lsn <= greatest('$c0'::pg_lsn, '$p1'::pg_lsn)"),
 		't', 'blocked apply: the slot\'s confirmed_flush_lsn does not pass what the target committed')
 	  or diag("confirmed_flush_lsn $c0 -> $c1, origin progress $p1");
