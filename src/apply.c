@@ -18,6 +18,8 @@
 #define BATCH_TXNS      5000 /* source transactions per target commit */
 #define BATCH_BYTES     ((int64_t)64 << 20)
 #define BATCH_SECONDS   1.0
+#define HOLD_ROWS       256 /* inserts held per table before they go out */
+#define HOLD_BYTES      (1 << 20)
 
 typedef struct Stmt {
     struct Stmt *next;
@@ -39,7 +41,20 @@ typedef struct Rel {
     bool *key;      /* part of the replica identity */
     bool *skip;     /* generated on the target: never written */
     bool *text_cmp; /* no default btree equality: compare as text */
+    bool *always;   /* identity GENERATED ALWAYS on the target */
+    bool has_always;
     Stmt *stmts;
+    /* Inserts held back to go out as multi-row INSERTs.  In replica mode
+     * (no triggers, no foreign key checks) inserts into one table commute
+     * with changes to other tables; they are sent before any other change
+     * to the same table, a new definition of it, and the commit. */
+    char *held_mask; /* columns of the held rows; NULL when none held */
+    int held_rows;
+    StrBuf held_vals; /* NUL-terminated values */
+    long *held_offs;  /* per value: offset in held_vals, -1 for NULL */
+    int held_noffs;
+    int held_cap;
+    bool dirty; /* in the apply's list of tables holding rows */
 } Rel;
 
 typedef struct Pending {
@@ -67,6 +82,9 @@ struct Apply {
     int batch_txns;
     int64_t batch_bytes;
     ApplyStats stats;
+    Rel **dirty; /* tables holding inserts */
+    int ndirty;
+    int dirty_cap;
     StrBuf scratch;
     const char **values;
     int *lengths;
@@ -231,6 +249,9 @@ Apply *apply_create(PGconn *tgt, const char *origin)
 
 static void free_rel(Rel *r)
 {
+    free(r->held_mask);
+    free(r->held_vals.data);
+    free(r->held_offs);
     for (Stmt *s = r->stmts, *n; s; s = n) {
         n = s->next;
         free(s->shape);
@@ -242,6 +263,7 @@ static void free_rel(Rel *r)
     free(r->key);
     free(r->skip);
     free(r->text_cmp);
+    free(r->always);
     free(r->nspname);
     free(r->relname);
     free(r->qualified);
@@ -260,6 +282,7 @@ void apply_destroy(Apply *a)
             free_rel(r);
         }
     strbuf_free(&a->scratch);
+    free(a->dirty);
     free(a->values);
     free(a->lengths);
     free(a->origin);
@@ -312,7 +335,7 @@ static const char *const target_columns_sql =
     "              WHERE m.amname = 'btree' AND o.opcdefault"
     "                AND o.opcintype = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
     "                                       ELSE a.atttypid END)"
-    "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid)"
+    "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid), a.attidentity = 'a'"
     " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
     " WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
 
@@ -320,7 +343,7 @@ static const char *const target_columns_sql =
 static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
 {
     const char *p[1] = {r->qualified};
-    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 4);
+    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 5);
     bool ok = res != NULL;
 
     if (ok && PQntuples(res) == 0) {
@@ -350,15 +373,23 @@ static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
         r->partitioned = PQgetvalue(res, row, 3)[0] == 't';
         r->skip[i] = PQgetvalue(res, row, 1)[0] == 't';
         r->text_cmp[i] = PQgetvalue(res, row, 2)[0] == 't';
+        r->always[i] = PQgetvalue(res, row, 4)[0] == 't';
+        r->has_always = r->has_always || r->always[i];
     }
     PQclear(res);
     return ok;
 }
 
+static bool flush_all(Apply *a);
+
 static bool on_relation(Apply *a, const PgoRelation *m)
 {
     Rel *r = xcalloc(1, sizeof(*r));
 
+    if (!flush_all(a)) { /* rows held under the old definition go first */
+        free(r);
+        return false;
+    }
     drop_rel(a, m->relid); /* a new definition replaces the old one */
     r->relid = m->relid;
     r->nspname = xstrdup(m->nspname[0] ? m->nspname : "pg_catalog");
@@ -370,6 +401,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->key = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     r->skip = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     r->text_cmp = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->always = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     for (int i = 0; i < m->ncols; i++) {
         r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
         r->key[i] = m->cols[i].key;
@@ -393,6 +425,7 @@ typedef struct Shape {
     char *set;   /* columns written (INSERT and UPDATE) */
     char *where; /* columns that identify the row (UPDATE and DELETE) */
     WhereMode mode;
+    int rows; /* INSERT: rows in one statement (0 means 1) */
 } Shape;
 
 static void append_where(StrBuf *sql, const Rel *r, const Shape *sh, int *param)
@@ -430,24 +463,30 @@ static char *build_sql(const Rel *r, const Shape *sh, int *nparams)
 
     strbuf_init(&sql);
     if (sh->op == 'I') {
-        StrBuf vals;
-
-        strbuf_init(&vals);
         strbuf_appendf(&sql, "INSERT INTO %s (", r->qualified);
-        for (int i = 0; i < r->ncols; i++) {
-            if (sh->set[i] != '1')
-                continue;
-            strbuf_appendf(&sql, "%s%s", first ? "" : ", ", r->quoted[i]);
-            strbuf_appendf(&vals, "%s$%d", first ? "" : ", ", ++param);
-            first = false;
-        }
-        if (first) {
+        for (int i = 0; i < r->ncols; i++)
+            if (sh->set[i] == '1') {
+                strbuf_appendf(&sql, "%s%s", first ? "" : ", ", r->quoted[i]);
+                first = false;
+            }
+        if (first) { /* no column to write (see hold_insert) */
             strbuf_reset(&sql);
             strbuf_appendf(&sql, "INSERT INTO %s DEFAULT VALUES", r->qualified);
         } else {
-            strbuf_appendf(&sql, ") VALUES (%s)", vals.data);
+            /* the source decided these values, identity columns included */
+            strbuf_append(&sql, r->has_always ? ") OVERRIDING SYSTEM VALUE VALUES " : ") VALUES ");
+            for (int row = 0; row < (sh->rows ? sh->rows : 1); row++) {
+                bool f = true;
+
+                strbuf_append(&sql, row ? ", (" : "(");
+                for (int i = 0; i < r->ncols; i++)
+                    if (sh->set[i] == '1') {
+                        strbuf_appendf(&sql, "%s$%d", f ? "" : ", ", ++param);
+                        f = false;
+                    }
+                strbuf_append(&sql, ")");
+            }
         }
-        strbuf_free(&vals);
     } else if (sh->op == 'U') {
         strbuf_appendf(&sql, "UPDATE %s%s SET ", only, r->qualified);
         for (int i = 0; i < r->ncols; i++) {
@@ -467,8 +506,8 @@ static char *build_sql(const Rel *r, const Shape *sh, int *nparams)
 
 static char *shape_key(const Shape *sh, int ncols)
 {
-    return xasprintf("%c%c%.*s|%.*s", sh->op, sh->mode, ncols, sh->set ? sh->set : "", ncols,
-                     sh->where ? sh->where : "");
+    return xasprintf("%c%c%d:%.*s|%.*s", sh->op, sh->mode, sh->rows, ncols, sh->set ? sh->set : "",
+                     ncols, sh->where ? sh->where : "");
 }
 
 /* The prepared statement for this shape, preparing it (pipelined) when new. */
@@ -645,6 +684,159 @@ static bool choose_where(const Rel *r, PgoOldKind old_kind, const PgoTuple *old_
     return true;
 }
 
+/* Send the inserts r holds, as few multi-row statements as possible. */
+static bool flush_rel(Apply *a, Rel *r)
+{
+    int per_row = 0, done = 0;
+
+    for (int i = 0; i < r->ncols; i++)
+        per_row += r->held_mask && r->held_mask[i] == '1';
+    while (done < r->held_rows) {
+        static const int sizes[] = {HOLD_ROWS, 64, 16, 4, 1};
+        Shape sh = {.op = 'I', .set = r->held_mask, .mode = WHERE_NONE};
+        Stmt *st;
+        int k = 1;
+
+        for (size_t i = 0; per_row > 0 && i < sizeof(sizes) / sizeof(sizes[0]); i++)
+            if (sizes[i] <= r->held_rows - done && sizes[i] * per_row <= 65535) {
+                k = sizes[i];
+                break;
+            }
+        sh.rows = k;
+        if (!(st = get_stmt(a, r, &sh)))
+            return false;
+        if (a->values_cap < st->nparams + 1) {
+            a->values_cap = st->nparams + 1;
+            a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
+        }
+        for (int v = 0; v < st->nparams; v++) {
+            long off = r->held_offs[done * per_row + v];
+
+            a->values[v] = off < 0 ? NULL : r->held_vals.data + off;
+        }
+        if (PQsendQueryPrepared(a->tgt, st->name, st->nparams, a->values, NULL, NULL, 0) != 1) {
+            log_error("[apply] insert into %s.%s: %s", r->nspname, r->relname,
+                      PQerrorMessage(a->tgt));
+            return false;
+        }
+        pend_push(a, false,
+                  xasprintf("insert of %d row%s into %s.%s", k, k == 1 ? "" : "s", r->nspname,
+                            r->relname));
+        done += k;
+        if (!maybe_sync(a))
+            return false;
+    }
+    free(r->held_mask);
+    r->held_mask = NULL;
+    r->held_rows = r->held_noffs = 0;
+    if (r->held_vals.data)
+        strbuf_reset(&r->held_vals);
+    return true;
+}
+
+static bool flush_all(Apply *a)
+{
+    bool ok = true;
+
+    for (int i = 0; i < a->ndirty; i++) {
+        ok = ok && flush_rel(a, a->dirty[i]);
+        a->dirty[i]->dirty = false;
+    }
+    a->ndirty = 0;
+    return ok;
+}
+
+/* Hold one insert (sent by flush_rel). */
+static bool hold_insert(Apply *a, Rel *r, const PgoTuple *t, const char *mask)
+{
+    if (r->held_mask && strcmp(r->held_mask, mask) != 0 && !flush_rel(a, r))
+        return false;
+    if (!r->held_mask)
+        r->held_mask = xstrdup(mask);
+    if (!r->held_vals.data)
+        strbuf_init(&r->held_vals);
+    for (int i = 0; i < r->ncols; i++) {
+        size_t before = r->held_vals.len;
+
+        if (mask[i] != '1')
+            continue;
+        if (r->held_noffs == r->held_cap) {
+            r->held_cap = r->held_cap ? r->held_cap * 2 : 256;
+            r->held_offs = xrealloc(r->held_offs, (size_t)r->held_cap * sizeof(long));
+        }
+        if (t->values[i].kind == PGO_COL_NULL) {
+            r->held_offs[r->held_noffs++] = -1;
+            continue;
+        }
+        strbuf_append_len(&r->held_vals, (const char *)t->values[i].data, t->values[i].len);
+        strbuf_append_len(&r->held_vals, "", 1);
+        r->held_offs[r->held_noffs++] = (long)before;
+    }
+    r->held_rows++;
+    a->stats.changes++;
+    if (!r->dirty) {
+        if (a->ndirty == a->dirty_cap) {
+            a->dirty_cap = a->dirty_cap ? a->dirty_cap * 2 : 16;
+            a->dirty = xrealloc(a->dirty, (size_t)a->dirty_cap * sizeof(Rel *));
+        }
+        a->dirty[a->ndirty++] = r;
+        r->dirty = true;
+    }
+    if (r->held_rows >= HOLD_ROWS || r->held_vals.len >= HOLD_BYTES) {
+        a->pend_bytes += (int64_t)r->held_vals.len;
+        a->batch_bytes += (int64_t)r->held_vals.len;
+        return flush_rel(a, r);
+    }
+    return true;
+}
+
+/* Is column i of the new tuple known to equal its old value? */
+static bool known_unchanged(const Shape *sh, const PgoTuple *new_t, const PgoTuple *where_t, int i)
+{
+    const PgoValue *n = &new_t->values[i], *o;
+
+    if (sh->where[i] != '1')
+        return false;
+    if (where_t == new_t)
+        return true; /* the key did not change: it is its own old value */
+    o = &where_t->values[i];
+    return n->kind == o->kind && n->len == o->len &&
+           (n->len == 0 || memcmp(n->data, o->data, n->len) == 0);
+}
+
+/* An UPDATE may not assign an identity GENERATED ALWAYS column: leave such
+ * columns out when they did not change; when they did (rare), let the
+ * column accept values for this one statement (transactional DDL on the
+ * target, which no application uses yet). */
+static bool update_row(Apply *a, Rel *r, Shape *sh, const PgoTuple *new_t, const PgoTuple *where_t)
+{
+    StrBuf before, after;
+    bool ok;
+
+    if (!r->has_always)
+        return exec_shape(a, r, sh, new_t, where_t);
+    strbuf_init(&before);
+    strbuf_init(&after);
+    for (int i = 0; i < r->ncols; i++) {
+        if (sh->set[i] != '1' || !r->always[i])
+            continue;
+        if (known_unchanged(sh, new_t, where_t, i)) {
+            sh->set[i] = '0';
+            continue;
+        }
+        strbuf_appendf(&before, "%sALTER TABLE %s ALTER COLUMN %s SET GENERATED BY DEFAULT",
+                       before.len ? "; " : "", r->qualified, r->quoted[i]);
+        strbuf_appendf(&after, "%sALTER TABLE %s ALTER COLUMN %s SET GENERATED ALWAYS",
+                       after.len ? "; " : "", r->qualified, r->quoted[i]);
+    }
+    ok = (before.len == 0 || send_query(a, before.data, 0, NULL, xstrdup(before.data))) &&
+         (strchr(sh->set, '1') == NULL || exec_shape(a, r, sh, new_t, where_t)) &&
+         (after.len == 0 || send_query(a, after.data, 0, NULL, xstrdup(after.data)));
+    strbuf_free(&before);
+    strbuf_free(&after);
+    return ok;
+}
+
 static bool on_change(Apply *a, const PgoMessage *m)
 {
     char *set = NULL, *where = NULL;
@@ -668,13 +860,15 @@ static bool on_change(Apply *a, const PgoMessage *m)
     sh.op = (char)m->type;
     if (m->type == PGO_MSG_INSERT) {
         fill_mask(r, &m->u.insert.new_tuple, false, set);
-        ok = exec_shape(a, r, &sh, &m->u.insert.new_tuple, NULL);
+        ok = hold_insert(a, r, &m->u.insert.new_tuple, set);
+    } else if (r->held_rows > 0 && !flush_rel(a, r)) {
+        ok = false;
     } else if (m->type == PGO_MSG_UPDATE) {
         const PgoUpdate *u = &m->u.update;
 
         ok = choose_where(r, u->old_kind, &u->old_tuple, &u->new_tuple, &sh, &where_t);
         if (ok && fill_mask(r, &u->new_tuple, false, set) > 0)
-            ok = exec_shape(a, r, &sh, &u->new_tuple, where_t);
+            ok = update_row(a, r, &sh, &u->new_tuple, where_t);
     } else {
         const PgoDelete *d = &m->u.del;
 
@@ -690,7 +884,7 @@ static bool on_change(Apply *a, const PgoMessage *m)
 static bool on_truncate(Apply *a, const PgoTruncate *t)
 {
     StrBuf sql;
-    bool ok = true;
+    bool ok = flush_all(a);
 
     strbuf_init(&sql);
     strbuf_append(&sql, "TRUNCATE ");
@@ -720,6 +914,8 @@ bool apply_commit(Apply *a)
 
     if (!a->batch_open || a->in_txn)
         return true;
+    if (!flush_all(a))
+        return false;
     lsn_format(a->last_end_lsn, lsn);
     snprintf(ts, sizeof(ts), "%.6f", (double)a->last_commit_time_us / 1e6 + 946684800.0);
     ok = (a->batch_txns == 0 ||
