@@ -673,7 +673,10 @@ static void print_text(const Report *r, FILE *out)
     fprintf(out, "pgrelocate status at %s\n", r->now);
     fprintf(out, "migration    %s from %s; phase %s; started %s, updated %s%s%s\n",
             r->replication_name ? "start" : "copy", r->source, r->phase_name, r->started_at,
-            r->updated_at, r->finished_at ? ", finished " : "",
+            r->updated_at,
+            !r->finished_at       ? ""
+            : r->replication_name ? ", copy finished "
+                                  : ", finished ",
             r->finished_at ? r->finished_at : "");
     print_copy_line(r, out);
     fprintf(out, "post-data    %s entries restored%s%s\n",

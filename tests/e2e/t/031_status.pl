@@ -11,7 +11,8 @@
 #    all its rows; the text output lists the 20 biggest tables then
 #    "... and N more"; events come errors first, at most 5.
 # C. During start's follow phase under pgbench, with --source: phase
-#    "follow", tables "replicating", the slot active with retained WAL, and
+#    "follow", tables "replicating", the slot active with retained WAL, the
+#    lag above 0 bytes under load, and
 #    the lag reaches 0 bytes (and 0 s) once the load stops; without --source
 #    the applied position is there and lag is null; --watch prints one JSON
 #    document per interval until SIGINT (exit 0); after start stops, status
@@ -222,9 +223,18 @@ cmp_ok($rep->{slot}{retained_wal_bytes} // -1, '>', 0, 'follow: retained WAL on 
 ok(defined $rep->{lag_bytes} && $rep->{lag_bytes} >= 0, 'follow: lag in bytes');
 like($rep->{source_lsn} // '', qr{^[0-9A-F]+/[0-9A-F]+$}, 'follow: the source LSN');
 
+my $behind = 0;
+my $deadline = time + 60;
+while (time < $deadline && !$behind)
+{
+	my $d = status_json($tgt, source => $src->connstr($db));
+	$behind = 1 if $d && ($d->{replication}{lag_bytes} // 0) > 0;
+}
+ok($behind, 'under load, status shows the target behind the source (lag > 0 bytes)');
+
 my $stats = FollowTest::load_stop($load);
 my $zero;
-my $deadline = time + 120;
+$deadline = time + 120;
 while (time < $deadline)
 {
 	$zero = status_json($tgt, source => $src->connstr($db));
@@ -234,10 +244,6 @@ while (time < $deadline)
 $zero //= {};
 is($zero->{replication}{lag_bytes}, 0, 'after the load stopped the lag reaches 0 bytes');
 is($zero->{replication}{lag_seconds}, 0, '... and 0 seconds');
-my $x = RelocateTest::query($src, $db, 'SELECT pg_current_wal_lsn()');
-ok(FollowTest::poll($tgt, $db,
-		"SELECT pg_replication_origin_progress('$name', true) <= '$x'", 10),
-	'... and the target really applied up to there (origin progress is no further than the source)');
 is(FollowTest::counter_rows($tgt, $db), FollowTest::counter_rows($src, $db),
 	'... and the target holds every counter row of the source');
 
