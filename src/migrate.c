@@ -339,6 +339,45 @@ static bool plan_copy(CopyRun *r)
     return ok;
 }
 
+/* The schema was dumped after start gave key-less tables REPLICA IDENTITY
+ * FULL on the source: the target keeps their original setting. */
+static bool undo_identity_on_target(CopyRun *r)
+{
+    char **names = NULL, *orig = NULL;
+    int n = 0;
+    bool ok = !r->follow || state_load_identity(r->tgt, &names, &orig, &n);
+
+    for (int i = 0; i < n; i++) {
+        const char *kind = orig[i] == 'n' ? "NOTHING" : orig[i] == 'f' ? "FULL" : "DEFAULT";
+        char *sql = xasprintf("ALTER TABLE %s REPLICA IDENTITY %s", names[i], kind);
+
+        ok = ok && conn_exec(r->tgt, "schema", sql);
+        free(sql);
+        free(names[i]);
+    }
+    free(names);
+    free(orig);
+    return ok;
+}
+
+/* Our own publication is in the schema dump (it existed when the slot's
+ * snapshot was taken): it is not part of the user's database. */
+static void skip_own_publication(const CopyRun *r, PostEntry *entries, int n)
+{
+    size_t len = r->st.replication_name ? strlen(r->st.replication_name) : 0;
+
+    for (int i = 0; len && i < n; i++) {
+        const char *d = entries[i].desc, *hit;
+
+        if (strncmp(d, "PUBLICATION", 11) != 0)
+            continue;
+        for (hit = strstr(d, r->st.replication_name); hit;
+             hit = strstr(hit + 1, r->st.replication_name))
+            if ((hit == d || hit[-1] == ' ') && (hit[len] == ' ' || hit[len] == '\0'))
+                entries[i].done = true;
+    }
+}
+
 /* Schema phase: dump (unless the archive is in the state already) and
  * restore pre-data (unless already there), then plan. */
 static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
@@ -349,7 +388,8 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
     if (!have_archive && (!schema_dump(&r->tools, r->src_ci, r->keeper.name, r->archive) ||
                           !state_save_archive(r->tgt, r->archive)))
         return false;
-    if (restore_pre && !schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so))
+    if (restore_pre &&
+        (!schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so) || !undo_identity_on_target(r)))
         return false;
     if (!plan_copy(r))
         return false;
@@ -643,6 +683,8 @@ static bool run_post_data(CopyRun *r)
     progress_phase_begin(r->progress, "indexes and constraints");
     ok = schema_list_post(&r->tools, r->archive, &entries, &n) &&
          state_load_post_done(r->tgt, &done, &ndone);
+    if (ok)
+        skip_own_publication(r, entries, n);
     for (int i = 0; ok && i < n; i++)
         for (int k = 0; k < ndone; k++)
             if (entries[i].dump_id == done[k])
