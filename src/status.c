@@ -37,8 +37,8 @@ static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
 {
-    (void)sig;
     stop_requested = 1;
+    signal(sig, SIG_DFL); /* a second signal stops at once */
 }
 
 typedef struct TableStatus {
@@ -86,6 +86,7 @@ typedef struct StatusCtx {
     const Options *o;
     ConnInfo *tci, *sci;
     PGconn *tgt, *src;
+    bool clear_screen; /* --watch on a terminal: redraw in place */
 } StatusCtx;
 
 static char *dup_value(const PGresult *res, int row, int col)
@@ -711,6 +712,33 @@ static bool ensure_conn(PGconn **conn, const ConnInfo *ci, ConnSide side)
     return *conn != NULL;
 }
 
+/* Print a report; text is built first so a redraw never shows a blank
+ * screen while the servers answer. */
+static void emit(const StatusCtx *c, const Report *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem;
+
+    if (c->o->json) {
+        print_json(r, c->o->watch);
+        fflush(stdout);
+        return;
+    }
+    if (!(mem = open_memstream(&text, &len))) {
+        print_text(r, stdout);
+        fflush(stdout);
+        return;
+    }
+    print_text(r, mem);
+    fclose(mem);
+    if (c->clear_screen)
+        fputs("\033[H\033[2J", stdout);
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    free(text);
+}
+
 /* One report.  *no_state: the target holds no migration. */
 static bool report_once(StatusCtx *c, bool *no_state)
 {
@@ -721,25 +749,22 @@ static bool report_once(StatusCtx *c, bool *no_state)
         return false;
     if (!exists) {
         *no_state = true;
-        log_msg(LOG_ERROR, "The target database has no pgrelocate schema.",
-                "Start one with pgrelocate copy or pgrelocate start.",
-                "no migration here; start one with pgrelocate copy or start");
+        log_msg(LOG_ERROR, "The target database holds no pgrelocate state (schema pgrelocate).",
+                "Start one with pgrelocate copy or pgrelocate start.", "no migration here");
         return false;
     }
-    ok = load_target(c->tgt, &r);
-    if (ok && r.replication_name && c->sci) {
+    if (!load_target(c->tgt, &r)) {
+        report_free(&r);
+        return false;
+    }
+    ok = true;
+    if (r.replication_name && c->sci) {
         if (!ensure_conn(&c->src, c->sci, CONN_SOURCE) || !load_source(c->src, &r)) {
             report_warn(&r, xstrdup("could not read the slot on the source (see the error above)"));
             ok = false;
         }
     }
-    if (r.now) {
-        if (c->o->json)
-            print_json(&r, c->o->watch);
-        else
-            print_text(&r, stdout);
-        fflush(stdout);
-    }
+    emit(c, &r);
     report_free(&r);
     return ok;
 }
@@ -756,14 +781,13 @@ static void pause_ms(int64_t ms)
 
 static int watch(StatusCtx *c)
 {
-    bool tty = isatty(STDOUT_FILENO) && !c->o->json, no_state = false;
+    bool no_state = false;
 
+    c->clear_screen = isatty(STDOUT_FILENO) && !c->o->json;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     for (int n = 0; !stop_requested; n++) {
-        if (tty)
-            fputs("\033[H\033[2J", stdout);
-        else if (n > 0 && !c->o->json)
+        if (n > 0 && !c->clear_screen && !c->o->json)
             fputs("\n", stdout);
         report_once(c, &no_state);
         if (no_state)
