@@ -253,7 +253,9 @@ sub poll
 
 =item running($handle) => $bool
 
-Whether a start_bg run is still running (reads its output meanwhile).
+Whether a start_bg run is still running (reads its output meanwhile): its
+process exists and is not a zombie (Linux /proc; IPC::Run's pumpable()
+stays true for a while after the process ended).
 
 =cut
 
@@ -261,8 +263,12 @@ sub running
 {
 	my ($h) = @_;
 	return 0 if $h->{result};
-	eval { $h->{h}->pump_nb; 1 };
-	return $h->{h}->pumpable ? 1 : 0;
+	eval { $h->{h}->pump_nb; 1 };    # read its output meanwhile
+	# alive: /proc has it and it is not a zombie waiting to be reaped
+	open my $fh, '<', "/proc/$h->{pid}/stat" or return 0;
+	my $stat = <$fh> // '';
+	close $fh;
+	return $stat =~ /^\d+ \(.*\) [^Z]/s ? 1 : 0;
 }
 
 =pod
