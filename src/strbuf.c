@@ -80,7 +80,8 @@ void strbuf_free(StrBuf *sb)
 void strbuf_reset(StrBuf *sb)
 {
     sb->len = 0;
-    sb->data[0] = '\0';
+    if (sb->data)
+        sb->data[0] = '\0';
 }
 
 static void reserve(StrBuf *sb, size_t extra)
@@ -89,6 +90,8 @@ static void reserve(StrBuf *sb, size_t extra)
 
     if (need <= sb->cap)
         return;
+    if (sb->cap == 0)
+        sb->cap = 64;
     while (sb->cap < need)
         sb->cap *= 2;
     sb->data = xrealloc(sb->data, sb->cap);
@@ -112,6 +115,7 @@ void strbuf_appendf(StrBuf *sb, const char *fmt, ...)
     va_list ap;
     int n;
 
+    reserve(sb, 0);
     va_start(ap, fmt);
     n = vsnprintf(sb->data + sb->len, sb->cap - sb->len, fmt, ap);
     va_end(ap);
@@ -128,8 +132,9 @@ void strbuf_appendf(StrBuf *sb, const char *fmt, ...)
 
 char *strbuf_detach(StrBuf *sb)
 {
-    char *p = sb->data;
+    char *p = sb->data ? sb->data : xstrdup("");
 
-    strbuf_init(sb);
+    sb->data = NULL; /* empty, owning nothing; appending allocates again */
+    sb->len = sb->cap = 0;
     return p;
 }

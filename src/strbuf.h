@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 typedef struct StrBuf {
-    char *data; /* NUL-terminated; never NULL after strbuf_init */
+    char *data; /* NUL-terminated; NULL only after strbuf_detach */
     size_t len; /* bytes before the terminator */
     size_t cap; /* allocated bytes */
 } StrBuf;
@@ -20,7 +20,8 @@ void strbuf_reset(StrBuf *sb);
 void strbuf_append(StrBuf *sb, const char *s);
 void strbuf_append_len(StrBuf *sb, const char *s, size_t len);
 void strbuf_appendf(StrBuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Hands the buffer to the caller (free() it); sb is left empty and reusable. */
+/* Hands the buffer to the caller (free() it); sb is left empty, owning no
+ * memory, and reusable (appending allocates again). */
 char *strbuf_detach(StrBuf *sb);
 
 /* malloc/strdup that abort on failure. */
