@@ -4,7 +4,7 @@
 
 CC      ?= cc
 CLANG   ?= clang-14
-PKGS     = libpq jansson
+PKGS     = libpq jansson libmicrohttpd
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes
 CPPFLAGS_ALL = -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

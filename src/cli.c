@@ -42,6 +42,10 @@ static const OptionSpec option_table[] = {
     {"slot-wait", 0, OPT_DURATION, OPT(slot_wait_ms), NULL, "DURATION",
      "how long to wait for running source transactions when creating the replication slot "
      "(default: 5min)"},
+    {"max-retained-wal", 0, OPT_SIZE, OPT(max_retained_wal), NULL, "SIZE",
+     "warn when the replication slot keeps more WAL than this on the source (default: 20GB)"},
+    {"metrics-listen", 0, OPT_STRING, OPT(metrics_listen), "PGRELOCATE_METRICS_LISTEN", "ADDR:PORT",
+     "serve Prometheus metrics over HTTP at ADDR:PORT (e.g. 127.0.0.1:9187)"},
     {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},
     {"watch", 'w', OPT_BOOL, OPT(watch), NULL, NULL, "show again every --interval until Ctrl-C"},
     {"interval", 0, OPT_DURATION, OPT(interval_ms), NULL, "DURATION",
@@ -62,6 +66,7 @@ void cli_defaults(Options *opts)
     opts->progress = "auto";
     opts->slot_wait_ms = 5 * 60 * 1000;
     opts->interval_ms = 2000;
+    opts->max_retained_wal = (int64_t)20 * 1024 * 1024 * 1024;
 }
 
 const OptionSpec *cli_find_option(const char *name)

@@ -26,6 +26,8 @@ typedef struct Options {
     const char *progress;       /* "auto", "tty", "plain", "none" */
     bool replica_identity_full; /* start: give tables without a key REPLICA IDENTITY FULL */
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
+    int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
+    const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
     bool json;                  /* check, status: machine-readable output on stdout */
     bool watch;                 /* status: redraw every interval until Ctrl-C */
     int64_t interval_ms;        /* status --watch period */

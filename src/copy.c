@@ -277,6 +277,11 @@ static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
         tt->first_start = start;
     last = --tt->remaining == 0;
     pthread_mutex_unlock(&sh->lock);
+    if (sh->job->metrics) {
+        atomic_fetch_add(&sh->job->metrics->copy_rows, rows);
+        atomic_fetch_add(&sh->job->metrics->copy_bytes, bytes);
+        atomic_fetch_add(&sh->job->metrics->copy_chunks_done, 1);
+    }
     progress_worker_end(sh->job->progress, w->no, rows);
     if (last) {
         char *name = names_display(t->schema_name, t->table_name);

@@ -15,6 +15,7 @@
 #define PGRELOCATE_COPY_H
 
 #include "conninfo.h"
+#include "metrics.h"
 #include "progress.h"
 #include "state.h"
 
@@ -33,6 +34,7 @@ typedef struct CopyJob {
     int jobs;
     Progress *progress;
     volatile sig_atomic_t *interrupted; /* set by a signal: stop after current chunks */
+    Metrics *metrics;                   /* counters to update, or NULL */
 } CopyJob;
 
 /* Copy every pending chunk.  Returns true when all are done; false after an

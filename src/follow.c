@@ -44,7 +44,8 @@ typedef struct Session {
     atomic_uint_fast64_t server_end_lsn;
     atomic_uint_fast64_t keepalive_lsn; /* the server's last keepalive position */
     atomic_uint_fast64_t pushed, processed;
-    atomic_bool apply_idle; /* no batch open on the target */
+    atomic_int_fast64_t applied_txns, applied_rows; /* published by the apply thread */
+    atomic_bool apply_idle;                         /* no batch open on the target */
     Stream *stream;
     PGconn *tgt;
     Apply *apply;
@@ -205,12 +206,38 @@ static bool queue_drained(Session *s)
     return done;
 }
 
+/* Lag gauge: from the shared atomics, any thread. */
+static void publish_lag(Session *s)
+{
+    Lsn end = atomic_load(&s->server_end_lsn);
+    Lsn done = flush_position(s, atomic_load(&s->keepalive_lsn));
+
+    if (s->o->metrics)
+        atomic_store(&s->o->metrics->lag_bytes, end > done ? (int64_t)(end - done) : 0);
+}
+
+/* Apply counters: only from the apply thread, which owns the stats. */
+static void publish_metrics(Session *s)
+{
+    ApplyStats st;
+
+    apply_get_stats(s->apply, &st);
+    atomic_store(&s->applied_txns, st.transactions);
+    atomic_store(&s->applied_rows, st.changes);
+    if (!s->o->metrics)
+        return;
+    atomic_store(&s->o->metrics->apply_transactions, st.transactions);
+    atomic_store(&s->o->metrics->apply_changes, st.changes);
+    publish_lag(s);
+}
+
 static bool commit_now(Session *s)
 {
     bool ok = apply_commit(s->apply);
 
     atomic_store(&s->committed_lsn, apply_committed_lsn(s->apply));
     atomic_store(&s->apply_idle, !apply_batch_open(s->apply));
+    publish_metrics(s);
     return ok;
 }
 
@@ -228,6 +255,8 @@ static bool apply_item(Session *s, PgoDecoder *d, const Item *it)
         return false;
     atomic_store(&s->committed_lsn, apply_committed_lsn(s->apply));
     atomic_store(&s->apply_idle, !apply_batch_open(s->apply));
+    if (m.type == PGO_MSG_COMMIT)
+        publish_metrics(s);
     return true;
 }
 
@@ -307,23 +336,37 @@ static int64_t retained_wal(const FollowOpts *o, PGconn **monitor)
 
 static void log_status(Session *s, PGconn **monitor, int64_t *last_ms, int64_t *last_txns)
 {
-    ApplyStats st;
+    int64_t txns = atomic_load(&s->applied_txns), rows = atomic_load(&s->applied_rows);
     Lsn end = atomic_load(&s->server_end_lsn);
     Lsn done = flush_position(s, atomic_load(&s->keepalive_lsn));
     int64_t t = now_ms(), kept = retained_wal(s->o, monitor);
     char lag[32], wal[32];
 
-    apply_get_stats(s->apply, &st);
+    if (s->o->metrics)
+        atomic_store(&s->o->metrics->retained_wal_bytes, kept);
+
     log_info("[follow] applied %lld transactions (%.0f/s), %lld rows; behind the source by %s; "
              "WAL kept on the source for us: %s",
-             (long long)st.transactions,
-             t > *last_ms ? (double)(st.transactions - *last_txns) * 1000.0 / (double)(t - *last_ms)
-                          : 0.0,
-             (long long)st.changes,
+             (long long)txns,
+             t > *last_ms ? (double)(txns - *last_txns) * 1000.0 / (double)(t - *last_ms) : 0.0,
+             (long long)rows,
              size_format_bytes(end > done ? (int64_t)(end - done) : 0, lag, sizeof(lag)),
              kept < 0 ? "unknown" : size_format_bytes(kept, wal, sizeof(wal)));
+    if (kept > s->o->max_retained_wal && s->o->max_retained_wal > 0) {
+        char limit[32];
+
+        log_msg(LOG_WARNING,
+                "The source cannot remove this WAL until pgrelocate has applied it; if it "
+                "fills the source's disk, the source stops.",
+                "Let pgrelocate catch up (is the target slow or blocked?), or give up the "
+                "migration with pgrelocate cleanup, which drops the slot.",
+                "[follow] the replication slot keeps %s of WAL on the source (more than "
+                "--max-retained-wal %s)",
+                size_format_bytes(kept, wal, sizeof(wal)),
+                size_format_bytes(s->o->max_retained_wal, limit, sizeof(limit)));
+    }
     *last_ms = t;
-    *last_txns = st.transactions;
+    *last_txns = txns;
 }
 
 /* One connection pair, until stop, failure or a lost connection. */
@@ -372,6 +415,7 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
         if (done)
             break;
         usleep(50000);
+        publish_lag(&s);
         if (o->status_interval_ms > 0 && now_ms() >= next_status) {
             log_status(&s, &monitor, &last_ms, &last_txns);
             next_status = now_ms() + o->status_interval_ms;

@@ -17,6 +17,7 @@
 
 #include "conninfo.h"
 #include "lsn.h"
+#include "metrics.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -31,7 +32,9 @@ typedef struct FollowOpts {
     int proto_version;
     const char *client_encoding; /* the target's encoding, for both sides */
     int status_interval_ms;      /* how often to log progress (0: never) */
+    int64_t max_retained_wal;    /* warn when the slot keeps more WAL than this */
     volatile sig_atomic_t *stop; /* set by a signal: finish the transaction, exit */
+    Metrics *metrics;            /* counters to update, or NULL */
 } FollowOpts;
 
 typedef enum {

@@ -13,6 +13,8 @@ static const char *program = "pgrelocate";
 static LogHook hook_before, hook_after;
 static void *hook_arg;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[512];
+static long error_count;
 
 void log_set_level(LogLevel level)
 {
@@ -69,6 +71,12 @@ void log_msg(LogLevel level, const char *detail, const char *hint, const char *f
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    if (level == LOG_ERROR) {
+        error_count++;
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof(last_error), fmt, ap);
+        va_end(ap);
+    }
     if (detail && *detail)
         fprintf(stderr, "DETAIL:  %s\n", detail);
     if (hint && *hint)
@@ -77,4 +85,21 @@ void log_msg(LogLevel level, const char *detail, const char *hint, const char *f
     if (hook_after)
         hook_after(hook_arg);
     pthread_mutex_unlock(&log_lock);
+}
+
+void log_last_error(char *buf, unsigned bufsize)
+{
+    pthread_mutex_lock(&log_lock);
+    snprintf(buf, bufsize, "%s", last_error);
+    pthread_mutex_unlock(&log_lock);
+}
+
+long log_error_count(void)
+{
+    long n;
+
+    pthread_mutex_lock(&log_lock);
+    n = error_count;
+    pthread_mutex_unlock(&log_lock);
+    return n;
 }

@@ -21,6 +21,12 @@ void log_set_program(const char *name);
 typedef void (*LogHook)(void *arg);
 void log_set_hooks(LogHook before, LogHook after, void *arg);
 
+/* The primary text of the last error logged ("" if none), for recording
+ * in the migration's event log.  Copied into buf (bufsize bytes). */
+void log_last_error(char *buf, unsigned bufsize);
+/* How many errors were logged so far. */
+long log_error_count(void);
+
 /* Emit a message; detail and hint may be NULL. */
 void log_msg(LogLevel level, const char *detail, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -14,9 +14,13 @@ static const char *const copy_options[] = {
     "source",   "target", "jobs",   "split-larger-than", "resume",   "new-snapshot",
     "no-owner", "no-acl", "pg-bin", "snapshot-grace",    "progress", NULL};
 static const char *const copy_required[] = {"source", "target", NULL};
-static const char *const start_options[] = {
-    "source", "target",         "jobs",     "split-larger-than",     "no-owner",  "no-acl",
-    "pg-bin", "snapshot-grace", "progress", "replica-identity-full", "slot-wait", NULL};
+static const char *const start_options[] = {"source",         "target",
+                                            "jobs",           "split-larger-than",
+                                            "no-owner",       "no-acl",
+                                            "pg-bin",         "snapshot-grace",
+                                            "progress",       "replica-identity-full",
+                                            "slot-wait",      "max-retained-wal",
+                                            "metrics-listen", NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
 static const char *const check_options[] = {"source", "target", "pg-bin", "json", NULL};
 static const char *const status_options[] = {"target", "source", "json", "watch", "interval", NULL};

@@ -21,6 +21,7 @@
 #include "follow.h"
 #include "largeobject.h"
 #include "log.h"
+#include "metrics.h"
 #include "progress.h"
 #include "schema.h"
 #include "sequences.h"
@@ -59,6 +60,8 @@ typedef struct CopyRun {
     char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
     int n_no_identity;
     bool created_publication;
+    Metrics metrics;
+    char cause[512]; /* the error that ended the run, for the event log */
 } CopyRun;
 
 static volatile sig_atomic_t interrupted;
@@ -622,6 +625,7 @@ static bool advance(CopyRun *r, Phase next)
     if (!state_set_phase(r->tgt, next))
         return false;
     r->st.phase = next;
+    atomic_store(&r->metrics.phase, next);
     return true;
 }
 
@@ -629,7 +633,7 @@ static bool run_data(CopyRun *r)
 {
     CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name, r->tgt_info.encoding,
                    r->st.tables, r->st.ntables, r->st.chunks,   r->st.nchunks,
-                   r->o->jobs,   r->progress,   &interrupted};
+                   r->o->jobs,   r->progress,   &interrupted,   &r->metrics};
     int64_t total = 0;
     int pending = 0;
 
@@ -753,6 +757,8 @@ static bool run_follow(CopyRun *r)
                      .proto_version = stream_proto_for_server(r->src_info.version_num),
                      .client_encoding = r->tgt_info.encoding,
                      .status_interval_ms = 10000,
+                     .max_retained_wal = r->o->max_retained_wal,
+                     .metrics = &r->metrics,
                      .stop = &interrupted};
     SlotInfo si;
 
@@ -830,9 +836,15 @@ static void undo_new_state(CopyRun *r)
 
 static void finish(CopyRun *r, bool ok)
 {
-    if (!ok && r->tgt)
-        state_event(r->tgt, interrupted ? "interrupted" : "error", "copy",
-                    interrupted ? "interrupted by a signal" : "copy failed; see the tool's output");
+    if (!ok && r->tgt && PQstatus(r->tgt) == CONNECTION_OK) {
+        const char *msg = r->cause;
+
+        PQclear(PQexec(r->tgt, "ROLLBACK")); /* a failed step may have left a transaction open */
+        state_event(r->tgt, interrupted ? "interrupted" : "error", r->follow ? "start" : "copy",
+                    interrupted ? "interrupted by a signal"
+                    : msg[0]    ? msg
+                                : "failed");
+    }
     if (r->keeper.pid > 0) {
         if (ok || r->o->snapshot_grace_ms == 0)
             snapshot_keeper_release(&r->keeper);
@@ -845,6 +857,7 @@ static void finish(CopyRun *r, bool ok)
             snapshot_keeper_abandon(&r->keeper);
         }
     }
+    metrics_stop(&r->metrics);
     remove_tmpdir(r);
     conn_close(r->src);
     conn_close(r->tgt);
@@ -864,6 +877,7 @@ static int conclude(CopyRun *r, bool ok, bool was_done)
     bool followed = r->st.phase == PHASE_FOLLOW;
     int rc;
 
+    log_last_error(r->cause, sizeof(r->cause)); /* before the summary lines below */
     if (ok && !interrupted && !was_done && !followed && !r->o->quiet)
         progress_print_summary(r->progress, stdout, 20);
     if (ok && !interrupted && !was_done && !followed)
@@ -892,7 +906,8 @@ static int migrate_main(const Options *o, bool follow)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    ok = open_and_check(&r);
+    atomic_store(&r.metrics.retained_wal_bytes, -1);
+    ok = (!o->metrics_listen || metrics_start(&r.metrics, o->metrics_listen)) && open_and_check(&r);
     if (ok) {
         ok = r.resuming ? start_resume(&r) : start_fresh(&r);
         if (!ok && r.st.phase == PHASE_SCHEMA && !r.resuming) {
@@ -902,6 +917,7 @@ static int migrate_main(const Options *o, bool follow)
     }
     bool was_done = ok && r.st.phase == PHASE_DONE;
 
+    atomic_store(&r.metrics.phase, r.st.phase);
     if (was_done)
         log_info("this copy was already complete");
     progress_start(r.progress);
