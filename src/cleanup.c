@@ -24,8 +24,18 @@ static bool restore_identities(PGconn *src, PGconn *tgt)
     int n = 0;
     bool ok = state_load_identity(tgt, &names, &orig, &n);
 
+    /* The target copied the setting with the schema: restore it there too
+     * (when the table still exists). */
     for (int i = 0; i < n; i++) {
-        if (ok && slot_restore_identity(src, names[i], orig[i]))
+        const char *p[1] = {names[i]};
+        PGresult *res = PQexecParams(tgt, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, NULL,
+                                     p, NULL, NULL, 0);
+        bool on_target = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                         PQgetvalue(res, 0, 0)[0] == 't';
+
+        PQclear(res);
+        if (ok && slot_restore_identity(src, names[i], orig[i]) &&
+            (!on_target || slot_restore_identity(tgt, names[i], orig[i])))
             log_info("[cleanup] restored the replica identity of %s", names[i]);
         else
             ok = false;

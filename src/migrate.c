@@ -255,36 +255,48 @@ static bool open_and_check(CopyRun *r)
     return make_tmpdir(r);
 }
 
-/* Take a snapshot: import the previous one when resuming, else export a
- * new one.  *gone tells the caller the previous one no longer exists. */
+/* Import the interrupted run's snapshot into a new keeper.  The state
+ * names the new keeper's snapshot before the old keeper is told to let go,
+ * so a crash in between never leaves the state naming a dead snapshot. */
+static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
+{
+    int old_pid = r->st.snapshot_backend_pid;
+    SnapshotStatus s;
+    const char *p[1];
+    char pid[16];
+
+    if (!previous)
+        return SNAPSHOT_GONE;
+    s = snapshot_keeper_start(r->src_ci, previous, r->o->snapshot_grace_ms, &r->keeper);
+    if (s != SNAPSHOT_OK)
+        return s;
+    if (!state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid))
+        return SNAPSHOT_ERROR;
+    snprintf(pid, sizeof(pid), "%d", old_pid);
+    p[0] = pid;
+    PQclear(PQexecParams(r->src,
+                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
+                         "pg_catalog.pg_stat_activity WHERE pid = $1::int "
+                         "AND application_name = '" SNAPSHOT_APP_NAME "'",
+                         1, NULL, p, NULL, NULL, 0));
+    log_info("continuing at the snapshot of the interrupted run");
+    return SNAPSHOT_OK;
+}
+
+/* copy: the interrupted run's snapshot when it still exists, else a new
+ * one (*gone tells the caller the previous one was lost). */
 static bool take_snapshot(CopyRun *r, const char *previous, bool *gone)
 {
-    SnapshotStatus s = SNAPSHOT_GONE;
+    SnapshotStatus s = import_snapshot(r, previous);
 
     *gone = false;
-    if (previous)
-        s = snapshot_keeper_start(r->src_ci, previous, r->o->snapshot_grace_ms, &r->keeper);
     if (s == SNAPSHOT_ERROR)
         return false;
-    if (s == SNAPSHOT_OK) {
-        const char *p[1];
-        char pid[16];
-
-        /* The keeper of the interrupted run can let go now. */
-        snprintf(pid, sizeof(pid), "%d", r->st.snapshot_backend_pid);
-        p[0] = pid;
-        PQclear(PQexecParams(r->src,
-                             "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
-                             "pg_catalog.pg_stat_activity WHERE pid = $1::int "
-                             "AND application_name = '" SNAPSHOT_APP_NAME "'",
-                             1, NULL, p, NULL, NULL, 0));
-        log_info("continuing at the snapshot of the interrupted run");
-    } else {
-        *gone = previous != NULL;
-        if (snapshot_keeper_start(r->src_ci, NULL, r->o->snapshot_grace_ms, &r->keeper) !=
-            SNAPSHOT_OK)
-            return false;
-    }
+    if (s == SNAPSHOT_OK)
+        return true;
+    *gone = previous != NULL;
+    if (snapshot_keeper_start(r->src_ci, NULL, r->o->snapshot_grace_ms, &r->keeper) != SNAPSHOT_OK)
+        return false;
     log_debug("[snapshot] %s held by keeper pid %d (backend %d)", r->keeper.name,
               (int)r->keeper.pid, r->keeper.backend_pid);
     return state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid);
@@ -342,27 +354,6 @@ static bool plan_copy(CopyRun *r)
     return ok;
 }
 
-/* The schema was dumped after start gave key-less tables REPLICA IDENTITY
- * FULL on the source: the target keeps their original setting. */
-static bool undo_identity_on_target(CopyRun *r)
-{
-    char **names = NULL, *orig = NULL;
-    int n = 0;
-    bool ok = !r->follow || state_load_identity(r->tgt, &names, &orig, &n);
-
-    for (int i = 0; i < n; i++) {
-        const char *kind = orig[i] == 'n' ? "NOTHING" : orig[i] == 'f' ? "FULL" : "DEFAULT";
-        char *sql = xasprintf("ALTER TABLE %s REPLICA IDENTITY %s", names[i], kind);
-
-        ok = ok && conn_exec(r->tgt, "schema", sql);
-        free(sql);
-        free(names[i]);
-    }
-    free(names);
-    free(orig);
-    return ok;
-}
-
 /* Our own publication is in the schema dump (it existed when the slot's
  * snapshot was taken): it is not part of the user's database. */
 static void skip_own_publication(const CopyRun *r, PostEntry *entries, int n)
@@ -391,8 +382,7 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
     if (!have_archive && (!schema_dump(&r->tools, r->src_ci, r->keeper.name, r->archive) ||
                           !state_save_archive(r->tgt, r->archive)))
         return false;
-    if (restore_pre &&
-        (!schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so) || !undo_identity_on_target(r)))
+    if (restore_pre && !schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so))
         return false;
     if (!plan_copy(r))
         return false;
@@ -528,8 +518,9 @@ static bool restart_follow_copy(CopyRun *r)
 
     log_warning("the snapshot of the interrupted copy is gone: recreating the replication slot "
                 "and copying all tables again (tables, not the schema)");
-    if (!slot_drop(r->src, r->st.replication_name) || !take_slot_snapshot(r))
-        return false;
+    /* Empty the tables first: if we die before the new slot exists, the
+     * next run comes back here; it never finds rows of the old snapshot
+     * next to a new slot. */
     ok = conn_exec(r->tgt, "state", "BEGIN");
     for (int t = 0; ok && t < r->st.ntables; t++) {
         char *q = conn_qualify(r->tgt, r->st.tables[t].schema_name, r->st.tables[t].table_name);
@@ -539,11 +530,14 @@ static bool restart_follow_copy(CopyRun *r)
         free(q);
         free(sql);
     }
-    ok = ok && conn_exec(r->tgt, "state", "UPDATE pgrelocate.migration SET phase = 'data'; COMMIT");
+    ok = ok && conn_exec(r->tgt, "state",
+                         "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL; COMMIT");
     if (!ok) {
         conn_exec(r->tgt, "state", "ROLLBACK");
         return false;
     }
+    if (!slot_drop(r->src, r->st.replication_name) || !take_slot_snapshot(r))
+        return false;
     state_free(&r->st);
     return state_load(r->tgt, &r->st);
 }
@@ -583,16 +577,21 @@ static bool accept_new_snapshot(CopyRun *r)
 static bool resume_snapshot(CopyRun *r, bool *fresh)
 {
     bool gone = false;
+    SnapshotStatus st;
 
     *fresh = false;
-    if (!take_snapshot(r, r->st.snapshot, &gone))
-        return false;
-    if (!gone)
-        return true;
+    if (!r->follow) {
+        if (!take_snapshot(r, r->st.snapshot, &gone))
+            return false;
+        *fresh = gone;
+        return !gone || accept_new_snapshot(r);
+    }
+    /* start copies only under its slot's own snapshot, never another one:
+     * any other would not meet the slot's stream exactly. */
+    st = import_snapshot(r, r->st.snapshot);
+    if (st != SNAPSHOT_GONE)
+        return st == SNAPSHOT_OK;
     *fresh = true;
-    if (!r->follow)
-        return accept_new_snapshot(r);
-    snapshot_keeper_release(&r->keeper); /* a plain snapshot is no use to a stream */
     if (r->st.phase != PHASE_SCHEMA)
         return restart_follow_copy(r);
     return prepare_source(r) && slot_drop(r->src, r->st.replication_name) && take_slot_snapshot(r);
