@@ -69,6 +69,7 @@ struct Apply {
     int stmt_seq;
     bool in_txn;
     bool batch_open;
+    bool conn_lost; /* a failure came from the connection, not the data */
     Lsn txn_final_lsn;
     Lsn last_end_lsn;
     int64_t last_commit_time_us;
@@ -132,10 +133,16 @@ static bool check_one(Apply *a, const Pending *p, bool *reported)
         if (st == PGRES_PIPELINE_ABORTED) {
             ok = false;
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+            /* no SQLSTATE: libpq's own error (the connection broke) */
+            if (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
+                a->conn_lost = true;
             if (!*reported)
                 log_msg(LOG_ERROR, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
                         PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), "[apply] %s: %s", p->what,
-                        PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+                        primary ? primary : PQresultErrorMessage(res));
             *reported = true;
             ok = false;
         } else if (p->one_row && strcmp(PQcmdTuples(res), "1") != 0) {
@@ -162,6 +169,7 @@ static bool sync_check(Apply *a)
     if (a->npend == 0)
         return true;
     if (PQpipelineSync(a->tgt) != 1) {
+        a->conn_lost = true;
         log_error("[apply] %s", PQerrorMessage(a->tgt));
         pend_clear(a);
         return false;
@@ -994,6 +1002,11 @@ bool apply_message(Apply *a, const PgoMessage *m)
 bool apply_in_transaction(const Apply *a)
 {
     return a->in_txn;
+}
+
+bool apply_connection_lost(const Apply *a)
+{
+    return a->conn_lost;
 }
 
 bool apply_batch_open(const Apply *a)

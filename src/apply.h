@@ -54,6 +54,10 @@ bool apply_commit(Apply *a);
 bool apply_in_transaction(const Apply *a);
 /* True when a batch is open (something not yet committed on the target). */
 bool apply_batch_open(const Apply *a);
+
+/* Whether the last failure came from a broken connection (reconnect and
+ * retry) rather than from the data (stop). */
+bool apply_connection_lost(const Apply *a);
 /* The commit end LSN of the last source transaction durably committed. */
 Lsn apply_committed_lsn(const Apply *a);
 /* Time of the last committed source transaction (µs since 2000-01-01). */

@@ -126,6 +126,7 @@ static void *stream_main(void *arg)
     Session *s = arg;
     Lsn keepalive_end = 0;
     int64_t next_feedback = now_ms() + FEEDBACK_MS;
+    bool alive = true; /* the server has not ended the stream */
 
     for (;;) {
         WalMsg msg;
@@ -139,8 +140,10 @@ static void *stream_main(void *arg)
         }
         pthread_mutex_unlock(&s->lock);
         st = stream_read(s->stream, 100, &msg);
-        if (st == STREAM_END || st == STREAM_ERROR)
+        if (st == STREAM_END || st == STREAM_ERROR) {
+            alive = false;
             break;
+        }
         if (st == STREAM_FRAME && msg.type == WALMSG_XLOGDATA) {
             if (msg.u.xlogdata.end_lsn > atomic_load(&s->server_end_lsn))
                 atomic_store(&s->server_end_lsn, msg.u.xlogdata.end_lsn);
@@ -163,8 +166,9 @@ static void *stream_main(void *arg)
         }
     }
     /* last word: what is durable now */
-    stream_send_status(s->stream, atomic_load(&s->server_end_lsn), atomic_load(&s->committed_lsn),
-                       atomic_load(&s->committed_lsn), false);
+    if (alive)
+        stream_send_status(s->stream, atomic_load(&s->server_end_lsn),
+                           atomic_load(&s->committed_lsn), atomic_load(&s->committed_lsn), false);
     pthread_mutex_lock(&s->lock);
     s->stream_done = true;
     pthread_cond_broadcast(&s->not_empty);
@@ -290,7 +294,7 @@ static void *apply_main(void *arg)
             free(it);
         }
     }
-    if (!ok && PQstatus(s->tgt) == CONNECTION_OK)
+    if (!ok && PQstatus(s->tgt) == CONNECTION_OK && !apply_connection_lost(s->apply))
         s->failed = true; /* not a lost connection: retrying would fail the same way */
     pgo_decoder_destroy(d);
     pthread_mutex_lock(&s->lock);

@@ -607,7 +607,7 @@ static bool start_resume(CopyRun *r)
         return true;
     if (r->st.phase <= PHASE_LARGE_OBJECTS && !resume_snapshot(r, &fresh))
         return false;
-    have_archive = state_restore_archive(r->tgt, r->archive);
+    have_archive = state_restore_archive(r->tgt, r->archive, r->st.phase == PHASE_SCHEMA);
     if (r->st.phase != PHASE_SCHEMA)
         return have_archive;
     /* Pre-data restores in one transaction: either all of it is there or

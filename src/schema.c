@@ -377,7 +377,8 @@ static BatchOutcome judge_batch(const PostRun *pr, int exit_code, int slot, cons
     if (exit_code != 0) {
         if (strstr(text, "deadlock detected") || strstr(text, "could not serialize"))
             o = BATCH_RETRY;
-        else if (pr->resuming && strstr(text, "already exists"))
+        else if (pr->resuming && (strstr(text, "already exists") ||
+                                  strstr(text, "multiple primary keys for table")))
             o = BATCH_DONE;
         else {
             ProcResult r = {.exit_code = exit_code};

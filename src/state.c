@@ -260,7 +260,7 @@ bool state_save_archive(PGconn *tgt, const char *path)
     return ok;
 }
 
-bool state_restore_archive(PGconn *tgt, const char *path)
+bool state_restore_archive(PGconn *tgt, const char *path, bool may_be_missing)
 {
     PGresult *res = PQexecParams(tgt, "SELECT schema_archive FROM pgrelocate.migration", 0, NULL,
                                  NULL, NULL, NULL, 1);
@@ -268,7 +268,10 @@ bool state_restore_archive(PGconn *tgt, const char *path)
     bool ok;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        log_error("[state] the schema archive of the interrupted run is missing");
+        if (may_be_missing) /* interrupted before the schema was dumped: dump it now */
+            log_debug("[state] no schema archive yet");
+        else
+            log_error("[state] the schema archive of the interrupted run is missing");
         PQclear(res);
         return false;
     }

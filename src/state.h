@@ -85,7 +85,7 @@ bool state_set_phase(PGconn *tgt, Phase phase);
 bool state_set_snapshot(PGconn *tgt, const char *name, int backend_pid);
 /* Store the schema archive file's bytes / write them back to path. */
 bool state_save_archive(PGconn *tgt, const char *path);
-bool state_restore_archive(PGconn *tgt, const char *path);
+bool state_restore_archive(PGconn *tgt, const char *path, bool may_be_missing);
 
 /* Record the copy plan (tables and chunks), in one transaction. */
 bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const StateChunk *chunks,
