@@ -1,0 +1,142 @@
+# shellcheck shell=bash
+# bench/section-catchup.sh: change replication, pgrelocate against native
+# logical replication (CREATE SUBSCRIPTION), on the same data and load.
+#
+# Backlog catch-up: the consumer is stopped, `pgbench -N -c 4` writes to the
+# source for BENCH_CATCHUP_SECONDS, then the consumer is started and timed
+# until the target holds every pgbench_history row of the source.  Reported:
+# transactions/s and WAL MB/s applied.  Then steady-state lag: a
+# rate-limited pgbench (BENCH_LAG_TPS, default 500) runs while the consumer
+# follows; the source's pg_stat_replication.replay_lag of its walsender is
+# sampled every 0.5 s: p50 and p99.  Runs after the copy section (it writes
+# to the source).
+
+BENCH_CATCHUP_SECONDS=${BENCH_CATCHUP_SECONDS:-30}
+BENCH_LAG_SECONDS=${BENCH_LAG_SECONDS:-20}
+BENCH_LAG_TPS=${BENCH_LAG_TPS:-500}
+CATCHUP_RESULTS=() # "contender|txns|seconds|tps|wal_mb_s|p50|p99"
+
+catchup_q() { cl_query "$1" "$BENCH_DB" "$2"; }
+catchup_rows() { catchup_q "$1" "select count(*) from pgbench_history"; }
+
+# Wait until the target holds as many history rows as the source; echo seconds.
+catchup_wait_rows() {
+  local want=$1 t0=$2 limit=$((BENCH_CATCHUP_SECONDS * 20 + 120)) start=$SECONDS
+  until [ "$(catchup_rows target)" -ge "$want" ]; do
+    [ $((SECONDS - start)) -lt "$limit" ] || { echo "timeout"; return 1; }
+    sleep 0.1
+  done
+  bench_secs "$t0" "$(bench_now)"
+}
+
+catchup_backlog() {
+  local lsn0 lsn1 out
+  lsn0=$(catchup_q source "select pg_current_wal_lsn()")
+  out=$(cl_run "$CL_PGBIN/pgbench" -h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -N -c 4 -j 2 \
+    -T "$BENCH_CATCHUP_SECONDS" "$BENCH_DB" 2>&1)
+  lsn1=$(catchup_q source "select pg_current_wal_lsn()")
+  CATCHUP_TXNS=$(echo "$out" | awk '/number of transactions actually processed/ { print $NF }')
+  CATCHUP_TXNS=${CATCHUP_TXNS%%/*}
+  CATCHUP_WAL=$(catchup_q source "select pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
+}
+
+# Sample replay_lag of the walsender named app for BENCH_LAG_SECONDS under a
+# rate-limited load; echo "p50 p99" in seconds.
+catchup_lag() {
+  local app=$1 samples="$CL_DIR/lag.samples" pid
+  : >"$samples"
+  cl_run "$CL_PGBIN/pgbench" -h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -N -c 4 -j 2 \
+    -R "$BENCH_LAG_TPS" -T "$BENCH_LAG_SECONDS" "$BENCH_DB" >/dev/null 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    catchup_q source "select coalesce(extract(epoch from replay_lag), 0) from pg_stat_replication
+                      where application_name = '$app'" >>"$samples"
+    sleep 0.5
+  done
+  wait "$pid" || true
+  sort -g "$samples" | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "- -"; exit }
+    printf "%.3f %.3f\n", v[int((NR + 1) * 0.50) > 0 ? int((NR + 1) * 0.50) : 1],
+                           v[int(NR * 0.99) > 0 ? int(NR * 0.99) : NR] }'
+}
+
+catchup_record() {
+  local who=$1 secs=$2 lag=$3 tps wal
+  tps=$(awk -v n="$CATCHUP_TXNS" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
+  wal=$(awk -v b="$CATCHUP_WAL" -v s="$secs" 'BEGIN { printf "%.1f", s > 0 ? b / 1048576 / s : 0 }')
+  CATCHUP_RESULTS+=("$who|$CATCHUP_TXNS|$secs|$tps|$wal|${lag% *}|${lag#* }")
+  bench_log "$who: $CATCHUP_TXNS transactions in $secs s = $tps tps ($wal MB/s of WAL); lag p50/p99 ${lag% *}/${lag#* } s"
+}
+
+catchup_pgrelocate() {
+  local log="$BENCH_LOGDIR/catchup-pgrelocate.log" src tgt pid want t0 secs lag
+  src=$(cl_uri source "$BENCH_DB") tgt=$(cl_uri target "$BENCH_DB")
+  : >"$log"
+  bench_reset_target
+  bench_log "pgrelocate: start (copy, then follow) ..."
+  cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" --jobs "$BENCH_JOBS" \
+    --replica-identity-full --progress plain >>"$log" 2>&1 &
+  pid=$!
+  until [ "$(catchup_q target "select phase from pgrelocate.migration" 2>/dev/null)" = follow ]; do
+    kill -0 "$pid" 2>/dev/null || { bench_log "pgrelocate start failed: see $log"; return 1; }
+    sleep 0.5
+  done
+  kill -INT "$pid"; wait "$pid" || true
+  bench_log "pgrelocate: stopped; building a backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench -N -c 4 ..."
+  catchup_backlog
+  want=$(catchup_rows source)
+  t0=$(bench_now)
+  cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" >>"$log" 2>&1 &
+  pid=$!
+  secs=$(catchup_wait_rows "$want" "$t0") || secs=timeout
+  lag=$(catchup_lag "pgrelocate stream")
+  kill -INT "$pid"; wait "$pid" || true
+  catchup_record pgrelocate "$secs" "$lag"
+  cl_run "$CL_DIR/pgrelocate" cleanup --source "$src" --target "$tgt" >>"$log" 2>&1
+}
+
+# Native: the target already equals the source (pgrelocate's run just ended
+# in sync); a subscription without initial copy, disabled while the backlog
+# builds, then enabled and timed the same way.
+catchup_native() {
+  local log="$BENCH_LOGDIR/catchup-native.log" want t0 secs lag tables
+  : >"$log"
+  tables=$(catchup_q source "select string_agg(format('%I.%I', schemaname, tablename), ', ')
+                             from pg_tables where schemaname = 'public'")
+  catchup_q source "create publication bench_pub for table $tables" >>"$log" 2>&1
+  catchup_q target "create subscription bench_sub connection '$(cl_uri source "$BENCH_DB")'
+                    publication bench_pub with (copy_data = false)" >>"$log" 2>&1
+  catchup_q target "alter subscription bench_sub disable" >>"$log" 2>&1
+  bench_log "native: subscription disabled; building the same backlog ..."
+  catchup_backlog
+  want=$(catchup_rows source)
+  t0=$(bench_now)
+  catchup_q target "alter subscription bench_sub enable" >>"$log" 2>&1
+  secs=$(catchup_wait_rows "$want" "$t0") || secs=timeout
+  lag=$(catchup_lag bench_sub)
+  catchup_record native "$secs" "$lag"
+  catchup_q target "drop subscription bench_sub" >>"$log" 2>&1
+  catchup_q source "drop publication bench_pub" >>"$log" 2>&1
+}
+
+bench_section_catchup() {
+  bench_log "== section catchup: pgrelocate start vs CREATE SUBSCRIPTION, backlog of ${BENCH_CATCHUP_SECONDS}s"
+  catchup_pgrelocate
+  catchup_native
+}
+
+bench_report_catchup() {
+  local r ours="" theirs=""
+  echo
+  echo "== catchup (backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench -N -c 4; lag under ${BENCH_LAG_TPS} tps for ${BENCH_LAG_SECONDS}s)"
+  printf '%-12s %10s %9s %9s %10s %9s %9s\n' contender transactions seconds 'txn/s' 'WAL MB/s' 'lag p50' 'lag p99'
+  for r in "${CATCHUP_RESULTS[@]}"; do
+    IFS='|' read -r who n s tps wal p50 p99 <<<"$r"
+    printf '%-12s %10s %9s %9s %10s %8ss %8ss\n' "$who" "$n" "$s" "$tps" "$wal" "$p50" "$p99"
+    [ "$who" = pgrelocate ] && ours=$tps
+    [ "$who" = native ] && theirs=$tps
+  done
+  [ -n "$ours" ] && [ -n "$theirs" ] && [ "$theirs" != 0 ] &&
+    awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "pgrelocate/native apply rate = %.2fx\n", a / b }'
+  return 0
+}
