@@ -17,6 +17,14 @@ BENCH_LAG_TPS=${BENCH_LAG_TPS:-500}
 CATCHUP_RESULTS=() # "contender|txns|seconds|tps|wal_mb_s|p50|p99"
 
 catchup_q() { cl_query "$1" "$BENCH_DB" "$2"; }
+
+# SIGINT to the pgrelocate started in the background (pid: its subshell).
+# runuser, between us and it, ignores SIGINT itself; signal the process by
+# its command line, which names this bench's own directory.
+catchup_stop() {
+  pkill -INT -f "^$CL_DIR/pgrelocate start" || true
+  wait "$1" || true
+}
 catchup_rows() { catchup_q "$1" "select count(*) from pgbench_history"; }
 
 # Wait until the target holds as many history rows as the source; echo seconds.
@@ -56,14 +64,15 @@ catchup_lag() {
   wait "$pid" || true
   sort -g "$samples" | awk '{ v[NR] = $1 } END {
     if (NR == 0) { print "- -"; exit }
-    printf "%.3f %.3f\n", v[int((NR + 1) * 0.50) > 0 ? int((NR + 1) * 0.50) : 1],
-                           v[int(NR * 0.99) > 0 ? int(NR * 0.99) : NR] }'
+    i50 = int((NR + 1) * 0.50); if (i50 < 1) i50 = 1
+    i99 = int(NR * 0.99); if (i99 < 1) i99 = NR
+    printf "%.3f %.3f\n", v[i50], v[i99] }'
 }
 
 catchup_record() {
   local who=$1 secs=$2 lag=$3 tps wal
-  tps=$(awk -v n="$CATCHUP_TXNS" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
-  wal=$(awk -v b="$CATCHUP_WAL" -v s="$secs" 'BEGIN { printf "%.1f", s > 0 ? b / 1048576 / s : 0 }')
+  tps=$(awk -v n="$CATCHUP_TXNS" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+  wal=$(awk -v b="$CATCHUP_WAL" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }')
   CATCHUP_RESULTS+=("$who|$CATCHUP_TXNS|$secs|$tps|$wal|${lag% *}|${lag#* }")
   bench_log "$who: $CATCHUP_TXNS transactions in $secs s = $tps tps ($wal MB/s of WAL); lag p50/p99 ${lag% *}/${lag#* } s"
 }
@@ -81,7 +90,7 @@ catchup_pgrelocate() {
     kill -0 "$pid" 2>/dev/null || { bench_log "pgrelocate start failed: see $log"; return 1; }
     sleep 0.5
   done
-  kill -INT "$pid"; wait "$pid" || true
+  catchup_stop "$pid"
   bench_log "pgrelocate: stopped; building a backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench -N -c 4 ..."
   catchup_backlog
   want=$(catchup_rows source)
@@ -90,7 +99,7 @@ catchup_pgrelocate() {
   pid=$!
   secs=$(catchup_wait_rows "$want" "$t0") || secs=timeout
   lag=$(catchup_lag "pgrelocate stream")
-  kill -INT "$pid"; wait "$pid" || true
+  catchup_stop "$pid"
   catchup_record pgrelocate "$secs" "$lag"
   cl_run "$CL_DIR/pgrelocate" cleanup --source "$src" --target "$tgt" >>"$log" 2>&1
 }
@@ -120,6 +129,8 @@ catchup_native() {
 }
 
 bench_section_catchup() {
+  # whatever happens, no pgrelocate of ours outlives the bench's clusters
+  cl_on_exit "pkill -KILL -f '^$CL_DIR/pgrelocate '"
   bench_log "== section catchup: pgrelocate start vs CREATE SUBSCRIPTION, backlog of ${BENCH_CATCHUP_SECONDS}s"
   catchup_pgrelocate
   catchup_native

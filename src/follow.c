@@ -20,9 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define QUEUE_MAX_BYTES ((size_t)64 << 20)
-#define FEEDBACK_MS     5000
-#define BACKOFF_MAX_S   30
+#define QUEUE_MAX_BYTES  ((size_t)64 << 20)
+#define FEEDBACK_MS      5000
+#define FEEDBACK_SOON_MS 100 /* after a commit, tell the server within this */
+#define BACKOFF_MAX_S    30
 
 typedef struct Item {
     struct Item *next;
@@ -127,6 +128,7 @@ static void *stream_main(void *arg)
     Lsn keepalive_end = 0;
     int64_t next_feedback = now_ms() + FEEDBACK_MS;
     bool alive = true; /* the server has not ended the stream */
+    Lsn sent_flush = 0;
 
     for (;;) {
         WalMsg msg;
@@ -156,9 +158,12 @@ static void *stream_main(void *arg)
                 atomic_store(&s->server_end_lsn, keepalive_end);
             reply = msg.u.keepalive.reply_requested;
         }
-        if (reply || now_ms() >= next_feedback) {
+        if (reply || now_ms() >= next_feedback ||
+            (atomic_load(&s->committed_lsn) > sent_flush &&
+             now_ms() >= next_feedback - FEEDBACK_MS + FEEDBACK_SOON_MS)) {
             Lsn flush = flush_position(s, keepalive_end);
 
+            sent_flush = flush;
             if (!stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush,
                                     false))
                 break;

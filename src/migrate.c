@@ -196,8 +196,6 @@ static bool open_and_check(CopyRun *r)
         log_warning("the target (%d) is an older major version than the source (%d): "
                     "the schema may not restore",
                     r->tgt_info.version_num / 10000, r->src_info.version_num / 10000);
-    if (!schema_find_tools(r->o->pg_bin, r->src_info.version_num / 10000, &r->tools))
-        return false;
     if (r->follow && (!slot_check_source(r->src) || !check_target_for_apply(r)))
         return false;
     if (!catalog_unreadable_tables(r->src, &unreadable))
@@ -237,6 +235,10 @@ static bool open_and_check(CopyRun *r)
     if (!exists && r->o->resume)
         log_notice("nothing to resume on the target: starting a new copy");
     if (!exists && r->follow && !check_identity(r))
+        return false;
+    /* pg_dump and pg_restore are needed up to the post-data phase */
+    if ((!exists || r->st.phase <= PHASE_POST_DATA) &&
+        !schema_find_tools(r->o->pg_bin, r->src_info.version_num / 10000, &r->tools))
         return false;
     if (!exists && !check_target_create(r))
         return false;
