@@ -46,19 +46,6 @@ static bool restore_identities(PGconn *src, PGconn *tgt)
     return ok;
 }
 
-static void end_keeper(PGconn *src, int backend_pid)
-{
-    char pid[16];
-    const char *p[1] = {pid};
-
-    snprintf(pid, sizeof(pid), "%d", backend_pid);
-    PQclear(PQexecParams(src,
-                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
-                         "pg_catalog.pg_stat_activity WHERE pid = $1::int "
-                         "AND application_name = '" SNAPSHOT_APP_NAME "'",
-                         1, NULL, p, NULL, NULL, 0));
-}
-
 static bool clean(PGconn *src, PGconn *tgt)
 {
     MigrationState st;
@@ -72,8 +59,7 @@ static bool clean(PGconn *src, PGconn *tgt)
     }
     if (!state_load(tgt, &st))
         return false;
-    if (st.snapshot_backend_pid)
-        end_keeper(src, st.snapshot_backend_pid);
+    snapshot_end_keeper_backend(src, st.snapshot_backend_pid);
     if (st.replication_name) {
         ok = slot_drop(src, st.replication_name) &&
              slot_drop_publication(src, st.replication_name) && restore_identities(src, tgt) &&

@@ -264,8 +264,6 @@ static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
 {
     int old_pid = r->st.snapshot_backend_pid;
     SnapshotStatus s;
-    const char *p[1];
-    char pid[16];
 
     if (!previous)
         return SNAPSHOT_GONE;
@@ -274,13 +272,7 @@ static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
         return s;
     if (!state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid))
         return SNAPSHOT_ERROR;
-    snprintf(pid, sizeof(pid), "%d", old_pid);
-    p[0] = pid;
-    PQclear(PQexecParams(r->src,
-                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
-                         "pg_catalog.pg_stat_activity WHERE pid = $1::int "
-                         "AND application_name = '" SNAPSHOT_APP_NAME "'",
-                         1, NULL, p, NULL, NULL, 0));
+    snapshot_end_keeper_backend(r->src, old_pid);
     log_info("continuing at the snapshot of the interrupted run");
     return SNAPSHOT_OK;
 }

@@ -393,3 +393,18 @@ void snapshot_keeper_abandon(SnapshotKeeper *k)
     }
     k->pid = 0;
 }
+
+void snapshot_end_keeper_backend(PGconn *src, int backend_pid)
+{
+    char pid[16];
+    const char *p[1] = {pid};
+
+    if (backend_pid <= 0)
+        return;
+    snprintf(pid, sizeof(pid), "%d", backend_pid);
+    PQclear(PQexecParams(src,
+                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
+                         "pg_catalog.pg_stat_activity WHERE pid = $1::int "
+                         "AND application_name = '" SNAPSHOT_APP_NAME "'",
+                         1, NULL, p, NULL, NULL, 0));
+}

@@ -20,6 +20,8 @@
 #include "conninfo.h"
 #include "lsn.h"
 
+#include <libpq-fe.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -54,6 +56,11 @@ SnapshotStatus snapshot_keeper_start(const ConnInfo *source, const char *import_
  * (nothing is left behind) and the blocking sessions are named. */
 SnapshotStatus snapshot_keeper_start_slot(const ConnInfo *source, const char *slot_name,
                                           int64_t grace_ms, int64_t wait_ms, SnapshotKeeper *out);
+
+/* End a keeper of an earlier run through its backend (identified by pid
+ * and by its application_name, so no other session is ever touched); the
+ * keeper process notices and exits.  src is a normal source connection. */
+void snapshot_end_keeper_backend(PGconn *src, int backend_pid);
 
 /* Normal end: the keeper commits and exits now; waits for it. */
 void snapshot_keeper_release(SnapshotKeeper *k);
