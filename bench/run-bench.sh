@@ -64,6 +64,10 @@ bench_header() {
   echo "pgcopydb: $(pgcopydb --version 2>/dev/null | grep -o 'pgcopydb version [^ ]*' | head -n 1 || echo 'not installed')"
   echo "dataset: pgbench scale $BENCH_SCALE + $((BENCH_SCALE * 12)) jsonb/bytea documents;" \
     "source database $((BENCH_SRC_BYTES / 1048576)) MB; jobs $BENCH_JOBS"
+  local a="(default split)" b="(no split)"
+  [ -z "${BENCH_SPLIT:-}" ] || a="--split-larger-than $BENCH_SPLIT"
+  [ -z "${BENCH_PGCOPYDB_SPLIT:-}" ] || b="--split-tables-larger-than $BENCH_PGCOPYDB_SPLIT"
+  echo "options: pgrelocate $a; pgcopydb $b"
   echo "settings (source and target): ${BENCH_SETTINGS[*]}"
   echo "peak RSS: GNU time's maximum resident set of the largest single process of the tool (max of pg_dump and pg_restore)"
   echo "statistics: non-empty tables with pg_stats rows / with reltuples > 0, right after the tool exits"
