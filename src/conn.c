@@ -192,7 +192,13 @@ PGresult *conn_query(PGconn *conn, const char *ctx, const char *sql, int nparams
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return conn_command_bin(conn, ctx, sql, nparams, params, NULL, NULL);
+}
+
+bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                      const char *const *params, const int *lengths, const int *formats)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 
     if (!ok)

@@ -44,6 +44,11 @@ PGresult *conn_query(PGconn *conn, const char *ctx, const char *sql, int nparams
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params);
 
+/* conn_command with per-parameter lengths and formats (1 = binary), as in
+ * PQexecParams; either may be NULL. */
+bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                      const char *const *params, const int *lengths, const int *formats);
+
 /* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT. */
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx);
 

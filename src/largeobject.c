@@ -13,18 +13,6 @@
 
 #define PIECE_BYTES (1024 * 1024)
 
-static bool exec_params(PGconn *conn, const char *ctx, const char *sql, int n,
-                        const char *const *values, const int *lengths, const int *formats)
-{
-    PGresult *res = PQexecParams(conn, sql, n, NULL, values, lengths, formats, 0);
-    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK;
-
-    if (!ok)
-        conn_log_result_error(res, conn, ctx);
-    PQclear(res);
-    return ok;
-}
-
 /* Copy one object's bytes; adds to *bytes. */
 static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *bytes)
 {
@@ -34,13 +22,13 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
     snprintf(ctx, sizeof(ctx), "large objects %s", oid);
     snprintf(len, sizeof(len), "%d", PIECE_BYTES);
     ok = conn_exec(tgt, ctx, "BEGIN") &&
-         exec_params(tgt, ctx,
-                     "SELECT pg_catalog.lo_create($1::oid) WHERE NOT EXISTS (SELECT 1 FROM "
-                     "pg_catalog.pg_largeobject_metadata WHERE oid = $1::oid)",
-                     1, (const char *[]){oid}, NULL, NULL) &&
-         exec_params(tgt, ctx,
-                     "SELECT pg_catalog.lo_truncate(pg_catalog.lo_open($1::oid, 131072), 0)", 1,
-                     (const char *[]){oid}, NULL, NULL);
+         conn_command_bin(tgt, ctx,
+                          "SELECT pg_catalog.lo_create($1::oid) WHERE NOT EXISTS (SELECT 1 FROM "
+                          "pg_catalog.pg_largeobject_metadata WHERE oid = $1::oid)",
+                          1, (const char *[]){oid}, NULL, NULL) &&
+         conn_command_bin(tgt, ctx,
+                          "SELECT pg_catalog.lo_truncate(pg_catalog.lo_open($1::oid, 131072), 0)",
+                          1, (const char *[]){oid}, NULL, NULL);
     for (int64_t pos = 0; ok;) {
         const char *sp[3] = {oid, off, len};
         PGresult *res;
@@ -60,8 +48,9 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
             const char *tv[3] = {oid, off, PQgetvalue(res, 0, 0)};
             int tl[3] = {0, 0, got}, tf[3] = {0, 0, 1};
 
-            ok = exec_params(tgt, ctx, "SELECT pg_catalog.lo_put($1::oid, $2::bigint, $3::bytea)",
-                             3, tv, tl, tf);
+            ok = conn_command_bin(tgt, ctx,
+                                  "SELECT pg_catalog.lo_put($1::oid, $2::bigint, $3::bytea)", 3, tv,
+                                  tl, tf);
         }
         PQclear(res);
         pos += got;
