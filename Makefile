@@ -20,6 +20,7 @@ UNIT = $(patsubst tests/unit/test_%.c,build/unit/test_%,$(wildcard tests/unit/te
 UNIT_EXTRA_cli      = src/size.c
 UNIT_EXTRA_conninfo = src/strbuf.c
 UNIT_EXTRA_copyplan = src/strbuf.c
+UNIT_EXTRA_tablefilter = src/strbuf.c
 UNIT_EXTRA_size     =
 UNIT_EXTRA_lsn      =
 UNIT_EXTRA_strbuf   =
