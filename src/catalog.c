@@ -15,7 +15,8 @@
     " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgrelocate')"                     \
     " AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"                                            \
     " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"            \
-    "                 AND d.objid = c.oid AND d.deptype = 'e')"
+    "                 AND d.objid = c.oid AND d.deptype = 'e')"                                    \
+    " AND NOT (c.oid = ANY ($1::oid[]))"
 
 /* Binary COPY carries type OIDs inside arrays and composites, and those
  * differ between servers for user-defined types; such columns (and types
@@ -41,9 +42,9 @@ static const char *const tables_sql =
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE " USER_TABLES_WHERE " ORDER BY 3 DESC, 1, 2";
 
-static bool read_tables(PGconn *src, Catalog *cat)
+static bool read_tables(PGconn *src, const char *excluded, Catalog *cat)
 {
-    PGresult *res = conn_query(src, "catalog", tables_sql, 0, NULL, 6);
+    PGresult *res = conn_query(src, "catalog", tables_sql, 1, &excluded, 6);
 
     if (!res)
         return false;
@@ -65,7 +66,7 @@ static bool read_tables(PGconn *src, Catalog *cat)
     return true;
 }
 
-static bool read_sequences(PGconn *src, Catalog *cat)
+static bool read_sequences(PGconn *src, const char *excluded, Catalog *cat)
 {
     PGresult *res = conn_query(
         src, "catalog",
@@ -76,8 +77,9 @@ static bool read_sequences(PGconn *src, Catalog *cat)
         " AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"
         " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
         "                 AND d.objid = c.oid AND d.deptype = 'e')"
+        " AND NOT (c.oid = ANY ($1::oid[]))"
         " ORDER BY 1, 2",
-        0, NULL, 2);
+        1, &excluded, 2);
 
     if (!res)
         return false;
@@ -93,10 +95,16 @@ static bool read_sequences(PGconn *src, Catalog *cat)
 
 bool catalog_read(PGconn *src, Catalog *cat)
 {
+    return catalog_read_subset(src, NULL, cat);
+}
+
+bool catalog_read_subset(PGconn *src, const char *excluded_oids, Catalog *cat)
+{
+    const char *excluded = excluded_oids ? excluded_oids : "{}";
     PGresult *res;
 
     memset(cat, 0, sizeof(*cat));
-    if (!read_tables(src, cat) || !read_sequences(src, cat))
+    if (!read_tables(src, excluded, cat) || !read_sequences(src, excluded, cat))
         return false;
     res = conn_query(src, "catalog",
                      "SELECT (SELECT count(*) FROM pg_largeobject_metadata),"
@@ -152,8 +160,9 @@ void catalog_free_server_info(ServerInfo *si)
     memset(si, 0, sizeof(*si));
 }
 
-bool catalog_unreadable_tables(PGconn *src, char **names)
+bool catalog_unreadable_tables(PGconn *src, const char *excluded_oids, char **names)
 {
+    const char *excluded = excluded_oids ? excluded_oids : "{}";
     PGresult *res = conn_query(
         src, "catalog",
         "SELECT count(*), pg_catalog.string_agg(x, ', ') FILTER (WHERE rn <= 5) FROM ("
@@ -161,7 +170,7 @@ bool catalog_unreadable_tables(PGconn *src, char **names)
         "   AS x, row_number() OVER (ORDER BY n.nspname, c.relname) AS rn"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE " USER_TABLES_WHERE " AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')) s",
-        0, NULL, 2);
+        1, &excluded, 2);
 
     if (!res)
         return false;

@@ -32,6 +32,9 @@ typedef struct Catalog {
 
 /* Read the catalog on conn (in a transaction using the copy snapshot). */
 bool catalog_read(PGconn *src, Catalog *out);
+/* The same without the relations in excluded_oids (an oid[] literal, see
+ * tableset.h; NULL: none left out). */
+bool catalog_read_subset(PGconn *src, const char *excluded_oids, Catalog *out);
 void catalog_free(Catalog *cat);
 
 /* Server facts for checks and messages. */
@@ -46,7 +49,8 @@ bool catalog_server_info(PGconn *conn, ServerInfo *out);
 void catalog_free_server_info(ServerInfo *si);
 
 /* Tables the connected role cannot SELECT (names, comma-separated, at most
- * a few), or NULL when it can read them all. */
-bool catalog_unreadable_tables(PGconn *src, char **names);
+ * a few), or NULL when it can read them all; relations in excluded_oids
+ * (NULL: none) do not count. */
+bool catalog_unreadable_tables(PGconn *src, const char *excluded_oids, char **names);
 
 #endif

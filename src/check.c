@@ -395,7 +395,7 @@ static void run_identity_check(CheckRun *r, const ListCheck *lc)
     char *names = NULL, **list = NULL;
     int n = 0;
 
-    if (!slot_tables_without_identity(r->src, &names, &list, &n)) {
+    if (!slot_tables_without_identity(r->src, NULL, &names, &list, &n)) {
         add_result(r, lc->name, CHECK_WARN, NULL, "could not be checked (see above)");
         return;
     }

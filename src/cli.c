@@ -46,6 +46,9 @@ static const OptionSpec option_table[] = {
      "warn when the replication slot keeps more WAL than this on the source (default: 20GB)"},
     {"metrics-listen", 0, OPT_STRING, OPT(metrics_listen), "PGRELOCATE_METRICS_LISTEN", "ADDR:PORT",
      "serve Prometheus metrics over HTTP at ADDR:PORT (e.g. 127.0.0.1:9187)"},
+    {"tables", 0, OPT_LIST, OPT(tables), NULL, "PATTERN",
+     "move only the tables matching PATTERN: comma-separated, repeatable, psql-style "
+     "(schema.table, * and ?, \"Quoted\" names literal; no schema: any schema)"},
     {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},
     {"watch", 'w', OPT_BOOL, OPT(watch), NULL, NULL, "show again every --interval until Ctrl-C"},
     {"interval", 0, OPT_DURATION, OPT(interval_ms), NULL, "DURATION",
@@ -75,6 +78,29 @@ const OptionSpec *cli_find_option(const char *name)
         if (strcmp(option_table[i].name, name) == 0)
             return &option_table[i];
     return NULL;
+}
+
+char *cli_join_list(const OptList *list)
+{
+    size_t len = 0;
+    char *out, *p;
+
+    if (list->n == 0)
+        return NULL;
+    for (int i = 0; i < list->n; i++)
+        len += strlen(list->items[i]) + 1;
+    out = malloc(len);
+    if (!out)
+        abort();
+    p = out;
+    for (int i = 0; i < list->n; i++) {
+        size_t n = strlen(list->items[i]);
+
+        memcpy(p, list->items[i], n);
+        p += n;
+        *p++ = i + 1 < list->n ? ',' : '\0';
+    }
+    return out;
 }
 
 static bool command_takes(const CommandSpec *cmd, const char *name)
@@ -107,6 +133,17 @@ static bool set_value(const OptionSpec *spec, const char *value, Options *opts, 
     case OPT_STRING:
         *(const char **)field = value;
         return true;
+    case OPT_LIST: {
+        OptList *list = (OptList *)field;
+
+        if (list->n == CLI_MAX_LIST) {
+            snprintf(err, errlen, "--%s is given more than %d times: join the values with commas",
+                     spec->name, CLI_MAX_LIST);
+            return false;
+        }
+        list->items[list->n++] = value;
+        return true;
+    }
     case OPT_INT: {
         char *end;
         long v;

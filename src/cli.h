@@ -11,6 +11,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* A repeatable option's values, in the order given. */
+#define CLI_MAX_LIST 64
+typedef struct OptList {
+    const char *items[CLI_MAX_LIST];
+    int n;
+} OptList;
+
 /* Every option of every command lands here; a command reads what it owns. */
 typedef struct Options {
     const char *source; /* libpq URI or conninfo; may hold a password */
@@ -28,6 +35,7 @@ typedef struct Options {
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
     int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
     const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
+    OptList tables;             /* copy, start: --tables patterns (each may be a comma list) */
     bool json;                  /* check, status: machine-readable output on stdout */
     bool watch;                 /* status: redraw every interval until Ctrl-C */
     int64_t interval_ms;        /* status --watch period */
@@ -36,7 +44,7 @@ typedef struct Options {
     bool help;
 } Options;
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_DURATION, OPT_STRING } OptKind;
+typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_DURATION, OPT_STRING, OPT_LIST } OptKind;
 
 typedef struct OptionSpec {
     const char *name; /* long name without "--" */
@@ -75,6 +83,10 @@ bool cli_parse(const CommandSpec *cmd, int argc, char **argv, Options *opts,
 bool cli_check_required(const CommandSpec *cmd, const Options *opts, char *err, size_t errlen);
 
 const OptionSpec *cli_find_option(const char *name);
+
+/* The values of a list option joined with ",", or NULL when it has none.
+ * Caller frees. */
+char *cli_join_list(const OptList *list);
 void cli_print_command_help(const CommandSpec *cmd, FILE *out);
 void cli_print_main_help(const CommandSpec *cmds, size_t ncmds, FILE *out);
 

@@ -12,15 +12,24 @@
 
 static const char *const copy_options[] = {
     "source",   "target", "jobs",   "split-larger-than", "resume",   "new-snapshot",
-    "no-owner", "no-acl", "pg-bin", "snapshot-grace",    "progress", NULL};
+    "no-owner", "no-acl", "pg-bin", "snapshot-grace",    "progress", "tables",
+    NULL};
 static const char *const copy_required[] = {"source", "target", NULL};
-static const char *const start_options[] = {"source",         "target",
-                                            "jobs",           "split-larger-than",
-                                            "no-owner",       "no-acl",
-                                            "pg-bin",         "snapshot-grace",
-                                            "progress",       "replica-identity-full",
-                                            "slot-wait",      "max-retained-wal",
-                                            "metrics-listen", NULL};
+static const char *const start_options[] = {"source",
+                                            "target",
+                                            "jobs",
+                                            "split-larger-than",
+                                            "no-owner",
+                                            "no-acl",
+                                            "pg-bin",
+                                            "snapshot-grace",
+                                            "progress",
+                                            "replica-identity-full",
+                                            "slot-wait",
+                                            "max-retained-wal",
+                                            "metrics-listen",
+                                            "tables",
+                                            NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
 static const char *const check_options[] = {"source", "target", "pg-bin", "json", NULL};
 static const char *const status_options[] = {"target", "source", "json", "watch", "interval", NULL};
@@ -41,6 +50,11 @@ static const CommandSpec commands[] = {
      "\n"
      "The source role needs SELECT on every table. Roles are not copied (they belong to the\n"
      "server, not the database): create them on the target first, or use --no-owner --no-acl.\n"
+     "\n"
+     "--tables moves a subset: the matching tables (a partitioned table with all its\n"
+     "partitions), the sequences they own, and the schema around them; views over tables left\n"
+     "out are left out too. A pattern that matches nothing, or a foreign key from a chosen\n"
+     "table to one left out, is an error that changes nothing.\n"
      "\n"
      "Example:\n"
      "  pgrelocate copy --source postgresql://app@old-db/shop \\\n"

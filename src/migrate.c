@@ -31,6 +31,7 @@
 #include "snapshot.h"
 #include "state.h"
 #include "strbuf.h"
+#include "tableset.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -60,6 +61,8 @@ typedef struct CopyRun {
     char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
     int n_no_identity;
     bool created_publication;
+    char *tables_spec; /* --tables, or the one the migration began with; NULL: all */
+    TableSet tables;   /* what tables_spec leaves out (nothing when NULL) */
     Metrics metrics;
     char cause[512]; /* the error that ended the run, for the event log */
 } CopyRun;
@@ -128,7 +131,8 @@ static bool check_identity(CopyRun *r)
 {
     char *names = NULL;
 
-    if (!slot_tables_without_identity(r->src, &names, &r->no_identity, &r->n_no_identity))
+    if (!slot_tables_without_identity(r->src, r->tables.excluded_oids, &names, &r->no_identity,
+                                      &r->n_no_identity))
         return false;
     if (r->n_no_identity == 0 || r->o->replica_identity_full) {
         free(names);
@@ -167,6 +171,32 @@ static bool check_target_create(CopyRun *r)
     return ok;
 }
 
+/* --tables: the spec of this run, which on resume must be the one the
+ * migration began with (given again or left out), resolved on the source
+ * while the phases that use it are still ahead. */
+static bool choose_tables(CopyRun *r, bool exists)
+{
+    char *given = cli_join_list(&r->o->tables);
+    const char *stored = exists ? r->st.tables_filter : NULL;
+
+    if (exists && given && (!stored || strcmp(given, stored) != 0)) {
+        log_msg(LOG_ERROR, NULL,
+                stored ? "Run again with the same --tables, or without --tables to go on with the "
+                         "migration's own."
+                       : "Run again without --tables, or remove the migration with pgrelocate "
+                         "cleanup (or recreate the target database) to begin a new one.",
+                "the target holds a migration of %s%s%s, not --tables \"%s\"",
+                stored ? "--tables \"" : "all tables", stored ? stored : "", stored ? "\"" : "",
+                given);
+        free(given);
+        return false;
+    }
+    r->tables_spec = given ? given : stored ? xstrdup(stored) : NULL;
+    if (!r->tables_spec || (exists && r->st.phase > PHASE_SEQUENCES))
+        return true;
+    return tableset_resolve(r->src, r->tables_spec, &r->tables);
+}
+
 /* Everything that can refuse the run before anything changes. */
 static bool open_and_check(CopyRun *r)
 {
@@ -198,7 +228,13 @@ static bool open_and_check(CopyRun *r)
                     r->tgt_info.version_num / 10000, r->src_info.version_num / 10000);
     if (r->follow && (!slot_check_source(r->src) || !check_target_for_apply(r)))
         return false;
-    if (!catalog_unreadable_tables(r->src, &unreadable))
+    if (!state_exists(r->tgt, &exists))
+        return false;
+    if (exists && !state_load(r->tgt, &r->st))
+        return false;
+    if (!choose_tables(r, exists))
+        return false;
+    if (!catalog_unreadable_tables(r->src, r->tables.excluded_oids, &unreadable))
         return false;
     if (unreadable) {
         log_msg(LOG_ERROR,
@@ -208,10 +244,6 @@ static bool open_and_check(CopyRun *r)
         free(unreadable);
         return false;
     }
-    if (!state_exists(r->tgt, &exists))
-        return false;
-    if (exists && !state_load(r->tgt, &r->st))
-        return false;
     if (exists && r->st.follow != r->follow) {
         log_msg(LOG_ERROR, NULL,
                 r->st.follow ? "Continue it with pgrelocate start, or remove it with pgrelocate "
@@ -321,7 +353,8 @@ static bool plan_copy(CopyRun *r)
     int nchunks = 0;
     bool ok;
 
-    if (!begin_snapshot(r->src, r->keeper.name) || !catalog_read(r->src, &cat) ||
+    if (!begin_snapshot(r->src, r->keeper.name) ||
+        !catalog_read_subset(r->src, r->tables.excluded_oids, &cat) ||
         !conn_exec(r->src, "catalog", "COMMIT"))
         return false;
     pt = xcalloc((size_t)cat.ntables + 1, sizeof(PlanTable));
@@ -373,7 +406,8 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
     SchemaOpts so = {r->o->no_owner, r->o->no_acl};
 
     progress_phase_begin(r->progress, "schema");
-    if (!have_archive && (!schema_dump(&r->tools, r->src_ci, r->keeper.name, r->archive) ||
+    if (!have_archive && (!schema_dump(&r->tools, r->src_ci, r->keeper.name, r->archive,
+                                       r->tables.dump_excludes, r->tables.ndump_excludes) ||
                           !state_save_archive(r->tgt, r->archive)))
         return false;
     if (restore_pre && !schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so))
@@ -469,7 +503,8 @@ static bool prepare_source(CopyRun *r)
         if (!res)
             return false;
         r->created_publication =
-            PQntuples(res) == 1 || slot_create_publication(r->src, r->st.replication_name);
+            PQntuples(res) == 1 ||
+            slot_create_publication(r->src, r->st.replication_name, r->tables.excluded_oids);
         PQclear(res);
     }
     return r->created_publication;
@@ -495,7 +530,7 @@ static bool start_fresh(CopyRun *r)
         r->st.replication_name = xstrdup(name);
     }
     if (!state_create(r->tgt, conninfo_display(r->src_ci), r->src_info.dbname,
-                      r->follow ? name : NULL))
+                      r->follow ? name : NULL, r->tables_spec))
         return false;
     r->state_created = true;
     if (r->follow)
@@ -701,7 +736,7 @@ static bool run_sequences(CopyRun *r)
     bool ok;
 
     progress_phase_begin(r->progress, "sequences");
-    if (!catalog_read(r->src, &cat))
+    if (!catalog_read_subset(r->src, r->tables.excluded_oids, &cat))
         return false;
     ok = sequences_copy(r->src, r->tgt, cat.sequences, cat.nsequences) && advance(r, PHASE_ANALYZE);
     if (ok && cat.nsequences > 0)
@@ -859,6 +894,8 @@ static void finish(CopyRun *r, bool ok)
     catalog_free_server_info(&r->src_info);
     catalog_free_server_info(&r->tgt_info);
     state_free(&r->st);
+    tableset_free(&r->tables);
+    free(r->tables_spec);
     progress_destroy(r->progress);
 }
 

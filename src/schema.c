@@ -136,31 +136,41 @@ static void log_child_failure(const char *ctx, const char *what, ProcResult *r)
             "[%s] %s failed (exit code %d)", ctx, what, r->exit_code);
 }
 
-bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path)
+bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path,
+                 char *const *excludes, int nexcludes)
 {
     const char *extra[] = {"fallback_application_name", "pgrelocate pg_dump", NULL};
     char *conn = conninfo_for_child(src, extra);
     char *dbarg = xasprintf("--dbname=%s", conn);
     char *snaparg = xasprintf("--snapshot=%s", snapshot);
     char *filearg = xasprintf("--file=%s", path);
-    const char *argv[] = {t->pg_dump,
-                          "--format=custom",
-                          "--section=pre-data",
-                          "--section=post-data",
-                          "--exclude-schema=pgrelocate",
-                          "--no-subscriptions",
-                          "--no-sync",
-                          "--lock-wait-timeout=60s",
-                          snaparg,
-                          filearg,
-                          dbarg,
-                          NULL};
+    const char *fixed[] = {t->pg_dump,
+                           "--format=custom",
+                           "--section=pre-data",
+                           "--section=post-data",
+                           "--exclude-schema=pgrelocate",
+                           "--no-subscriptions",
+                           "--no-sync",
+                           "--lock-wait-timeout=60s",
+                           snaparg,
+                           filearg,
+                           dbarg};
+    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), k = 0;
+    const char **argv = xcalloc(nfixed + 2 * (size_t)nexcludes + 1, sizeof(char *));
     ProcResult r;
-    bool ok = proc_run(argv, conninfo_password(src), false, &r);
+    bool ok;
 
+    for (size_t i = 0; i < nfixed; i++)
+        argv[k++] = fixed[i];
+    for (int i = 0; i < nexcludes; i++) { /* --tables: each pattern names one relation */
+        argv[k++] = "--exclude-table";
+        argv[k++] = excludes[i];
+    }
+    ok = proc_run(argv, conninfo_password(src), false, &r);
     if (!ok)
         log_child_failure("schema", "pg_dump of the source schema", &r);
     proc_result_free(&r);
+    free(argv);
     free(conn);
     free(dbarg);
     free(snaparg);

@@ -44,8 +44,11 @@ typedef struct PostEntry {
  * Logs a clear error (missing, or too old and which one was found). */
 bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out);
 
-/* pg_dump the schema (pre-data and post-data) under snapshot into path. */
-bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path);
+/* pg_dump the schema (pre-data and post-data) under snapshot into path,
+ * without the nexcludes relations named by excludes (exact pg_dump
+ * patterns, see tableset.h) and what belongs to them. */
+bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path,
+                 char *const *excludes, int nexcludes);
 
 /* Restore the pre-data section into the target in one transaction. */
 bool schema_restore_pre(const PgTools *t, const ConnInfo *tgt, const char *archive,

@@ -50,8 +50,10 @@ bool slot_check_source(PGconn *src)
     return ok;
 }
 
-bool slot_tables_without_identity(PGconn *src, char **names, char ***list, int *n)
+bool slot_tables_without_identity(PGconn *src, const char *excluded_oids, char **names,
+                                  char ***list, int *n)
 {
+    const char *excluded = excluded_oids ? excluded_oids : "{}";
     PGresult *res = conn_query(
         src, "check",
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
@@ -61,8 +63,9 @@ bool slot_tables_without_identity(PGconn *src, char **names, char ***list, int *
         "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))"
         "  OR (c.relreplident = 'i' AND NOT EXISTS ("
         "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))"
+        " AND NOT (c.oid = ANY ($1::oid[]))"
         " ORDER BY 1",
-        0, NULL, 1);
+        1, &excluded, 1);
     StrBuf sb;
 
     if (!res)
@@ -139,15 +142,16 @@ bool slot_restore_identity(PGconn *src, const char *qualified, char original)
     return ok;
 }
 
-bool slot_create_publication(PGconn *src, const char *name)
+bool slot_create_publication(PGconn *src, const char *name, const char *excluded_oids)
 {
+    const char *excluded = excluded_oids ? excluded_oids : "{}";
     PGresult *res = conn_query(
         src, "publication",
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'"
-        " AND" USER_NS_WHERE " ORDER BY 1",
-        0, NULL, 1);
+        " AND" USER_NS_WHERE " AND NOT (c.oid = ANY ($1::oid[])) ORDER BY 1",
+        1, &excluded, 1);
     char *q;
     StrBuf sql;
     bool ok;

@@ -21,8 +21,10 @@
 bool slot_check_source(PGconn *src);
 
 /* Tables whose UPDATE/DELETE would fail on the source once published (no
- * primary key, no replica identity): "a, b (2 tables)" or NULL. */
-bool slot_tables_without_identity(PGconn *src, char **names, char ***list, int *n);
+ * primary key, no replica identity): "a, b (2 tables)" or NULL.  Relations
+ * in excluded_oids (oid[] literal, tableset.h; NULL: none) are skipped. */
+bool slot_tables_without_identity(PGconn *src, const char *excluded_oids, char **names,
+                                  char ***list, int *n);
 
 /* ALTER TABLE ... REPLICA IDENTITY FULL on each, under lock_timeout with
  * retries. */
@@ -31,8 +33,9 @@ bool slot_set_identity_full(PGconn *src, char **qualified, int n);
 bool slot_restore_identity(PGconn *src, const char *qualified, char original);
 
 /* CREATE PUBLICATION name FOR TABLE <every user table, partitioned roots
- * instead of their partitions> WITH (publish_via_partition_root). */
-bool slot_create_publication(PGconn *src, const char *name);
+ * instead of their partitions, except excluded_oids (NULL: none)> WITH
+ * (publish_via_partition_root). */
+bool slot_create_publication(PGconn *src, const char *name, const char *excluded_oids);
 bool slot_drop_publication(PGconn *src, const char *name);
 
 /* Drop the slot if it exists.  A slot in use by another process is not

@@ -36,7 +36,7 @@ static const char *const create_sql =
     "  id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
     "  source text NOT NULL, source_database text,"
     "  phase text NOT NULL,"
-    "  replication_name text, slot_lsn pg_lsn,"
+    "  replication_name text, slot_lsn pg_lsn, tables_filter text,"
     "  snapshot text, snapshot_backend_pid int, snapshot_taken_at timestamptz,"
     "  schema_archive bytea,"
     "  started_at timestamptz NOT NULL DEFAULT now(),"
@@ -85,16 +85,16 @@ bool state_exists(PGconn *tgt, bool *exists)
 }
 
 bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname,
-                  const char *replication_name)
+                  const char *replication_name, const char *tables_filter)
 {
-    const char *params[3] = {source_display, source_dbname, replication_name};
+    const char *params[4] = {source_display, source_dbname, replication_name, tables_filter};
 
     if (!conn_exec(tgt, "state", create_sql))
         goto fail;
     if (!conn_command(tgt, "state",
                       "INSERT INTO pgrelocate.migration (source, source_database, phase, "
-                      "replication_name) VALUES ($1, $2, 'schema', $3)",
-                      3, params))
+                      "replication_name, tables_filter) VALUES ($1, $2, 'schema', $3, $4)",
+                      4, params))
         goto fail;
     return conn_exec(tgt, "state", "COMMIT");
 fail:
@@ -169,8 +169,8 @@ bool state_load(PGconn *tgt, MigrationState *st)
     res = conn_query(tgt, "state",
                      "SELECT phase, source, snapshot, snapshot_backend_pid, "
                      "snapshot_taken_at::text, replication_name, "
-                     "coalesce(slot_lsn, '0/0')::text FROM pgrelocate.migration",
-                     0, NULL, 7);
+                     "coalesce(slot_lsn, '0/0')::text, tables_filter FROM pgrelocate.migration",
+                     0, NULL, 8);
     if (!res)
         return false;
     if (PQntuples(res) != 1) {
@@ -186,6 +186,7 @@ bool state_load(PGconn *tgt, MigrationState *st)
     st->replication_name = dup_or_null(res, 0, 5);
     st->follow = st->replication_name != NULL;
     lsn_parse(PQgetvalue(res, 0, 6), &st->slot_lsn);
+    st->tables_filter = dup_or_null(res, 0, 7);
     PQclear(res);
     return load_tables(tgt, st) && load_chunks(tgt, st);
 }
@@ -203,6 +204,7 @@ void state_free(MigrationState *st)
     free(st->snapshot);
     free(st->snapshot_taken_at);
     free(st->replication_name);
+    free(st->tables_filter);
     memset(st, 0, sizeof(*st));
 }
 

@@ -56,6 +56,7 @@ typedef struct MigrationState {
     bool follow;            /* started by `start` (copy, then follow changes) */
     char *replication_name; /* slot, publication and origin name; NULL for copy */
     Lsn slot_lsn;           /* the slot's consistent point */
+    char *tables_filter;    /* --tables of the run that began it; NULL: every table */
     char *source;           /* display form */
     char *snapshot;         /* may be NULL */
     int snapshot_backend_pid;
@@ -69,9 +70,10 @@ typedef struct MigrationState {
 /* Does the target hold pgrelocate state?  Sets *exists. */
 bool state_exists(PGconn *tgt, bool *exists);
 /* Create the schema and the migration row (phase schema), in one
- * transaction.  replication_name: NULL for a copy. */
+ * transaction.  replication_name: NULL for a copy; tables_filter: the
+ * --tables spec, NULL for all tables. */
 bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname,
-                  const char *replication_name);
+                  const char *replication_name, const char *tables_filter);
 /* Record the slot's consistent point. */
 bool state_set_slot_lsn(PGconn *tgt, Lsn lsn);
 /* Replica identity changes made on the source (to undo at cleanup). */

@@ -29,8 +29,8 @@ static int run_nothing(const Options *opts)
 }
 
 static const char *const copy_options[] = {
-    "source",         "target",   "jobs", "split-larger-than", "resume", "pg-bin",
-    "snapshot-grace", "progress", NULL};
+    "source",   "target", "jobs", "split-larger-than", "resume", "pg-bin", "snapshot-grace",
+    "progress", "tables", NULL};
 static const char *const copy_required[] = {"source", "target", NULL};
 static const char *const status_options[] = {"target", NULL};
 static const char *const status_required[] = {"target", NULL};
@@ -441,6 +441,29 @@ static void test_defaults(void **state)
     assert_null(o.pg_bin);
 }
 
+static void test_list_option_repeats_and_joins(void **state)
+{
+    char *argv[] = {"--tables", "shop.*", "--tables=a,\"B c\"", NULL};
+    char *one[] = {"--tables", "x", NULL};
+    Options o;
+    char err[128] = "", *joined;
+
+    (void)state;
+    cli_defaults(&o);
+    assert_null(cli_join_list(&o.tables));
+    assert_true(cli_parse(copy_cmd, 3, argv, &o, NULL, err, sizeof(err)));
+    assert_int_equal(o.tables.n, 2);
+    joined = cli_join_list(&o.tables);
+    assert_string_equal(joined, "shop.*,a,\"B c\"");
+    free(joined);
+    cli_defaults(&o);
+    for (int i = 0; i < CLI_MAX_LIST; i++)
+        assert_true(cli_parse(copy_cmd, 2, one, &o, NULL, err, sizeof(err)));
+    assert_false(cli_parse(copy_cmd, 2, one, &o, NULL, err, sizeof(err)));
+    assert_string_equal(err, "--tables is given more than 64 times: join the values with commas");
+    assert_false(cli_parse(status_cmd, 2, one, &o, NULL, err, sizeof(err)));
+}
+
 /* An error line from the environment cut to every buffer size. */
 static void test_error_text_is_cut_to_the_buffer(void **state)
 {
@@ -611,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_parse_cases),
         cmocka_unit_test(test_no_getenv_reads_no_environment),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_list_option_repeats_and_joins),
         cmocka_unit_test(test_error_text_is_cut_to_the_buffer),
         cmocka_unit_test(test_required_cases),
         cmocka_unit_test(test_required_list_is_cut_to_the_buffer),

@@ -1,0 +1,172 @@
+# --tables: copy and start move a subset of the source's tables.
+#
+#   A. bad input changes nothing on either server: a pattern that matches
+#      no table (named in the error), a malformed pattern, a chosen table
+#      with a foreign key to a table left out (the constraint named).
+#   B. copy --tables (given twice, one of them a comma list, with a quoted
+#      mixed-case name): the chosen tables (a partitioned table with its
+#      partitions), their rows, owned sequences (values set) and a view over
+#      them are on the target; the tables left out, the sequence one of them
+#      owns and the view over one are not.  --resume with other --tables is
+#      refused.
+#   C. start --tables: the publication lists only the chosen tables; changes
+#      to chosen tables arrive, changes to the others are not applied (and
+#      do not stop the follow); cleanup leaves nothing.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils;
+use Test::More;
+use RelocateTest;
+use FollowTest;
+
+my $db = 'app';
+my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'app_copy', 'app_bad' ]);
+$src->safe_psql($db, <<'SQL');
+CREATE SCHEMA shop;
+CREATE TABLE shop.customers (id int PRIMARY KEY, name text);
+CREATE TABLE shop.orders (id serial PRIMARY KEY, customer_id int REFERENCES shop.customers,
+                          total numeric);
+CREATE TABLE shop."Order Items" (order_id int REFERENCES shop.orders, line int, what text,
+                                 PRIMARY KEY (order_id, line));
+INSERT INTO shop.customers SELECT i, 'customer ' || i FROM generate_series(1, 50) i;
+INSERT INTO shop.orders (customer_id, total) SELECT 1 + i % 50, i * 1.5 FROM generate_series(1, 500) i;
+INSERT INTO shop."Order Items" SELECT o, l, 'item ' || l FROM generate_series(1, 500) o,
+                                      generate_series(1, 3) l;
+CREATE VIEW shop.order_totals AS SELECT customer_id, sum(total) AS total FROM shop.orders GROUP BY 1;
+
+CREATE TABLE public.events (id int, at date, what text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO public.events SELECT i, date '2024-06-01' + i, 'event ' || i FROM generate_series(1, 400) i;
+
+-- left out: a table with an owned sequence and a foreign key to a chosen
+-- table (allowed: it goes with the table left out), a schema of its own
+-- with a view over it
+CREATE TABLE public.stuff (id serial PRIMARY KEY, order_id int REFERENCES shop.orders, note text);
+INSERT INTO public.stuff (order_id, note) SELECT i, 'stuff ' || i FROM generate_series(1, 100) i;
+CREATE SCHEMA audit;
+CREATE TABLE audit.log (id bigserial PRIMARY KEY, msg text);
+INSERT INTO audit.log (msg) SELECT 'log ' || i FROM generate_series(1, 100) i;
+CREATE VIEW audit.recent AS SELECT * FROM audit.log ORDER BY id DESC LIMIT 10;
+CREATE VIEW public.orders_and_logs AS SELECT o.id FROM shop.orders o JOIN audit.log l ON l.id = o.id;
+-- a sequence nobody owns stays (defaults of chosen tables may use it)
+CREATE SEQUENCE public.ticket_seq START 1000;
+SELECT nextval('public.ticket_seq');
+SQL
+FollowTest::create_marker($src, $db);
+
+my @chosen = ('shop.customers', 'shop.orders', 'shop."Order Items"', 'public.events');
+my @left_out = ('public.stuff', 'audit.log', 'audit.recent', 'public.orders_and_logs',
+	'public.stuff_id_seq', 'audit.log_id_seq');
+
+sub rows_of
+{
+	my ($node, $dbname, $table) = @_;
+	return RelocateTest::query($node, $dbname,
+		"SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '')"
+		  . " FROM $table t");
+}
+
+sub exists_on
+{
+	my ($node, $dbname, $name) = @_;
+	return RelocateTest::query($node, $dbname,
+		'SELECT to_regclass(' . RelocateTest::quote_literal($name) . ') IS NOT NULL') eq 't';
+}
+
+my %copy_conn = (source => $src->connstr($db), target => $tgt->connstr('app_copy'));
+my %bad_conn = (source => $src->connstr($db), target => $tgt->connstr('app_bad'));
+
+# --- A. bad input ---
+{
+	my $src_before = RelocateTest::fingerprint($src, $db);
+	my $tgt_before = RelocateTest::fingerprint($tgt, 'app_bad');
+	RelocateTest::copy_fails_like('A: a pattern matching nothing',
+		[ qr/^pgrelocate: error: --tables pattern nomatch\* matched no table on the source/m,
+		  qr/HINT:\s+.*quote mixed-case names/ ],
+		%bad_conn, args => [ '--tables', 'shop.*,nomatch*' ]);
+	RelocateTest::copy_fails_like('A: two patterns matching nothing',
+		[ qr/^pgrelocate: error: --tables patterns "Shop"\.orders, x\? matched no table/m ],
+		%bad_conn, args => [ '--tables', '"Shop".orders', '--tables', 'x?,shop.*' ]);
+	RelocateTest::copy_fails_like('A: a pattern with two dots',
+		[ qr/^pgrelocate: error: --tables pattern "app\.shop\.orders" has more than one dot/m ],
+		%bad_conn, args => [ '--tables', 'app.shop.orders' ]);
+	RelocateTest::copy_fails_like('A: an unterminated quote',
+		[ qr/^pgrelocate: error: --tables pattern ""Order Items" has an unterminated double quote/m ],
+		%bad_conn, args => [ '--tables', '"Order Items' ]);
+	RelocateTest::copy_fails_like('A: a foreign key to a table left out',
+		[ qr/^pgrelocate: error: 2 foreign keys from chosen tables to tables --tables leaves out/m,
+		  qr/DETAIL:\s+.*"Order Items_order_id_fkey" on shop\."Order Items" references shop\.orders/,
+		  qr/DETAIL:\s+.*stuff_order_id_fkey on public\.stuff references shop\.orders/,
+		  qr/HINT:\s+Add the referenced tables to --tables/ ],
+		%bad_conn, args => [ '--tables', 'shop."Order Items",public.stuff' ]);
+	RelocateTest::copy_fails_like('A: start with a foreign key to a table left out',
+		[ qr/^pgrelocate: error: 1 foreign key from chosen tables/m,
+		  qr/DETAIL:\s+orders_customer_id_fkey on shop\.orders references shop\.customers/ ],
+		%bad_conn, command => 'start', args => [ '--tables', 'shop.orders' ]);
+	is_deeply(RelocateTest::fingerprint($src, $db), $src_before, 'A: the source did not change');
+	is_deeply(RelocateTest::fingerprint($tgt, 'app_bad'), $tgt_before, 'A: the target did not change');
+	is_deeply([ FollowTest::leftovers($src, $tgt, 'app_bad') ], [], 'A: no slot, publication or state');
+}
+
+# --- B. copy a subset ---
+RelocateTest::copy_ok('B: copy --tables', %copy_conn,
+	args => [ '--tables', 'SHOP.*', '--tables', 'public.ev*, "shop"."Order Items"', '--jobs', '2' ]);
+for my $t (@chosen, 'public.events_2024', 'public.events_2025', 'shop.order_totals')
+{
+	ok(exists_on($tgt, 'app_copy', $t), "B: $t is on the target");
+	is(rows_of($tgt, 'app_copy', $t), rows_of($src, $db, $t), "B: rows of $t");
+}
+ok(!exists_on($tgt, 'app_copy', $_), "B: $_ is not on the target") for @left_out;
+is(RelocateTest::query($tgt, 'app_copy', 'SELECT last_value FROM shop.orders_id_seq'), '500',
+	'B: the sequence a chosen table owns has the source value');
+is(RelocateTest::query($tgt, 'app_copy', 'SELECT last_value FROM public.ticket_seq'), '1000',
+	'B: a sequence nobody owns is copied with its value');
+is(RelocateTest::query($tgt, 'app_copy',
+		"SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'shop'::regnamespace"),
+	'2', 'B: foreign keys among chosen tables are there');
+is(RelocateTest::query($tgt, 'app_copy', 'SELECT tables_filter FROM pgrelocate.migration'),
+	'SHOP.*,public.ev*, "shop"."Order Items"', 'B: the state records the --tables of the run');
+RelocateTest::copy_fails_like('B: --resume with other --tables',
+	[ qr/^pgrelocate: error: the target holds a migration of --tables "SHOP\.\*,public\.ev\*, "shop"\."Order Items"", not --tables "shop\.\*"/m,
+	  qr/HINT:\s+Run again with the same --tables/ ],
+	%copy_conn, args => [ '--resume', '--tables', 'shop.*' ]);
+RelocateTest::copy_ok('B: --resume without --tables goes on with the recorded ones', %copy_conn,
+	args => ['--resume']);
+
+# --- C. start a subset, then follow ---
+my $run = FollowTest::start_bg($src, $tgt, $db,
+	args => [ '--tables', 'shop.*,public.events,follow_marker', '--jobs', '2' ]);
+ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 180), 'C: start reached the follow phase');
+my $m = FollowTest::migration($tgt, $db);
+is(RelocateTest::query($src, $db,
+		"SELECT string_agg(n, ',' ORDER BY n COLLATE \"C\") FROM (SELECT schemaname || '.' || tablename"
+		  . ' AS n FROM pg_publication_tables WHERE pubname = '
+		  . RelocateTest::quote_literal($m->{replication_name}) . ') p'),
+	'public.events,public.follow_marker,shop.Order Items,shop.customers,shop.orders',
+	'C: the publication lists the chosen tables only');
+$src->safe_psql($db, <<'SQL');
+INSERT INTO shop.orders (customer_id, total) VALUES (7, 99.5);
+UPDATE shop.customers SET name = 'renamed' WHERE id = 3;
+DELETE FROM shop."Order Items" WHERE order_id = 10;
+INSERT INTO public.events VALUES (1000, '2025-03-01', 'new event');
+INSERT INTO public.stuff (order_id, note) VALUES (1, 'not followed');
+INSERT INTO audit.log (msg) VALUES ('not followed');
+UPDATE audit.log SET msg = 'changed' WHERE id < 10;
+TRUNCATE public.stuff;
+SQL
+ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'C: start caught up');
+ok(FollowTest::running($run), 'C: start still runs after changes to tables left out');
+for my $t (@chosen, 'public.events_2024', 'public.events_2025')
+{
+	is(rows_of($tgt, $db, $t), rows_of($src, $db, $t), "C: rows of $t after the follow");
+}
+ok(!exists_on($tgt, $db, $_), "C: $_ is not on the target") for @left_out;
+my $r = FollowTest::stop_run($run, 'INT');
+is($r->{exit}, 0, 'C: SIGINT: exit status 0') or diag("stderr:\n$r->{stderr}");
+unlike($r->{stderr}, qr/error/i, 'C: no error while following');
+FollowTest::cleanup_ok('C: cleanup', $src, $tgt, $db);
+is_deeply([ FollowTest::leftovers($src, $tgt, $db) ], [], 'C: no slot, publication, origin or state left');
+
+done_testing();
