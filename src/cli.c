@@ -47,12 +47,15 @@ static const OptionSpec option_table[] = {
     {"metrics-listen", 0, OPT_STRING, OPT(metrics_listen), "PGRELOCATE_METRICS_LISTEN", "ADDR:PORT",
      "serve Prometheus metrics over HTTP at ADDR:PORT (e.g. 127.0.0.1:9187)"},
     {"tables", 0, OPT_LIST, OPT(tables), NULL, "PATTERN",
-     "move only the tables matching PATTERN: comma-separated, repeatable, psql-style "
+     "only the tables matching PATTERN (copy, start: moved; verify: compared): comma-separated, "
+     "repeatable, psql-style "
      "(schema.table, * and ?, \"Quoted\" names literal; no schema: any schema)"},
     {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},
     {"watch", 'w', OPT_BOOL, OPT(watch), NULL, NULL, "show again every --interval until Ctrl-C"},
     {"interval", 0, OPT_DURATION, OPT(interval_ms), NULL, "DURATION",
      "how often --watch refreshes (default: 2s)"},
+    {"max-differences", 0, OPT_COUNT, OPT(max_differences), NULL, "N",
+     "list at most N differing rows; all are counted (default: 100)"},
     {"verbose", 'v', OPT_BOOL, OPT(verbose), NULL, NULL, "print debugging detail"},
     {"quiet", 'q', OPT_BOOL, OPT(quiet), NULL, NULL, "print only warnings and errors"},
     {"help", 'h', OPT_BOOL, OPT(help), NULL, NULL, "show this help"},
@@ -70,6 +73,7 @@ void cli_defaults(Options *opts)
     opts->slot_wait_ms = 5 * 60 * 1000;
     opts->interval_ms = 2000;
     opts->max_retained_wal = (int64_t)20 * 1024 * 1024 * 1024;
+    opts->max_differences = 100;
 }
 
 const OptionSpec *cli_find_option(const char *name)
@@ -152,6 +156,20 @@ static bool set_value(const OptionSpec *spec, const char *value, Options *opts, 
         v = strtol(value, &end, 10);
         if (errno || end == value || *end || v < 1 || v > 1024) {
             snprintf(err, errlen, "--%s expects a whole number from 1 to 1024, not \"%s\"",
+                     spec->name, value);
+            return false;
+        }
+        *(int *)field = (int)v;
+        return true;
+    }
+    case OPT_COUNT: {
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || v < 0 || v > 1000000000) {
+            snprintf(err, errlen, "--%s expects a whole number from 0 to 1000000000, not \"%s\"",
                      spec->name, value);
             return false;
         }

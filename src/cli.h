@@ -35,16 +35,25 @@ typedef struct Options {
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
     int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
     const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
-    OptList tables;             /* copy, start: --tables patterns (each may be a comma list) */
-    bool json;                  /* check, status: machine-readable output on stdout */
-    bool watch;                 /* status: redraw every interval until Ctrl-C */
-    int64_t interval_ms;        /* status --watch period */
+    OptList tables;      /* copy, start, verify: --tables patterns (each may be a comma list) */
+    bool json;           /* check, status: machine-readable output on stdout */
+    bool watch;          /* status: redraw every interval until Ctrl-C */
+    int64_t interval_ms; /* status --watch period */
+    int max_differences; /* verify: differing rows listed (all are counted) */
     bool verbose;
     bool quiet;
     bool help;
 } Options;
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_DURATION, OPT_STRING, OPT_LIST } OptKind;
+typedef enum {
+    OPT_BOOL,
+    OPT_INT,   /* 1..1024 (workers) */
+    OPT_COUNT, /* 0..1000000000 */
+    OPT_SIZE,
+    OPT_DURATION,
+    OPT_STRING,
+    OPT_LIST
+} OptKind;
 
 typedef struct OptionSpec {
     const char *name; /* long name without "--" */

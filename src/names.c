@@ -60,3 +60,12 @@ char *names_display(const char *schema, const char *name)
     strbuf_free(&sb);
     return out;
 }
+
+char *names_ident_display(const char *name)
+{
+    StrBuf sb;
+
+    strbuf_init(&sb);
+    append_name(&sb, name);
+    return strbuf_detach(&sb);
+}

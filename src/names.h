@@ -10,4 +10,7 @@
 /* "public.orders", "public.\"Order Items\"": caller frees. */
 char *names_display(const char *schema, const char *name);
 
+/* One name alone (a column): "id", "\"Order Id\"".  Caller frees. */
+char *names_ident_display(const char *name);
+
 #endif

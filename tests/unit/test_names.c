@@ -38,9 +38,23 @@ static void test_display(void **state)
     }
 }
 
+static void test_ident_display(void **state)
+{
+    char *got;
+
+    (void)state;
+    got = names_ident_display("id");
+    assert_string_equal(got, "id");
+    free(got);
+    got = names_ident_display("Order \"Id\"");
+    assert_string_equal(got, "\"Order \"\"Id\"\"\"");
+    free(got);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_display)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_display),
+                                       cmocka_unit_test(test_ident_display)};
 
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,371 @@
+/*
+ * verify.c: `pgrelocate verify`: take the consistent point (one snapshot
+ * per side, exported to the workers), compare the schema (schemadiff.c)
+ * and the rows (verifyscan.c), print the differences, a summary table or
+ * JSON.  Exit 0 only when everything matches, EXIT_DIFFERENT when
+ * something differs, EXIT_FAILED when the comparison could not be done.
+ * Changes nothing on either server.
+ */
+#include "commands.h"
+
+#include "conn.h"
+#include "digest.h"
+#include "log.h"
+#include "names.h"
+#include "schemadiff.h"
+#include "strbuf.h"
+#include "tablefilter.h"
+#include "verifyscan.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct VerifyRun {
+    const Options *o;
+    ConnInfo *ci[2];
+    PGconn *conn[2]; /* hold the exported snapshots until the end */
+    char *snapshot[2];
+    TableFilter *filter; /* --tables, NULL: every table */
+    char point[512];     /* how the consistent point was taken, for the report */
+    bool live;           /* changes are being replicated (sequences may lag) */
+    SchemaDiff *schema;
+    int nschema;
+    VerifyScan scan;
+    double seconds;
+} VerifyRun;
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool keep_table(const char *schema, const char *name, void *arg)
+{
+    VerifyRun *r = arg;
+
+    return !r->filter || tablefilter_match(r->filter, schema, name);
+}
+
+/* --tables: the same pattern language as copy and start. */
+static bool parse_filter(VerifyRun *r)
+{
+    char *spec = cli_join_list(&r->o->tables);
+    char err[256];
+
+    if (spec && !(r->filter = tablefilter_parse(spec, err, sizeof(err))))
+        log_msg(LOG_ERROR, NULL, "See \"pgrelocate verify --help\" for the pattern syntax.",
+                "invalid --tables: %s", err);
+    free(spec);
+    return !spec || r->filter;
+}
+
+/* Every --tables pattern must have matched a table or sequence. */
+static bool check_filter_used(VerifyRun *r)
+{
+    char *unmatched = r->filter ? tablefilter_unmatched(r->filter) : NULL;
+
+    if (unmatched)
+        log_msg(LOG_ERROR, NULL,
+                "Check the names; a pattern without a dot matches the table name "
+                "in every schema.",
+                "--tables pattern %s matches no table", unmatched);
+    free(unmatched);
+    return !unmatched;
+}
+
+static bool open_side(VerifyRun *r, int side)
+{
+    const char *text = side ? r->o->target : r->o->source;
+    const char *what = side ? "--target" : "--source";
+    ConnOpts co = {.side = side ? CONN_TARGET : CONN_SOURCE, .app_name = "pgrelocate verify"};
+    char err[256];
+
+    if (!(r->ci[side] = conninfo_parse(text, err, sizeof(err)))) {
+        log_msg(LOG_ERROR, NULL, "Give a libpq URI (postgresql://user@host/db) or conninfo.",
+                "invalid %s connection string: %s", what, err);
+        return false;
+    }
+    r->conn[side] = conn_open(r->ci[side], &co);
+    return r->conn[side] &&
+           conn_exec(r->conn[side], side ? "target" : "source", verifyscan_session_sql);
+}
+
+/* Row hashes must be computed the same way by both servers (hashtext is
+ * the server's own hash function: same across versions from 11 on, and
+ * across little-endian machines). */
+static bool same_hash_function(VerifyRun *r)
+{
+    static const char *const sql = "SELECT hashtextextended('pgrelocate verify', 0)::text";
+    PGresult *s = conn_query(r->conn[0], "source", sql, 0, NULL, 1), *t = NULL;
+    bool same = false;
+
+    if (s && (t = conn_query(r->conn[1], "target", sql, 0, NULL, 1))) {
+        same = strcmp(PQgetvalue(s, 0, 0), PQgetvalue(t, 0, 0)) == 0;
+        if (!same)
+            log_msg(LOG_ERROR,
+                    "Rows are compared by hashes the servers compute; these two servers compute "
+                    "different hashes for the same text (different byte order?).",
+                    NULL, "the source and the target hash text differently");
+    }
+    PQclear(s);
+    PQclear(t);
+    return same;
+}
+
+/* One REPEATABLE READ snapshot per side, exported for the workers.  With
+ * no follower, the two are taken one after the other: changes committed
+ * in between would show as differences, which the report says. */
+static bool take_snapshots(VerifyRun *r)
+{
+    static const char *const sql =
+        "SELECT pg_export_snapshot(), to_char(now(), 'YYYY-MM-DD HH24:MI:SS.MS TZ')";
+
+    for (int side = 0; side < 2; side++) {
+        PGresult *res;
+
+        if (!conn_exec(r->conn[side], side ? "target" : "source",
+                       "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            return false;
+        if (!(res = conn_query(r->conn[side], side ? "target" : "source", sql, 0, NULL, 2)))
+            return false;
+        r->snapshot[side] = xstrdup(PQgetvalue(res, 0, 0));
+        if (side == 0)
+            snprintf(r->point, sizeof(r->point),
+                     "no replication running: each side compared as of its own snapshot "
+                     "(source %s",
+                     PQgetvalue(res, 0, 1));
+        else
+            snprintf(r->point + strlen(r->point), sizeof(r->point) - strlen(r->point),
+                     ", target %s); changes written meanwhile would show as differences",
+                     PQgetvalue(res, 0, 1));
+        PQclear(res);
+    }
+    return true;
+}
+
+/* ---- report ---- */
+
+static const char *kind_text(DigestDiffKind k)
+{
+    return k == DIGEST_MISSING ? "missing on target"
+           : k == DIGEST_EXTRA ? "extra on target"
+                               : "different values";
+}
+
+static char *diff_shown(const VerifyDiff *d)
+{
+    const VerifyTable *t = d->table;
+    char *row, *out;
+
+    if (t->nkey > 0)
+        return digest_format_key((const char *const *)t->key_names, t->nkey, d->row.key,
+                                 d->row.keylen);
+    row = digest_format_row(d->row.key, strnlen(d->row.key, d->row.keylen), 200);
+    out = d->copies > 1 ? xasprintf("%lld copies of row %s", (long long)d->copies, row)
+                        : xasprintf("row %s", row);
+    free(row);
+    return out;
+}
+
+static int64_t schema_failures(const VerifyRun *r)
+{
+    int64_t n = 0;
+
+    for (int i = 0; i < r->nschema; i++)
+        n += r->schema[i].counts;
+    return n;
+}
+
+static void print_schema(const VerifyRun *r, FILE *out)
+{
+    if (r->nschema == 0)
+        return;
+    fprintf(out, "schema differences (%d):\n", r->nschema);
+    for (int i = 0; i < r->nschema; i++) {
+        const SchemaDiff *d = &r->schema[i];
+
+        fprintf(out, "  %s %s: %s%s\n", d->kind, d->object, d->problem,
+                d->counts ? "" : " (sequences are set at cutover)");
+        if (d->source)
+            fprintf(out, "      source: %s\n", d->source);
+        if (d->target)
+            fprintf(out, "      target: %s\n", d->target);
+    }
+}
+
+static void print_rows(const VerifyRun *r, FILE *out)
+{
+    const VerifyScan *s = &r->scan;
+
+    if (s->total_diffs == 0)
+        return;
+    fprintf(out, "row differences (%lld%s):\n", (long long)s->total_diffs,
+            s->ndiffs < s->total_diffs ? "" : ", all shown");
+    for (int i = 0; i < s->ndiffs; i++) {
+        char *shown = diff_shown(&s->diffs[i]);
+
+        fprintf(out, "  %s: %s %s\n", s->diffs[i].table->display, kind_text(s->diffs[i].kind),
+                shown);
+        free(shown);
+    }
+    if (s->ndiffs < s->total_diffs)
+        fprintf(out, "  ... and %lld more (--max-differences %d)\n",
+                (long long)(s->total_diffs - s->ndiffs), r->o->max_differences);
+}
+
+static void print_table_summary(const VerifyRun *r, FILE *out)
+{
+    int w = 5;
+    int64_t rows = 0, bytes = 0;
+
+    for (int i = 0; i < r->scan.ntables; i++)
+        if ((int)strlen(r->scan.tables[i].display) > w)
+            w = (int)strlen(r->scan.tables[i].display);
+    fprintf(out, "\n%-*s %12s %12s %9s %9s %9s  %s\n", w, "table", "source rows", "target rows",
+            "missing", "extra", "changed", "result");
+    for (int i = 0; i < r->scan.ntables; i++) {
+        const VerifyTable *t = &r->scan.tables[i];
+        bool same = t->missing + t->extra + t->changed == 0;
+
+        fprintf(out, "%-*s %12lld %12lld %9lld %9lld %9lld  %s\n", w, t->display,
+                (long long)t->rows[0], (long long)t->rows[1], (long long)t->missing,
+                (long long)t->extra, (long long)t->changed, same ? "ok" : "DIFFERENT");
+        rows += t->rows[0];
+        bytes += t->bytes;
+    }
+    fprintf(out,
+            "\n%d table%s, %lld source rows (%.1f MB) compared in %.2f s (%.0f rows/s, %.1f "
+            "MB/s)\n",
+            r->scan.ntables, r->scan.ntables == 1 ? "" : "s", (long long)rows, (double)bytes / 1e6,
+            r->seconds, r->seconds > 0 ? (double)rows / r->seconds : 0.0,
+            r->seconds > 0 ? (double)bytes / 1e6 / r->seconds : 0.0);
+}
+
+static void print_text(const VerifyRun *r, FILE *out)
+{
+    int64_t sf = schema_failures(r);
+
+    fprintf(out, "consistent point: %s\n", r->point);
+    print_rows(r, out);
+    print_schema(r, out);
+    print_table_summary(r, out);
+    if (r->scan.total_diffs == 0 && sf == 0)
+        fprintf(out, "result: MATCH\n");
+    else
+        fprintf(out, "result: DIFFERENT (%lld row difference%s, %lld schema difference%s)\n",
+                (long long)r->scan.total_diffs, r->scan.total_diffs == 1 ? "" : "s", (long long)sf,
+                sf == 1 ? "" : "s");
+}
+
+static json_t *diff_json(const VerifyDiff *d)
+{
+    static const char *const kinds[] = {"missing", "extra", "changed"};
+    const VerifyTable *t = d->table;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "schema", t->schema_name, "table", t->table_name,
+                          "kind", kinds[d->kind], "copies", (json_int_t)d->copies);
+
+    if (t->nkey > 0) {
+        json_t *key = json_object();
+        const char *p = d->row.key;
+
+        for (int i = 0; i < t->nkey; i++) {
+            json_object_set_new(key, t->key_names[i], json_string(p));
+            p += strlen(p) + 1;
+        }
+        json_object_set_new(o, "key", key);
+    } else {
+        json_object_set_new(o, "key", json_null());
+        json_object_set_new(o, "row", json_stringn(d->row.key, strnlen(d->row.key, d->row.keylen)));
+    }
+    return o;
+}
+
+static void print_json(const VerifyRun *r, FILE *out)
+{
+    json_t *tables = json_array(), *diffs = json_array(), *schema = json_array(), *root;
+    int64_t sf = schema_failures(r);
+
+    for (int i = 0; i < r->scan.ntables; i++) {
+        const VerifyTable *t = &r->scan.tables[i];
+
+        json_array_append_new(
+            tables,
+            json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b}", "schema", t->schema_name,
+                      "table", t->table_name, "has_key", t->nkey > 0, "source_rows",
+                      (json_int_t)t->rows[0], "target_rows", (json_int_t)t->rows[1], "missing",
+                      (json_int_t)t->missing, "extra", (json_int_t)t->extra, "changed",
+                      (json_int_t)t->changed, "match", t->missing + t->extra + t->changed == 0));
+    }
+    for (int i = 0; i < r->scan.ndiffs; i++)
+        json_array_append_new(diffs, diff_json(&r->scan.diffs[i]));
+    for (int i = 0; i < r->nschema; i++) {
+        const SchemaDiff *d = &r->schema[i];
+
+        json_array_append_new(schema,
+                              json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:b}", "kind", d->kind,
+                                        "object", d->object, "problem", d->problem, "source",
+                                        d->source, "target", d->target, "counts", d->counts));
+    }
+    root = json_pack("{s:b, s:s, s:o, s:I, s:o, s:I, s:o, s:f}", "match",
+                     r->scan.total_diffs == 0 && sf == 0, "consistent_point", r->point, "tables",
+                     tables, "row_differences_total", (json_int_t)r->scan.total_diffs,
+                     "row_differences", diffs, "schema_differences_total", (json_int_t)sf,
+                     "schema_differences", schema, "seconds", r->seconds);
+    json_dumpf(root, out, JSON_INDENT(2));
+    fputc('\n', out);
+    json_decref(root);
+}
+
+/* ---- command ---- */
+
+static int run(VerifyRun *r)
+{
+    VerifyScanSetup setup;
+    double t0 = now_s();
+
+    if (!parse_filter(r))
+        return EXIT_USAGE;
+    if (!open_side(r, 0) || !open_side(r, 1) || !same_hash_function(r) || !take_snapshots(r))
+        return EXIT_FAILED;
+    if (!schemadiff_run(r->conn[0], r->conn[1], keep_table, r, r->live, &r->schema, &r->nschema) ||
+        !verifyscan_list_tables(r->conn[0], r->conn[1], keep_table, r, &r->scan))
+        return EXIT_FAILED;
+    if (!check_filter_used(r))
+        return EXIT_USAGE;
+    log_info("[verify] comparing %d table%s with %d worker%s per side", r->scan.ntables,
+             r->scan.ntables == 1 ? "" : "s", r->o->jobs, r->o->jobs == 1 ? "" : "s");
+    setup = (VerifyScanSetup){.conninfo = {r->ci[0], r->ci[1]},
+                              .snapshot = {r->snapshot[0], r->snapshot[1]},
+                              .jobs = r->o->jobs,
+                              .max_differences = r->o->max_differences};
+    if (!verifyscan_run(&r->scan, &setup))
+        return EXIT_FAILED;
+    r->seconds = now_s() - t0;
+    if (r->o->json)
+        print_json(r, stdout);
+    else
+        print_text(r, stdout);
+    return r->scan.total_diffs == 0 && schema_failures(r) == 0 ? EXIT_OK : EXIT_DIFFERENT;
+}
+
+int cmd_verify(const Options *o)
+{
+    VerifyRun r = {.o = o};
+    int rc;
+
+    rc = run(&r);
+    for (int side = 0; side < 2; side++) {
+        conn_close(r.conn[side]); /* ends the read-only transactions */
+        conninfo_destroy(r.ci[side]);
+        free(r.snapshot[side]);
+    }
+    tablefilter_destroy(r.filter);
+    schemadiff_free(r.schema, r.nschema);
+    verifyscan_free(&r.scan);
+    return rc;
+}
