@@ -65,6 +65,8 @@ typedef struct Pending {
 struct Apply {
     PGconn *tgt;
     char *origin;
+    char *skip_origin; /* transactions from this origin are not applied */
+    bool skipping;     /* the current source transaction came from skip_origin */
     Rel *rels[REL_BUCKETS];
     int stmt_seq;
     bool in_txn;
@@ -294,6 +296,7 @@ void apply_destroy(Apply *a)
     free(a->values);
     free(a->lengths);
     free(a->origin);
+    free(a->skip_origin);
     free(a);
 }
 
@@ -949,6 +952,7 @@ bool apply_commit(Apply *a)
 static bool on_begin(Apply *a, const PgoBegin *b)
 {
     a->in_txn = true;
+    a->skipping = false;
     a->txn_final_lsn = b->final_lsn;
     if (a->batch_open)
         return true;
@@ -960,6 +964,7 @@ static bool on_begin(Apply *a, const PgoBegin *b)
 static bool on_commit(Apply *a, const PgoCommit *c)
 {
     a->in_txn = false;
+    a->skipping = false;
     a->last_end_lsn = c->end_lsn;
     a->last_commit_time_us = c->commit_time_us;
     a->batch_txns++;
@@ -981,14 +986,20 @@ bool apply_message(Apply *a, const PgoMessage *m)
     case PGO_MSG_INSERT:
     case PGO_MSG_UPDATE:
     case PGO_MSG_DELETE:
+        if (a->skipping)
+            return true;
         if (!a->in_txn) {
             log_error("[apply] change outside a transaction (protocol error)");
             return false;
         }
         return on_change(a, m);
     case PGO_MSG_TRUNCATE:
-        return on_truncate(a, &m->u.truncate);
+        return a->skipping || on_truncate(a, &m->u.truncate);
     case PGO_MSG_ORIGIN:
+        /* our own changes coming back from the other side: never loop */
+        if (a->skip_origin && a->in_txn && strcmp(m->u.origin.name, a->skip_origin) == 0)
+            a->skipping = true;
+        return true;
     case PGO_MSG_TYPE:
     case PGO_MSG_MESSAGE:
         return true;
@@ -997,6 +1008,12 @@ bool apply_message(Apply *a, const PgoMessage *m)
                   (char)m->type);
         return false;
     }
+}
+
+void apply_set_skip_origin(Apply *a, const char *origin)
+{
+    free(a->skip_origin);
+    a->skip_origin = origin ? xstrdup(origin) : NULL;
 }
 
 bool apply_in_transaction(const Apply *a)

@@ -48,6 +48,10 @@ bool apply_origin_progress(PGconn *tgt, const char *origin, Lsn *lsn);
  * rolled back and the caller must restart from apply_committed_lsn. */
 bool apply_message(Apply *a, const PgoMessage *m);
 
+/* Transactions that carry this replication origin (changes pgrelocate
+ * applied on the other side) are committed empty: nothing loops back. */
+void apply_set_skip_origin(Apply *a, const char *origin);
+
 /* Commit the open batch, if any, when at a transaction boundary. */
 bool apply_commit(Apply *a);
 /* True between Begin and Commit of a source transaction. */

@@ -10,6 +10,7 @@
 #include "size.h"
 #include "stream.h"
 #include "strbuf.h"
+#include "syncpoint.h"
 #include "walmsg.h"
 
 #include <errno.h>
@@ -41,6 +42,8 @@ typedef struct Session {
     bool stream_done; /* stream thread ended (no more items will come) */
     bool apply_done;  /* apply thread ended */
     bool failed;      /* fatal apply error: do not reconnect */
+    bool finished;    /* a sync point said: stop following for good */
+    SyncHold *hold;   /* owned by follow_run: outlives reconnects */
     atomic_uint_fast64_t committed_lsn;
     atomic_uint_fast64_t server_end_lsn;
     atomic_uint_fast64_t keepalive_lsn; /* the server's last keepalive position */
@@ -51,6 +54,11 @@ typedef struct Session {
     PGconn *tgt;
     Apply *apply;
 } Session;
+
+static const char *label(const FollowOpts *o)
+{
+    return o->label ? o->label : "follow";
+}
 
 static int64_t now_ms(void)
 {
@@ -205,6 +213,28 @@ static Item *pop(Session *s, int timeout_ms)
     return it;
 }
 
+/* The first queued message's type and, for Begin (commit LSN of the
+ * transaction) and Message (its LSN), the position it stands for. */
+static bool peek(Session *s, char *type, Lsn *at)
+{
+    bool any;
+
+    pthread_mutex_lock(&s->lock);
+    any = s->head != NULL;
+    if (any) {
+        const uint8_t *d = s->head->data;
+        size_t len = s->head->len, off = d[0] == 'B' ? 1 : 2; /* 'M': flags byte first */
+
+        *type = (char)d[0];
+        *at = 0;
+        if ((d[0] == 'B' || d[0] == 'M') && len >= off + 8)
+            for (size_t i = 0; i < 8; i++)
+                *at = (*at << 8) | d[off + i];
+    }
+    pthread_mutex_unlock(&s->lock);
+    return any;
+}
+
 static bool queue_drained(Session *s)
 {
     bool done;
@@ -269,6 +299,49 @@ static bool apply_item(Session *s, PgoDecoder *d, const Item *it)
     return true;
 }
 
+/*
+ * Sync points (syncpoint.h), between source transactions only.  Returns
+ * true when the apply thread must not take the next message now; *ok false
+ * on a failed commit, *finish when it must stop following.
+ */
+static bool held(Session *s, bool *ok, bool *finish)
+{
+    Lsn until;
+    uint64_t gen;
+    SyncWant w = syncpoint_hold_want(s->hold, &until, &gen);
+    SyncStatus report = SYNC_HOLDING;
+
+    if (w == SYNC_WANT_NONE || apply_in_transaction(s->apply))
+        return false;
+    if (w == SYNC_WANT_ADVANCE) {
+        /* read the keepalive first: everything the stream received before
+         * it is queued, so an empty queue then means all of it is applied */
+        Lsn keepalive = atomic_load(&s->keepalive_lsn);
+        char type;
+        Lsn at;
+
+        if (peek(s, &type, &at)) {
+            if (!((type == 'B' || type == 'M') && at >= until))
+                return false; /* committed before the sync point: apply it */
+        } else if (keepalive < until || atomic_load(&s->pushed) != atomic_load(&s->processed)) {
+            usleep(1000); /* not there yet; nothing to apply */
+            return true;
+        }
+        report = SYNC_REACHED;
+    }
+    if (apply_batch_open(s->apply) && !commit_now(s)) {
+        *ok = false;
+        return true;
+    }
+    if (w == SYNC_WANT_FINISH) {
+        *finish = true;
+        return true;
+    }
+    syncpoint_hold_report(s->hold, gen, report, apply_committed_lsn(s->apply));
+    usleep(1000);
+    return true;
+}
+
 static void *apply_main(void *arg)
 {
     Session *s = arg;
@@ -277,10 +350,18 @@ static void *apply_main(void *arg)
 
     while (ok) {
         Item *it;
+        bool finish = false;
 
         if (*s->o->stop && !apply_in_transaction(s->apply)) {
             ok = commit_now(s);
             break;
+        }
+        if (held(s, &ok, &finish)) {
+            if (finish) {
+                s->finished = true;
+                break;
+            }
+            continue;
         }
         it = pop(s, 0);
         if (!it) {
@@ -354,9 +435,9 @@ static void log_status(Session *s, PGconn **monitor, int64_t *last_ms, int64_t *
     if (s->o->metrics)
         atomic_store(&s->o->metrics->retained_wal_bytes, kept);
 
-    log_info("[follow] applied %lld transactions (%.0f/s), %lld rows; behind the source by %s; "
+    log_info("[%s] applied %lld transactions (%.0f/s), %lld rows; behind the source by %s; "
              "WAL kept on the source for us: %s",
-             (long long)txns,
+             label(s->o), (long long)txns,
              t > *last_ms ? (double)(txns - *last_txns) * 1000.0 / (double)(t - *last_ms) : 0.0,
              (long long)rows,
              size_format_bytes(end > done ? (int64_t)(end - done) : 0, lag, sizeof(lag)),
@@ -369,21 +450,42 @@ static void log_status(Session *s, PGconn **monitor, int64_t *last_ms, int64_t *
                 "fills the source's disk, the source stops.",
                 "Let pgrelocate catch up (is the target slow or blocked?), or give up the "
                 "migration with pgrelocate cleanup, which drops the slot.",
-                "[follow] the replication slot keeps %s of WAL on the source (more than "
+                "[%s] the replication slot keeps %s of WAL on the source (more than "
                 "--max-retained-wal %s)",
-                size_format_bytes(kept, wal, sizeof(wal)),
+                label(s->o), size_format_bytes(kept, wal, sizeof(wal)),
                 size_format_bytes(s->o->max_retained_wal, limit, sizeof(limit)));
     }
     *last_ms = t;
     *last_txns = txns;
 }
 
+/* The sync point control session (syncpoint.h); reopened when lost. */
+typedef struct Control {
+    const ConnInfo *ci;
+    SyncFollower *sync;
+    SyncHold hold;
+    int64_t retry_ms; /* when to reopen a lost control session */
+} Control;
+
+static void control_poll(Control *c)
+{
+    if (!c->sync && now_ms() >= c->retry_ms) {
+        c->sync = syncpoint_follower_open(c->ci);
+        c->retry_ms = now_ms() + 1000;
+    }
+    if (c->sync && !syncpoint_follower_poll(c->sync, &c->hold)) {
+        log_notice("[sync] lost the control session to the target; reopening");
+        syncpoint_follower_close(c->sync);
+        c->sync = NULL;
+    }
+}
+
 /* One connection pair, until stop, failure or a lost connection. */
-static FollowResult run_session(const FollowOpts *o, bool *lost)
+static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost)
 {
     ConnOpts to = {
         .side = CONN_TARGET, .app_name = "pgrelocate apply", .client_encoding = o->client_encoding};
-    Session s = {.o = o};
+    Session s = {.o = o, .hold = &c->hold};
     pthread_t st, at;
     int64_t next_status, last_ms = now_ms(), last_txns = 0;
     char lsn[LSN_TEXT_SIZE];
@@ -399,6 +501,7 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
         conn_close(s.tgt);
         return up ? FOLLOW_FAILED : FOLLOW_STOPPED;
     }
+    apply_set_skip_origin(s.apply, o->skip_origin);
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
@@ -408,7 +511,8 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
         conn_close(s.tgt);
         return FOLLOW_STOPPED;
     }
-    log_info("[follow] streaming changes from %s", lsn_format(apply_committed_lsn(s.apply), lsn));
+    log_info("[%s] streaming changes from %s", label(o),
+             lsn_format(apply_committed_lsn(s.apply), lsn));
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.not_empty, NULL);
     pthread_cond_init(&s.not_full, NULL);
@@ -416,14 +520,22 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
     pthread_create(&at, NULL, apply_main, &s);
     next_status = now_ms() + o->status_interval_ms;
     for (;;) {
-        bool done;
+        bool done, busy;
 
         pthread_mutex_lock(&s.lock);
         done = s.apply_done && s.stream_done;
         pthread_mutex_unlock(&s.lock);
         if (done)
             break;
-        usleep(50000);
+        control_poll(c);
+        busy = syncpoint_follower_busy(c->sync);
+        if (busy) {
+            /* wake an idle apply thread: a sync point wants it */
+            pthread_mutex_lock(&s.lock);
+            pthread_cond_broadcast(&s.not_empty);
+            pthread_mutex_unlock(&s.lock);
+        }
+        usleep(busy ? 1000 : 20000);
         publish_lag(&s);
         if (o->status_interval_ms > 0 && now_ms() >= next_status) {
             log_status(&s, &monitor, &last_ms, &last_txns);
@@ -433,7 +545,7 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
     pthread_join(st, NULL);
     pthread_join(at, NULL);
     conn_close(monitor);
-    *lost = !s.failed && !*o->stop;
+    *lost = !s.failed && !s.finished && !*o->stop;
     free_queue(&s);
     stream_close(s.stream);
     apply_destroy(s.apply);
@@ -441,29 +553,90 @@ static FollowResult run_session(const FollowOpts *o, bool *lost)
     pthread_mutex_destroy(&s.lock);
     pthread_cond_destroy(&s.not_empty);
     pthread_cond_destroy(&s.not_full);
-    return s.failed ? FOLLOW_FAILED : FOLLOW_STOPPED;
+    return s.failed ? FOLLOW_FAILED : s.finished ? FOLLOW_FINISHED : FOLLOW_STOPPED;
 }
 
 FollowResult follow_run(const FollowOpts *o)
 {
     int backoff = 1;
+    Control c = {.ci = o->control ? o->control : o->target};
+    FollowResult r;
 
+    syncpoint_hold_init(&c.hold);
+    /* The control session's advisory lock says "a follower runs"; a second
+     * follower on the same target is refused here. */
+    if (!(c.sync = syncpoint_follower_open(c.ci)))
+        return FOLLOW_FAILED;
     for (;;) {
         bool lost;
         int64_t began = now_ms();
-        FollowResult r = run_session(o, &lost);
 
-        if (r == FOLLOW_FAILED)
-            return r;
-        if (*o->stop)
-            return FOLLOW_STOPPED;
+        r = run_session(o, &c, &lost);
+        if (r == FOLLOW_FAILED || r == FOLLOW_FINISHED)
+            break;
+        if (*o->stop) {
+            r = FOLLOW_STOPPED;
+            break;
+        }
         if (now_ms() - began > 60000)
             backoff = 1; /* it ran well for a while: this is a new problem */
         if (lost) {
-            log_notice("[follow] connection lost; reconnecting in %d s", backoff);
-            for (int i = 0; i < backoff * 10 && !*o->stop; i++)
+            log_notice("[%s] connection lost; reconnecting in %d s", label(o), backoff);
+            for (int i = 0; i < backoff * 10 && !*o->stop; i++) {
+                control_poll(&c);
                 usleep(100000);
+            }
             backoff = backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : backoff * 2;
         }
     }
+    if (r == FOLLOW_FINISHED) {
+        pthread_mutex_lock(&c.hold.lock);
+        c.hold.status = SYNC_FINISHED;
+        pthread_mutex_unlock(&c.hold.lock);
+        syncpoint_follower_finished(c.sync);
+        log_info("[%s] stopped for good at a sync point (cutover)", label(o));
+    }
+    syncpoint_follower_close(c.sync);
+    pthread_mutex_destroy(&c.hold.lock);
+    return r;
+}
+
+struct FollowThread {
+    pthread_t thread;
+    FollowOpts opts;
+    volatile sig_atomic_t stop;
+    FollowResult result;
+};
+
+static void *follow_thread_main(void *arg)
+{
+    FollowThread *t = arg;
+
+    t->result = follow_run(&t->opts);
+    return NULL;
+}
+
+FollowThread *follow_spawn(const FollowOpts *o)
+{
+    FollowThread *t = xcalloc(1, sizeof(*t));
+
+    t->opts = *o;
+    t->opts.stop = &t->stop;
+    if (pthread_create(&t->thread, NULL, follow_thread_main, t) != 0) {
+        log_error("[follow] could not start a thread");
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+FollowResult follow_join(FollowThread *t)
+{
+    FollowResult r;
+
+    t->stop = 1;
+    pthread_join(t->thread, NULL);
+    r = t->result;
+    free(t);
+    return r;
 }

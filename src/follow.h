@@ -35,13 +35,26 @@ typedef struct FollowOpts {
     int64_t max_retained_wal;    /* warn when the slot keeps more WAL than this */
     volatile sig_atomic_t *stop; /* set by a signal: finish the transaction, exit */
     Metrics *metrics;            /* counters to update, or NULL */
+    const ConnInfo *control;     /* where pgrelocate.sync_points lives (NULL: target) */
+    const char *skip_origin;     /* origin of our own changes on the source side, or NULL */
+    const char *label;           /* log prefix, e.g. "follow" or "reverse" (NULL: follow) */
 } FollowOpts;
 
 typedef enum {
     FOLLOW_STOPPED, /* asked to stop; progress saved */
-    FOLLOW_FAILED   /* an error apply cannot get past (logged) */
+    FOLLOW_FAILED,  /* an error apply cannot get past (logged) */
+    FOLLOW_FINISHED /* a sync point told it to stop for good (cutover) */
 } FollowResult;
 
 FollowResult follow_run(const FollowOpts *o);
+
+/* follow_run in a thread of this process, for commands (verify, cutover)
+ * that need a follower when no pgrelocate start runs.  o (and what it
+ * points to) must outlive the thread; o->stop is ignored (the thread has
+ * its own).  NULL after logging. */
+typedef struct FollowThread FollowThread;
+FollowThread *follow_spawn(const FollowOpts *o);
+/* Ask it to stop (if it has not finished), wait, and free. */
+FollowResult follow_join(FollowThread *t);
 
 #endif

@@ -57,7 +57,7 @@ char *metrics_render(const Metrics *m)
     }
     strbuf_append(&sb, "# HELP pgrelocate_phase The migration's phase (1 for the current one).\n"
                        "# TYPE pgrelocate_phase gauge\n");
-    for (int p = PHASE_SCHEMA; p <= PHASE_DONE; p++)
+    for (int p = PHASE_SCHEMA; p <= PHASE_LAST; p++)
         strbuf_appendf(&sb, "pgrelocate_phase{phase=\"%s\"} %d\n", state_phase_name((Phase)p),
                        p == phase);
     out = strbuf_detach(&sb);

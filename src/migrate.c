@@ -774,6 +774,58 @@ static bool run_analyze(CopyRun *r)
     return ok;
 }
 
+/*
+ * After cutover: the target is primary and the source must stay current,
+ * so a rollback loses nothing.  Same engine, roles swapped: stream from the
+ * reverse slot on the target, apply to the source under the reverse
+ * origin; transactions carrying the forward origin (our own applies) are
+ * never sent back.  Sync points still live on the target.
+ */
+static bool run_reverse(CopyRun *r)
+{
+    char *name = state_reverse_name(r->st.replication_name);
+    FollowOpts fo = {.source = r->tgt_ci,
+                     .target = r->src_ci,
+                     .slot = name,
+                     .publication = name,
+                     .origin = name,
+                     .proto_version = stream_proto_for_server(r->tgt_info.version_num),
+                     .client_encoding = r->src_info.encoding,
+                     .status_interval_ms = 10000,
+                     .max_retained_wal = r->o->max_retained_wal,
+                     .metrics = &r->metrics,
+                     .stop = &interrupted,
+                     .control = r->tgt_ci,
+                     .skip_origin = r->st.replication_name,
+                     .label = "reverse"};
+    SlotInfo si;
+    FollowResult fr;
+
+    if (!slot_info(r->tgt, name, &si)) {
+        free(name);
+        return false;
+    }
+    if (!si.exists) {
+        log_msg(LOG_ERROR, "The cutover records a reverse direction but its slot is missing.",
+                "Run pgrelocate cutover again to finish it, or rollback.",
+                "replication slot %s does not exist on the target", name);
+        free(name);
+        return false;
+    }
+    progress_stop(r->progress);
+    log_info("cut over: following the target's changes back to the source (Ctrl-C to stop; run "
+             "the same command to go on)");
+    fr = follow_run(&fo);
+    free(name);
+    if (fr == FOLLOW_FAILED)
+        return false;
+    if (fr == FOLLOW_FINISHED)
+        log_info("[reverse] stopped for good (rollback)");
+    else
+        log_info("[reverse] stopped; progress is saved on the source");
+    return true;
+}
+
 /* Stream and apply changes until a signal asks to stop. */
 static bool run_follow(CopyRun *r)
 {
@@ -805,10 +857,19 @@ static bool run_follow(CopyRun *r)
     progress_phase_begin(r->progress, "follow");
     progress_stop(r->progress);
     log_info("copy complete; following changes (Ctrl-C to stop; run the same command to go on)");
-    if (follow_run(&fo) != FOLLOW_STOPPED)
+    switch (follow_run(&fo)) {
+    case FOLLOW_FAILED:
         return false;
-    log_info("[follow] stopped; progress is saved on the target");
-    return true;
+    case FOLLOW_STOPPED:
+        log_info("[follow] stopped; progress is saved on the target");
+        return true;
+    case FOLLOW_FINISHED:
+        break;
+    }
+    /* a cutover stopped the forward direction */
+    if (!state_read_phase(r->tgt, &r->st.phase))
+        return false;
+    return true; /* migrate_main goes on in reverse if the cutover set it up */
 }
 
 typedef bool (*PhaseFn)(CopyRun *r);
@@ -904,7 +965,7 @@ static int conclude(CopyRun *r, bool ok, bool was_done)
 {
     const char *again = r->follow ? "Run the same command to continue."
                                   : "Run the same command with --resume to continue.";
-    bool followed = r->st.phase == PHASE_FOLLOW;
+    bool followed = r->follow && r->st.phase >= PHASE_FOLLOW;
     int rc;
 
     log_last_error(r->cause, sizeof(r->cause)); /* before the summary lines below */
@@ -958,6 +1019,11 @@ static int migrate_main(const Options *o, bool follow)
         if (before == PHASE_FOLLOW)
             break; /* follow returns when asked to stop */
     }
+    if (ok && follow && !interrupted && r.st.phase == PHASE_REVERSE)
+        ok = run_reverse(&r);
+    if (ok && follow && r.st.phase == PHASE_ROLLED_BACK)
+        log_info("this migration was rolled back: the source is primary again and nothing "
+                 "follows; pgrelocate cleanup removes what is left of it");
     progress_phase_end(r.progress);
     progress_stop(r.progress);
     return conclude(&r, ok, was_done);

@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const phase_names[] = {"schema",    "data",    "large-objects", "post-data",
-                                          "sequences", "analyze", "follow",        "done"};
+static const char *const phase_names[] = {"schema",    "data",       "large-objects", "post-data",
+                                          "sequences", "analyze",    "follow",        "done",
+                                          "reverse",   "rolled-back"};
 
 const char *state_phase_name(Phase p)
 {
@@ -21,10 +22,31 @@ const char *state_phase_name(Phase p)
 
 static Phase phase_from_name(const char *s)
 {
-    for (int i = 0; i <= PHASE_DONE; i++)
+    for (int i = 0; i <= PHASE_LAST; i++)
         if (strcmp(s, phase_names[i]) == 0)
             return (Phase)i;
     return PHASE_SCHEMA;
+}
+
+char *state_reverse_name(const char *replication_name)
+{
+    return xasprintf("%s_reverse", replication_name);
+}
+
+bool state_read_phase(PGconn *tgt, Phase *phase)
+{
+    PGresult *res = conn_query(tgt, "state", "SELECT phase FROM pgrelocate.migration", 0, NULL, 1);
+
+    if (!res)
+        return false;
+    if (PQntuples(res) != 1) {
+        log_error("[state] expected one migration row, found %d", PQntuples(res));
+        PQclear(res);
+        return false;
+    }
+    *phase = phase_from_name(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
 }
 
 static const char *const create_sql =

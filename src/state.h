@@ -26,10 +26,20 @@ typedef enum {
     PHASE_SEQUENCES,
     PHASE_ANALYZE,
     PHASE_FOLLOW, /* start: copy done, changes streaming */
-    PHASE_DONE
+    PHASE_DONE,
+    PHASE_REVERSE,     /* cut over: the target is primary; changes flow back to the source */
+    PHASE_ROLLED_BACK, /* rolled back: the source is primary again; nothing follows */
+    PHASE_LAST = PHASE_ROLLED_BACK
 } Phase;
 
 const char *state_phase_name(Phase p);
+
+/* Name of the reverse direction's slot and publication (on the target)
+ * and replication origin (on the source), derived from the forward
+ * replication name; caller frees. */
+char *state_reverse_name(const char *replication_name);
+/* The phase as stored now (a light read for followers). */
+bool state_read_phase(PGconn *tgt, Phase *phase);
 
 typedef struct StateTable {
     int table_no;

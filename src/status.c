@@ -133,7 +133,7 @@ static void report_free(Report *r)
 
 static int phase_from_text(const char *name)
 {
-    for (int p = PHASE_SCHEMA; p <= PHASE_DONE; p++)
+    for (int p = PHASE_SCHEMA; p <= PHASE_LAST; p++)
         if (strcmp(state_phase_name((Phase)p), name) == 0)
             return p;
     return -1;

@@ -38,9 +38,12 @@ Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, in
         return NULL;
     qslot = conn_quote_ident(conn, slot);
     qpub = conn_quote_literal(conn, publication);
+    /* messages (14+): the logical message a sync point writes on the
+     * source tells apply it has seen everything before it */
     sql = xasprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', "
-                    "publication_names %s)",
-                    qslot, lsn_format(start_lsn, lsn), proto_version, qpub);
+                    "publication_names %s%s)",
+                    qslot, lsn_format(start_lsn, lsn), proto_version, qpub,
+                    proto_version >= 2 ? ", messages 'true'" : "");
     res = PQexec(conn, sql);
     free(qslot);
     free(qpub);

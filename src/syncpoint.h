@@ -27,9 +27,11 @@
 #ifndef PGRELOCATE_SYNCPOINT_H
 #define PGRELOCATE_SYNCPOINT_H
 
+#include "conninfo.h"
 #include "lsn.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -62,5 +64,56 @@ void syncpoint_release(SyncPoint *sp);
 /* Tell the follower to exit at this point (after cutover); frees sp.
  * Waits up to wait_ms for it to have exited. */
 bool syncpoint_finish(SyncPoint *sp, int wait_ms);
+
+/* ---- The follower's side ----
+ *
+ * SyncHold is shared by the follower's control loop (which talks to the
+ * table) and its apply thread (which holds): the control loop sets want
+ * and until_lsn; the apply thread reports status and applied_lsn. */
+typedef enum {
+    SYNC_WANT_NONE,
+    SYNC_WANT_HOLD,    /* hold at the next transaction boundary */
+    SYNC_WANT_ADVANCE, /* apply what committed before until_lsn, then hold */
+    SYNC_WANT_FINISH   /* commit and stop following */
+} SyncWant;
+
+typedef enum {
+    SYNC_RUNNING, /* applying */
+    SYNC_HOLDING, /* held at a boundary (want HOLD) */
+    SYNC_REACHED, /* held with everything before until_lsn applied */
+    SYNC_FINISHED /* the apply thread stopped for good */
+} SyncStatus;
+
+typedef struct SyncHold {
+    pthread_mutex_t lock;
+    uint64_t gen; /* bumped by every change of want: a report names the want it answers */
+    SyncWant want;
+    Lsn until_lsn;
+    SyncStatus status;
+    Lsn applied_lsn;
+} SyncHold;
+
+void syncpoint_hold_init(SyncHold *h);
+/* What the control loop wants now, and its generation. */
+SyncWant syncpoint_hold_want(SyncHold *h, Lsn *until_lsn, uint64_t *gen);
+/* The apply thread's answer to the want of generation gen (ignored when
+ * the want has changed since: a late answer must not pass for a new one). */
+void syncpoint_hold_report(SyncHold *h, uint64_t gen, SyncStatus status, Lsn applied_lsn);
+
+typedef struct SyncFollower SyncFollower;
+
+/* Connect the control session to the table's database (the migration's
+ * target): LISTEN for requests, hold the advisory lock that tells callers
+ * a follower runs.  NULL after logging (the caller may retry later). */
+SyncFollower *syncpoint_follower_open(const ConnInfo *control);
+/* Read requests and write back progress; never blocks for long.  Call
+ * every few ms while a sync point is active, else at least every second.
+ * Returns false when the control connection is lost (reopen it). */
+bool syncpoint_follower_poll(SyncFollower *f, SyncHold *h);
+/* True while a request is being served (poll often). */
+bool syncpoint_follower_busy(const SyncFollower *f);
+/* Tell a waiting syncpoint_finish that the follower has stopped. */
+void syncpoint_follower_finished(SyncFollower *f);
+void syncpoint_follower_close(SyncFollower *f);
 
 #endif
