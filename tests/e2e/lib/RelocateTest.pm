@@ -1257,6 +1257,10 @@ Wait for it (timeout: the framework's) and return a run_copy-style result.
 
 =cut
 
+# A test that dies must not leave a pgrelocate running (a follower
+# reconnects forever): END kills what start_copy started and is still there.
+our @background_pids;
+
 sub start_copy
 {
 	my (%args) = @_;
@@ -1266,7 +1270,16 @@ sub start_copy
 	note('starting: ' . join(' ', map { _shell_quote($_) } @$cmd));
 	my $h = IPC::Run::start($cmd, '<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout($args{timeout} // $PostgreSQL::Test::Utils::timeout_default));
+	push @background_pids, $h->{KIDS}[0]{PID};
 	return { h => $h, stdout => \$out, stderr => \$err, pid => $h->{KIDS}[0]{PID}, cmd => $cmd };
+}
+
+END
+{
+	for my $pid (@background_pids)
+	{
+		kill('KILL', $pid) if kill(0, $pid);
+	}
 }
 
 sub finish_copy
