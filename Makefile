@@ -29,6 +29,7 @@ UNIT_EXTRA_names    = src/strbuf.c
 UNIT_EXTRA_walmsg   = src/lsn.c
 UNIT_EXTRA_progress = src/log.c src/size.c src/strbuf.c
 UNIT_EXTRA_digest   = src/names.c src/strbuf.c
+UNIT_EXTRA_bouncerconf = src/strbuf.c
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

@@ -56,6 +56,32 @@ static const OptionSpec option_table[] = {
      "how often --watch refreshes (default: 2s)"},
     {"max-differences", 0, OPT_COUNT, OPT(max_differences), NULL, "N",
      "list at most N differing rows; all are counted (default: 100)"},
+    {"pgbouncer", 0, OPT_STRING, OPT(pgbouncer), "PGRELOCATE_PGBOUNCER", "URI",
+     "pgbouncer's admin console (postgresql://admin@host:6432/pgbouncer); the user must be "
+     "in its admin_users"},
+    {"pgbouncer-config", 0, OPT_STRING, OPT(pgbouncer_config), "PGRELOCATE_PGBOUNCER_CONFIG",
+     "FILE", "the pgbouncer.ini pgbouncer runs with; its [databases] entry is rewritten"},
+    {"database", 0, OPT_STRING, OPT(database), NULL, "NAME",
+     "the database's name in pgbouncer's [databases] section"},
+    {"max-pause", 0, OPT_DURATION, OPT(max_pause_ms), NULL, "DURATION",
+     "longest pause of writes before the switch; past it writes resume on the old side and "
+     "nothing changes (default: 2s)"},
+    {"max-lag", 0, OPT_SIZE, OPT(max_lag), NULL, "SIZE",
+     "refuse to pause while replication is further behind than this (default: 16MB)"},
+    {"sequence-headroom", 0, OPT_STRING, OPT(sequence_headroom), NULL, "N",
+     "set every sequence N increments beyond the old side's value (default: 0)"},
+    {"dry-run", 0, OPT_BOOL, OPT(dry_run), NULL, NULL,
+     "pause, wait for replication, set sequences, measure the pause, then resume on the old "
+     "side without switching"},
+    {"no-reverse", 0, OPT_BOOL, OPT(no_reverse), NULL, NULL,
+     "do not replicate writes made on the new side back to the old one (no rollback then)"},
+    {"pause-command", 0, OPT_STRING, OPT(pause_command), NULL, "CMD",
+     "without pgbouncer: shell command that pauses writes and returns when none is in flight"},
+    {"resume-command", 0, OPT_STRING, OPT(resume_command), NULL, "CMD",
+     "without pgbouncer: shell command that resumes writes"},
+    {"switch-command", 0, OPT_STRING, OPT(switch_command), NULL, "CMD",
+     "without pgbouncer: shell command that points clients at PGRELOCATE_NEW_HOST, "
+     "PGRELOCATE_NEW_PORT, PGRELOCATE_NEW_DBNAME"},
     {"verbose", 'v', OPT_BOOL, OPT(verbose), NULL, NULL, "print debugging detail"},
     {"quiet", 'q', OPT_BOOL, OPT(quiet), NULL, NULL, "print only warnings and errors"},
     {"help", 'h', OPT_BOOL, OPT(help), NULL, NULL, "show this help"},
@@ -72,6 +98,8 @@ void cli_defaults(Options *opts)
     opts->progress = "auto";
     opts->slot_wait_ms = 5 * 60 * 1000;
     opts->interval_ms = 2000;
+    opts->max_pause_ms = 2000;
+    opts->max_lag = (int64_t)16 * 1024 * 1024;
     opts->max_retained_wal = (int64_t)20 * 1024 * 1024 * 1024;
     opts->max_differences = 100;
 }

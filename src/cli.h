@@ -35,11 +35,22 @@ typedef struct Options {
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
     int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
     const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
-    OptList tables;      /* copy, start, verify: --tables patterns (each may be a comma list) */
-    bool json;           /* check, status: machine-readable output on stdout */
-    bool watch;          /* status: redraw every interval until Ctrl-C */
-    int64_t interval_ms; /* status --watch period */
-    int max_differences; /* verify: differing rows listed (all are counted) */
+    OptList tables;        /* copy, start, verify: --tables patterns (each may be a comma list) */
+    bool json;             /* check, status: machine-readable output on stdout */
+    bool watch;            /* status: redraw every interval until Ctrl-C */
+    int64_t interval_ms;   /* status --watch period */
+    int max_differences;   /* verify: differing rows listed (all are counted) */
+    const char *pgbouncer; /* cutover: pgbouncer admin console URI */
+    const char *pgbouncer_config;  /* cutover: pgbouncer.ini to rewrite */
+    const char *database;          /* cutover: the database's name in pgbouncer */
+    int64_t max_pause_ms;          /* cutover: give up and resume after this long */
+    int64_t max_lag;               /* cutover: refuse to begin when further behind (bytes) */
+    const char *sequence_headroom; /* cutover: move sequences this many steps further */
+    bool dry_run;                  /* cutover: pause, drain, measure, resume; no switch */
+    bool no_reverse;               /* cutover: no replication target -> source afterwards */
+    const char *pause_command;     /* cutover without pgbouncer: pause writes */
+    const char *resume_command;    /* ... resume them */
+    const char *switch_command;    /* ... point clients at the other side */
     bool verbose;
     bool quiet;
     bool help;

@@ -19,5 +19,7 @@ int cmd_cleanup(const Options *opts);
 int cmd_check(const Options *opts);
 int cmd_status(const Options *opts);
 int cmd_verify(const Options *opts);
+int cmd_cutover(const Options *opts);
+int cmd_rollback(const Options *opts);
 
 #endif

@@ -36,6 +36,11 @@ static const char *const status_options[] = {"target", "source", "json", "watch"
 static const char *const status_required[] = {"target", NULL};
 static const char *const verify_options[] = {"source",          "target", "jobs", "tables",
                                              "max-differences", "json",   NULL};
+static const char *const cutover_options[] = {
+    "source",         "target",     "pgbouncer",     "pgbouncer-config",
+    "database",       "max-pause",  "max-lag",       "sequence-headroom",
+    "dry-run",        "no-reverse", "pause-command", "resume-command",
+    "switch-command", NULL};
 
 static const CommandSpec commands[] = {
     {"copy", cmd_copy, "copy a whole database (schema and data) to an empty target database",
@@ -114,6 +119,42 @@ static const CommandSpec commands[] = {
      "  pgrelocate verify --source postgresql://app@old-db/shop \\\n"
      "                    --target postgresql://app@new-db/shop --jobs 8",
      verify_options, copy_required},
+    {"cutover", cmd_cutover, "switch the clients to the target with writes paused for a moment",
+     "pgrelocate cutover --source URI --target URI --pgbouncer URI --pgbouncer-config FILE "
+     "--database NAME [options]",
+     "Run while `pgrelocate start` follows the source. In order: checks that replication is\n"
+     "less than --max-lag behind; PAUSEs the database on pgbouncer (clients wait, they get no\n"
+     "error; transactions in flight finish first); writes a fence on the source and waits\n"
+     "until every source transaction before it is applied on the target; sets every sequence\n"
+     "on the target to the source's value (plus --sequence-headroom); points pgbouncer's\n"
+     "database entry at the target (the entry in --pgbouncer-config is rewritten atomically,\n"
+     "every other line kept, then RELOAD); RESUMEs. It prints the measured pause and each\n"
+     "step's time.\n"
+     "\n"
+     "If anything fails, or the pause reaches --max-pause before the switch, writes resume on\n"
+     "the source unchanged and replication goes on: nothing is lost, run it again later. A\n"
+     "watchdog process resumes pgbouncer even if pgrelocate is killed while writes are\n"
+     "paused. --dry-run does everything but the switch and resumes on the source.\n"
+     "\n"
+     "pgbouncer must run in pool_mode transaction (or statement) for PAUSE to wait only for\n"
+     "transactions, the --pgbouncer user must be in its admin_users, and pgrelocate must be\n"
+     "able to write --pgbouncer-config. Without pgbouncer, --pause-command, --resume-command\n"
+     "and --switch-command do the same (the switch command gets PGRELOCATE_NEW_HOST,\n"
+     "PGRELOCATE_NEW_PORT and PGRELOCATE_NEW_DBNAME in its environment).\n"
+     "\n"
+     "Example:\n"
+     "  pgrelocate cutover --source postgresql://app@old-db/shop \\\n"
+     "      --target postgresql://postgres@new-db/shop \\\n"
+     "      --pgbouncer postgresql://admin@127.0.0.1:6432/pgbouncer \\\n"
+     "      --pgbouncer-config /etc/pgbouncer/pgbouncer.ini --database shop --max-pause 2s",
+     cutover_options, copy_required},
+    {"rollback", cmd_rollback, "switch the clients back to the source after a cutover",
+     "pgrelocate rollback --source URI --target URI --pgbouncer URI --pgbouncer-config FILE "
+     "--database NAME [options]",
+     "The cutover in the other direction: pause, wait until the reverse replication has\n"
+     "brought every write made on the target to the source, set the source's sequences,\n"
+     "point pgbouncer back at the source, resume. Writes made on the target are not lost.",
+     cutover_options, copy_required},
     {"cleanup", cmd_cleanup, "remove the slot, publication, origin and state of a migration",
      "pgrelocate cleanup --source URI --target URI",
      "Drops what pgrelocate created: on the source the replication slot and the publication\n"

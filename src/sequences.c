@@ -7,6 +7,7 @@
 #include "log.h"
 #include "strbuf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static bool copy_one(PGconn *src, PGconn *tgt, const CatSequence *s)
@@ -37,4 +38,58 @@ bool sequences_copy(PGconn *src, PGconn *tgt, const CatSequence *seqs, int n)
         if (!copy_one(src, tgt, &seqs[i]))
             return false;
     return true;
+}
+
+/* Read on the side clients used: one JSON array of {s, v, c}; a sequence
+ * never used keeps is_called false.  Unreadable ones are counted apart. */
+static const char *const read_all_sql =
+    "SELECT coalesce(json_agg(json_build_object("
+    "  's', pg_catalog.format('%I.%I', schemaname, sequencename),"
+    "  'v', CASE WHEN last_value IS NULL THEN start_value"
+    "            WHEN $1::numeric = 0 THEN last_value"
+    "            ELSE LEAST(max_value::numeric, GREATEST(min_value::numeric,"
+    "                 last_value::numeric + $1::numeric * increment_by))::bigint END,"
+    "  'c', last_value IS NOT NULL)) FILTER (WHERE readable), '[]')::text,"
+    "  count(*) FILTER (WHERE NOT readable),"
+    "  pg_catalog.string_agg(pg_catalog.format('%I.%I', schemaname, sequencename), ', ')"
+    "    FILTER (WHERE NOT readable)"
+    " FROM (SELECT *, pg_catalog.has_sequence_privilege("
+    "         pg_catalog.format('%I.%I', schemaname, sequencename), 'SELECT') AS readable"
+    "       FROM pg_catalog.pg_sequences"
+    "       WHERE schemaname <> 'pgrelocate' AND schemaname <> 'information_schema'"
+    "         AND schemaname !~ '^pg_') s";
+
+static const char *const set_all_sql =
+    "SELECT count(pg_catalog.setval(x.s::regclass, x.v, x.c))"
+    " FROM pg_catalog.json_to_recordset($1::json) AS x(s text, v bigint, c bool)";
+
+bool sequences_sync_all(PGconn *from, PGconn *to, int64_t headroom, int *count)
+{
+    char h[32];
+    const char *p1[1] = {h};
+    PGresult *res, *set;
+    bool ok = false;
+
+    *count = 0;
+    snprintf(h, sizeof(h), "%lld", (long long)headroom);
+    if (!(res = conn_query(from, "sequences", read_all_sql, 1, p1, 3)))
+        return false;
+    if (PQntuples(res) != 1) {
+        log_error("[sequences] reading the sequences returned %d rows, expected 1", PQntuples(res));
+    } else if (atoi(PQgetvalue(res, 0, 1)) > 0) {
+        log_msg(LOG_ERROR, PQgetvalue(res, 0, 2),
+                "Grant SELECT on these sequences to the role pgrelocate connects as.",
+                "[sequences] cannot read %s sequence(s): the switch would leave them behind",
+                PQgetvalue(res, 0, 1));
+    } else {
+        const char *p2[1] = {PQgetvalue(res, 0, 0)};
+
+        if ((set = conn_query(to, "sequences", set_all_sql, 1, p2, 1)) != NULL) {
+            *count = atoi(PQgetvalue(set, 0, 0));
+            ok = true;
+            PQclear(set);
+        }
+    }
+    PQclear(res);
+    return ok;
 }

@@ -1,0 +1,809 @@
+/*
+ * cutover.c: `pgrelocate cutover` (source -> target) and `rollback`
+ * (target -> source), one code path with the two sides swapped:
+ *
+ *   prepare    connections, state, the watchdog, pgbouncer's entry and the
+ *              rewritten config computed, lag below --max-lag
+ *   pause      PAUSE (waits for in-flight transactions), watchdog armed
+ *   fence      a logical message on the old side, flushed: its LSN
+ *   drain      replication has applied everything before the fence
+ *   sequences  every sequence set on the new side
+ *   switch     config entry rewritten, RELOAD (not in --dry-run)
+ *   resume     RESUME: clients go on, on the new side
+ *
+ * Anything failing before the switch, or the pause reaching --max-pause,
+ * resumes on the old side unchanged.  Each run is a row of
+ * pgrelocate.cutovers on the target; its step tells a later run what an
+ * interrupted one left (see recover()).
+ */
+#include "cutover.h"
+
+#include "bouncerconf.h"
+#include "commands.h"
+#include "conn.h"
+#include "conninfo.h"
+#include "log.h"
+#include "lsn.h"
+#include "pgbouncer.h"
+#include "sequences.h"
+#include "size.h"
+#include "slot.h"
+#include "state.h"
+#include "strbuf.h"
+#include "watchdog.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The watchdog resumes this long after --max-pause: pgrelocate's own
+ * deadline comes first, the watchdog only when pgrelocate is stuck or gone. */
+#define WATCHDOG_MARGIN_MS 500
+#define ADMIN_TIMEOUT_MS   5000
+#define MAX_STEPS          12
+
+typedef struct Step {
+    const char *name;
+    int64_t ms;
+} Step;
+
+typedef struct Endpoint {
+    char host[256];
+    char port[32];
+    char dbname[256];
+} Endpoint;
+
+typedef struct Cutover {
+    const Options *o;
+    bool rollback;
+    const char *ctx; /* "[cutover]" or "[rollback]" */
+    int64_t headroom;
+    ConnInfo *src_ci, *tgt_ci;
+    PGconn *src, *tgt;
+    PGconn *from, *to;               /* clients are on from and go to to */
+    const char *from_side, *to_side; /* "source" / "target" */
+    Endpoint old_ep, new_ep;         /* the pgbouncer entry before and after */
+    MigrationState st;
+    char *slot; /* on from: carries its changes to `to` */
+    Bouncer *admin, *spare;
+    Watchdog *wd;
+    StrBuf conf, new_conf;
+    int id; /* row in pgrelocate.cutovers; 0 before it exists */
+    Lsn fence;
+    int64_t mark_ms, pause_start_ms, pause_ms;
+    bool paused;
+    Step steps[MAX_STEPS];
+    int nsteps;
+    char reason[512];
+} Cutover;
+
+char *cutover_reverse_name(const char *replication_name)
+{
+    return xasprintf("%s_reverse", replication_name);
+}
+
+/* Tests kill pgrelocate at each point of the run (kill -9 of the whole
+ * process, as a crash would): PGRELOCATE_TEST_KILL_AT names the point. */
+static void kill_point(const char *name)
+{
+    const char *at = getenv("PGRELOCATE_TEST_KILL_AT");
+
+    if (at && strcmp(at, name) == 0)
+        raise(SIGKILL);
+}
+
+static void step_done(Cutover *c, const char *name)
+{
+    int64_t now = bouncer_now_ms();
+
+    kill_point(name);
+
+    if (c->nsteps < MAX_STEPS)
+        c->steps[c->nsteps++] = (Step){name, now - c->mark_ms};
+    log_info("%s %s done (%lld ms)", c->ctx, name, (long long)(now - c->mark_ms));
+    c->mark_ms = now;
+}
+
+/* Remember why the run gives up (for the record and the final message). */
+static void set_reason(Cutover *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_reason(Cutover *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->reason[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+static bool check_options(Cutover *c)
+{
+    const Options *o = c->o;
+    bool hooks = o->pause_command || o->resume_command || o->switch_command;
+    char *end;
+
+    if (o->sequence_headroom) {
+        errno = 0;
+        c->headroom = strtoll(o->sequence_headroom, &end, 10);
+        if (errno || end == o->sequence_headroom || *end || c->headroom < 0) {
+            log_error("--sequence-headroom expects a whole number of 0 or more, not \"%s\"",
+                      o->sequence_headroom);
+            return false;
+        }
+    }
+    if (o->pgbouncer && hooks) {
+        log_msg(LOG_ERROR, NULL, "Use either pgbouncer or the hook commands.",
+                "--pgbouncer cannot be combined with --pause-command, --resume-command or "
+                "--switch-command");
+        return false;
+    }
+    if (o->pgbouncer && (!o->pgbouncer_config || !o->database)) {
+        log_msg(LOG_ERROR, NULL,
+                "Give the pgbouncer.ini pgbouncer runs with and the database's name in it.",
+                "--pgbouncer needs --pgbouncer-config and --database");
+        return false;
+    }
+    if (!o->pgbouncer &&
+        (!o->pause_command || !o->resume_command || (!o->switch_command && !o->dry_run))) {
+        log_msg(LOG_ERROR, NULL,
+                "Give --pgbouncer, --pgbouncer-config and --database, or --pause-command, "
+                "--resume-command and --switch-command.",
+                "nothing to pause and switch clients with");
+        return false;
+    }
+    if (o->max_pause_ms < 1) {
+        log_error("--max-pause must be above 0");
+        return false;
+    }
+    return true;
+}
+
+/* ---- hooks ------------------------------------------------------------ */
+
+/* Run a hook through /bin/sh with the new side in its environment; kill it
+ * at the deadline.  true when it exited 0 in time. */
+static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_ms)
+{
+    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    pid_t pid;
+    int status = 0;
+
+    fflush(NULL);
+    if ((pid = fork()) < 0) {
+        log_error("%s could not start the %s command: %s", c->ctx, what, strerror(errno));
+        return false;
+    }
+    if (pid == 0) {
+        setenv("PGRELOCATE_NEW_HOST", c->new_ep.host, 1);
+        setenv("PGRELOCATE_NEW_PORT", c->new_ep.port, 1);
+        setenv("PGRELOCATE_NEW_DBNAME", c->new_ep.dbname, 1);
+        setenv("PGRELOCATE_DIRECTION", c->rollback ? "rollback" : "cutover", 1);
+        if (c->o->database)
+            setenv("PGRELOCATE_DATABASE", c->o->database, 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            return false;
+        if (bouncer_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            log_error("%s the %s command did not finish within %d ms", c->ctx, what, timeout_ms);
+            return false;
+        }
+        usleep(1000);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return true;
+    log_msg(LOG_ERROR, cmd, NULL, "%s the %s command failed (exit status %d)", c->ctx, what,
+            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return false;
+}
+
+/* ---- the record in pgrelocate.cutovers -------------------------------- */
+
+static const char *const record_table_sql =
+    "CREATE TABLE IF NOT EXISTS pgrelocate.cutovers ("
+    "  id serial PRIMARY KEY,"
+    "  direction text NOT NULL CHECK (direction IN ('cutover', 'rollback')),"
+    "  dry_run bool NOT NULL,"
+    "  database text,"
+    "  step text NOT NULL,"
+    "  old_host text, old_port text, old_dbname text,"
+    "  new_host text, new_port text, new_dbname text,"
+    "  reverse_name text,"
+    "  fence_lsn pg_lsn,"
+    "  pause_ms bigint,"
+    "  outcome text CHECK (outcome IN ('done', 'aborted', 'recovered')),"
+    "  reason text,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  finished_at timestamptz)";
+
+static bool record_begin(Cutover *c)
+{
+    const char *p[10] = {c->rollback ? "rollback" : "cutover",
+                         c->o->dry_run ? "true" : "false",
+                         c->o->database,
+                         c->old_ep.host,
+                         c->old_ep.port,
+                         c->old_ep.dbname,
+                         c->new_ep.host,
+                         c->new_ep.port,
+                         c->new_ep.dbname,
+                         NULL};
+    PGresult *res = conn_query(c->tgt, "cutover",
+                               "INSERT INTO pgrelocate.cutovers (direction, dry_run, database, "
+                               "step, old_host, old_port, old_dbname, new_host, new_port, "
+                               "new_dbname) VALUES ($1, $2, $3, 'prepared', $4, $5, $6, $7, $8, "
+                               "$9) RETURNING id",
+                               9, p, 1);
+
+    if (!res)
+        return false;
+    c->id = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
+
+static bool record_step(Cutover *c, const char *step)
+{
+    char id[16];
+    const char *p[2] = {id, step};
+
+    snprintf(id, sizeof(id), "%d", c->id);
+    return conn_command(c->tgt, "cutover", "UPDATE pgrelocate.cutovers SET step = $2 WHERE id = $1",
+                        2, p);
+}
+
+static void record_end(Cutover *c, const char *outcome)
+{
+    char id[16], ms[32], fence[LSN_TEXT_SIZE];
+    const char *p[5] = {id, outcome, c->reason[0] ? c->reason : NULL, c->pause_ms > 0 ? ms : NULL,
+                        c->fence ? fence : NULL};
+
+    if (!c->id)
+        return;
+    snprintf(id, sizeof(id), "%d", c->id);
+    snprintf(ms, sizeof(ms), "%lld", (long long)c->pause_ms);
+    lsn_format(c->fence, fence);
+    conn_command(c->tgt, "cutover",
+                 "UPDATE pgrelocate.cutovers SET outcome = $2, reason = $3, pause_ms = $4, "
+                 "fence_lsn = $5, finished_at = now() WHERE id = $1",
+                 5, p);
+    state_event(c->tgt, strcmp(outcome, "done") == 0 ? "info" : "warning", c->ctx + 1,
+                c->reason[0] ? c->reason : outcome);
+}
+
+/* ---- pgbouncer's entry ------------------------------------------------ */
+
+static void endpoint_of(const ConnInfo *ci, Endpoint *ep)
+{
+    const char *host = conninfo_get(ci, "host");
+    const char *port = conninfo_get(ci, "port");
+    const char *db = conninfo_get(ci, "dbname");
+
+    snprintf(ep->host, sizeof(ep->host), "%s", host ? host : "");
+    snprintf(ep->port, sizeof(ep->port), "%s", port ? port : "5432");
+    snprintf(ep->dbname, sizeof(ep->dbname), "%s", db ? db : "");
+}
+
+static bool same_endpoint(const BouncerDatabase *d, const Endpoint *ep)
+{
+    return strcmp(d->host, ep->host) == 0 && d->port == atoi(ep->port);
+}
+
+/* Read the config, compute the switched one, and see where pgbouncer
+ * points now.  *already: it points at the new side. */
+static bool prepare_bouncer(Cutover *c, bool *already)
+{
+    const char *const set[] = {"host",   c->new_ep.host,   "port", c->new_ep.port,
+                               "dbname", c->new_ep.dbname, NULL};
+    char err[512];
+    BouncerDatabase d;
+    bool found;
+
+    *already = false;
+    if (!(c->admin = bouncer_connect(c->o->pgbouncer, ADMIN_TIMEOUT_MS)) ||
+        !(c->spare = bouncer_connect(c->o->pgbouncer, ADMIN_TIMEOUT_MS)))
+        return false;
+    if (!bouncer_show_database(c->admin, c->o->database, &d, &found))
+        return false;
+    if (!found) {
+        log_msg(LOG_ERROR, NULL, "Give --database as named in pgbouncer's [databases] section.",
+                "pgbouncer has no database \"%s\"", c->o->database);
+        return false;
+    }
+    if (same_endpoint(&d, &c->new_ep)) {
+        *already = true;
+        return true;
+    }
+    if (!same_endpoint(&d, &c->old_ep))
+        log_warning("%s pgbouncer's database %s points at host=%s port=%d, not at the %s "
+                    "(host=%s port=%s)",
+                    c->ctx, c->o->database, d.host, d.port, c->from_side, c->old_ep.host,
+                    c->old_ep.port);
+    if (d.paused) {
+        log_msg(LOG_ERROR, NULL,
+                "Resume it (RESUME on the admin console) once whoever paused it is done.",
+                "pgbouncer's database %s is paused already", c->o->database);
+        return false;
+    }
+    if (!bouncerconf_read_file(c->o->pgbouncer_config, &c->conf, err, sizeof(err)) ||
+        !bouncerconf_rewrite(c->conf.data, c->conf.len, c->o->database, set, &c->new_conf, NULL,
+                             err, sizeof(err))) {
+        log_msg(LOG_ERROR, err, "Give --pgbouncer-config as the file pgbouncer runs with.",
+                "cannot switch pgbouncer's database %s in %s", c->o->database,
+                c->o->pgbouncer_config);
+        return false;
+    }
+    return true;
+}
+
+/* ---- recovery of an interrupted run ----------------------------------- */
+
+/* Put pgbouncer's entry back at the old side of an interrupted run. */
+static bool restore_entry(Cutover *c, const Endpoint *old)
+{
+    const char *const set[] = {"host", old->host, "port", old->port, "dbname", old->dbname, NULL};
+    char err[512];
+    StrBuf now, fixed;
+    bool ok;
+
+    strbuf_init(&now);
+    strbuf_init(&fixed);
+    ok = bouncerconf_read_file(c->o->pgbouncer_config, &now, err, sizeof(err)) &&
+         bouncerconf_rewrite(now.data, now.len, c->o->database, set, &fixed, NULL, err,
+                             sizeof(err)) &&
+         bouncerconf_write_file(c->o->pgbouncer_config, fixed.data, fixed.len, err, sizeof(err));
+    if (!ok)
+        log_msg(LOG_ERROR, err, NULL, "%s could not restore pgbouncer's entry", c->ctx);
+    strbuf_free(&now);
+    strbuf_free(&fixed);
+    return ok && bouncer_run(c->admin, "RELOAD", NULL, ADMIN_TIMEOUT_MS) == BOUNCER_OK;
+}
+
+/* Settle one unfinished row: if pgbouncer runs with its new entry the
+ * switch happened (recovered, done); otherwise the old side is restored
+ * and writes resume there (aborted). */
+static bool settle_row(Cutover *c, PGresult *res, int i)
+{
+    const char *id = PQgetvalue(res, i, 0);
+    const char *step = PQgetvalue(res, i, 1);
+    Endpoint old, neu;
+    BouncerDatabase d;
+    bool found, switched = false, ok = true;
+    const char *p[2] = {id, NULL};
+
+    snprintf(old.host, sizeof(old.host), "%s", PQgetvalue(res, i, 2));
+    snprintf(old.port, sizeof(old.port), "%s", PQgetvalue(res, i, 3));
+    snprintf(old.dbname, sizeof(old.dbname), "%s", PQgetvalue(res, i, 4));
+    snprintf(neu.host, sizeof(neu.host), "%s", PQgetvalue(res, i, 5));
+    snprintf(neu.port, sizeof(neu.port), "%s", PQgetvalue(res, i, 6));
+    if (c->o->pgbouncer) {
+        if (!bouncer_show_database(c->admin, c->o->database, &d, &found))
+            return false;
+        switched = found && strcmp(d.host, neu.host) == 0 && d.port == atoi(neu.port);
+        if (!switched && strcmp(step, "switching") == 0)
+            ok = restore_entry(c, &old);
+        ok = ok && bouncer_run(c->admin, "RESUME", c->o->database, ADMIN_TIMEOUT_MS) == BOUNCER_OK;
+    } else {
+        ok = run_hook(c, "resume", c->o->resume_command, ADMIN_TIMEOUT_MS);
+        switched = strcmp(step, "switching") == 0;
+    }
+    if (!ok)
+        return false;
+    p[1] = switched ? "recovered" : "aborted";
+    log_warning("%s an earlier run (cutover %s) was interrupted at step %s: %s", c->ctx, id, step,
+                switched ? "its switch had taken effect; writes resumed on the new side"
+                         : "writes resumed on the old side, which stays in use");
+    return conn_command(c->tgt, "cutover",
+                        "UPDATE pgrelocate.cutovers SET outcome = $2, finished_at = now(), "
+                        "reason = 'interrupted at step ' || step WHERE id = $1",
+                        2, p);
+}
+
+static bool recover(Cutover *c)
+{
+    PGresult *res = conn_query(c->tgt, "cutover",
+                               "SELECT id, step, old_host, old_port, old_dbname, new_host, "
+                               "new_port FROM pgrelocate.cutovers WHERE outcome IS NULL "
+                               "ORDER BY id",
+                               0, NULL, 7);
+    bool ok = res != NULL;
+
+    for (int i = 0; ok && i < PQntuples(res); i++)
+        ok = settle_row(c, res, i);
+    PQclear(res);
+    return ok;
+}
+
+/* ---- preflight -------------------------------------------------------- */
+
+static bool check_lag(Cutover *c)
+{
+    const char *p[1] = {c->slot};
+    PGresult *res = conn_query(
+        c->from, "cutover",
+        "SELECT active, pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
+        "confirmed_flush_lsn)::bigint FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+        1, p, 2);
+    bool ok = false;
+    int64_t lag;
+
+    if (!res)
+        return false;
+    if (PQntuples(res) != 1) {
+        log_msg(LOG_ERROR, NULL, "Run `pgrelocate start` first: it creates the slot.",
+                "%s the %s has no replication slot %s", c->ctx, c->from_side, c->slot);
+    } else if (PQgetvalue(res, 0, 0)[0] != 't') {
+        log_msg(LOG_ERROR, NULL,
+                c->rollback ? "Keep the `pgrelocate start` that follows the reverse stream running."
+                            : "Keep `pgrelocate start` running during the cutover.",
+                "%s nothing is replicating from the %s (slot %s is inactive)", c->ctx, c->from_side,
+                c->slot);
+    } else if ((lag = atoll(PQgetvalue(res, 0, 1))) > c->o->max_lag) {
+        char have[32], limit[32];
+
+        size_format_bytes(lag, have, sizeof(have));
+        size_format_bytes(c->o->max_lag, limit, sizeof(limit));
+        log_msg(LOG_ERROR, NULL,
+                "Wait until `pgrelocate status` shows the lag near zero, or raise --max-lag.",
+                "%s replication is %s behind the %s, more than --max-lag %s", c->ctx, have,
+                c->from_side, limit);
+    } else {
+        char have[32];
+
+        size_format_bytes(lag, have, sizeof(have));
+        log_info("%s replication is %s behind the %s", c->ctx, have, c->from_side);
+        ok = true;
+    }
+    PQclear(res);
+    return ok;
+}
+
+/* ---- the pause -------------------------------------------------------- */
+
+static int64_t pause_left_ms(const Cutover *c)
+{
+    return c->pause_start_ms + c->o->max_pause_ms - bouncer_now_ms();
+}
+
+static bool do_pause(Cutover *c)
+{
+    BouncerStatus st;
+
+    if (!record_step(c, "pausing") ||
+        !watchdog_arm(c->wd, (int)c->o->max_pause_ms + WATCHDOG_MARGIN_MS)) {
+        set_reason(c, "could not arm the watchdog or record the step");
+        return false;
+    }
+    c->pause_start_ms = bouncer_now_ms();
+    c->paused = true;
+    if (!c->o->pgbouncer) {
+        if (run_hook(c, "pause", c->o->pause_command, (int)c->o->max_pause_ms))
+            return true;
+        set_reason(c, "the pause command failed or took longer than --max-pause");
+        return false;
+    }
+    st = bouncer_pause(c->admin, c->spare, c->o->database, (int)c->o->max_pause_ms);
+    if (st == BOUNCER_OK)
+        return true;
+    if (st == BOUNCER_TIMEOUT) {
+        /* bouncer_pause resumed on the spare connection already */
+        bouncer_close(c->admin);
+        c->admin = c->spare;
+        c->spare = NULL;
+        c->paused = false;
+        set_reason(c,
+                   "transactions in flight did not finish within --max-pause %lld ms: writes "
+                   "resumed on the %s",
+                   (long long)c->o->max_pause_ms, c->from_side);
+    } else {
+        set_reason(c, "PAUSE failed");
+    }
+    return false;
+}
+
+/* The fence: a logical message on the old side, committed and flushed
+ * (synchronous_commit on for this session).  Every transaction that
+ * committed before the pause finished ends before it. */
+static bool do_fence(Cutover *c)
+{
+    PGresult *res = conn_query(c->from, "cutover",
+                               "SELECT pg_catalog.pg_logical_emit_message(true, 'pgrelocate', "
+                               "'cutover fence')::text",
+                               0, NULL, 1);
+    bool ok = res && lsn_parse(PQgetvalue(res, 0, 0), &c->fence);
+
+    PQclear(res);
+    if (!ok)
+        set_reason(c, "could not write the fence on the %s", c->from_side);
+    return ok;
+}
+
+/* Wait until the slot on the old side confirms the fence: the follower
+ * confirms only what it committed on the other side. */
+static bool do_drain(Cutover *c)
+{
+    char fence[LSN_TEXT_SIZE];
+    const char *p[2] = {c->slot, fence};
+
+    lsn_format(c->fence, fence);
+    while (pause_left_ms(c) > 0) {
+        PGresult *res = conn_query(c->from, "cutover",
+                                   "SELECT coalesce(confirmed_flush_lsn >= $2::pg_lsn, false) "
+                                   "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                                   2, p, 1);
+        bool there = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+
+        if (!res) {
+            set_reason(c, "could not read the replication slot on the %s", c->from_side);
+            return false;
+        }
+        PQclear(res);
+        if (there)
+            return true;
+        usleep(2000);
+    }
+    set_reason(c,
+               "replication did not reach the fence %s within --max-pause %lld ms: writes "
+               "resumed on the %s",
+               fence, (long long)c->o->max_pause_ms, c->from_side);
+    return false;
+}
+
+static bool do_sequences(Cutover *c)
+{
+    int n;
+
+    if (!sequences_sync_all(c->from, c->to, c->headroom, &n)) {
+        set_reason(c, "could not set the sequences on the %s", c->to_side);
+        return false;
+    }
+    log_info("%s set %d sequence(s) on the %s", c->ctx, n, c->to_side);
+    return true;
+}
+
+static bool do_switch(Cutover *c)
+{
+    char err[512];
+    BouncerDatabase d;
+    bool found;
+
+    if (pause_left_ms(c) <= 0) {
+        set_reason(c,
+                   "the pause reached --max-pause %lld ms before the switch: writes resumed "
+                   "on the %s",
+                   (long long)c->o->max_pause_ms, c->from_side);
+        return false;
+    }
+    if (!record_step(c, "switching")) {
+        set_reason(c, "could not record the switch");
+        return false;
+    }
+    if (!c->o->pgbouncer) {
+        if (run_hook(c, "switch", c->o->switch_command, (int)pause_left_ms(c)))
+            return true;
+        set_reason(c, "the switch command failed");
+        return false;
+    }
+    if (!bouncerconf_write_file(c->o->pgbouncer_config, c->new_conf.data, c->new_conf.len, err,
+                                sizeof(err))) {
+        log_msg(LOG_ERROR, err, NULL, "%s could not write %s", c->ctx, c->o->pgbouncer_config);
+        set_reason(c, "could not write the pgbouncer config");
+        return false;
+    }
+    kill_point("config-written");
+    if (bouncer_run(c->admin, "RELOAD", NULL, ADMIN_TIMEOUT_MS) == BOUNCER_OK &&
+        bouncer_show_database(c->admin, c->o->database, &d, &found) && found &&
+        same_endpoint(&d, &c->new_ep))
+        return true;
+    set_reason(c, "pgbouncer did not take the new entry on RELOAD");
+    return false;
+}
+
+/* Resume writes; pause_ms measures PAUSE to RESUME. */
+static bool do_resume(Cutover *c)
+{
+    bool ok = c->o->pgbouncer
+                  ? bouncer_run(c->admin, "RESUME", c->o->database, ADMIN_TIMEOUT_MS) == BOUNCER_OK
+                  : run_hook(c, "resume", c->o->resume_command, ADMIN_TIMEOUT_MS);
+
+    c->pause_ms = bouncer_now_ms() - c->pause_start_ms;
+    if (ok) {
+        c->paused = false;
+        watchdog_disarm(c->wd);
+    }
+    return ok;
+}
+
+/* Something failed before the switch: undo it, resume on the old side. */
+static void abort_switch(Cutover *c, bool switching)
+{
+    if (switching && c->o->pgbouncer) {
+        char err[512];
+
+        if (!bouncerconf_write_file(c->o->pgbouncer_config, c->conf.data, c->conf.len, err,
+                                    sizeof(err)))
+            log_msg(LOG_ERROR, err, NULL, "%s could not put back %s", c->ctx,
+                    c->o->pgbouncer_config);
+        else
+            bouncer_run(c->admin, "RELOAD", NULL, ADMIN_TIMEOUT_MS);
+    }
+    if (c->paused && !do_resume(c))
+        log_error("%s could not resume writes: the watchdog will within %lld ms", c->ctx,
+                  (long long)c->o->max_pause_ms + WATCHDOG_MARGIN_MS);
+    record_end(c, "aborted");
+}
+
+/* ---- the whole run ---------------------------------------------------- */
+
+static void print_report(const Cutover *c)
+{
+    printf("%s %s: writes paused for %lld ms (PAUSE to RESUME)\n",
+           c->rollback ? "rollback" : "cutover",
+           c->o->dry_run ? "dry run done, nothing switched" : "done", (long long)c->pause_ms);
+    for (int i = 0; i < c->nsteps; i++)
+        printf("  %-10s %6lld ms\n", c->steps[i].name, (long long)c->steps[i].ms);
+    if (!c->o->dry_run)
+        printf("clients now use the %s (host=%s port=%s dbname=%s)\n", c->to_side, c->new_ep.host,
+               c->new_ep.port, c->new_ep.dbname);
+    fflush(stdout);
+}
+
+/* Everything that can happen before the pause. */
+static bool prepare(Cutover *c, bool *already)
+{
+    bool exists;
+
+    if (!(c->src =
+              conn_open(c->src_ci, &(ConnOpts){CONN_SOURCE, false, "pgrelocate cutover", NULL})) ||
+        !(c->tgt =
+              conn_open(c->tgt_ci, &(ConnOpts){CONN_TARGET, false, "pgrelocate cutover", NULL})))
+        return false;
+    c->from = c->rollback ? c->tgt : c->src;
+    c->to = c->rollback ? c->src : c->tgt;
+    if (!state_exists(c->tgt, &exists))
+        return false;
+    if (!exists || !state_load(c->tgt, &c->st) || !c->st.replication_name) {
+        log_msg(LOG_ERROR, NULL, "Run `pgrelocate start` first and let it reach the follow phase.",
+                "%s the target holds no migration that follows the source", c->ctx);
+        return false;
+    }
+    if (c->st.phase != PHASE_FOLLOW) {
+        log_msg(LOG_ERROR, NULL, "Wait until `pgrelocate status` shows the phase follow.",
+                "%s the migration is in phase %s, not follow", c->ctx,
+                state_phase_name(c->st.phase));
+        return false;
+    }
+    c->slot = c->rollback ? cutover_reverse_name(c->st.replication_name)
+                          : xstrdup(c->st.replication_name);
+    if (!conn_exec(c->tgt, "cutover", record_table_sql) ||
+        !conn_exec(c->from, "cutover", "SET synchronous_commit = on"))
+        return false;
+    if (c->o->pgbouncer && !prepare_bouncer(c, already))
+        return false;
+    if (!recover(c))
+        return false;
+    return *already || check_lag(c);
+}
+
+static int run(Cutover *c)
+{
+    bool already = false;
+
+    c->mark_ms = bouncer_now_ms();
+    if (!prepare(c, &already))
+        return EXIT_FAILED;
+    if (already) {
+        log_info("%s pgbouncer's database %s points at the %s already: nothing to do", c->ctx,
+                 c->o->database, c->to_side);
+        return EXIT_OK;
+    }
+    if (!record_begin(c))
+        return EXIT_FAILED;
+    step_done(c, "prepare");
+    if (!do_pause(c))
+        goto abort;
+    step_done(c, "pause");
+    if (!record_step(c, "paused") || !do_fence(c))
+        goto abort;
+    step_done(c, "fence");
+    if (!do_drain(c))
+        goto abort;
+    step_done(c, "drain");
+    if (!do_sequences(c))
+        goto abort;
+    step_done(c, "sequences");
+    if (c->o->dry_run) {
+        if (!do_resume(c))
+            goto abort;
+        step_done(c, "resume");
+        record_end(c, "done");
+        print_report(c);
+        return EXIT_OK;
+    }
+    if (!do_switch(c)) {
+        abort_switch(c, true);
+        goto fail;
+    }
+    step_done(c, "switch");
+    if (!do_resume(c))
+        log_error("%s could not resume writes: the watchdog will within %lld ms", c->ctx,
+                  (long long)c->o->max_pause_ms + WATCHDOG_MARGIN_MS);
+    step_done(c, "resume");
+    record_end(c, "done");
+    print_report(c);
+    return EXIT_OK;
+abort:
+    abort_switch(c, false);
+fail:
+    log_msg(LOG_ERROR, c->reason[0] ? c->reason : NULL,
+            "Nothing was switched and replication goes on; run the command again when the cause "
+            "is fixed.",
+            "%s aborted: clients stay on the %s", c->ctx, c->from_side);
+    return EXIT_FAILED;
+}
+
+static int cutover_main(const Options *o, bool rollback)
+{
+    Cutover c = {.o = o, .rollback = rollback};
+    char err[256];
+    int rc = EXIT_FAILED;
+
+    c.ctx = rollback ? "[rollback]" : "[cutover]";
+    c.from_side = rollback ? "target" : "source";
+    c.to_side = rollback ? "source" : "target";
+    strbuf_init(&c.conf);
+    strbuf_init(&c.new_conf);
+    if (!check_options(&c))
+        return EXIT_USAGE;
+    if (!(c.src_ci = conninfo_parse(o->source, err, sizeof(err))) ||
+        !(c.tgt_ci = conninfo_parse(o->target, err, sizeof(err)))) {
+        log_msg(LOG_ERROR, err, NULL, "invalid connection string");
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    endpoint_of(rollback ? c.tgt_ci : c.src_ci, &c.old_ep);
+    endpoint_of(rollback ? c.src_ci : c.tgt_ci, &c.new_ep);
+    /* First, before any other connection: the child must not inherit them. */
+    c.wd = watchdog_start(&(WatchdogOpts){o->pgbouncer, o->database, o->resume_command});
+    if (c.wd)
+        rc = run(&c);
+done:
+    watchdog_stop(c.wd);
+    bouncer_close(c.admin);
+    bouncer_close(c.spare);
+    conn_close(c.src);
+    conn_close(c.tgt);
+    conninfo_destroy(c.src_ci);
+    conninfo_destroy(c.tgt_ci);
+    state_free(&c.st);
+    strbuf_free(&c.conf);
+    strbuf_free(&c.new_conf);
+    free(c.slot);
+    return rc;
+}
+
+int cmd_cutover(const Options *o)
+{
+    return cutover_main(o, false);
+}
+
+int cmd_rollback(const Options *o)
+{
+    return cutover_main(o, true);
+}

@@ -1,0 +1,303 @@
+/*
+ * pgbouncer.c: the admin console client.  Commands go out with
+ * PQsendQuery (pgbouncer's console speaks only the simple protocol) and
+ * answers are awaited with poll() on the socket until a deadline, so a
+ * PAUSE that waits for a long transaction never blocks pgrelocate.
+ */
+#include "pgbouncer.h"
+
+#include "conninfo.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct Bouncer {
+    PGconn *conn;
+    char *display;
+};
+
+int64_t bouncer_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for the socket to become readable (or writable) until deadline;
+ * false on timeout. */
+static bool wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
+{
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
+
+    for (;;) {
+        int64_t left = deadline_ms - bouncer_now_ms();
+        int rc;
+
+        if (left <= 0)
+            return false;
+        rc = poll(&pfd, 1, (int)left);
+        if (rc > 0)
+            return true;
+        if (rc == 0)
+            return false;
+    }
+}
+
+static char *one_line(const char *msg)
+{
+    char *s = xstrdup(msg ? msg : "");
+    size_t n = strlen(s);
+
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    return s;
+}
+
+/* Non-blocking connect with a deadline. */
+static PGconn *connect_by(const char *const *kw, const char *const *val, int timeout_ms,
+                          bool *timed_out)
+{
+    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    PGconn *conn = PQconnectStartParams(kw, val, 0);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+    *timed_out = false;
+    if (!conn || PQstatus(conn) == CONNECTION_BAD)
+        return conn;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        if (!wait_socket(conn, st == PGRES_POLLING_WRITING, deadline)) {
+            *timed_out = true;
+            break;
+        }
+        st = PQconnectPoll(conn);
+    }
+    return conn;
+}
+
+Bouncer *bouncer_connect(const char *uri, int timeout_ms)
+{
+    static const char *const extra[] = {"dbname", "pgbouncer", "fallback_application_name",
+                                        "pgrelocate", NULL};
+    char err[256];
+    ConnInfo *ci = conninfo_parse(uri, err, sizeof(err));
+    const char **kw, **val;
+    Bouncer *b;
+    bool timed_out;
+    char *msg;
+
+    if (!ci) {
+        log_msg(LOG_ERROR, err, "Give --pgbouncer as a libpq URI or conninfo string.",
+                "invalid --pgbouncer connection string");
+        return NULL;
+    }
+    b = xcalloc(1, sizeof(*b));
+    conninfo_params(ci, extra, &kw, &val);
+    b->conn = connect_by(kw, val, timeout_ms, &timed_out);
+    free(kw);
+    free(val);
+    b->display = xasprintf("%s", conninfo_display(ci));
+    conninfo_destroy(ci);
+    if (b->conn && !timed_out && PQstatus(b->conn) == CONNECTION_OK)
+        return b;
+    msg = one_line(timed_out ? "no answer in time" : PQerrorMessage(b->conn));
+    log_msg(LOG_ERROR, msg,
+            "Check that pgbouncer listens there and that this user is listed in its admin_users "
+            "setting.",
+            "could not connect to the pgbouncer admin console (%s)", b->display);
+    free(msg);
+    bouncer_close(b);
+    return NULL;
+}
+
+void bouncer_close(Bouncer *b)
+{
+    if (!b)
+        return;
+    PQfinish(b->conn);
+    free(b->display);
+    free(b);
+}
+
+const char *bouncer_display(const Bouncer *b)
+{
+    return b->display;
+}
+
+/* pgbouncer's admin parser takes a database name bare when it is made of
+ * [0-9a-z_], else in double quotes with "" for a quote. */
+static char *quote_dbname(const char *name)
+{
+    StrBuf sb;
+
+    if (name[strspn(name, "0123456789abcdefghijklmnopqrstuvwxyz_")] == '\0' && name[0])
+        return xstrdup(name);
+    strbuf_init(&sb);
+    strbuf_append(&sb, "\"");
+    for (const char *p = name; *p; p++)
+        strbuf_append(&sb, *p == '"' ? "\"\"" : (char[2]){*p, '\0'});
+    strbuf_append(&sb, "\"");
+    return strbuf_detach(&sb);
+}
+
+bool bouncer_send(Bouncer *b, const char *verb, const char *dbname)
+{
+    char *q = dbname ? quote_dbname(dbname) : NULL;
+    char *sql = xasprintf("%s%s%s", verb, q ? " " : "", q ? q : "");
+    bool ok = PQsendQuery(b->conn, sql) == 1;
+
+    if (!ok) {
+        char *msg = one_line(PQerrorMessage(b->conn));
+
+        log_msg(LOG_ERROR, msg, NULL, "[pgbouncer] could not send %s", sql);
+        free(msg);
+    }
+    free(sql);
+    free(q);
+    return ok;
+}
+
+BouncerStatus bouncer_wait(Bouncer *b, int timeout_ms, char *err, size_t errlen)
+{
+    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    BouncerStatus st = BOUNCER_OK;
+    PGresult *res;
+
+    err[0] = '\0';
+    for (;;) {
+        if (!PQconsumeInput(b->conn)) {
+            char *msg = one_line(PQerrorMessage(b->conn));
+
+            snprintf(err, errlen, "%s", msg);
+            free(msg);
+            return BOUNCER_FAILED;
+        }
+        if (!PQisBusy(b->conn))
+            break;
+        if (!wait_socket(b->conn, false, deadline))
+            return BOUNCER_TIMEOUT;
+    }
+    while ((res = PQgetResult(b->conn)) != NULL) {
+        ExecStatusType rs = PQresultStatus(res);
+
+        if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK && st == BOUNCER_OK) {
+            char *msg = one_line(PQresultErrorMessage(res));
+
+            snprintf(err, errlen, "%s", msg[0] ? msg : PQresStatus(rs));
+            free(msg);
+            st = BOUNCER_FAILED;
+        }
+        PQclear(res);
+    }
+    return st;
+}
+
+static const char *hint_for(const char *verb, const char *err)
+{
+    if (strstr(err, "No such database") || strstr(err, "no such database"))
+        return "Name the database as it appears in the [databases] section of pgbouncer.ini "
+               "(--database).";
+    if (strstr(err, "admin access") || strstr(err, "not allowed"))
+        return "List this user in pgbouncer's admin_users setting.";
+    if (strcmp(verb, "RELOAD") == 0)
+        return "Check pgbouncer's log: it may not be able to read the config file.";
+    return NULL;
+}
+
+BouncerStatus bouncer_run(Bouncer *b, const char *verb, const char *dbname, int timeout_ms)
+{
+    char err[512];
+    BouncerStatus st;
+
+    if (!bouncer_send(b, verb, dbname))
+        return BOUNCER_FAILED;
+    st = bouncer_wait(b, timeout_ms, err, sizeof(err));
+    if (st == BOUNCER_FAILED && strcmp(verb, "RESUME") == 0 && strstr(err, "is not paused"))
+        return BOUNCER_OK;
+    if (st == BOUNCER_FAILED)
+        log_msg(LOG_ERROR, err, hint_for(verb, err), "[pgbouncer] %s%s%s failed", verb,
+                dbname ? " " : "", dbname ? dbname : "");
+    else if (st == BOUNCER_TIMEOUT)
+        log_msg(LOG_ERROR, NULL, NULL, "[pgbouncer] %s%s%s: no answer within %d ms", verb,
+                dbname ? " " : "", dbname ? dbname : "", timeout_ms);
+    return st;
+}
+
+BouncerStatus bouncer_pause(Bouncer *b, Bouncer *spare, const char *dbname, int timeout_ms)
+{
+    char err[512];
+    BouncerStatus st;
+
+    if (!bouncer_send(b, "PAUSE", dbname))
+        return BOUNCER_FAILED;
+    st = bouncer_wait(b, timeout_ms, err, sizeof(err));
+    if (st == BOUNCER_OK)
+        return BOUNCER_OK;
+    /* The PAUSE may be in force (draining or done): undo it from the spare
+     * connection, whatever the first one says. */
+    if (bouncer_run(spare, "RESUME", dbname, 5000) != BOUNCER_OK)
+        log_msg(LOG_ERROR, NULL,
+                "Run RESUME on the pgbouncer admin console by hand if clients still wait.",
+                "[pgbouncer] could not resume %s after an unfinished PAUSE", dbname);
+    if (st == BOUNCER_FAILED)
+        log_msg(LOG_ERROR, err, hint_for("PAUSE", err), "[pgbouncer] PAUSE %s failed", dbname);
+    return st;
+}
+
+static void copy_field(PGresult *res, int row, const char *name, char *out, size_t outlen)
+{
+    int col = PQfnumber(res, name);
+
+    snprintf(out, outlen, "%s",
+             col >= 0 && !PQgetisnull(res, row, col) ? PQgetvalue(res, row, col) : "");
+}
+
+bool bouncer_show_database(Bouncer *b, const char *dbname, BouncerDatabase *out, bool *found)
+{
+    PGresult *res;
+    bool ok = false;
+
+    memset(out, 0, sizeof(*out));
+    *found = false;
+    res = PQexec(b->conn, "SHOW DATABASES");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQfnumber(res, "name") < 0 ||
+        PQfnumber(res, "host") < 0 || PQfnumber(res, "port") < 0 ||
+        PQfnumber(res, "database") < 0) {
+        char *msg = one_line(PQresultErrorMessage(res));
+
+        log_msg(LOG_ERROR,
+                msg[0] ? msg : "the answer lacks the name, host, port or database column", NULL,
+                "[pgbouncer] SHOW DATABASES failed");
+        free(msg);
+        goto done;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        char name[256], num[32];
+
+        copy_field(res, i, "name", name, sizeof(name));
+        if (strcmp(name, dbname) != 0)
+            continue;
+        copy_field(res, i, "host", out->host, sizeof(out->host));
+        copy_field(res, i, "database", out->database, sizeof(out->database));
+        copy_field(res, i, "port", num, sizeof(num));
+        out->port = atoi(num);
+        copy_field(res, i, "paused", num, sizeof(num));
+        out->paused = atoi(num) != 0;
+        copy_field(res, i, "disabled", num, sizeof(num));
+        out->disabled = atoi(num) != 0;
+        *found = true;
+    }
+    ok = true;
+done:
+    PQclear(res);
+    return ok;
+}
