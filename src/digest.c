@@ -45,6 +45,42 @@ void digest_add_buckets(DigestBucket *dst, const DigestBucket *src, size_t n)
     }
 }
 
+static void close_pass(StrBuf *sb, char ***passes, int *n)
+{
+    strbuf_append(sb, "}");
+    *passes = xrealloc(*passes, (size_t)(*n + 1) * sizeof(char *));
+    (*passes)[(*n)++] = strbuf_detach(sb);
+    strbuf_free(sb);
+    strbuf_init(sb);
+}
+
+int digest_plan_passes(const DigestBucket *src, const DigestBucket *tgt, int nbuckets,
+                       int64_t max_rows, char ***passes)
+{
+    StrBuf sb;
+    int64_t rows = 0;
+    int n = 0;
+
+    *passes = NULL;
+    strbuf_init(&sb);
+    for (int b = 0; b < nbuckets; b++) {
+        int64_t r = src[b].rows > tgt[b].rows ? src[b].rows : tgt[b].rows;
+
+        if (src[b].rows == tgt[b].rows && src[b].sum == tgt[b].sum)
+            continue;
+        if (sb.len > 0 && rows + r > max_rows) {
+            close_pass(&sb, passes, &n);
+            rows = 0;
+        }
+        strbuf_appendf(&sb, "%s%d", sb.len ? "," : "{", b);
+        rows += r;
+    }
+    if (sb.len > 0)
+        close_pass(&sb, passes, &n);
+    strbuf_free(&sb);
+    return n;
+}
+
 int digest_split_blocks(int64_t nblocks, int64_t blocks_per_range, DigestRange **out)
 {
     int64_t n;

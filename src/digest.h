@@ -34,6 +34,14 @@ bool digest_parse_sum(const char *text, uint64_t *out);
 /* Add src's buckets into dst (n buckets each). */
 void digest_add_buckets(DigestBucket *dst, const DigestBucket *src, size_t n);
 
+/* The buckets whose digests differ, grouped into drill-down passes of at
+ * most max_rows rows (the larger side's count; a bucket bigger than that
+ * gets a pass of its own).  Each pass is an int8[] literal, "{3,17}".
+ * Returns the number of passes; *passes is malloc'ed (NULL when none),
+ * the caller frees each and the array. */
+int digest_plan_passes(const DigestBucket *src, const DigestBucket *tgt, int nbuckets,
+                       int64_t max_rows, char ***passes);
+
 /* A block range [start, end) of a table's heap; end = -1: to the end (the
  * last range is open, so rows in blocks added since the size was read are
  * scanned too). */

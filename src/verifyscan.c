@@ -160,6 +160,27 @@ static char *row_expr(PGconn *conn, const VerifyTable *t)
     return strbuf_detach(&sb);
 }
 
+/* The text a row's bucket is chosen from: its key for a keyed table (so a
+ * changed row stays in its bucket on both sides and drill-down passes are
+ * independent), the whole row otherwise (equal rows share a bucket). */
+static char *bucket_expr(PGconn *conn, const VerifyTable *t)
+{
+    StrBuf sb;
+
+    if (t->nkey == 0)
+        return row_expr(conn, t);
+    strbuf_init(&sb);
+    strbuf_append(&sb, t->nkey > 1 ? "ROW(" : "");
+    for (int i = 0; i < t->nkey; i++) {
+        char *q = conn_quote_ident(conn, t->key_names[i]);
+
+        strbuf_appendf(&sb, "%s%s", i ? ", " : "", q);
+        free(q);
+    }
+    strbuf_append(&sb, t->nkey > 1 ? ")::text" : "::text");
+    return strbuf_detach(&sb);
+}
+
 static char *range_from(PGconn *conn, const VerifyTable *t, DigestRange r)
 {
     char *q = conn_qualify(conn, t->schema_name, t->table_name);
@@ -176,17 +197,26 @@ static char *range_from(PGconn *conn, const VerifyTable *t, DigestRange r)
 
 static char *digest_sql(PGconn *conn, const VerifyTable *t, DigestRange r)
 {
-    char *row = row_expr(conn, t), *from = range_from(conn, t, r);
-    char *sql = xasprintf("SELECT (h & %lld)::int4, count(*), sum(h) FROM ("
-                          "SELECT hashtextextended(%s, 0) AS h FROM %s) s GROUP BY 1",
-                          (long long)((1 << t->bucket_bits) - 1), row, from);
+    char *row = row_expr(conn, t), *from = range_from(conn, t, r), *sql;
 
+    if (t->nkey == 0) {
+        sql = xasprintf("SELECT (h & %lld)::int4, count(*), sum(h) FROM ("
+                        "SELECT hashtextextended(%s, 0) AS h FROM %s) s GROUP BY 1",
+                        (long long)((1 << t->bucket_bits) - 1), row, from);
+    } else {
+        char *key = bucket_expr(conn, t);
+
+        sql = xasprintf("SELECT (hashtextextended(%s, 0) & %lld)::int4, count(*),"
+                        " sum(hashtextextended(%s, 0)) FROM %s GROUP BY 1",
+                        key, (long long)((1 << t->bucket_bits) - 1), row, from);
+        free(key);
+    }
     free(row);
     free(from);
     return sql;
 }
 
-/* Keys (or a key-less row's text) and hashes of the rows in buckets $1. */
+/* Keys (or a key-less row's text) and row hashes of the rows in buckets $1. */
 static char *drill_sql(PGconn *conn, const VerifyTable *t, DigestRange r)
 {
     char *row = row_expr(conn, t), *from = range_from(conn, t, r), *sql;
@@ -210,9 +240,15 @@ static char *drill_sql(PGconn *conn, const VerifyTable *t, DigestRange r)
         strbuf_appendf(&outer, "k%d, ", i);
         free(q);
     }
-    sql = xasprintf("SELECT %sh FROM (SELECT %shashtextextended(%s, 0) AS h FROM %s) s"
-                    " WHERE (h & %lld) = ANY ($1::int8[])",
-                    outer.data, keys.data, row, from, mask);
+    {
+        char *key = bucket_expr(conn, t);
+
+        sql = xasprintf("SELECT %sh FROM (SELECT %shashtextextended(%s, 0) AS kh,"
+                        " hashtextextended(%s, 0) AS h FROM %s) s"
+                        " WHERE (kh & %lld) = ANY ($1::int8[])",
+                        outer.data, keys.data, key, row, from, mask);
+        free(key);
+    }
     strbuf_free(&keys);
     strbuf_free(&outer);
     free(row);
@@ -312,7 +348,10 @@ static PGconn *open_worker(const Pool *p)
     lit = conn_quote_literal(conn, p->setup->snapshot[p->side]);
     sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s",
                     lit);
-    ok = conn_exec(conn, ctx, verifyscan_session_sql) && conn_exec(conn, ctx, sql);
+    /* The planner cannot know a bucket number has few values and would sort
+     * a whole range to group it: hash aggregation instead, no JIT set-up. */
+    ok = conn_exec(conn, ctx, verifyscan_session_sql) &&
+         conn_exec(conn, ctx, "SET enable_sort = off; SET jit = off") && conn_exec(conn, ctx, sql);
     free(lit);
     free(sql);
     if (!ok) {
@@ -387,10 +426,15 @@ static bool run_pools(const VerifyScanSetup *setup, Item **items, const int *nit
 
 /* ---- the two passes ---- */
 
+/* Rows read back per table in one drill-down pass (each pass scans the
+ * table again on both sides): bounds memory when much differs. */
+#define DRILL_PASS_ROWS 1000000
+
 typedef struct TableWork {
     DigestRange *ranges[2];
     int nranges[2];
-    char *buckets_param; /* differing buckets, NULL when none */
+    char **passes; /* differing buckets, "{3,17}", grouped into passes */
+    int npasses;
 } TableWork;
 
 static void plan_ranges(VerifyScan *vs, TableWork *tw, int jobs)
@@ -404,18 +448,21 @@ static void plan_ranges(VerifyScan *vs, TableWork *tw, int jobs)
         }
 }
 
-static void make_items(VerifyScan *vs, TableWork *tw, bool drill, Item **items, int *nitems)
+/* pass < 0: the digest items; else drill-down pass number pass. */
+static void make_items(VerifyScan *vs, TableWork *tw, int pass, Item **items, int *nitems)
 {
+    bool drill = pass >= 0;
+
     for (int side = 0; side < 2; side++) {
         int n = 0;
 
         for (int t = 0; t < vs->ntables; t++)
-            if (!drill || tw[t].buckets_param)
+            if (!drill || pass < tw[t].npasses)
                 n += tw[t].nranges[side];
         items[side] = xcalloc((size_t)n + 1, sizeof(Item));
         nitems[side] = 0;
         for (int t = 0; t < vs->ntables; t++) {
-            if (drill && !tw[t].buckets_param)
+            if (drill && pass >= tw[t].npasses)
                 continue;
             for (int r = 0; r < tw[t].nranges[side]; r++) {
                 Item *it = &items[side][nitems[side]++];
@@ -423,7 +470,7 @@ static void make_items(VerifyScan *vs, TableWork *tw, bool drill, Item **items, 
                 it->table = &vs->tables[t];
                 it->side = side;
                 it->range = tw[t].ranges[side][r];
-                it->buckets_param = drill ? tw[t].buckets_param : NULL;
+                it->buckets_param = drill ? tw[t].passes[pass] : NULL;
             }
         }
     }
@@ -461,21 +508,13 @@ static void collect_digests(VerifyScan *vs, TableWork *tw, Item **items, const i
         }
     for (int t = 0; t < vs->ntables; t++) {
         VerifyTable *vt = &vs->tables[t];
-        StrBuf sb;
-        int ndiff = 0;
 
-        strbuf_init(&sb);
-        strbuf_append(&sb, "{");
         for (int b = 0; b < (1 << vt->bucket_bits); b++) {
             vt->rows[0] += vt->buckets[0][b].rows;
             vt->rows[1] += vt->buckets[1][b].rows;
-            if (vt->buckets[0][b].rows != vt->buckets[1][b].rows ||
-                vt->buckets[0][b].sum != vt->buckets[1][b].sum)
-                strbuf_appendf(&sb, "%s%d", ndiff++ ? "," : "", b);
         }
-        strbuf_append(&sb, "}");
-        tw[t].buckets_param = ndiff ? strbuf_detach(&sb) : NULL;
-        strbuf_free(&sb);
+        tw[t].npasses = digest_plan_passes(vt->buckets[0], vt->buckets[1], 1 << vt->bucket_bits,
+                                           DRILL_PASS_ROWS, &tw[t].passes);
     }
 }
 
@@ -550,21 +589,27 @@ bool verifyscan_run(VerifyScan *vs, const VerifyScanSetup *setup)
     bool ok;
 
     plan_ranges(vs, tw, setup->jobs);
-    make_items(vs, tw, false, items, nitems);
+    make_items(vs, tw, -1, items, nitems);
     ok = run_pools(setup, items, nitems);
     if (ok)
         collect_digests(vs, tw, items, nitems);
     free_items(items, nitems, vs);
-    if (ok) {
-        make_items(vs, tw, true, items, nitems);
-        if (nitems[0] + nitems[1] > 0 && (ok = run_pools(setup, items, nitems)))
+    for (int pass = 0; ok; pass++) {
+        make_items(vs, tw, pass, items, nitems);
+        if (nitems[0] + nitems[1] == 0) {
+            free_items(items, nitems, vs);
+            break;
+        }
+        if ((ok = run_pools(setup, items, nitems)))
             collect_rows(vs, items, nitems, setup->max_differences);
         free_items(items, nitems, vs);
     }
     for (int t = 0; t < vs->ntables; t++) {
         free(tw[t].ranges[0]);
         free(tw[t].ranges[1]);
-        free(tw[t].buckets_param);
+        for (int p = 0; p < tw[t].npasses; p++)
+            free(tw[t].passes[p]);
+        free(tw[t].passes);
     }
     free(tw);
     return ok;

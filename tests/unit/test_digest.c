@@ -82,6 +82,38 @@ static void test_split_blocks(void **state)
     free(r);
 }
 
+static void test_plan_passes(void **state)
+{
+    DigestBucket s[6] = {{10, 1}, {10, 2}, {700, 3}, {0, 0}, {5, 5}, {3, 9}};
+    DigestBucket t[6] = {{10, 1}, {10, 7}, {700, 4}, {2, 8}, {5, 5}, {300, 9}};
+    char **p;
+    int n;
+
+    (void)state;
+    /* differing: 1 (10 rows), 2 (700), 3 (2), 5 (300); at most 1000 a pass */
+    n = digest_plan_passes(s, t, 6, 1000, &p);
+    assert_int_equal(n, 2);
+    assert_string_equal(p[0], "{1,2,3}");
+    assert_string_equal(p[1], "{5}");
+    for (int i = 0; i < n; i++)
+        free(p[i]);
+    free(p);
+    /* a bucket above the limit still gets its own pass */
+    n = digest_plan_passes(s, t, 6, 100, &p);
+    assert_int_equal(n, 4);
+    assert_string_equal(p[0], "{1}");
+    assert_string_equal(p[1], "{2}");
+    assert_string_equal(p[2], "{3}");
+    assert_string_equal(p[3], "{5}");
+    for (int i = 0; i < n; i++)
+        free(p[i]);
+    free(p);
+    /* nothing differs: no pass */
+    n = digest_plan_passes(s, s, 6, 100, &p);
+    assert_int_equal(n, 0);
+    assert_null(p);
+}
+
 typedef struct Seen {
     char text[1024];
     int64_t n;
@@ -211,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_parse_sum),
         cmocka_unit_test(test_parse_sum_is_additive),
         cmocka_unit_test(test_split_blocks),
+        cmocka_unit_test(test_plan_passes),
         cmocka_unit_test(test_match_keyed),
         cmocka_unit_test(test_match_keyed_composite_keys_do_not_run_together),
         cmocka_unit_test(test_match_keyless_counts_duplicates),
