@@ -15,6 +15,7 @@
 #include "schemadiff.h"
 #include "strbuf.h"
 #include "tablefilter.h"
+#include "verifypoint.h"
 #include "verifyscan.h"
 
 #include <jansson.h>
@@ -26,10 +27,8 @@ typedef struct VerifyRun {
     const Options *o;
     ConnInfo *ci[2];
     PGconn *conn[2]; /* hold the exported snapshots until the end */
-    char *snapshot[2];
+    VerifyPoint point;
     TableFilter *filter; /* --tables, NULL: every table */
-    char point[512];     /* how the consistent point was taken, for the report */
-    bool live;           /* changes are being replicated (sequences may lag) */
     SchemaDiff *schema;
     int nschema;
     VerifyScan scan;
@@ -115,37 +114,6 @@ static bool same_hash_function(VerifyRun *r)
     PQclear(s);
     PQclear(t);
     return same;
-}
-
-/* One REPEATABLE READ snapshot per side, exported for the workers.  With
- * no follower, the two are taken one after the other: changes committed
- * in between would show as differences, which the report says. */
-static bool take_snapshots(VerifyRun *r)
-{
-    static const char *const sql =
-        "SELECT pg_export_snapshot(), to_char(now(), 'YYYY-MM-DD HH24:MI:SS.MS TZ')";
-
-    for (int side = 0; side < 2; side++) {
-        PGresult *res;
-
-        if (!conn_exec(r->conn[side], side ? "target" : "source",
-                       "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-            return false;
-        if (!(res = conn_query(r->conn[side], side ? "target" : "source", sql, 0, NULL, 2)))
-            return false;
-        r->snapshot[side] = xstrdup(PQgetvalue(res, 0, 0));
-        if (side == 0)
-            snprintf(r->point, sizeof(r->point),
-                     "no replication running: each side compared as of its own snapshot "
-                     "(source %s",
-                     PQgetvalue(res, 0, 1));
-        else
-            snprintf(r->point + strlen(r->point), sizeof(r->point) - strlen(r->point),
-                     ", target %s); changes written meanwhile would show as differences",
-                     PQgetvalue(res, 0, 1));
-        PQclear(res);
-    }
-    return true;
 }
 
 /* ---- report ---- */
@@ -250,7 +218,7 @@ static void print_text(const VerifyRun *r, FILE *out)
 {
     int64_t sf = schema_failures(r);
 
-    fprintf(out, "consistent point: %s\n", r->point);
+    fprintf(out, "consistent point: %s\n", r->point.description);
     print_rows(r, out);
     print_schema(r, out);
     print_table_summary(r, out);
@@ -312,8 +280,8 @@ static void print_json(const VerifyRun *r, FILE *out)
                                         d->source, "target", d->target, "counts", d->counts));
     }
     root = json_pack("{s:b, s:s, s:o, s:I, s:o, s:I, s:o, s:f}", "match",
-                     r->scan.total_diffs == 0 && sf == 0, "consistent_point", r->point, "tables",
-                     tables, "row_differences_total", (json_int_t)r->scan.total_diffs,
+                     r->scan.total_diffs == 0 && sf == 0, "consistent_point", r->point.description,
+                     "tables", tables, "row_differences_total", (json_int_t)r->scan.total_diffs,
                      "row_differences", diffs, "schema_differences_total", (json_int_t)sf,
                      "schema_differences", schema, "seconds", r->seconds);
     json_dumpf(root, out, JSON_INDENT(2));
@@ -330,9 +298,11 @@ static int run(VerifyRun *r)
 
     if (!parse_filter(r))
         return EXIT_USAGE;
-    if (!open_side(r, 0) || !open_side(r, 1) || !same_hash_function(r) || !take_snapshots(r))
+    if (!open_side(r, 0) || !open_side(r, 1) || !same_hash_function(r) ||
+        !verifypoint_take(&r->point, (const ConnInfo *const *)r->ci, r->conn))
         return EXIT_FAILED;
-    if (!schemadiff_run(r->conn[0], r->conn[1], keep_table, r, r->live, &r->schema, &r->nschema) ||
+    if (!schemadiff_run(r->conn[0], r->conn[1], keep_table, r, r->point.live, &r->schema,
+                        &r->nschema) ||
         !verifyscan_list_tables(r->conn[0], r->conn[1], keep_table, r, &r->scan))
         return EXIT_FAILED;
     if (!check_filter_used(r))
@@ -340,7 +310,7 @@ static int run(VerifyRun *r)
     log_info("[verify] comparing %d table%s with %d worker%s per side", r->scan.ntables,
              r->scan.ntables == 1 ? "" : "s", r->o->jobs, r->o->jobs == 1 ? "" : "s");
     setup = (VerifyScanSetup){.conninfo = {r->ci[0], r->ci[1]},
-                              .snapshot = {r->snapshot[0], r->snapshot[1]},
+                              .snapshot = {r->point.snapshot[0], r->point.snapshot[1]},
                               .jobs = r->o->jobs,
                               .max_differences = r->o->max_differences};
     if (!verifyscan_run(&r->scan, &setup))
@@ -361,9 +331,10 @@ int cmd_verify(const Options *o)
     rc = run(&r);
     for (int side = 0; side < 2; side++) {
         conn_close(r.conn[side]); /* ends the read-only transactions */
-        conninfo_destroy(r.ci[side]);
-        free(r.snapshot[side]);
     }
+    verifypoint_end(&r.point); /* after the connections: a follower we run may finish */
+    for (int side = 0; side < 2; side++)
+        conninfo_destroy(r.ci[side]);
     tablefilter_destroy(r.filter);
     schemadiff_free(r.schema, r.nschema);
     verifyscan_free(&r.scan);

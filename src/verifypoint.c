@@ -1,0 +1,236 @@
+/*
+ * verifypoint.c: snapshots for verify, at one replication position when a
+ * migration follows the source.
+ */
+#include "verifypoint.h"
+
+#include "catalog.h"
+#include "conn.h"
+#include "log.h"
+#include "lsn.h"
+#include "slot.h"
+#include "state.h"
+#include "strbuf.h"
+#include "stream.h"
+#include "syncpoint.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HOLD_WAIT_MS    60000  /* for the follower to reach a transaction boundary */
+#define HOLD_EXPIRE_MS  600000 /* the follower goes on by itself if we vanish */
+#define ADVANCE_WAIT_MS 600000 /* for it to apply up to the point (a backlog) */
+#define SPAWN_WAIT_MS   60000  /* for a follower we start to be ready */
+
+static const char *side_ctx(int side)
+{
+    return side ? "verify target" : "verify source";
+}
+
+/* BEGIN a read-only REPEATABLE READ transaction (importing import, if
+ * given), export its snapshot into *name; when: its time, for people. */
+static bool begin_export(PGconn *conn, int side, const char *import, char **name, char *when,
+                         size_t whenlen)
+{
+    PGresult *res;
+
+    if (!conn_exec(conn, side_ctx(side), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        return false;
+    if (import) {
+        char *lit = conn_quote_literal(conn, import), *sql;
+        bool ok;
+
+        sql = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
+        ok = conn_exec(conn, side_ctx(side), sql);
+        free(lit);
+        free(sql);
+        if (!ok)
+            return false;
+    }
+    res = conn_query(conn, side_ctx(side),
+                     "SELECT pg_export_snapshot(), to_char(now(), 'YYYY-MM-DD HH24:MI:SS.MS TZ')",
+                     0, NULL, 2);
+    if (!res)
+        return false;
+    *name = xstrdup(PQgetvalue(res, 0, 0));
+    snprintf(when, whenlen, "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return true;
+}
+
+static bool take_separately(VerifyPoint *vp, PGconn *conn[2], const char *why)
+{
+    char when[2][64];
+
+    for (int side = 0; side < 2; side++)
+        if (!begin_export(conn[side], side, NULL, &vp->snapshot[side], when[side], sizeof(when[0])))
+            return false;
+    snprintf(vp->description, sizeof(vp->description),
+             "%s: each side compared as of its own snapshot (source %s, target %s); changes "
+             "written in between would show as differences",
+             why, when[0], when[1]);
+    return true;
+}
+
+/* Is the target's migration in its follow phase?  Notes its replication
+ * name.  false after logging. */
+static bool following_migration(PGconn *tgt, VerifyPoint *vp, bool *follows)
+{
+    MigrationState st;
+    bool exists = false;
+
+    *follows = false;
+    if (!state_exists(tgt, &exists))
+        return false;
+    if (!exists)
+        return true;
+    memset(&st, 0, sizeof(st));
+    if (!state_load(tgt, &st))
+        return false;
+    *follows = st.phase == PHASE_FOLLOW && st.replication_name;
+    if (*follows)
+        vp->replication_name = xstrdup(st.replication_name);
+    state_free(&st);
+    return true;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* No `pgrelocate start` runs: follow in a thread of ours for the while. */
+static bool spawn_follower(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
+{
+    ServerInfo s, t;
+    SlotInfo si;
+    bool running = false;
+
+    if (!slot_info(conn[0], vp->replication_name, &si))
+        return false;
+    if (!si.exists) {
+        log_msg(LOG_ERROR, "The migration is in its follow phase but its slot is gone.",
+                "Run pgrelocate start to see why, or verify after pgrelocate cleanup.",
+                "replication slot %s does not exist on the source", vp->replication_name);
+        return false;
+    }
+    if (!catalog_server_info(conn[0], &s))
+        return false;
+    if (!catalog_server_info(conn[1], &t)) {
+        catalog_free_server_info(&s);
+        return false;
+    }
+    vp->encoding = xstrdup(t.encoding);
+    vp->fo = (FollowOpts){.source = ci[0],
+                          .target = ci[1],
+                          .slot = vp->replication_name,
+                          .publication = vp->replication_name,
+                          .origin = vp->replication_name,
+                          .proto_version = stream_proto_for_server(s.version_num),
+                          .client_encoding = vp->encoding,
+                          .label = "verify follow"};
+    catalog_free_server_info(&s);
+    catalog_free_server_info(&t);
+    log_info("[verify] no pgrelocate start runs: following changes in this process meanwhile");
+    if (!(vp->follower = follow_spawn(&vp->fo)))
+        return false;
+    for (int waited = 0; waited < SPAWN_WAIT_MS; waited += 100) {
+        if (!syncpoint_follower_running(conn[1], &running))
+            return false;
+        if (running)
+            return true;
+        sleep_ms(100);
+    }
+    log_msg(LOG_ERROR, NULL, "Run pgrelocate start and verify again.",
+            "the follower started for verify did not come up within %d s", SPAWN_WAIT_MS / 1000);
+    return false;
+}
+
+/* A temporary slot on a replication connection: its consistent point and
+ * the snapshot of exactly that point (valid while rep stays idle). */
+static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
+{
+    char name[64], *sql;
+    PGresult *res;
+    bool ok;
+
+    snprintf(name, sizeof(name), "pgrelocate_verify_%d", (int)getpid());
+    sql = PQserverVersion(rep) >= 150000
+              ? xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT "
+                          "'export')",
+                          name)
+              : xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT",
+                          name);
+    res = PQexec(rep, sql);
+    free(sql);
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 3 &&
+         lsn_parse(PQgetvalue(res, 0, 1), lsn);
+    if (ok)
+        *snapshot = xstrdup(PQgetvalue(res, 0, 2));
+    else
+        conn_log_result_error(res, rep, "verify source");
+    PQclear(res);
+    return ok;
+}
+
+/* Hold, create the slot, advance, target snapshot, release, source
+ * snapshot: see the header. */
+static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
+{
+    ConnOpts ro = {.side = CONN_SOURCE, .replication = true, .app_name = "pgrelocate verify"};
+    ConnOpts co = {.side = CONN_TARGET, .app_name = "pgrelocate verify"};
+    PGconn *ctl = conn_open(ci[1], &co), *rep = NULL;
+    SyncPoint *sp = NULL;
+    char *slot_snapshot = NULL, when[2][64], lsn_text[LSN_TEXT_SIZE];
+    Lsn lsn = 0;
+    bool ok = ctl && (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, HOLD_EXPIRE_MS)) &&
+              (rep = conn_open(ci[0], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
+              syncpoint_advance(sp, conn[0], lsn, ADVANCE_WAIT_MS) &&
+              begin_export(conn[1], 1, NULL, &vp->snapshot[1], when[1], sizeof(when[1]));
+
+    if (sp)
+        syncpoint_release(sp); /* at once: apply goes on while we compare */
+    ok = ok && begin_export(conn[0], 0, slot_snapshot, &vp->snapshot[0], when[0], sizeof(when[0]));
+    conn_close(rep); /* drops the temporary slot; the source's snapshot lives in conn[0] */
+    conn_close(ctl);
+    free(slot_snapshot);
+    if (ok)
+        snprintf(vp->description, sizeof(vp->description),
+                 "source LSN %s (source snapshot of that position; target held by the follower "
+                 "with every transaction committed before it applied, at %s)",
+                 lsn_format(lsn, lsn_text), when[1]);
+    return ok;
+}
+
+bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
+{
+    bool running = false, follows;
+
+    memset(vp, 0, sizeof(*vp));
+    if (!following_migration(conn[1], vp, &follows))
+        return false;
+    if (!follows)
+        return take_separately(vp, conn, "no replication to follow");
+    if (!syncpoint_follower_running(conn[1], &running))
+        return false;
+    if (!running && !spawn_follower(vp, ci, conn))
+        return false;
+    vp->live = true;
+    return take_at_lsn(vp, ci, conn);
+}
+
+void verifypoint_end(VerifyPoint *vp)
+{
+    if (vp->follower && follow_join(vp->follower) == FOLLOW_FAILED)
+        log_warning("[verify] the follower run for verify stopped on an error (see above); "
+                    "pgrelocate start will go on from its saved position");
+    free(vp->snapshot[0]);
+    free(vp->snapshot[1]);
+    free(vp->replication_name);
+    free(vp->encoding);
+    memset(vp, 0, sizeof(*vp));
+}

@@ -1,0 +1,45 @@
+/*
+ * verifypoint.h: the moment verify compares: one snapshot on each side,
+ * exported for verify's workers.
+ *
+ * While `pgrelocate start` follows the source (or could: the migration is
+ * in its follow phase and its slot exists, then a follower runs in this
+ * process for the while), both snapshots show the same instant: the
+ * follower is held at a transaction boundary (syncpoint.h), a temporary
+ * logical slot created on the source gives an exact LSN X and a snapshot
+ * of exactly X, the follower applies everything committed before X and
+ * holds, the target's snapshot is taken, and the follower goes on at once.
+ * Otherwise each side's snapshot is taken one after the other, and the
+ * description says so.
+ */
+#ifndef PGRELOCATE_VERIFYPOINT_H
+#define PGRELOCATE_VERIFYPOINT_H
+
+#include "conninfo.h"
+#include "follow.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+typedef struct VerifyPoint {
+    char *snapshot[2];     /* exported snapshot names: [source, target] */
+    char description[512]; /* for the report */
+    bool live;             /* at a replication position: changes are still flowing */
+    /* internal */
+    FollowOpts fo;
+    FollowThread *follower; /* one this process runs, or NULL */
+    char *replication_name;
+    char *encoding;
+} VerifyPoint;
+
+/* Take the point.  conn[side] must be idle connections (not in a
+ * transaction); each is left in a REPEATABLE READ READ ONLY transaction
+ * holding its side's snapshot until it is closed.  false after logging;
+ * then verifypoint_end still frees what was taken. */
+bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2]);
+
+/* Stop a follower this process started (its progress is saved) and free
+ * the rest. */
+void verifypoint_end(VerifyPoint *vp);
+
+#endif
