@@ -56,6 +56,9 @@ static const OptionSpec option_table[] = {
      "how often --watch refreshes (default: 2s)"},
     {"max-differences", 0, OPT_COUNT, OPT(max_differences), NULL, "N",
      "list at most N differing rows; all are counted (default: 100)"},
+    {"group-size", 0, OPT_SIZE, OPT(group_size), NULL, "SIZE",
+     "take a new consistent point after about SIZE of table data, so no snapshot stays open "
+     "on the source longer than comparing that much takes (default: 10GB)"},
     {"pgbouncer", 0, OPT_STRING, OPT(pgbouncer), "PGRELOCATE_PGBOUNCER", "URI",
      "pgbouncer's admin console (postgresql://admin@host:6432/pgbouncer); the user must be "
      "in its admin_users"},
@@ -102,6 +105,7 @@ void cli_defaults(Options *opts)
     opts->max_lag = (int64_t)16 * 1024 * 1024;
     opts->max_retained_wal = (int64_t)20 * 1024 * 1024 * 1024;
     opts->max_differences = 100;
+    opts->group_size = (int64_t)10 * 1024 * 1024 * 1024;
 }
 
 const OptionSpec *cli_find_option(const char *name)

@@ -40,6 +40,7 @@ typedef struct Options {
     bool watch;            /* status: redraw every interval until Ctrl-C */
     int64_t interval_ms;   /* status --watch period */
     int max_differences;   /* verify: differing rows listed (all are counted) */
+    int64_t group_size;    /* verify: a new consistent point after this much table data */
     const char *pgbouncer; /* cutover: pgbouncer admin console URI */
     const char *pgbouncer_config;  /* cutover: pgbouncer.ini to rewrite */
     const char *database;          /* cutover: the database's name in pgbouncer */

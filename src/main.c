@@ -34,8 +34,8 @@ static const char *const cleanup_options[] = {"source", "target", NULL};
 static const char *const check_options[] = {"source", "target", "pg-bin", "json", NULL};
 static const char *const status_options[] = {"target", "source", "json", "watch", "interval", NULL};
 static const char *const status_required[] = {"target", NULL};
-static const char *const verify_options[] = {"source",          "target", "jobs", "tables",
-                                             "max-differences", "json",   NULL};
+static const char *const verify_options[] = {"source",          "target", "jobs",       "tables",
+                                             "max-differences", "json",   "group-size", NULL};
 static const char *const cutover_options[] = {
     "source",         "target",     "pgbouncer",     "pgbouncer-config",
     "database",       "max-pause",  "max-lag",       "sequence-headroom",
@@ -100,7 +100,8 @@ static const CommandSpec commands[] = {
      "Reads the migration's state from the target (and the slot from the source when given).",
      status_options, status_required},
     {"verify", cmd_verify, "compare source and target exactly: every row, the schema, sequences",
-     "pgrelocate verify --source URI --target URI [--jobs N] [--tables PATTERN] [--json]",
+     "pgrelocate verify --source URI --target URI [--jobs N] [--tables PATTERN] [--json] "
+     "[--max-differences N] [--group-size SIZE]",
      "Compares the two databases at one consistent point and reports every difference:\n"
      "rows missing on the target, extra rows, rows whose values differ (each named by its\n"
      "full primary key; tables without a key are compared as multisets of rows), and\n"
@@ -112,8 +113,16 @@ static const CommandSpec commands[] = {
      "Each server digests its rows per hash bucket in parallel (--jobs workers per side);\n"
      "only buckets that differ are read row by row.\n"
      "\n"
-     "Read-only: changes nothing on either server. Exit status: 0 everything matches,\n"
-     "3 differences found, 1 the comparison could not be done, 2 bad command line.\n"
+     "While pgrelocate start follows the source, both sides are compared at one exact\n"
+     "source position (the follower pauses for an instant; if start is stopped, verify\n"
+     "follows in-process meanwhile), so live writes cause no false difference. Tables are\n"
+     "compared in groups of about --group-size, each at its own consistent point, so no\n"
+     "snapshot stays open on the source longer than one group takes.\n"
+     "\n"
+     "Changes none of your data (while following it records its sync point in the\n"
+     "target's pgrelocate schema and briefly creates a temporary slot on the source).\n"
+     "Exit status: 0 everything matches, 3 differences found, 1 the comparison could not\n"
+     "be done, 2 bad command line.\n"
      "\n"
      "Example:\n"
      "  pgrelocate verify --source postgresql://app@old-db/shop \\\n"

@@ -1,10 +1,10 @@
 /*
- * verify.c: `pgrelocate verify`: take the consistent point (one snapshot
- * per side, exported to the workers), compare the schema (schemadiff.c)
- * and the rows (verifyscan.c), print the differences, a summary table or
- * JSON.  Exit 0 only when everything matches, EXIT_DIFFERENT when
- * something differs, EXIT_FAILED when the comparison could not be done.
- * Changes nothing on either server.
+ * verify.c: `pgrelocate verify`: take consistent points (verifypoint.c:
+ * one snapshot per side, exported to the workers; one point per group of
+ * tables), compare the schema (schemadiff.c) and the rows (verifyscan.c),
+ * print the differences, a summary table or JSON.  Exit 0 only when everything matches,
+ * EXIT_DIFFERENT when something differs, EXIT_FAILED when the comparison could not be done. Changes
+ * nothing on either server.
  */
 #include "commands.h"
 
@@ -28,6 +28,9 @@ typedef struct VerifyRun {
     ConnInfo *ci[2];
     PGconn *conn[2]; /* hold the exported snapshots until the end */
     VerifyPoint point;
+    char **points; /* each consistent point's description */
+    int npoints;
+    int *table_point;    /* per table: the index of the point it was compared at */
     TableFilter *filter; /* --tables, NULL: every table */
     SchemaDiff *schema;
     int nschema;
@@ -218,7 +221,18 @@ static void print_text(const VerifyRun *r, FILE *out)
 {
     int64_t sf = schema_failures(r);
 
-    fprintf(out, "consistent point: %s\n", r->point.description);
+    if (r->npoints <= 1)
+        fprintf(out, "consistent point: %s\n", r->npoints ? r->points[0] : "none");
+    else {
+        fprintf(out, "consistent points (one per group of tables, --group-size):\n");
+        for (int i = 0; i < r->npoints; i++) {
+            int n = 0;
+
+            for (int t = 0; t < r->scan.ntables; t++)
+                n += r->table_point[t] == i;
+            fprintf(out, "  %d. %s (%d table%s)\n", i + 1, r->points[i], n, n == 1 ? "" : "s");
+        }
+    }
     print_rows(r, out);
     print_schema(r, out);
     print_table_summary(r, out);
@@ -256,18 +270,22 @@ static json_t *diff_json(const VerifyDiff *d)
 static void print_json(const VerifyRun *r, FILE *out)
 {
     json_t *tables = json_array(), *diffs = json_array(), *schema = json_array(), *root;
+    json_t *points = json_array();
     int64_t sf = schema_failures(r);
 
+    for (int i = 0; i < r->npoints; i++)
+        json_array_append_new(points, json_string(r->points[i]));
     for (int i = 0; i < r->scan.ntables; i++) {
         const VerifyTable *t = &r->scan.tables[i];
 
         json_array_append_new(
             tables,
-            json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b}", "schema", t->schema_name,
-                      "table", t->table_name, "has_key", t->nkey > 0, "source_rows",
+            json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:i}", "schema",
+                      t->schema_name, "table", t->table_name, "has_key", t->nkey > 0, "source_rows",
                       (json_int_t)t->rows[0], "target_rows", (json_int_t)t->rows[1], "missing",
                       (json_int_t)t->missing, "extra", (json_int_t)t->extra, "changed",
-                      (json_int_t)t->changed, "match", t->missing + t->extra + t->changed == 0));
+                      (json_int_t)t->changed, "match", t->missing + t->extra + t->changed == 0,
+                      "consistent_point", r->table_point ? r->table_point[i] : 0));
     }
     for (int i = 0; i < r->scan.ndiffs; i++)
         json_array_append_new(diffs, diff_json(&r->scan.diffs[i]));
@@ -279,9 +297,9 @@ static void print_json(const VerifyRun *r, FILE *out)
                                         "object", d->object, "problem", d->problem, "source",
                                         d->source, "target", d->target, "counts", d->counts));
     }
-    root = json_pack("{s:b, s:s, s:o, s:I, s:o, s:I, s:o, s:f}", "match",
-                     r->scan.total_diffs == 0 && sf == 0, "consistent_point", r->point.description,
-                     "tables", tables, "row_differences_total", (json_int_t)r->scan.total_diffs,
+    root = json_pack("{s:b, s:o, s:o, s:I, s:o, s:I, s:o, s:f}", "match",
+                     r->scan.total_diffs == 0 && sf == 0, "consistent_points", points, "tables",
+                     tables, "row_differences_total", (json_int_t)r->scan.total_diffs,
                      "row_differences", diffs, "schema_differences_total", (json_int_t)sf,
                      "schema_differences", schema, "seconds", r->seconds);
     json_dumpf(root, out, JSON_INDENT(2));
@@ -291,16 +309,79 @@ static void print_json(const VerifyRun *r, FILE *out)
 
 /* ---- command ---- */
 
+static void add_point(VerifyRun *r)
+{
+    r->points = xrealloc(r->points, (size_t)(r->npoints + 1) * sizeof(char *));
+    r->points[r->npoints++] = xstrdup(r->point.description);
+}
+
+/* Tables [first, end) form the group compared at one point: about
+ * --group-size of source table data, at least one table. */
+static int group_end(const VerifyRun *r, int first)
+{
+    int64_t bytes = r->scan.tables[first].bytes;
+    int end = first + 1;
+
+    while (end < r->scan.ntables && bytes + r->scan.tables[end].bytes <= r->o->group_size)
+        bytes += r->scan.tables[end++].bytes;
+    return end;
+}
+
+/* Compare tables [first, end) under the current point; their differences
+ * join the run's. */
+static bool compare_group(VerifyRun *r, int first, int end)
+{
+    VerifyScan sub = {.tables = r->scan.tables + first, .ntables = end - first};
+    VerifyScanSetup setup = {.conninfo = {r->ci[0], r->ci[1]},
+                             .snapshot = {r->point.snapshot[0], r->point.snapshot[1]},
+                             .jobs = r->o->jobs,
+                             .max_differences = r->o->max_differences - r->scan.ndiffs};
+    bool ok = verifyscan_run(&sub, &setup);
+
+    for (int t = first; t < end; t++)
+        r->table_point[t] = r->npoints - 1;
+    r->scan.diffs =
+        xrealloc(r->scan.diffs, (size_t)(r->scan.ndiffs + sub.ndiffs + 1) * sizeof(VerifyDiff));
+    memcpy(r->scan.diffs + r->scan.ndiffs, sub.diffs, (size_t)sub.ndiffs * sizeof(VerifyDiff));
+    r->scan.ndiffs += sub.ndiffs;
+    r->scan.total_diffs += sub.total_diffs;
+    r->scan.scanned_bytes += sub.scanned_bytes;
+    free(sub.diffs); /* the keys moved to r->scan.diffs */
+    return ok;
+}
+
+/* One consistent point per group of tables: the source's snapshot is
+ * held only while its group is compared. */
+static bool compare_groups(VerifyRun *r)
+{
+    const ConnInfo *const *ci = (const ConnInfo *const *)r->ci;
+
+    r->table_point = xcalloc((size_t)r->scan.ntables + 1, sizeof(int));
+    for (int first = 0, end; first < r->scan.ntables; first = end) {
+        end = group_end(r, first);
+        if (first > 0) {
+            if (!verifypoint_release(&r->point, r->conn) ||
+                !verifypoint_take(&r->point, ci, r->conn))
+                return false;
+            add_point(r);
+        }
+        if (!compare_group(r, first, end))
+            return false;
+    }
+    return true;
+}
+
 static int run(VerifyRun *r)
 {
-    VerifyScanSetup setup;
     double t0 = now_s();
 
     if (!parse_filter(r))
         return EXIT_USAGE;
     if (!open_side(r, 0) || !open_side(r, 1) || !same_hash_function(r) ||
+        !verifypoint_open(&r->point, (const ConnInfo *const *)r->ci, r->conn) ||
         !verifypoint_take(&r->point, (const ConnInfo *const *)r->ci, r->conn))
         return EXIT_FAILED;
+    add_point(r);
     if (!schemadiff_run(r->conn[0], r->conn[1], keep_table, r, r->point.live, &r->schema,
                         &r->nschema) ||
         !verifyscan_list_tables(r->conn[0], r->conn[1], keep_table, r, &r->scan))
@@ -309,11 +390,7 @@ static int run(VerifyRun *r)
         return EXIT_USAGE;
     log_info("[verify] comparing %d table%s with %d worker%s per side", r->scan.ntables,
              r->scan.ntables == 1 ? "" : "s", r->o->jobs, r->o->jobs == 1 ? "" : "s");
-    setup = (VerifyScanSetup){.conninfo = {r->ci[0], r->ci[1]},
-                              .snapshot = {r->point.snapshot[0], r->point.snapshot[1]},
-                              .jobs = r->o->jobs,
-                              .max_differences = r->o->max_differences};
-    if (!verifyscan_run(&r->scan, &setup))
+    if (!compare_groups(r))
         return EXIT_FAILED;
     r->seconds = now_s() - t0;
     if (r->o->json)
@@ -336,6 +413,10 @@ int cmd_verify(const Options *o)
     for (int side = 0; side < 2; side++)
         conninfo_destroy(r.ci[side]);
     tablefilter_destroy(r.filter);
+    for (int i = 0; i < r.npoints; i++)
+        free(r.points[i]);
+    free(r.points);
+    free(r.table_point);
     schemadiff_free(r.schema, r.nschema);
     verifyscan_free(&r.scan);
     return rc;

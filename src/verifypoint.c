@@ -206,7 +206,7 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     return ok;
 }
 
-bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
+bool verifypoint_open(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
 {
     bool running = false, follows;
 
@@ -214,13 +214,31 @@ bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn
     if (!following_migration(conn[1], vp, &follows))
         return false;
     if (!follows)
-        return take_separately(vp, conn, "no replication to follow");
+        return true;
     if (!syncpoint_follower_running(conn[1], &running))
         return false;
     if (!running && !spawn_follower(vp, ci, conn))
         return false;
     vp->live = true;
-    return take_at_lsn(vp, ci, conn);
+    return true;
+}
+
+bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
+{
+    return vp->live ? take_at_lsn(vp, ci, conn)
+                    : take_separately(vp, conn, "no replication to follow");
+}
+
+bool verifypoint_release(VerifyPoint *vp, PGconn *conn[2])
+{
+    bool ok =
+        conn_exec(conn[0], side_ctx(0), "COMMIT") && conn_exec(conn[1], side_ctx(1), "COMMIT");
+
+    for (int side = 0; side < 2; side++) {
+        free(vp->snapshot[side]);
+        vp->snapshot[side] = NULL;
+    }
+    return ok;
 }
 
 void verifypoint_end(VerifyPoint *vp)

@@ -32,11 +32,20 @@ typedef struct VerifyPoint {
     char *encoding;
 } VerifyPoint;
 
-/* Take the point.  conn[side] must be idle connections (not in a
- * transaction); each is left in a REPEATABLE READ READ ONLY transaction
- * holding its side's snapshot until it is closed.  false after logging;
- * then verifypoint_end still frees what was taken. */
+/* Find out how points can be taken (a following migration: live; else
+ * separate snapshots) and start an in-process follower if one is needed.
+ * conn[side]: idle connections.  false after logging; verifypoint_end
+ * frees what was set up either way. */
+bool verifypoint_open(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2]);
+
+/* Take a point: each conn[side] (idle) is left in a REPEATABLE READ READ
+ * ONLY transaction holding its side's snapshot, exported as
+ * vp->snapshot[side]; vp->description says how.  false after logging. */
 bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2]);
+
+/* End the point's transactions (the source's snapshot is no longer held)
+ * so another can be taken. */
+bool verifypoint_release(VerifyPoint *vp, PGconn *conn[2]);
 
 /* Stop a follower this process started (its progress is saved) and free
  * the rest. */

@@ -56,13 +56,28 @@ for my $i (1 .. 4)
 	  or diag("stdout:\n$r->{stdout}\nstderr:\n$r->{stderr}");
 	is($j->{row_differences_total}, 0, "live run $i: no row difference");
 	is($j->{schema_differences_total}, 0, "live run $i: no schema difference that counts");
-	like($j->{consistent_point} // '', qr/^source LSN [0-9A-F]+\/[0-9A-F]+ /,
+	is(scalar @{ $j->{consistent_points} // [] }, 1, "live run $i: one consistent point");
+	like($j->{consistent_points}[0] // '', qr/^source LSN [0-9A-F]+\/[0-9A-F]+ /,
 		"live run $i: compared at one source LSN");
 	my $h = rows_of($j, 'public.pgbench_history');
 	cmp_ok($h, '>', $last_history, "live run $i: pgbench_history grew since the last run ($h rows)");
 	$last_history = $h;
 	my @lag = grep { $_->{kind} eq 'sequence' } @{ $j->{schema_differences} // [] };
 	ok(!grep({ $_->{counts} } @lag), "live run $i: sequences behind are noted, not counted");
+}
+
+# One consistent point per table (--group-size 1): each group's snapshot
+# is released before the next is taken; still no difference.
+{
+	my ($r, $j) = verify_json('point per table', '--group-size', '1');
+	is($r->{exit}, 0, 'point per table: exit status 0') or diag($r->{stdout} . $r->{stderr});
+	my @points = @{ $j->{consistent_points} // [] };
+	is(scalar @points, scalar @{ $j->{tables} }, 'point per table: one point per table');
+	is(scalar(grep { /^source LSN / } @points), scalar @points, 'point per table: each at a source LSN');
+	my %lsn = map { /^source LSN (\S+)/ ? ($1 => 1) : () } @points;
+	cmp_ok(scalar keys %lsn, '>', 1, 'point per table: the points are at different positions (the load went on)');
+	is_deeply([ sort { $a <=> $b } map { $_->{consistent_point} } @{ $j->{tables} } ],
+		[ 0 .. $#points ], 'point per table: each table names its own point');
 }
 
 # 2. A row that only the target has, under the same load: found, alone.
