@@ -61,6 +61,14 @@ static bool clean(PGconn *src, PGconn *tgt)
         return false;
     snapshot_end_keeper_backend(src, st.snapshot_backend_pid);
     if (st.replication_name) {
+        char *rev = state_reverse_name(st.replication_name);
+
+        /* the reverse direction (after a cutover): slot and publication on
+         * the target, origin on the source */
+        ok = slot_drop(tgt, rev) && slot_drop_publication(tgt, rev) && slot_drop_origin(src, rev);
+        free(rev);
+    }
+    if (ok && st.replication_name) {
         ok = slot_drop(src, st.replication_name) &&
              slot_drop_publication(src, st.replication_name) && restore_identities(src, tgt) &&
              slot_drop_origin(tgt, st.replication_name);

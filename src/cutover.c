@@ -6,13 +6,18 @@
  *              rewritten config computed, lag below --max-lag
  *   pause      PAUSE (waits for in-flight transactions), watchdog armed
  *   fence      a logical message on the old side, flushed: its LSN
- *   drain      replication has applied everything before the fence
+ *   drain      the follower (a running `pgrelocate start`) held, then moved
+ *              to exactly the fence (syncpoint.h)
  *   sequences  every sequence set on the new side
- *   switch     config entry rewritten, RELOAD (not in --dry-run)
- *   resume     RESUME: clients go on, on the new side
+ *   switch     migration phase set (reverse, done, rolled-back), config
+ *              entry rewritten, RELOAD (not in --dry-run)
+ *   resume     RESUME: clients go on, on the new side; the follower is
+ *              told to finish, and `start` goes on in the reverse direction
  *
+ * The reverse direction's slot and publication on the target are created
+ * before the pause (the slot's start precedes every client write there).
  * Anything failing before the switch, or the pause reaching --max-pause,
- * resumes on the old side unchanged.  Each run is a row of
+ * resumes on the old side unchanged and lets the follower go on.  Each run is a row of
  * pgrelocate.cutovers on the target; its step tells a later run what an
  * interrupted one left (see recover()).
  */
@@ -30,6 +35,7 @@
 #include "slot.h"
 #include "state.h"
 #include "strbuf.h"
+#include "syncpoint.h"
 #include "watchdog.h"
 
 #include <errno.h>
@@ -69,7 +75,10 @@ typedef struct Cutover {
     const char *from_side, *to_side; /* "source" / "target" */
     Endpoint old_ep, new_ep;         /* the pgbouncer entry before and after */
     MigrationState st;
-    char *slot; /* on from: carries its changes to `to` */
+    char *slot;      /* on from: carries its changes to `to` */
+    SyncPoint *sp;   /* the follower held during the pause */
+    Phase phase_was; /* the migration's phase before the switch */
+    bool phase_set;  /* this run changed it */
     Bouncer *admin, *spare;
     Watchdog *wd;
     StrBuf conf, new_conf;
@@ -81,11 +90,6 @@ typedef struct Cutover {
     int nsteps;
     char reason[512];
 } Cutover;
-
-char *cutover_reverse_name(const char *replication_name)
-{
-    return xasprintf("%s_reverse", replication_name);
-}
 
 /* Tests kill pgrelocate at each point of the run (kill -9 of the whole
  * process, as a crash would): PGRELOCATE_TEST_KILL_AT names the point. */
@@ -375,6 +379,37 @@ static bool restore_entry(Cutover *c, const Endpoint *old)
     return ok && bouncer_run(c->admin, "RELOAD", NULL, ADMIN_TIMEOUT_MS) == BOUNCER_OK;
 }
 
+static Phase phase_after(bool rollback, bool no_reverse)
+{
+    return rollback ? PHASE_ROLLED_BACK : no_reverse ? PHASE_DONE : PHASE_REVERSE;
+}
+
+/* After an interrupted run: a switch that did not happen leaves the phase
+ * as before it; one that did must stop the follower of the old direction
+ * (it would otherwise go on after its hold expired). */
+static bool settle_phase(Cutover *c, bool rollback, bool switched)
+{
+    Phase now;
+    bool running;
+
+    if (!state_read_phase(c->tgt, &now))
+        return false;
+    if (!switched) {
+        if (now == phase_after(rollback, false) || now == phase_after(rollback, true))
+            return state_set_phase(c->tgt, rollback ? PHASE_REVERSE : PHASE_FOLLOW);
+        return true;
+    }
+    if (syncpoint_follower_running(c->tgt, &running) && running) {
+        SyncPoint *sp = syncpoint_hold(c->tgt, 10000, 30000);
+
+        if (sp && !syncpoint_finish(sp, 10000))
+            log_warning("%s the follower of the old direction did not stop; restart "
+                        "pgrelocate start",
+                        c->ctx);
+    }
+    return true;
+}
+
 /* Settle one unfinished row: if pgbouncer runs with its new entry the
  * switch happened (recovered, done); otherwise the old side is restored
  * and writes resume there (aborted). */
@@ -403,7 +438,7 @@ static bool settle_row(Cutover *c, PGresult *res, int i)
         ok = run_hook(c, "resume", c->o->resume_command, ADMIN_TIMEOUT_MS);
         switched = strcmp(step, "switching") == 0;
     }
-    if (!ok)
+    if (!ok || !settle_phase(c, strcmp(PQgetvalue(res, i, 7), "rollback") == 0, switched))
         return false;
     p[1] = switched ? "recovered" : "aborted";
     log_warning("%s an earlier run (cutover %s) was interrupted at step %s: %s", c->ctx, id, step,
@@ -419,9 +454,9 @@ static bool recover(Cutover *c)
 {
     PGresult *res = conn_query(c->tgt, "cutover",
                                "SELECT id, step, old_host, old_port, old_dbname, new_host, "
-                               "new_port FROM pgrelocate.cutovers WHERE outcome IS NULL "
-                               "ORDER BY id",
-                               0, NULL, 7);
+                               "new_port, direction FROM pgrelocate.cutovers WHERE outcome IS "
+                               "NULL ORDER BY id",
+                               0, NULL, 8);
     bool ok = res != NULL;
 
     for (int i = 0; ok && i < PQntuples(res); i++)
@@ -534,34 +569,34 @@ static bool do_fence(Cutover *c)
     return ok;
 }
 
-/* Wait until the slot on the old side confirms the fence: the follower
- * confirms only what it committed on the other side. */
+/* Hold the follower at a transaction boundary, before the fence exists:
+ * it has applied nothing at or after it then. */
+static bool do_hold(Cutover *c)
+{
+    int64_t left = pause_left_ms(c);
+
+    if (left > 0 &&
+        (c->sp = syncpoint_hold(c->tgt, (int)left,
+                                (int)c->o->max_pause_ms + WATCHDOG_MARGIN_MS + 1000)) != NULL)
+        return true;
+    set_reason(c, "the follower did not hold within --max-pause %lld ms: writes resumed on the %s",
+               (long long)c->o->max_pause_ms, c->from_side);
+    return false;
+}
+
+/* Move the held follower to exactly the fence: every transaction that
+ * committed before it is applied on the new side, nothing after it (there
+ * is nothing after it: writes are paused). */
 static bool do_drain(Cutover *c)
 {
-    char fence[LSN_TEXT_SIZE];
-    const char *p[2] = {c->slot, fence};
+    int64_t left = pause_left_ms(c);
 
-    lsn_format(c->fence, fence);
-    while (pause_left_ms(c) > 0) {
-        PGresult *res = conn_query(c->from, "cutover",
-                                   "SELECT coalesce(confirmed_flush_lsn >= $2::pg_lsn, false) "
-                                   "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-                                   2, p, 1);
-        bool there = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-
-        if (!res) {
-            set_reason(c, "could not read the replication slot on the %s", c->from_side);
-            return false;
-        }
-        PQclear(res);
-        if (there)
-            return true;
-        usleep(2000);
-    }
+    if (left > 0 && syncpoint_advance(c->sp, c->from, c->fence, (int)left))
+        return true;
     set_reason(c,
-               "replication did not reach the fence %s within --max-pause %lld ms: writes "
-               "resumed on the %s",
-               fence, (long long)c->o->max_pause_ms, c->from_side);
+               "replication did not reach the fence within --max-pause %lld ms: writes resumed on "
+               "the %s",
+               (long long)c->o->max_pause_ms, c->from_side);
     return false;
 }
 
@@ -590,6 +625,11 @@ static bool do_switch(Cutover *c)
                    (long long)c->o->max_pause_ms, c->from_side);
         return false;
     }
+    if (!state_set_phase(c->tgt, phase_after(c->rollback, c->o->no_reverse))) {
+        set_reason(c, "could not record the new phase");
+        return false;
+    }
+    c->phase_set = true;
     if (!record_step(c, "switching")) {
         set_reason(c, "could not record the switch");
         return false;
@@ -643,9 +683,13 @@ static void abort_switch(Cutover *c, bool switching)
         else
             bouncer_run(c->admin, "RELOAD", NULL, ADMIN_TIMEOUT_MS);
     }
+    if (c->phase_set && state_set_phase(c->tgt, c->phase_was))
+        c->phase_set = false;
     if (c->paused && !do_resume(c))
         log_error("%s could not resume writes: the watchdog will within %lld ms", c->ctx,
                   (long long)c->o->max_pause_ms + WATCHDOG_MARGIN_MS);
+    syncpoint_release(c->sp); /* replication goes on */
+    c->sp = NULL;
     record_end(c, "aborted");
 }
 
@@ -662,6 +706,82 @@ static void print_report(const Cutover *c)
         printf("clients now use the %s (host=%s port=%s dbname=%s)\n", c->to_side, c->new_ep.host,
                c->new_ep.port, c->new_ep.dbname);
     fflush(stdout);
+}
+
+/* The reverse direction's publication and slot on the target, before the
+ * pause: everything clients write on the target after the switch is in the
+ * slot.  The forward follower's own applies in between carry its origin
+ * and are skipped by the reverse follower.  Kept when they exist (a run
+ * again after an abort). */
+static bool setup_reverse(Cutover *c)
+{
+    char *name = state_reverse_name(c->st.replication_name);
+    const char *p[1] = {name};
+    PGresult *pub = NULL, *slot = NULL, *made = NULL;
+    bool ok = false;
+
+    if (!(pub =
+              conn_query(c->tgt, "reverse",
+                         "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, p, 1)) ||
+        (PQntuples(pub) == 0 && !slot_create_publication(c->tgt, name, NULL)))
+        goto done;
+    if (!(slot = conn_query(c->tgt, "reverse",
+                            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1,
+                            p, 1)))
+        goto done;
+    if (PQntuples(slot) == 0) {
+        if (!(made =
+                  conn_query(c->tgt, "reverse",
+                             "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot("
+                             "$1, 'pgoutput')",
+                             1, p, 1))) {
+            log_msg(LOG_ERROR, NULL,
+                    "The target needs wal_level = logical and a free replication slot for the "
+                    "reverse direction; or use --no-reverse (no rollback then).",
+                    "%s could not create the reverse replication slot %s on the target", c->ctx,
+                    name);
+            goto done;
+        }
+        log_info("[reverse] created replication slot %s on the target at %s", name,
+                 PQgetvalue(made, 0, 0));
+    }
+    ok = true;
+done:
+    PQclear(pub);
+    PQclear(slot);
+    PQclear(made);
+    free(name);
+    return ok;
+}
+
+/* The migration must be where this direction starts from. */
+static bool check_phase(Cutover *c)
+{
+    Phase want = c->rollback ? PHASE_REVERSE : PHASE_FOLLOW;
+    bool running;
+
+    if (!state_read_phase(c->tgt, &c->phase_was))
+        return false;
+    if (c->phase_was != want) {
+        log_msg(LOG_ERROR, NULL,
+                c->rollback ? "A rollback follows a cutover that kept reverse replication (no "
+                              "--no-reverse)."
+                            : "Wait until `pgrelocate status` shows the phase follow.",
+                "%s the migration is in phase %s, not %s", c->ctx, state_phase_name(c->phase_was),
+                state_phase_name(want));
+        return false;
+    }
+    if (!syncpoint_follower_running(c->tgt, &running))
+        return false;
+    if (!running) {
+        log_msg(LOG_ERROR, NULL,
+                "Run `pgrelocate start` (it resumes where it stopped) and keep it "
+                "running during the switch.",
+                "%s no pgrelocate start is following changes %s", c->ctx,
+                c->rollback ? "back to the source" : "into the target");
+        return false;
+    }
+    return true;
 }
 
 /* Everything that can happen before the pause. */
@@ -683,14 +803,8 @@ static bool prepare(Cutover *c, bool *already)
                 "%s the target holds no migration that follows the source", c->ctx);
         return false;
     }
-    if (c->st.phase != PHASE_FOLLOW) {
-        log_msg(LOG_ERROR, NULL, "Wait until `pgrelocate status` shows the phase follow.",
-                "%s the migration is in phase %s, not follow", c->ctx,
-                state_phase_name(c->st.phase));
-        return false;
-    }
-    c->slot = c->rollback ? cutover_reverse_name(c->st.replication_name)
-                          : xstrdup(c->st.replication_name);
+    c->slot =
+        c->rollback ? state_reverse_name(c->st.replication_name) : xstrdup(c->st.replication_name);
     if (!conn_exec(c->tgt, "cutover", record_table_sql) ||
         !conn_exec(c->from, "cutover", "SET synchronous_commit = on"))
         return false;
@@ -698,7 +812,11 @@ static bool prepare(Cutover *c, bool *already)
         return false;
     if (!recover(c))
         return false;
-    return *already || check_lag(c);
+    if (*already)
+        return true;
+    if (!check_phase(c) || !check_lag(c))
+        return false;
+    return c->rollback || c->o->no_reverse || c->o->dry_run || setup_reverse(c);
 }
 
 static int run(Cutover *c)
@@ -719,7 +837,10 @@ static int run(Cutover *c)
     if (!do_pause(c))
         goto abort;
     step_done(c, "pause");
-    if (!record_step(c, "paused") || !do_fence(c))
+    if (!record_step(c, "paused") || !do_hold(c))
+        goto abort;
+    step_done(c, "hold");
+    if (!do_fence(c))
         goto abort;
     step_done(c, "fence");
     if (!do_drain(c))
@@ -731,6 +852,8 @@ static int run(Cutover *c)
     if (c->o->dry_run) {
         if (!do_resume(c))
             goto abort;
+        syncpoint_release(c->sp);
+        c->sp = NULL;
         step_done(c, "resume");
         record_end(c, "done");
         print_report(c);
@@ -745,6 +868,10 @@ static int run(Cutover *c)
         log_error("%s could not resume writes: the watchdog will within %lld ms", c->ctx,
                   (long long)c->o->max_pause_ms + WATCHDOG_MARGIN_MS);
     step_done(c, "resume");
+    if (!syncpoint_finish(c->sp, 30000))
+        log_warning("%s the follower of the old direction did not stop: restart pgrelocate start",
+                    c->ctx);
+    c->sp = NULL;
     record_end(c, "done");
     print_report(c);
     return EXIT_OK;

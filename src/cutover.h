@@ -10,9 +10,6 @@
 #ifndef PGRELOCATE_CUTOVER_H
 #define PGRELOCATE_CUTOVER_H
 
-/* The name of the reverse stream's slot and publication (on the target)
- * and replication origin (on the source), derived from the migration's
- * replication name.  Caller frees. */
-char *cutover_reverse_name(const char *replication_name);
+#include "commands.h" /* cmd_cutover, cmd_rollback */
 
 #endif

@@ -474,7 +474,7 @@ sub compare_tables
 	{
 		$state->{schema} = [
 			grep {
-				!/PUBLICATION pgrelocate_[0-9a-f]{8}\b/
+				!/PUBLICATION pgrelocate_[0-9a-f]{8}(_reverse)?\b/
 				  && !(/^ALTER TABLE ONLY (.*) REPLICA IDENTITY FULL;$/ && $changed{$1})
 			} @{ $state->{schema} } ];
 	}
