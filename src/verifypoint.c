@@ -19,10 +19,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HOLD_WAIT_MS    60000  /* for the follower to reach a transaction boundary */
-#define HOLD_EXPIRE_MS  600000 /* the follower goes on by itself if we vanish */
-#define ADVANCE_WAIT_MS 600000 /* for it to apply up to the point (a backlog) */
-#define SPAWN_WAIT_MS   60000  /* for a follower we start to be ready */
+/* A `pgrelocate start` held by us goes on by itself HOLD_EXPIRE_MS after
+ * the hold if we die in between: short, since its apply stalls meanwhile;
+ * it must have caught up to within ADVANCE_WAIT_MS of the source.  A
+ * follower of our own dies with us and may take long to catch up. */
+#define HOLD_WAIT_MS        30000
+#define HOLD_EXPIRE_MS      120000
+#define ADVANCE_WAIT_MS     100000
+#define OWN_HOLD_EXPIRE_MS  3600000
+#define OWN_ADVANCE_WAIT_MS 3500000
+#define SPAWN_WAIT_MS       60000 /* for a follower we start to be ready */
 
 static const char *side_ctx(int side)
 {
@@ -177,6 +183,46 @@ static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
     return ok;
 }
 
+/* Creating a slot waits for every source transaction running at that
+ * moment to end, and the follower is held meanwhile.  So first wait,
+ * without holding anything, for the transactions running now (a long
+ * report, say) to end; the slot then waits only for younger ones. */
+static bool wait_older_transactions(PGconn *src)
+{
+    const char *p[1];
+    PGresult *res =
+        conn_query(src, "verify source", "SELECT txid_snapshot_xmax(txid_current_snapshot())::text",
+                   0, NULL, 1);
+    char xmax[32];
+    double t0 = (double)time(NULL), logged = t0;
+
+    if (!res)
+        return false;
+    snprintf(xmax, sizeof(xmax), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    p[0] = xmax;
+    for (;;) {
+        bool done;
+
+        res =
+            conn_query(src, "verify source",
+                       "SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1::bigint", 1, p, 1);
+        if (!res)
+            return false;
+        done = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (done)
+            return true;
+        if ((double)time(NULL) - logged >= 10) {
+            logged = (double)time(NULL);
+            log_info("[verify] waiting %.0f s so far for source transactions older than verify "
+                     "to end",
+                     logged - t0);
+        }
+        sleep_ms(50);
+    }
+}
+
 /* Hold, create the slot, advance, target snapshot, release, source
  * snapshot: see the header. */
 static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
@@ -187,9 +233,11 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     SyncPoint *sp = NULL;
     char *slot_snapshot = NULL, when[2][64], lsn_text[LSN_TEXT_SIZE];
     Lsn lsn = 0;
-    bool ok = ctl && (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, HOLD_EXPIRE_MS)) &&
+    bool own = vp->follower != NULL;
+    bool ok = ctl && wait_older_transactions(conn[0]) &&
+              (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS)) &&
               (rep = conn_open(ci[0], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
-              syncpoint_advance(sp, conn[0], lsn, ADVANCE_WAIT_MS) &&
+              syncpoint_advance(sp, conn[0], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
               begin_export(conn[1], 1, NULL, &vp->snapshot[1], when[1], sizeof(when[1]));
 
     if (sp)

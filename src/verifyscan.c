@@ -14,9 +14,11 @@
 #include <string.h>
 
 /* Beyond conn.c's pinned settings: every output function a row's text
- * goes through prints the same on both servers whatever their defaults. */
+ * goes through prints the same on both servers whatever their defaults,
+ * and every row is seen. */
 const char *const verifyscan_session_sql =
     "SET bytea_output = 'hex'; SET lc_monetary = 'C'; SET xmloption = 'content';"
+    " SET row_security = off;" /* an RLS policy must not hide rows: error instead */
     " SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0";
 
 /* One row per column (a table without columns: one row, attname NULL),

@@ -80,6 +80,32 @@ for my $i (1 .. 4)
 		[ 0 .. $#points ], 'point per table: each table names its own point');
 }
 
+# A long source transaction already running when verify starts: verify
+# waits for it to end before holding the follower (creating its slot would
+# wait for it anyway), so apply goes on meanwhile; then it compares.
+{
+	my $long = $src->background_psql($db);
+	$long->query_safe('BEGIN; SELECT txid_current()');
+	my $h = RelocateTest::start_copy(FollowTest::conn($src, $tgt, $db),
+		command => 'verify', args => [ '--json', '--jobs', 2 ]);
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'",
+			't', 60),
+		'long transaction: verify started');
+	my $before = FollowTest::counter_rows($tgt, $db);
+	ok(FollowTest::poll($tgt, $db, "SELECT count(*) > $before + 50 FROM public.txn_counter", 60),
+		'long transaction: apply goes on while verify waits');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding', 'advancing', 'reached')"),
+		'0', 'long transaction: the follower is not held meanwhile');
+	ok(FollowTest::running($h), 'long transaction: verify is still waiting');
+	$long->query_safe('COMMIT');
+	$long->quit;
+	my $r = RelocateTest::finish_copy($h);
+	is($r->{exit}, 0, 'long transaction: then verify compares and matches')
+	  or diag($r->{stdout} . $r->{stderr});
+}
+
 # 2. A row that only the target has, under the same load: found, alone.
 $tgt->safe_psql($db, "INSERT INTO public.pgbench_accounts (aid, bid, abalance, filler) VALUES (-1, 1, 0, 'target only')");
 {
