@@ -52,6 +52,8 @@
 #define WATCHDOG_MARGIN_MS 500
 #define ADMIN_TIMEOUT_MS   5000
 #define MAX_STEPS          12
+/* pg_try_advisory_lock keys of a running cutover or rollback ("pgrc", 2) */
+#define CUTOVER_LOCK_KEYS "1885827683, 2"
 
 typedef struct Step {
     const char *name;
@@ -754,6 +756,23 @@ done:
     return ok;
 }
 
+/* One cutover or rollback at a time: a session lock on the target, held
+ * until this run ends.  It also tells recover() that an unfinished record
+ * belongs to a run that is gone. */
+static bool lock_run(Cutover *c)
+{
+    PGresult *res =
+        conn_query(c->tgt, "cutover",
+                   "SELECT pg_catalog.pg_try_advisory_lock(" CUTOVER_LOCK_KEYS ")", 0, NULL, 1);
+    bool got = res && PQgetvalue(res, 0, 0)[0] == 't';
+
+    if (res && !got)
+        log_msg(LOG_ERROR, NULL, "Wait for it to finish.",
+                "%s another cutover or rollback of this migration is running", c->ctx);
+    PQclear(res);
+    return got;
+}
+
 /* The migration must be where this direction starts from. */
 static bool check_phase(Cutover *c)
 {
@@ -806,7 +825,7 @@ static bool prepare(Cutover *c, bool *already)
     c->slot =
         c->rollback ? state_reverse_name(c->st.replication_name) : xstrdup(c->st.replication_name);
     if (!conn_exec(c->tgt, "cutover", record_table_sql) ||
-        !conn_exec(c->from, "cutover", "SET synchronous_commit = on"))
+        !conn_exec(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
         return false;
     if (c->o->pgbouncer && !prepare_bouncer(c, already))
         return false;
