@@ -37,18 +37,23 @@ typedef struct Rel {
     char replident;
     bool partitioned; /* on the target: no ONLY, rows route to partitions */
     int ncols;
-    char **quoted;  /* quoted column names */
-    bool *key;      /* part of the replica identity */
-    bool *skip;     /* generated on the target: never written */
-    bool *text_cmp; /* no default btree equality: compare as text */
-    bool *always;   /* identity GENERATED ALWAYS on the target */
+    char **quoted;    /* quoted column names */
+    bool *key;        /* part of the replica identity */
+    bool *skip;       /* generated on the target: never written */
+    bool *text_cmp;   /* no default btree equality: compare as text */
+    bool *always;     /* identity GENERATED ALWAYS on the target */
+    char **type_name; /* target column types, for casts in batched updates */
+    bool *in_unique;  /* in a unique or exclusion index (or one with expressions or a
+                       * predicate) on the target: updates to it keep their order */
     bool has_always;
     Stmt *stmts;
     /* Inserts held back to go out as multi-row INSERTs.  In replica mode
      * (no triggers, no foreign key checks) inserts into one table commute
      * with changes to other tables; they are sent before any other change
      * to the same table, a new definition of it, and the commit. */
-    char *held_mask; /* columns of the held rows; NULL when none held */
+    char held_op;     /* 'I': held inserts; 'U': held updates (by key, key unchanged) */
+    char *held_mask;  /* columns of the held rows; NULL when none held */
+    char *held_where; /* held updates: their key columns */
     int held_rows;
     StrBuf held_vals; /* NUL-terminated values */
     long *held_offs;  /* per value: offset in held_vals, -1 for NULL */
@@ -58,8 +63,8 @@ typedef struct Rel {
 } Rel;
 
 typedef struct Pending {
-    bool one_row; /* an UPDATE/DELETE that must change exactly one row */
-    char *what;   /* for error messages: "update public.t (id)=(5)" */
+    int expect_rows; /* rows an UPDATE/DELETE must change (0: any) */
+    char *what;      /* for error messages: "update public.t (id)=(5)" */
 } Pending;
 
 struct Apply {
@@ -104,13 +109,13 @@ static double now_s(void)
 
 /* ---- pipeline bookkeeping ---- */
 
-static void pend_push(Apply *a, bool one_row, char *what)
+static void pend_push(Apply *a, int expect_rows, char *what)
 {
     if (a->npend == a->pend_cap) {
         a->pend_cap = a->pend_cap ? a->pend_cap * 2 : 1024;
         a->pend = xrealloc(a->pend, (size_t)a->pend_cap * sizeof(Pending));
     }
-    a->pend[a->npend].one_row = one_row;
+    a->pend[a->npend].expect_rows = expect_rows;
     a->pend[a->npend].what = what;
     a->npend++;
 }
@@ -147,7 +152,7 @@ static bool check_one(Apply *a, const Pending *p, bool *reported)
                         primary ? primary : PQresultErrorMessage(res));
             *reported = true;
             ok = false;
-        } else if (p->one_row && strcmp(PQcmdTuples(res), "1") != 0) {
+        } else if (p->expect_rows > 0 && atoi(PQcmdTuples(res)) != p->expect_rows) {
             if (!*reported)
                 log_msg(LOG_ERROR,
                         "The target does not hold the row the source changed: something "
@@ -198,7 +203,7 @@ static bool send_query(Apply *a, const char *sql, int n, const char *const *para
         free(what);
         return false;
     }
-    pend_push(a, false, what);
+    pend_push(a, 0, what);
     return true;
 }
 
@@ -260,6 +265,7 @@ Apply *apply_create(PGconn *tgt, const char *origin)
 static void free_rel(Rel *r)
 {
     free(r->held_mask);
+    free(r->held_where);
     free(r->held_vals.data);
     free(r->held_offs);
     for (Stmt *s = r->stmts, *n; s; s = n) {
@@ -267,9 +273,13 @@ static void free_rel(Rel *r)
         free(s->shape);
         free(s);
     }
-    for (int i = 0; i < r->ncols; i++)
+    for (int i = 0; i < r->ncols; i++) {
         free(r->quoted[i]);
+        free(r->type_name ? r->type_name[i] : NULL);
+    }
     free(r->quoted);
+    free(r->type_name);
+    free(r->in_unique);
     free(r->key);
     free(r->skip);
     free(r->text_cmp);
@@ -346,7 +356,11 @@ static const char *const target_columns_sql =
     "              WHERE m.amname = 'btree' AND o.opcdefault"
     "                AND o.opcintype = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
     "                                       ELSE a.atttypid END)"
-    "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid), a.attidentity = 'a'"
+    "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid), a.attidentity = 'a',"
+    "  pg_catalog.format_type(a.atttypid, NULL),"
+    "  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid"
+    "          AND (i.indisunique OR i.indisexclusion) AND (a.attnum = ANY (i.indkey)"
+    "          OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))"
     " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
     " WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
 
@@ -354,7 +368,7 @@ static const char *const target_columns_sql =
 static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
 {
     const char *p[1] = {r->qualified};
-    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 5);
+    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 7);
     bool ok = res != NULL;
 
     if (ok && PQntuples(res) == 0) {
@@ -385,6 +399,8 @@ static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
         r->skip[i] = PQgetvalue(res, row, 1)[0] == 't';
         r->text_cmp[i] = PQgetvalue(res, row, 2)[0] == 't';
         r->always[i] = PQgetvalue(res, row, 4)[0] == 't';
+        r->type_name[i] = xstrdup(PQgetvalue(res, row, 5));
+        r->in_unique[i] = PQgetvalue(res, row, 6)[0] == 't';
         r->has_always = r->has_always || r->always[i];
     }
     PQclear(res);
@@ -413,6 +429,8 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->skip = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     r->text_cmp = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     r->always = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->type_name = xcalloc((size_t)m->ncols + 1, sizeof(char *));
+    r->in_unique = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     for (int i = 0; i < m->ncols; i++) {
         r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
         r->key[i] = m->cols[i].key;
@@ -432,11 +450,11 @@ typedef enum { WHERE_NONE = 'n', WHERE_KEY = 'k', WHERE_FULL = 'f' } WhereMode;
 
 /* Which columns a statement uses: '1' or '0' per column. */
 typedef struct Shape {
-    char op;     /* 'I', 'U', 'D' */
+    char op;     /* 'I', 'U', 'D'; 'u': UPDATE of many rows by key (held updates) */
     char *set;   /* columns written (INSERT and UPDATE) */
     char *where; /* columns that identify the row (UPDATE and DELETE) */
     WhereMode mode;
-    int rows; /* INSERT: rows in one statement (0 means 1) */
+    int rows; /* INSERT and 'u': rows in one statement (0 means 1) */
 } Shape;
 
 static void append_where(StrBuf *sql, const Rel *r, const Shape *sh, int *param)
@@ -498,6 +516,45 @@ static char *build_sql(const Rel *r, const Shape *sh, int *nparams)
                 strbuf_append(&sql, ")");
             }
         }
+    } else if (sh->op == 'u') {
+        /* UPDATE t SET c = v.s3 FROM (VALUES ($1::int, $2::text), ...)
+         * AS v(w0, s3) WHERE t.k = v.w0: one statement, many keys (distinct
+         * in one statement: hold_row sees to it) */
+        strbuf_appendf(&sql, "UPDATE %s%s AS pgr_t SET ", only, r->qualified);
+        for (int i = 0; i < r->ncols; i++)
+            if (sh->set[i] == '1') {
+                strbuf_appendf(&sql, "%s%s = pgr_v.s%d", first ? "" : ", ", r->quoted[i], i);
+                first = false;
+            }
+        strbuf_append(&sql, " FROM (VALUES ");
+        for (int row = 0; row < (sh->rows ? sh->rows : 1); row++) {
+            bool f = true;
+
+            strbuf_append(&sql, row ? ", (" : "(");
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < r->ncols; i++)
+                    if ((pass == 0 ? sh->where : sh->set)[i] == '1') {
+                        strbuf_appendf(&sql, "%s$%d::%s", f ? "" : ", ", ++param, r->type_name[i]);
+                        f = false;
+                    }
+            strbuf_append(&sql, ")");
+        }
+        strbuf_append(&sql, ") AS pgr_v (");
+        first = true;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < r->ncols; i++)
+                if ((pass == 0 ? sh->where : sh->set)[i] == '1') {
+                    strbuf_appendf(&sql, "%s%c%d", first ? "" : ", ", pass == 0 ? 'w' : 's', i);
+                    first = false;
+                }
+        strbuf_append(&sql, ") WHERE ");
+        first = true;
+        for (int i = 0; i < r->ncols; i++)
+            if (sh->where[i] == '1') {
+                strbuf_appendf(&sql, "%spgr_t.%s = pgr_v.w%d", first ? "" : " AND ", r->quoted[i],
+                               i);
+                first = false;
+            }
     } else if (sh->op == 'U') {
         strbuf_appendf(&sql, "UPDATE %s%s SET ", only, r->qualified);
         for (int i = 0; i < r->ncols; i++) {
@@ -545,7 +602,7 @@ static Stmt *get_stmt(Apply *a, Rel *r, const Shape *sh)
         free(st);
         return NULL;
     }
-    pend_push(a, false, xasprintf("prepare %s", sql));
+    pend_push(a, 0, xasprintf("prepare %s", sql));
     free(sql);
     st->next = r->stmts;
     r->stmts = st;
@@ -636,7 +693,7 @@ static bool exec_shape(Apply *a, Rel *r, const Shape *sh, const PgoTuple *set_t,
         strbuf_free(&what);
         return false;
     }
-    pend_push(a, sh->op != 'I', strbuf_detach(&what));
+    pend_push(a, sh->op != 'I' ? 1 : 0, strbuf_detach(&what));
     strbuf_free(&what);
     a->pend_bytes += (int64_t)a->scratch.len;
     a->batch_bytes += (int64_t)a->scratch.len;
@@ -695,16 +752,59 @@ static bool choose_where(const Rel *r, PgoOldKind old_kind, const PgoTuple *old_
     return true;
 }
 
-/* Send the inserts r holds, as few multi-row statements as possible. */
+/* "update of 3 rows in public.t, keys (id)=(1), (2), (7)" (at most 5 keys
+ * named) or "insert of 3 rows into public.t", for messages. */
+static char *describe_held(const Rel *r, int first, int k, int per_row, int nkey)
+{
+    StrBuf d;
+
+    strbuf_init(&d);
+    strbuf_appendf(&d, "%s of %d row%s %s %s.%s", nkey ? "update" : "insert", k, k == 1 ? "" : "s",
+                   nkey ? "in" : "into", r->nspname, r->relname);
+    for (int row = first; nkey && row < first + k && row < first + 5; row++) {
+        bool f = true;
+
+        if (row == first) {
+            strbuf_append(&d, ", keys (");
+            for (int i = 0; i < r->ncols; i++)
+                if (r->held_where[i] == '1') {
+                    strbuf_appendf(&d, "%s%s", f ? "" : ", ", r->quoted[i]);
+                    f = false;
+                }
+            strbuf_append(&d, ")=");
+            f = true;
+        }
+        strbuf_append(&d, row == first ? "(" : ", (");
+        for (int v = 0; v < nkey; v++) {
+            const char *val = r->held_vals.data + r->held_offs[row * per_row + v];
+
+            strbuf_appendf(&d, "%s%.*s%s", v ? ", " : "", 100, val, strlen(val) > 100 ? "..." : "");
+        }
+        strbuf_append(&d, ")");
+    }
+    if (nkey && k > 5)
+        strbuf_append(&d, ", ...");
+    return strbuf_detach(&d);
+}
+
+/* Send the rows r holds (inserts or updates), as few multi-row statements
+ * as possible. */
 static bool flush_rel(Apply *a, Rel *r)
 {
-    int per_row = 0, done = 0;
+    int per_row = 0, nkey = 0, done = 0;
+    bool upd = r->held_op == 'U';
 
-    for (int i = 0; i < r->ncols; i++)
+    for (int i = 0; i < r->ncols; i++) {
+        nkey += upd && r->held_where && r->held_where[i] == '1';
         per_row += r->held_mask && r->held_mask[i] == '1';
+    }
+    per_row += nkey;
     while (done < r->held_rows) {
         static const int sizes[] = {HOLD_ROWS, 64, 16, 4, 1};
-        Shape sh = {.op = 'I', .set = r->held_mask, .mode = WHERE_NONE};
+        Shape sh = {.op = upd ? 'u' : 'I',
+                    .set = r->held_mask,
+                    .where = upd ? r->held_where : NULL,
+                    .mode = upd ? WHERE_KEY : WHERE_NONE};
         Stmt *st;
         int k = 1;
 
@@ -714,6 +814,10 @@ static bool flush_rel(Apply *a, Rel *r)
                 break;
             }
         sh.rows = k;
+        if (upd && k == 1) { /* one row: the plain prepared UPDATE */
+            sh.op = 'U';
+            sh.rows = 0;
+        }
         if (!(st = get_stmt(a, r, &sh)))
             return false;
         if (a->values_cap < st->nparams + 1) {
@@ -721,24 +825,27 @@ static bool flush_rel(Apply *a, Rel *r)
             a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
         }
         for (int v = 0; v < st->nparams; v++) {
-            long off = r->held_offs[done * per_row + v];
+            /* held: key values, then set values; the plain UPDATE takes the
+             * set values first */
+            int nset = st->nparams - nkey;
+            int src = sh.op != 'U' ? v : v < nset ? nkey + v : v - nset;
+            long off = r->held_offs[done * per_row + src];
 
             a->values[v] = off < 0 ? NULL : r->held_vals.data + off;
         }
         if (PQsendQueryPrepared(a->tgt, st->name, st->nparams, a->values, NULL, NULL, 0) != 1) {
-            log_error("[apply] insert into %s.%s: %s", r->nspname, r->relname,
-                      PQerrorMessage(a->tgt));
+            log_error("[apply] %s %s.%s: %s", upd ? "update of" : "insert into", r->nspname,
+                      r->relname, PQerrorMessage(a->tgt));
             return false;
         }
-        pend_push(a, false,
-                  xasprintf("insert of %d row%s into %s.%s", k, k == 1 ? "" : "s", r->nspname,
-                            r->relname));
+        pend_push(a, upd ? k : 0, describe_held(r, done, k, per_row, nkey));
         done += k;
         if (!maybe_sync(a))
             return false;
     }
     free(r->held_mask);
-    r->held_mask = NULL;
+    free(r->held_where);
+    r->held_mask = r->held_where = NULL;
     r->held_rows = r->held_noffs = 0;
     if (r->held_vals.data)
         strbuf_reset(&r->held_vals);
@@ -757,32 +864,74 @@ static bool flush_all(Apply *a)
     return ok;
 }
 
-/* Hold one insert (sent by flush_rel). */
-static bool hold_insert(Apply *a, Rel *r, const PgoTuple *t, const char *mask)
+static void hold_value(Rel *r, const PgoValue *v)
 {
-    if (r->held_mask && strcmp(r->held_mask, mask) != 0 && !flush_rel(a, r))
+    size_t before = r->held_vals.len;
+
+    if (r->held_noffs == r->held_cap) {
+        r->held_cap = r->held_cap ? r->held_cap * 2 : 256;
+        r->held_offs = xrealloc(r->held_offs, (size_t)r->held_cap * sizeof(long));
+    }
+    if (v->kind == PGO_COL_NULL) {
+        r->held_offs[r->held_noffs++] = -1;
+        return;
+    }
+    strbuf_append_len(&r->held_vals, (const char *)v->data, v->len);
+    strbuf_append_len(&r->held_vals, "", 1);
+    r->held_offs[r->held_noffs++] = (long)before;
+}
+
+/* Does r already hold an update of the row whose key t carries?  (One
+ * statement must not name a key twice: UPDATE ... FROM would apply only
+ * one of them.) */
+static bool holds_key(const Rel *r, const PgoTuple *t)
+{
+    int per_row = r->held_rows ? r->held_noffs / r->held_rows : 0;
+
+    for (int row = 0; row < r->held_rows; row++) {
+        int v = 0;
+        bool same = true;
+
+        for (int i = 0; i < r->ncols && same; i++) {
+            long off;
+
+            if (r->held_where[i] != '1')
+                continue;
+            off = r->held_offs[row * per_row + v++];
+            same = off >= 0 && t->values[i].kind != PGO_COL_NULL &&
+                   strlen(r->held_vals.data + off) == t->values[i].len &&
+                   memcmp(r->held_vals.data + off, t->values[i].data, t->values[i].len) == 0;
+        }
+        if (same)
+            return true;
+    }
+    return false;
+}
+
+/* Hold one insert (op 'I': mask = its columns) or one update found by an
+ * unchanged key (op 'U': where = key columns, mask = columns set; all
+ * values from t); flush_rel sends them. */
+static bool hold_row(Apply *a, Rel *r, char op, const PgoTuple *t, const char *mask,
+                     const char *where)
+{
+    if (r->held_rows > 0 &&
+        (r->held_op != op || strcmp(r->held_mask, mask) != 0 ||
+         (op == 'U' && (strcmp(r->held_where, where) != 0 || holds_key(r, t)))) &&
+        !flush_rel(a, r))
         return false;
-    if (!r->held_mask)
+    if (!r->held_mask) {
+        r->held_op = op;
         r->held_mask = xstrdup(mask);
+        r->held_where = op == 'U' ? xstrdup(where) : NULL;
+    }
     if (!r->held_vals.data)
         strbuf_init(&r->held_vals);
-    for (int i = 0; i < r->ncols; i++) {
-        size_t before = r->held_vals.len;
-
-        if (mask[i] != '1')
-            continue;
-        if (r->held_noffs == r->held_cap) {
-            r->held_cap = r->held_cap ? r->held_cap * 2 : 256;
-            r->held_offs = xrealloc(r->held_offs, (size_t)r->held_cap * sizeof(long));
-        }
-        if (t->values[i].kind == PGO_COL_NULL) {
-            r->held_offs[r->held_noffs++] = -1;
-            continue;
-        }
-        strbuf_append_len(&r->held_vals, (const char *)t->values[i].data, t->values[i].len);
-        strbuf_append_len(&r->held_vals, "", 1);
-        r->held_offs[r->held_noffs++] = (long)before;
-    }
+    for (int i = 0; op == 'U' && i < r->ncols; i++)
+        if (where[i] == '1')
+            hold_value(r, &t->values[i]);
+    for (int i = 0; i < r->ncols; i++)
+        if (mask[i] == '1')
+            hold_value(r, &t->values[i]);
     r->held_rows++;
     a->stats.changes++;
     if (!r->dirty) {
@@ -848,6 +997,34 @@ static bool update_row(Apply *a, Rel *r, Shape *sh, const PgoTuple *new_t, const
     return ok;
 }
 
+/* Can this UPDATE wait in a batch (hold_row)?  Only the plain case: the
+ * row found by its key, the key unchanged (no old tuple), key columns
+ * compared with their type's equality, no GENERATED ALWAYS column on the
+ * target (update_row's special case), not a partitioned table, and no
+ * column it sets under a unique or exclusion index: one statement updates
+ * its rows in no particular order, and a non-deferrable unique index
+ * checks each row as it goes, so the source's order must be kept there. */
+static bool updatable_by_key(const Rel *r, const PgoUpdate *u)
+{
+    int nkey = 0;
+
+    if (u->old_kind != PGO_OLD_NONE || r->has_always || r->partitioned)
+        return false;
+    for (int i = 0; i < r->ncols; i++) {
+        if (!r->key[i]) {
+            if (i < u->new_tuple.ncols && r->in_unique[i] &&
+                u->new_tuple.values[i].kind != PGO_COL_UNCHANGED && !r->skip[i])
+                return false;
+            continue;
+        }
+        nkey++;
+        if (r->text_cmp[i] || i >= u->new_tuple.ncols ||
+            u->new_tuple.values[i].kind != PGO_COL_TEXT)
+            return false;
+    }
+    return nkey > 0;
+}
+
 static bool on_change(Apply *a, const PgoMessage *m)
 {
     char *set = NULL, *where = NULL;
@@ -871,7 +1048,14 @@ static bool on_change(Apply *a, const PgoMessage *m)
     sh.op = (char)m->type;
     if (m->type == PGO_MSG_INSERT) {
         fill_mask(r, &m->u.insert.new_tuple, false, set);
-        ok = hold_insert(a, r, &m->u.insert.new_tuple, set);
+        ok = hold_row(a, r, 'I', &m->u.insert.new_tuple, set, NULL);
+    } else if (m->type == PGO_MSG_UPDATE && updatable_by_key(r, &m->u.update)) {
+        /* the common UPDATE: key unchanged, found by it: batched */
+        const PgoUpdate *u = &m->u.update;
+
+        ok = choose_where(r, u->old_kind, &u->old_tuple, &u->new_tuple, &sh, &where_t);
+        if (ok && fill_mask(r, &u->new_tuple, false, set) > 0)
+            ok = hold_row(a, r, 'U', &u->new_tuple, set, where);
     } else if (r->held_rows > 0 && !flush_rel(a, r)) {
         ok = false;
     } else if (m->type == PGO_MSG_UPDATE) {
@@ -925,8 +1109,11 @@ bool apply_commit(Apply *a)
 
     if (!a->batch_open || a->in_txn)
         return true;
-    if (!flush_all(a))
-        return false;
+    /* Every row count checked before COMMIT goes out: a conflict found
+     * after it would be committed, origin progress included, and the source
+     * transaction would never be applied again (028 tests this). */
+    if (!flush_all(a) || !sync_check(a))
+        return false; /* the caller closes the connection: the server rolls back */
     lsn_format(a->last_end_lsn, lsn);
     snprintf(ts, sizeof(ts), "%.6f", (double)a->last_commit_time_us / 1e6 + 946684800.0);
     ok = (a->batch_txns == 0 ||
