@@ -370,6 +370,19 @@ source acknowledged to pgbench.
 
 =cut
 
+# A test that dies must not leave its load loop running: END stops them.
+our @loads;
+
+END
+{
+	for my $l (@loads)
+	{
+		next unless kill(0, $l->{pid});
+		if (open my $fh, '>', $l->{stop}) { close $fh; }
+		kill('TERM', $l->{pid});
+	}
+}
+
 sub load_start
 {
 	my ($node, $db, %opts) = @_;
@@ -392,6 +405,7 @@ sub load_start
 	  'done';
 	my $out = '';
 	my $h = IPC::Run::start([ 'bash', '-c', $cmd ], '<', \undef, '>', \$out, '2>&1');
+	push @loads, { stop => $stop, pid => $h->{KIDS}[0]{PID} };
 	return { h => $h, out => \$out, stop => $stop, dir => $dir, node => $node, db => $db };
 }
 
