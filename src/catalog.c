@@ -38,13 +38,14 @@ static const char *const tables_sql =
     "      AND a.attgenerated = ''"
     "      AND (b.typtype IN ('c', 'd') OR b.typreceive::oid = 0 OR b.typsend::oid = 0"
     "           OR (e.oid IS NOT NULL AND (e.oid >= 16384 OR e.typtype IN ('c', 'd')))"
-    "           OR (b.typtype IN ('r', 'm') AND b.oid >= 16384)))"
+    "           OR (b.typtype IN ('r', 'm') AND b.oid >= 16384))),"
+    "  CASE WHEN c.reltoastrelid = 0 THEN 0 ELSE pg_catalog.pg_table_size(c.reltoastrelid) END"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE " USER_TABLES_WHERE " ORDER BY 3 DESC, 1, 2";
 
 static bool read_tables(PGconn *src, const char *excluded, Catalog *cat)
 {
-    PGresult *res = conn_query(src, "catalog", tables_sql, 1, &excluded, 6);
+    PGresult *res = conn_query(src, "catalog", tables_sql, 1, &excluded, 7);
 
     if (!res)
         return false;
@@ -60,6 +61,7 @@ static bool read_tables(PGconn *src, const char *excluded, Catalog *cat)
         t->heap_blocks = atoll(PQgetvalue(res, i, 3));
         t->columns = xstrdup(PQgetvalue(res, i, 4));
         t->binary = PQgetvalue(res, i, 5)[0] == 't';
+        t->toast_bytes = atoll(PQgetvalue(res, i, 6));
         cat->total_bytes += t->bytes;
     }
     PQclear(res);

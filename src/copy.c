@@ -29,7 +29,13 @@ typedef struct Shared {
     int next;    /* next chunk index to look at */
     bool failed; /* a worker hit an error: others stop taking chunks */
     TableTally *tally;
+    int *ready; /* table_nos whose rows are all copied, oldest first */
+    int nready; /* pushed */
+    int ready_taken;
 } Shared;
+
+/* What a worker does next. */
+typedef enum { TASK_NONE, TASK_CHUNK, TASK_READY } TaskKind;
 
 typedef struct Worker {
     Shared *sh;
@@ -244,23 +250,36 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     return r;
 }
 
-/* Next pending chunk index, or -1 when none is left or the run stops. */
-static int take_chunk(Shared *sh)
+/* The next task: a ready table's work first (*i = table_no), else the next
+ * pending chunk (*i = chunk index); TASK_NONE when nothing is left or the
+ * run stops. */
+static TaskKind take_task(Shared *sh, int *i)
 {
     const CopyJob *job = sh->job;
-    int i = -1;
+    TaskKind kind = TASK_NONE;
 
     pthread_mutex_lock(&sh->lock);
-    while (!sh->failed && !*job->interrupted && sh->next < job->nchunks) {
+    if (!sh->failed && !*job->interrupted && sh->ready_taken < sh->nready) {
+        *i = sh->ready[sh->ready_taken++];
+        kind = TASK_READY;
+    }
+    while (kind == TASK_NONE && !sh->failed && !*job->interrupted && sh->next < job->nchunks) {
         int k = sh->next++;
 
         if (!job->chunks[k].done) {
-            i = k;
-            break;
+            *i = k;
+            kind = TASK_CHUNK;
         }
     }
     pthread_mutex_unlock(&sh->lock);
-    return i;
+    return kind;
+}
+
+/* Caller holds the lock. */
+static void push_ready(Shared *sh, int table_no)
+{
+    if (sh->job->table_ready)
+        sh->ready[sh->nready++] = table_no;
 }
 
 static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes, double start)
@@ -276,6 +295,8 @@ static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
     if (tt->first_start == 0 || start < tt->first_start)
         tt->first_start = start;
     last = --tt->remaining == 0;
+    if (last)
+        push_ready(sh, c->table_no);
     pthread_mutex_unlock(&sh->lock);
     if (sh->job->metrics) {
         atomic_fetch_add(&sh->job->metrics->copy_rows, rows);
@@ -292,14 +313,36 @@ static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
     }
 }
 
+/* A ready table's work; false stops the run. */
+static bool run_ready(Worker *w, int table_no)
+{
+    const CopyJob *job = w->sh->job;
+    bool ok =
+        ensure_connections(w) && job->table_ready(job->table_ready_arg, table_no, w->no, w->tgt);
+    progress_worker_status(job->progress, w->no, NULL);
+    if (!ok) {
+        pthread_mutex_lock(&w->sh->lock);
+        w->sh->failed = true;
+        pthread_mutex_unlock(&w->sh->lock);
+        w->ok = false;
+    }
+    return ok;
+}
+
 static void *worker_main(void *arg)
 {
     Worker *w = arg;
     Shared *sh = w->sh;
+    TaskKind kind;
     int i;
 
     w->ok = true;
-    while ((i = take_chunk(sh)) >= 0) {
+    while ((kind = take_task(sh, &i)) != TASK_NONE) {
+        if (kind == TASK_READY) {
+            if (!run_ready(w, i))
+                break;
+            continue;
+        }
         const StateChunk *c = &sh->job->chunks[i];
         char *label = chunk_label(table_of(sh->job, c->table_no), c);
         char *ctx = xasprintf("copy %s", label);
@@ -343,9 +386,13 @@ bool copy_run(const CopyJob *job)
 
     pthread_mutex_init(&sh.lock, NULL);
     sh.tally = xcalloc((size_t)job->ntables + 1, sizeof(TableTally));
+    sh.ready = xcalloc((size_t)job->ntables + 1, sizeof(int));
     for (int i = 0; i < job->nchunks; i++)
         if (!job->chunks[i].done)
             sh.tally[job->chunks[i].table_no - 1].remaining++;
+    for (int t = 0; t < job->ntables; t++) /* copied before an interruption */
+        if (sh.tally[t].remaining == 0)
+            push_ready(&sh, t + 1);
     workers = xcalloc((size_t)nworkers, sizeof(Worker));
     threads = xcalloc((size_t)nworkers, sizeof(pthread_t));
     for (int i = 0; i < nworkers; i++) {
@@ -367,6 +414,7 @@ bool copy_run(const CopyJob *job)
     ok = ok && !sh.failed && !*job->interrupted;
     pthread_mutex_destroy(&sh.lock);
     free(sh.tally);
+    free(sh.ready);
     free(workers);
     free(threads);
     return ok;

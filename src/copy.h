@@ -10,6 +10,11 @@
  * and its 'done' mark commit together, so after a crash a chunk is either
  * fully there and marked, or absent and pending: copied exactly once.
  * Locks on the source last one chunk (COPY's ACCESS SHARE).
+ *
+ * When every chunk of a table is copied (in this run or an earlier one),
+ * the table is "ready": the next worker free runs the job's table_ready
+ * work for it (its index builds) before taking another chunk, so indexes
+ * of copied tables are built while the rest of the data still copies.
  */
 #ifndef PGRELOCATE_COPY_H
 #define PGRELOCATE_COPY_H
@@ -21,6 +26,12 @@
 
 #include <signal.h>
 #include <stdbool.h>
+
+/* Work for a table whose rows are all copied, run on a worker thread with
+ * that worker's target connection (idle, no transaction open).  worker is
+ * the worker's number (0..jobs-1).  Returns false when the run must stop
+ * (after logging why). */
+typedef bool (*CopyTableReadyFn)(void *arg, int table_no, int worker, PGconn *tgt);
 
 typedef struct CopyJob {
     const ConnInfo *source;
@@ -35,6 +46,8 @@ typedef struct CopyJob {
     Progress *progress;
     volatile sig_atomic_t *interrupted; /* set by a signal: stop after current chunks */
     Metrics *metrics;                   /* counters to update, or NULL */
+    CopyTableReadyFn table_ready;       /* or NULL */
+    void *table_ready_arg;
 } CopyJob;
 
 /* Copy every pending chunk.  Returns true when all are done; false after an

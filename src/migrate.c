@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "copy.h"
 #include "copyplan.h"
+#include "earlyindex.h"
 #include "follow.h"
 #include "largeobject.h"
 #include "log.h"
@@ -359,7 +360,8 @@ static bool plan_copy(CopyRun *r)
         return false;
     pt = xcalloc((size_t)cat.ntables + 1, sizeof(PlanTable));
     for (int i = 0; i < cat.ntables; i++)
-        pt[i] = (PlanTable){cat.tables[i].table_no, cat.tables[i].bytes, cat.tables[i].heap_blocks};
+        pt[i] = (PlanTable){cat.tables[i].table_no, cat.tables[i].bytes, cat.tables[i].heap_blocks,
+                            cat.tables[i].toast_bytes};
     pc = copyplan_make(pt, cat.ntables, r->o->split_larger_than, r->src_info.version_num >= 140000,
                        &nchunks);
     sc = xcalloc((size_t)nchunks + 1, sizeof(StateChunk));
@@ -657,22 +659,51 @@ static bool advance(CopyRun *r, Phase next)
     return true;
 }
 
+/* Indexes of a table are built as soon as its rows are copied (copy.h);
+ * without the mapping (logged) they wait for the post-data phase. */
+static bool prepare_early_indexes(CopyRun *r, EarlyIndexes *ei)
+{
+    *ei = (EarlyIndexes){.tools = &r->tools,
+                         .target = r->tgt_ci,
+                         .archive = r->archive,
+                         .so = {r->o->no_owner, r->o->no_acl},
+                         .tmpdir = r->tmpdir,
+                         .resuming = r->resuming,
+                         .progress = r->progress};
+    if (earlyindex_prepare(ei, r->src, r->tgt, r->st.tables, r->st.ntables))
+        return true;
+    log_notice("indexes will be built after all rows are copied");
+    return false;
+}
+
 static bool run_data(CopyRun *r)
 {
     CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name, r->tgt_info.encoding,
                    r->st.tables, r->st.ntables, r->st.chunks,   r->st.nchunks,
-                   r->o->jobs,   r->progress,   &interrupted,   &r->metrics};
+                   r->o->jobs,   r->progress,   &interrupted,   &r->metrics,
+                   NULL,         NULL};
+    EarlyIndexes ei;
     int64_t total = 0;
     int pending = 0;
+    bool ok;
 
     for (int i = 0; i < r->st.nchunks; i++)
         if (!r->st.chunks[i].done) { /* done ones were copied before an interruption */
             total += r->st.chunks[i].est_bytes;
             pending++;
         }
+    if (prepare_early_indexes(r, &ei)) {
+        job.table_ready = earlyindex_build_table;
+        job.table_ready_arg = &ei;
+    }
     progress_phase_begin(r->progress, "data");
     progress_set_total(r->progress, total, pending);
-    return copy_run(&job) && advance(r, PHASE_LARGE_OBJECTS);
+    ok = copy_run(&job) && advance(r, PHASE_LARGE_OBJECTS);
+    if (job.table_ready && atomic_load(&ei.built) > 0)
+        log_info("built %d indexes and key constraints while rows were copied",
+                 atomic_load(&ei.built));
+    earlyindex_free(&ei);
+    return ok;
 }
 
 static bool run_large_objects(CopyRun *r)

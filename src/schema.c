@@ -250,11 +250,13 @@ static PostWave wave_of(const char *desc)
     return POST_WAVE_REST;
 }
 
-/* "3254; 2606 16403 CONSTRAINT public t t_pkey owner" -> id 3254, desc from
- * the type on.  Returns false for comment and blank lines. */
+/* "3254; 2606 16403 CONSTRAINT public t t_pkey owner" -> id 3254, catalog
+ * 2606, object 16403, desc from the type on.  Returns false for comment and
+ * blank lines. */
 static bool parse_list_line(char *line, PostEntry *e)
 {
     char *p = line, *end;
+    unsigned long oids[2] = {0, 0};
     long id;
 
     if (*line == ';' || *line == '\0')
@@ -266,12 +268,15 @@ static bool parse_list_line(char *line, PostEntry *e)
     for (int field = 0; field < 2; field++) { /* catalog oid, object oid */
         while (*p == ' ')
             p++;
+        oids[field] = strtoul(p, NULL, 10);
         while (*p && *p != ' ')
             p++;
     }
     while (*p == ' ')
         p++;
     e->dump_id = (int)id;
+    e->catalog_oid = (unsigned int)oids[0];
+    e->object_oid = (unsigned int)oids[1];
     e->desc = xstrdup(p);
     e->wave = wave_of(p);
     e->done = false;
@@ -509,6 +514,42 @@ static bool run_serial(const PostRun *pr, PostEntry *entries, int n, PostWave wa
     }
     free(idx);
     return ok;
+}
+
+bool schema_entry_is_table_build(const PostEntry *e)
+{
+    /* Not CHECK CONSTRAINT: a NOT VALID check on a table would also check
+     * rows copied later into its inheritance children. */
+    return e->wave == POST_WAVE_BUILD &&
+           (strncmp(e->desc, "INDEX ", 6) == 0 || strncmp(e->desc, "CONSTRAINT ", 11) == 0);
+}
+
+bool schema_restore_entry(const PgTools *t, const ConnInfo *tgt, const char *archive,
+                          const SchemaOpts *so, const PostEntry *e, const char *tmpdir, int slot,
+                          bool resuming)
+{
+    char *dbarg = target_dbarg(tgt);
+    PostRun pr = {t, so, archive, dbarg, conninfo_password(tgt), tmpdir, resuming, NULL, NULL};
+    int idx = 0, attempts = 0, code;
+    BatchOutcome o = BATCH_RETRY;
+
+    while (o == BATCH_RETRY) {
+        pid_t pid = spawn_batch(&pr, e, &idx, 1, slot);
+
+        if (pid <= 0 || proc_wait_one(&pid, 1, &code) != pid) {
+            log_error("[indexes] %s: could not run pg_restore", e->desc);
+            o = BATCH_FAILED;
+            break;
+        }
+        o = judge_batch(&pr, code, slot, e->desc);
+        if (o == BATCH_RETRY && ++attempts >= MAX_ATTEMPTS) {
+            log_error("[indexes] %s: deadlocked %d times", e->desc, MAX_ATTEMPTS);
+            o = BATCH_FAILED;
+        } else if (o == BATCH_RETRY)
+            log_notice("[indexes] %s: deadlock, trying again", e->desc);
+    }
+    free(dbarg);
+    return o == BATCH_DONE;
 }
 
 bool schema_restore_post(const PgTools *t, const ConnInfo *tgt, const char *archive,

@@ -34,6 +34,8 @@ typedef enum { POST_WAVE_BUILD = 1, POST_WAVE_ATTACH, POST_WAVE_FK, POST_WAVE_RE
 
 typedef struct PostEntry {
     int dump_id;
+    unsigned int catalog_oid; /* on the source: pg_class for an INDEX, pg_constraint ... */
+    unsigned int object_oid;  /* the object's oid there */
     PostWave wave;
     char *desc; /* "INDEX public orders_customer_idx" (type, schema, name) */
     bool done;
@@ -57,6 +59,19 @@ bool schema_restore_pre(const PgTools *t, const ConnInfo *tgt, const char *archi
 /* The archive's post-data entries (done = false), in pg_dump's order. */
 bool schema_list_post(const PgTools *t, const char *archive, PostEntry **out, int *n);
 void schema_free_post(PostEntry *entries, int n);
+
+/* Does the entry build an index (INDEX, or a primary key, unique or
+ * exclusion CONSTRAINT) on one table, touching no other?  Such entries may
+ * run as soon as that table's rows are copied. */
+bool schema_entry_is_table_build(const PostEntry *e);
+
+/* Restore one entry now, in the caller's thread: pg_restore in one
+ * transaction, retried on deadlock; slot names its list and log files in
+ * tmpdir (unique among concurrent callers).  resuming: "already exists"
+ * counts as done.  Returns false after logging pg_restore's message. */
+bool schema_restore_entry(const PgTools *t, const ConnInfo *tgt, const char *archive,
+                          const SchemaOpts *so, const PostEntry *e, const char *tmpdir, int slot,
+                          bool resuming);
 
 /* Called after each entry (or serial batch) committed on the target. */
 typedef bool (*PostDoneFn)(const PostEntry *e, void *arg);

@@ -68,11 +68,13 @@ static const char *const create_sql =
     "  table_no int PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL,"
     "  columns text NOT NULL, copy_binary bool NOT NULL,"
     "  bytes_estimate bigint NOT NULL, heap_blocks bigint NOT NULL,"
+    "  toast_bytes bigint NOT NULL DEFAULT 0,"
     "  UNIQUE (schema_name, table_name));"
     "CREATE TABLE pgrelocate.chunks ("
     "  table_no int NOT NULL REFERENCES pgrelocate.tables, chunk_no int NOT NULL,"
     "  nchunks int NOT NULL, blk_start bigint NOT NULL, blk_end bigint NOT NULL,"
-    "  est_bytes bigint NOT NULL, state text NOT NULL DEFAULT 'pending'"
+    "  est_bytes bigint NOT NULL, plan_order int NOT NULL DEFAULT 0,"
+    "  state text NOT NULL DEFAULT 'pending'"
     "    CHECK (state IN ('pending', 'done')),"
     "  rows_copied bigint, bytes_copied bigint, seconds float8, done_at timestamptz,"
     "  PRIMARY KEY (table_no, chunk_no));"
@@ -133,9 +135,9 @@ static bool load_tables(PGconn *tgt, MigrationState *st)
 {
     PGresult *res = conn_query(tgt, "state",
                                "SELECT table_no, schema_name, table_name, columns, copy_binary, "
-                               "bytes_estimate, heap_blocks FROM pgrelocate.tables "
+                               "bytes_estimate, heap_blocks, toast_bytes FROM pgrelocate.tables "
                                "ORDER BY table_no",
-                               0, NULL, 7);
+                               0, NULL, 8);
 
     if (!res)
         return false;
@@ -151,6 +153,7 @@ static bool load_tables(PGconn *tgt, MigrationState *st)
         t->binary = PQgetvalue(res, i, 4)[0] == 't';
         t->bytes = atoll(PQgetvalue(res, i, 5));
         t->heap_blocks = atoll(PQgetvalue(res, i, 6));
+        t->toast_bytes = atoll(PQgetvalue(res, i, 7));
     }
     PQclear(res);
     return true;
@@ -161,7 +164,7 @@ static bool load_chunks(PGconn *tgt, MigrationState *st)
     PGresult *res = conn_query(tgt, "state",
                                "SELECT table_no, chunk_no, nchunks, blk_start, blk_end, est_bytes, "
                                "state = 'done' FROM pgrelocate.chunks "
-                               "ORDER BY est_bytes DESC, table_no, chunk_no",
+                               "ORDER BY plan_order, est_bytes DESC, table_no, chunk_no",
                                0, NULL, 7);
 
     if (!res)
@@ -371,21 +374,22 @@ bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const S
         copy_text(&t, tables[i].table_name);
         strbuf_append(&t, "\t");
         copy_text(&t, tables[i].columns);
-        strbuf_appendf(&t, "\t%s\t%lld\t%lld\n", tables[i].binary ? "t" : "f",
-                       (long long)tables[i].bytes, (long long)tables[i].heap_blocks);
+        strbuf_appendf(&t, "\t%s\t%lld\t%lld\t%lld\n", tables[i].binary ? "t" : "f",
+                       (long long)tables[i].bytes, (long long)tables[i].heap_blocks,
+                       (long long)tables[i].toast_bytes);
     }
     for (int i = 0; i < nchunks; i++)
-        strbuf_appendf(&c, "%d\t%d\t%d\t%lld\t%lld\t%lld\n", chunks[i].table_no, chunks[i].chunk_no,
-                       chunks[i].nchunks, (long long)chunks[i].blk_start,
-                       (long long)chunks[i].blk_end, (long long)chunks[i].est_bytes);
+        strbuf_appendf(&c, "%d\t%d\t%d\t%lld\t%lld\t%lld\t%d\n", chunks[i].table_no,
+                       chunks[i].chunk_no, chunks[i].nchunks, (long long)chunks[i].blk_start,
+                       (long long)chunks[i].blk_end, (long long)chunks[i].est_bytes, i);
     ok = conn_exec(tgt, "state", "BEGIN") &&
          copy_rows(tgt,
                    "COPY pgrelocate.tables (table_no, schema_name, table_name, columns, "
-                   "copy_binary, bytes_estimate, heap_blocks) FROM STDIN",
+                   "copy_binary, bytes_estimate, heap_blocks, toast_bytes) FROM STDIN",
                    &t) &&
          copy_rows(tgt,
                    "COPY pgrelocate.chunks (table_no, chunk_no, nchunks, blk_start, blk_end, "
-                   "est_bytes) FROM STDIN",
+                   "est_bytes, plan_order) FROM STDIN",
                    &c) &&
          conn_exec(tgt, "state", "UPDATE pgrelocate.migration SET phase = 'data'; COMMIT");
     if (!ok)

@@ -49,6 +49,7 @@ typedef struct StateTable {
     bool binary;   /* binary COPY is safe for its column types */
     int64_t bytes; /* estimate at planning */
     int64_t heap_blocks;
+    int64_t toast_bytes; /* the TOAST part of bytes */
 } StateTable;
 
 typedef struct StateChunk {
@@ -99,7 +100,8 @@ bool state_set_snapshot(PGconn *tgt, const char *name, int backend_pid);
 bool state_save_archive(PGconn *tgt, const char *path);
 bool state_restore_archive(PGconn *tgt, const char *path, bool may_be_missing);
 
-/* Record the copy plan (tables and chunks), in one transaction. */
+/* Record the copy plan (tables, and chunks in the order to copy them), in
+ * one transaction; state_load gives the chunks back in that order. */
 bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const StateChunk *chunks,
                      int nchunks);
 /* Mark the chunks of a table pending again (after TRUNCATE on a new

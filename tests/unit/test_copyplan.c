@@ -2,8 +2,8 @@
  * test_copyplan.c: chunk planning.  Every plan is checked against the same
  * invariants (each table's chunks numbered 1..n, ranges tiling [0, blocks)
  * with the last open-ended, estimated bytes summing to the table's bytes,
- * largest first), and listed cases also pin the chunk counts and exact
- * ranges.
+ * costliest first, cost = heap bytes + 5 x TOAST bytes), and listed cases
+ * also pin the chunk counts and exact ranges.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,24 +32,33 @@ typedef struct PlanCase {
 } PlanCase;
 
 static const PlanCase plan_cases[] = {
-    {"no tables", {{0}}, 0, 100, true, {0}},
-    {"small table is one chunk", {{7, 50, 10}}, 1, 100, true, {1}},
-    {"table exactly at the split size is one chunk", {{7, 100, 10}}, 1, 100, true, {1}},
-    {"one byte over the split size is two chunks", {{7, 101, 10}}, 1, 100, true, {2}},
-    {"ceil(bytes / split) chunks", {{1, 1000, 100}, {2, 1001, 100}}, 2, 100, true, {10, 11}},
-    {"never more chunks than blocks", {{1, 10 * GB, 4}}, 1, GB, true, {4}},
-    {"all TOAST, no heap blocks", {{1, TB, 0}}, 1, GB, true, {1}},
-    {"all TOAST, one heap block", {{1, TB, 1}}, 1, GB, true, {1}},
-    {"all TOAST, two heap blocks", {{1, TB, 2}}, 1, GB, true, {2}},
-    {"empty table", {{1, 0, 0}}, 1, GB, true, {1}},
-    {"cannot split: one chunk each", {{1, TB, 134217728}, {2, 10, 1}}, 2, GB, false, {1, 1}},
-    {"1 TB in 1 GB pieces", {{1, TB, 134217728}}, 1, GB, true, {1024}},
+    {"no tables", {{0, 0, 0, 0}}, 0, 100, true, {0}},
+    {"small table is one chunk", {{7, 50, 10, 0}}, 1, 100, true, {1}},
+    {"table exactly at the split size is one chunk", {{7, 100, 10, 0}}, 1, 100, true, {1}},
+    {"one byte over the split size is two chunks", {{7, 101, 10, 0}}, 1, 100, true, {2}},
+    {"ceil(bytes / split) chunks", {{1, 1000, 100, 0}, {2, 1001, 100, 0}}, 2, 100, true, {10, 11}},
+    {"never more chunks than blocks", {{1, 10 * GB, 4, 0}}, 1, GB, true, {4}},
+    {"all TOAST, no heap blocks", {{1, TB, 0, 0}}, 1, GB, true, {1}},
+    {"all TOAST, one heap block", {{1, TB, 1, 0}}, 1, GB, true, {1}},
+    {"all TOAST, two heap blocks", {{1, TB, 2, 0}}, 1, GB, true, {2}},
+    {"empty table", {{1, 0, 0, 0}}, 1, GB, true, {1}},
+    {"cannot split: one chunk each", {{1, TB, 134217728, 0}, {2, 10, 1, 0}}, 2, GB, false, {1, 1}},
+    {"1 TB in 1 GB pieces", {{1, TB, 134217728, 0}}, 1, GB, true, {1024}},
     {"mixed tables",
-     {{3, 100, 10}, {1, 1000, 100}, {4, 5000, 3}, {2, 90, 50}, {5, 0, 0}},
+     {{3, 100, 10, 0}, {1, 1000, 100, 0}, {4, 5000, 3, 0}, {2, 90, 50, 0}, {5, 0, 0, 0}},
      5,
      100,
      true,
      {1, 10, 3, 1, 1}},
+    {"TOAST counts five times: 300 bytes, all TOAST, split at 1000",
+     {{1, 300, 20, 300}},
+     1,
+     1000,
+     true,
+     {2}},
+    {"TOAST at or below the split cost stays whole", {{1, 200, 20, 200}}, 1, 1000, true, {1}},
+    {"half TOAST", {{1, 1000, 100, 500}, {2, 1000, 100, 0}}, 2, 1000, true, {3, 1}},
+    {"TOAST bytes above bytes are capped", {{1, 100, 20, 900}}, 1, 400, true, {2}},
 };
 
 static void check_table(const PlanCase *pc, const PlanTable *t, int want, const PlanChunk *chunks,
@@ -111,9 +120,9 @@ static void test_plans_hold_their_invariants(void **state)
         for (int i = 0; i < pc->ntables; i++)
             check_table(pc, &pc->tables[i], pc->want_chunks[i], chunks, nchunks);
         for (int i = 1; i < nchunks; i++)
-            if (chunks[i].est_bytes > chunks[i - 1].est_bytes)
-                fail_msg("%s: chunk %d (%" PRId64 " bytes) after a smaller one", pc->name, i,
-                         chunks[i].est_bytes);
+            if (chunks[i].cost > chunks[i - 1].cost)
+                fail_msg("%s: chunk %d (cost %" PRId64 ") after a cheaper one", pc->name, i,
+                         chunks[i].cost);
         free(chunks);
     }
 }
@@ -145,7 +154,7 @@ static void check_exact(const PlanTable *tables, int ntables, int64_t split, con
 
 static void test_even_split_has_equal_ranges(void **state)
 {
-    static const PlanTable t[] = {{9, 300, 10}};
+    static const PlanTable t[] = {{9, 300, 10, 0}};
     static const ExactChunk want[] = {
         {9, 1, 0, 3, 100},
         {9, 2, 3, 6, 100},
@@ -158,7 +167,7 @@ static void test_even_split_has_equal_ranges(void **state)
 
 static void test_remainder_goes_to_the_last_chunk_which_sorts_first(void **state)
 {
-    static const PlanTable t[] = {{9, 301, 10}};
+    static const PlanTable t[] = {{9, 301, 10, 0}};
     static const ExactChunk want[] = {
         {9, 4, 7, -1, 76},
         {9, 1, 0, 2, 75},
@@ -173,10 +182,10 @@ static void test_remainder_goes_to_the_last_chunk_which_sorts_first(void **state
 static void test_largest_first_then_table_then_chunk(void **state)
 {
     static const PlanTable t[] = {
-        {3, 100, 10},
-        {1, 300, 100},
-        {4, 5000, 3},
-        {2, 90, 50},
+        {3, 100, 10, 0},
+        {1, 300, 100, 0},
+        {4, 5000, 3, 0},
+        {2, 90, 50, 0},
     };
     static const ExactChunk want[] = {
         {4, 3, 2, -1, 1668}, {4, 1, 0, 1, 1666},  {4, 2, 1, 2, 1666},  {1, 1, 0, 33, 100},
@@ -187,6 +196,27 @@ static void test_largest_first_then_table_then_chunk(void **state)
     check_exact(t, NELEM(t), 100, want, NELEM(want));
 }
 
+static void test_toast_heavy_table_starts_before_a_bigger_plain_one(void **state)
+{
+    /* the bench's shape: a 1000-byte plain table stays whole, a smaller
+     * 600-byte table of which 500 TOAST (cost 100 + 2500) is split and its
+     * pieces go first */
+    static const PlanTable t[] = {
+        {1, 1000, 100, 0},
+        {2, 600, 60, 500},
+    };
+    static const ExactChunk want[] = {
+        {2, 1, 0, 30, 300},
+        {2, 2, 30, -1, 300},
+        {1, 1, -1, -1, 1000},
+    };
+
+    (void)state;
+    check_exact(t, NELEM(t), 2000, want, NELEM(want));
+    assert_int_equal(copyplan_cost(&t[0]), 1000);
+    assert_int_equal(copyplan_cost(&t[1]), 100 + 5 * 500);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_even_split_has_equal_ranges),
         cmocka_unit_test(test_remainder_goes_to_the_last_chunk_which_sorts_first),
         cmocka_unit_test(test_largest_first_then_table_then_chunk),
+        cmocka_unit_test(test_toast_heavy_table_starts_before_a_bigger_plain_one),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
