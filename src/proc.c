@@ -13,11 +13,42 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void child_exec(const char *const *argv, const char *password)
+extern char **environ;
+
+/* The child's environment: ours, with PGPASSWORD set when password is
+ * given.  Built before fork: the copy workers start pg_restore from their
+ * threads, and a forked child of a threaded process should only exec. */
+static char **child_env(const char *password)
 {
+    size_t n = 0, k = 0;
+    char **env;
+
+    while (environ[n])
+        n++;
+    env = xcalloc(n + 2, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        if (!password || strncmp(environ[i], "PGPASSWORD=", 11) != 0)
+            env[k++] = environ[i];
     if (password)
-        setenv("PGPASSWORD", password, 1);
-    execv(argv[0], (char *const *)argv);
+        env[k++] = xasprintf("PGPASSWORD=%s", password);
+    return env;
+}
+
+/* Free what child_env allocated (the PGPASSWORD entry is the last one). */
+static void free_child_env(char **env, const char *password)
+{
+    size_t n = 0;
+
+    while (env[n])
+        n++;
+    if (password && n > 0)
+        free(env[n - 1]);
+    free(env);
+}
+
+static void child_exec(const char *const *argv, char **env)
+{
+    execve(argv[0], (char *const *)argv, env);
     dprintf(STDERR_FILENO, "could not run \"%s\": %s\n", argv[0], strerror(errno));
     _exit(127);
 }
@@ -76,6 +107,7 @@ bool proc_run(const char *const *argv, const char *password, bool capture_out, P
     int outp[2] = {-1, -1}, errp[2];
     pid_t pid;
     int status;
+    char **env;
 
     strbuf_init(&r->out);
     strbuf_init(&r->err);
@@ -84,10 +116,12 @@ bool proc_run(const char *const *argv, const char *password, bool capture_out, P
         strbuf_appendf(&r->err, "could not create a pipe: %s", strerror(errno));
         return false;
     }
+    env = child_env(password);
     fflush(NULL);
     pid = fork();
     if (pid < 0) {
         strbuf_appendf(&r->err, "could not fork: %s", strerror(errno));
+        free_child_env(env, password);
         return false;
     }
     if (pid == 0) {
@@ -96,8 +130,9 @@ bool proc_run(const char *const *argv, const char *password, bool capture_out, P
         dup2(devnull, STDIN_FILENO);
         dup2(capture_out ? outp[1] : devnull, STDOUT_FILENO);
         dup2(errp[1], STDERR_FILENO);
-        child_exec(argv, password);
+        child_exec(argv, env);
     }
+    free_child_env(env, password);
     if (capture_out)
         close(outp[1]);
     close(errp[1]);
@@ -117,6 +152,7 @@ void proc_result_free(ProcResult *r)
 
 pid_t proc_spawn(const char *const *argv, const char *password, const char *err_path)
 {
+    char **env = child_env(password);
     pid_t pid;
 
     fflush(NULL);
@@ -128,8 +164,9 @@ pid_t proc_spawn(const char *const *argv, const char *password, const char *err_
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
         dup2(errfd >= 0 ? errfd : devnull, STDERR_FILENO);
-        child_exec(argv, password);
+        child_exec(argv, env);
     }
+    free_child_env(env, password);
     return pid;
 }
 
