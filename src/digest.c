@@ -81,6 +81,24 @@ int digest_plan_passes(const DigestBucket *src, const DigestBucket *tgt, int nbu
     return n;
 }
 
+#define RANGE_MAX_BYTES ((int64_t)256 * 1024 * 1024)
+#define RANGE_MIN_BYTES ((int64_t)32 * 1024 * 1024)
+
+int digest_range_count(int64_t bytes, int64_t nblocks, int jobs)
+{
+    int64_t n = (bytes + RANGE_MAX_BYTES - 1) / RANGE_MAX_BYTES;
+    int64_t by_min = (bytes + RANGE_MIN_BYTES - 1) / RANGE_MIN_BYTES;
+    int64_t want = jobs < by_min ? jobs : by_min;
+
+    if (n < want)
+        n = want;
+    if (n > nblocks)
+        n = nblocks;
+    if (n > 100000)
+        n = 100000;
+    return n < 1 ? 1 : (int)n;
+}
+
 int digest_split_blocks(int64_t nblocks, int64_t blocks_per_range, DigestRange **out)
 {
     int64_t n;

@@ -50,6 +50,12 @@ typedef struct DigestRange {
     int64_t end;
 } DigestRange;
 
+/* How many ranges to scan a table of bytes (with TOAST) and nblocks heap
+ * blocks in: ranges of at most 256 MB, and for tables above 32 MB at
+ * least one per worker, so a big table keeps every worker busy; never
+ * more ranges than blocks. */
+int digest_range_count(int64_t bytes, int64_t nblocks, int jobs);
+
 /* Split nblocks into ranges of about blocks_per_range blocks (at least
  * one range, the last open).  Returns the count; *out is malloc'ed, the
  * caller frees it. */

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Beyond conn.c's pinned settings: every output function a row's text
  * goes through prints the same on both servers whatever their defaults,
@@ -268,6 +269,7 @@ typedef struct Item {
     DigestBucket *buckets;     /* digest result, 1 << bucket_bits */
     DigestRow *rows;           /* drill result */
     size_t nrows;
+    int nranges;   /* of its table on its side: the item's share of the table's bytes */
     int64_t bytes; /* bytes of results read */
 } Item;
 
@@ -279,6 +281,14 @@ typedef struct Pool {
     atomic_int next;
     atomic_bool *failed;
 } Pool;
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static bool run_digest(PGconn *conn, Item *it, const char *ctx)
 {
@@ -376,6 +386,7 @@ static void *worker_main(void *arg)
         int i = atomic_fetch_add(&p->next, 1);
         Item *it;
         char ctx[300];
+        double t0;
         bool ok;
 
         if (i >= p->nitems)
@@ -383,9 +394,12 @@ static void *worker_main(void *arg)
         it = &p->items[i];
         snprintf(ctx, sizeof(ctx), "verify %s %s", p->side ? "target" : "source",
                  it->table->display);
+        t0 = now_s();
         ok = it->buckets_param ? run_drill(conn, it, ctx) : run_digest(conn, it, ctx);
         if (!ok)
             atomic_store(p->failed, true);
+        log_debug("[%s] %s blocks %lld..%lld in %.2f s", ctx, it->buckets_param ? "rows" : "digest",
+                  (long long)it->range.start, (long long)it->range.end, now_s() - t0);
     }
     conn_close(conn);
     return NULL;
@@ -439,15 +453,30 @@ typedef struct TableWork {
     int npasses;
 } TableWork;
 
+/* The same number of ranges on both sides (sized from the source); each
+ * side splits its own heap, whose layout differs. */
 static void plan_ranges(VerifyScan *vs, TableWork *tw, int jobs)
 {
-    for (int t = 0; t < vs->ntables; t++)
-        for (int side = 0; side < 2; side++) {
-            int64_t b = vs->tables[t].blocks[side], per = (b + jobs - 1) / (jobs > 0 ? jobs : 1);
+    for (int t = 0; t < vs->ntables; t++) {
+        const VerifyTable *vt = &vs->tables[t];
+        int n = digest_range_count(vt->bytes, vt->blocks[0], jobs);
 
-            per = per < 1024 ? 1024 : per > 65536 ? 65536 : per;
+        for (int side = 0; side < 2; side++) {
+            int64_t b = vt->blocks[side], per = (b + n - 1) / n;
+
             tw[t].nranges[side] = digest_split_blocks(b, per, &tw[t].ranges[side]);
         }
+    }
+}
+
+/* Biggest first, so the last item to finish is a small one. */
+static int cmp_item_cost(const void *a, const void *b)
+{
+    const Item *x = a, *y = b;
+    int64_t cx = x->table->bytes / x->nranges;
+    int64_t cy = y->table->bytes / y->nranges;
+
+    return cx < cy ? 1 : cx > cy ? -1 : 0;
 }
 
 /* pass < 0: the digest items; else drill-down pass number pass. */
@@ -473,8 +502,10 @@ static void make_items(VerifyScan *vs, TableWork *tw, int pass, Item **items, in
                 it->side = side;
                 it->range = tw[t].ranges[side][r];
                 it->buckets_param = drill ? tw[t].passes[pass] : NULL;
+                it->nranges = tw[t].nranges[side];
             }
         }
+        qsort(items[side], (size_t)nitems[side], sizeof(Item), cmp_item_cost);
     }
 }
 

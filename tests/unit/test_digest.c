@@ -82,6 +82,22 @@ static void test_split_blocks(void **state)
     free(r);
 }
 
+static void test_range_count(void **state)
+{
+    const int64_t MB = 1024 * 1024;
+
+    (void)state;
+    assert_int_equal(digest_range_count(0, 0, 4), 1);            /* empty: one open range */
+    assert_int_equal(digest_range_count(8 * MB, 1024, 4), 1);    /* small: one */
+    assert_int_equal(digest_range_count(100 * MB, 12800, 4), 4); /* one per worker */
+    assert_int_equal(digest_range_count(100 * MB, 12800, 2), 2);
+    assert_int_equal(digest_range_count(40 * MB, 5120, 8), 2);        /* not below 32 MB each */
+    assert_int_equal(digest_range_count(10240 * MB, 1310720, 4), 40); /* at most 256 MB each */
+    /* TOAST-heavy: 100 MB in 10 heap blocks: split by blocks, no more ranges than blocks */
+    assert_int_equal(digest_range_count(100 * MB, 10, 4), 4);
+    assert_int_equal(digest_range_count(100 * MB, 3, 4), 3);
+}
+
 static void test_plan_passes(void **state)
 {
     DigestBucket s[6] = {{10, 1}, {10, 2}, {700, 3}, {0, 0}, {5, 5}, {3, 9}};
@@ -243,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_parse_sum),
         cmocka_unit_test(test_parse_sum_is_additive),
         cmocka_unit_test(test_split_blocks),
+        cmocka_unit_test(test_range_count),
         cmocka_unit_test(test_plan_passes),
         cmocka_unit_test(test_match_keyed),
         cmocka_unit_test(test_match_keyed_composite_keys_do_not_run_together),
