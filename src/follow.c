@@ -594,7 +594,7 @@ FollowResult follow_run(const FollowOpts *o)
         c.hold.status = SYNC_FINISHED;
         pthread_mutex_unlock(&c.hold.lock);
         syncpoint_follower_finished(c.sync);
-        log_info("[%s] stopped for good at a sync point (cutover)", label(o));
+        log_info("[%s] stopped for good (a cutover or rollback changed direction)", label(o));
     }
     syncpoint_follower_close(c.sync);
     pthread_mutex_destroy(&c.hold.lock);

@@ -1050,8 +1050,14 @@ static int migrate_main(const Options *o, bool follow)
         if (before == PHASE_FOLLOW)
             break; /* follow returns when asked to stop */
     }
-    if (ok && follow && !interrupted && r.st.phase == PHASE_REVERSE)
-        ok = run_reverse(&r);
+    /* A cutover turns the direction around, a rollback or an aborted
+     * cutover may turn it back: follow whichever the migration is in until
+     * asked to stop. */
+    while (ok && follow && !interrupted && r.st.phase == PHASE_REVERSE) {
+        ok = run_reverse(&r) && state_read_phase(r.tgt, &r.st.phase);
+        if (ok && !interrupted && r.st.phase == PHASE_FOLLOW)
+            ok = run_follow(&r) && state_read_phase(r.tgt, &r.st.phase);
+    }
     if (ok && follow && r.st.phase == PHASE_ROLLED_BACK)
         log_info("this migration was rolled back: the source is primary again and nothing "
                  "follows; pgrelocate cleanup removes what is left of it");
