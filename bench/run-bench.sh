@@ -11,10 +11,12 @@
 # Environment:
 #   BENCH_SCALE=100         pgbench scale; the docs table scales with it (~2 GB at 100)
 #   BENCH_JOBS=$(nproc)     parallel jobs given to every contender
-#   BENCH_ONLY="copy verify catchup"  sections to run (space or comma separated); catchup
-#                           (change replication vs CREATE SUBSCRIPTION) writes to the source: last;
+#   BENCH_ONLY="copy verify catchup pause"  sections to run (space or comma separated); catchup
+#                           (change replication vs CREATE SUBSCRIPTION) and pause (cutover and
+#                           rollback through pgbouncer under pgbench) write to the source: last;
 #                           verify (pgrelocate verify vs per-table full hash vs pgcopydb compare)
 #   BENCH_CATCHUP_SECONDS=30, BENCH_LAG_SECONDS=20, BENCH_LAG_TPS=500   catchup section knobs
+#   BENCH_PAUSE_SECONDS=15, BENCH_PAUSE_CLIENTS=8   pause section knobs
 #   BENCH_CONTENDERS="pgrelocate dump+restore pgcopydb"   copy section contenders
 #   BENCH_REPEAT=1          rounds of all contenders; the report keeps each one's fastest
 #   BENCH_SPLIT=SIZE        pass --split-larger-than SIZE to pgrelocate
@@ -26,7 +28,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_SCALE=${BENCH_SCALE:-100}
 BENCH_JOBS=${BENCH_JOBS:-$(nproc)}
-BENCH_ONLY=${BENCH_ONLY:-copy verify catchup}
+BENCH_ONLY=${BENCH_ONLY:-copy verify catchup pause}
 BENCH_ONLY=${BENCH_ONLY//,/ }
 BENCH_CONTENDERS=${BENCH_CONTENDERS:-pgrelocate dump+restore pgcopydb}
 BENCH_CONTENDERS=${BENCH_CONTENDERS//,/ }
@@ -48,6 +50,10 @@ CL_TMPROOT=${BENCH_TMPDIR:-/var/tmp}
 . "$top/bench/section-verify.sh"
 # shellcheck source=bench/section-catchup.sh
 . "$top/bench/section-catchup.sh"
+# shellcheck source=scripts/bouncer-lib.sh
+. "$top/scripts/bouncer-lib.sh"
+# shellcheck source=bench/section-pause.sh
+. "$top/bench/section-pause.sh"
 
 bench_install_peers() {
   if ! command -v pgcopydb >/dev/null && [[ " $BENCH_CONTENDERS " == *" pgcopydb "* ]]; then
@@ -79,7 +85,7 @@ bench_header() {
 main() {
   local section
   for section in $BENCH_ONLY; do
-    declare -F "bench_section_$section" >/dev/null || cl_die "unknown section '$section' (known: copy, verify, catchup)"
+    declare -F "bench_section_$section" >/dev/null || cl_die "unknown section '$section' (known: copy, verify, catchup, pause)"
     if declare -F "bench_check_$section" >/dev/null; then "bench_check_$section"; fi
   done
   BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)

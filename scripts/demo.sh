@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# make demo: pgrelocate on two throwaway local PostgreSQL servers.
+# make demo: the whole journey of a live migration on two throwaway local
+# PostgreSQL servers and a local pgbouncer.
 #
-# Starts a source and a target server (free loopback ports, a temporary
-# directory, run as an unprivileged user), fills the source with a sample
-# database, copies it with `pgrelocate copy` and shows that the target holds
-# exactly what the source holds.  The servers are stopped and the directory
-# removed at the end, also after an error or Ctrl-C.
+# Starts a source and a target server and a pgbouncer in front of the source
+# (free loopback ports, a temporary directory, run as an unprivileged user),
+# fills the source with a sample database, and puts an application load on it
+# through pgbouncer (pgbench, every transaction logged).  Then, while that load
+# runs: `pgrelocate start` (copy, then follow), its progress, `pgrelocate
+# cutover` with the pause it measured, a few seconds of writes on the target
+# that replicate back to the source, `pgrelocate rollback`, `pgrelocate
+# cleanup`, and a row-by-row comparison of both servers.  Servers and
+# pgbouncer are stopped and the directory removed at the end, also after an
+# error or Ctrl-C.
 #
 # Environment: PGRELOCATE (binary, default ./pgrelocate), DEMO_SCALE (pgbench
 # scale, default 10), DEMO_JOBS (default: number of CPUs).
@@ -14,12 +20,18 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/cluster-lib.sh
 . "$top/scripts/cluster-lib.sh"
+# shellcheck source=scripts/bouncer-lib.sh
+. "$top/scripts/bouncer-lib.sh"
 
 PGRELOCATE=${PGRELOCATE:-$top/pgrelocate}
 DEMO_SCALE=${DEMO_SCALE:-10}
 DEMO_JOBS=${DEMO_JOBS:-$(nproc)}
 DB=shop
-STEPS=5
+STEPS=10
+LOAD_PID=""
+START_PID=""
+CUT_T0=0
+CUT_T1=0
 step_no=0
 demo_t0=$SECONDS
 
@@ -43,10 +55,10 @@ start_servers() {
   # A copy of the binary the unprivileged user can run, unchanged by rebuilds.
   install -m 755 "$PGRELOCATE" "$CL_DIR/pgrelocate"
   cl_create source wal_level=logical max_wal_senders=10 max_replication_slots=10 shared_buffers=256MB
-  cl_create target shared_buffers=256MB
+  cl_create target wal_level=logical max_wal_senders=10 max_replication_slots=10 shared_buffers=256MB
   say "Everything lives in $CL_DIR and runs as user '$CL_USER'."
   say "source: $(cl_uri source "$DB")   (wal_level=logical, ready for live migration)"
-  say "target: $(cl_uri target "$DB")   (empty database, as a new server would be)"
+  say "target: $(cl_uri target "$DB")   (empty database; wal_level=logical for the way back)"
   cl_psql source -d postgres -c "create database $DB"
   cl_psql target -d postgres -c "create database $DB"
 }
@@ -171,25 +183,157 @@ SQL
   say "source database size: $(src_sql -At -c "select pg_size_pretty(pg_database_size(current_database()))")"
 }
 
-run_copy() {
-  step "Copy it with pgrelocate"
-  say "One consistent snapshot of the source; schema first, then the rows with $DEMO_JOBS parallel"
-  say "binary COPY streams, then indexes, constraints, sequences, large objects and ANALYZE."
+tgt_sql() { cl_psql target -d "$DB" "$@"; }
+src_count() { src_sql -At -c "select count(*) from $1"; }
+tgt_count() { tgt_sql -At -c "select count(*) from $1"; }
+relocate() { cl_run "$CL_DIR/pgrelocate" "$@" --source "$(cl_uri source "$DB")" --target "$(cl_uri target "$DB")"; }
+
+start_load() {
+  step "Put the application on pgbouncer and start writing"
+  bn_start source "$DB"
+  say "pgbouncer listens on 127.0.0.1:$BN_PORT (pool_mode transaction); its [databases] entry:"
+  say "  $(grep "^$DB = " "$BN_DIR/pgbouncer.ini")"
+  mkdir -p "$CL_DIR/load"
+  cat >"$CL_DIR/load/app.sql" <<'EOS'
+\set aid random(1, 100000 * :scale)
+\set bid random(1, 1 * :scale)
+\set tid random(1, 10 * :scale)
+\set delta random(-5000, 5000)
+\set cid random(1, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+INSERT INTO orders (customer_id, total, placed_at) VALUES (:cid, 100 + :delta / 100.0, now());
+END;
+EOS
+  [ "$(id -u)" -eq 0 ] && chown -R "$CL_USER" "$CL_DIR/load"
+  # rounds of 5 s until a stop file appears: each round prints its summary
+  cl_run bash -c "n=0; while [ ! -e '$CL_DIR/load/stop' ]; do n=\$((n + 1));
+    pgbench -n -c 8 -j 2 -R ${DEMO_TPS:-200} -T 5 -s $DEMO_SCALE -f '$CL_DIR/load/app.sql' \\
+      --log --log-prefix='$CL_DIR/load/tx\$n' '$(bn_uri "$DB")' || sleep 0.5; done" \
+    >"$CL_DIR/load/pgbench.out" 2>&1 &
+  LOAD_PID=$!
+  cl_on_exit "touch '$CL_DIR/load/stop'"
+  say "pgbench: 8 clients, ${DEMO_TPS:-200} transactions/s through pgbouncer, each a TPC-B transfer plus a"
+  say "new order (orders.id and invoice_no come from sequences). It runs from now on."
+  sleep 3
+  say "orders on the source: $(src_count orders) and counting."
+}
+
+run_start() {
+  step "pgrelocate start: copy the database, then follow its changes"
+  echo "   \$ pgrelocate start --source $(cl_uri source "$DB") --target $(cl_uri target "$DB") --replica-identity-full"
+  relocate start --replica-identity-full --jobs "$DEMO_JOBS" --progress plain >"$CL_DIR/start.log" 2>&1 &
+  START_PID=$!
+  cl_on_exit "kill -INT $START_PID"
+  say "(pgbench_history has no primary key: --replica-identity-full lets its changes replicate.)"
+  local phase="" last="" t0=$SECONDS
+  until [ "$phase" = follow ]; do
+    kill -0 "$START_PID" 2>/dev/null || { tail -n 20 "$CL_DIR/start.log" >&2; cl_die "pgrelocate start failed"; }
+    phase=$(tgt_sql -At -c "select phase from pgrelocate.migration" 2>/dev/null || true)
+    [ -n "$phase" ] && [ "$phase" != "$last" ] && say "phase: $phase ($((SECONDS - t0)) s)"
+    last=$phase
+    sleep 0.5
+  done
+  sleep 3
   echo
-  echo "   \$ pgrelocate copy --source $(cl_uri source "$DB") --target $(cl_uri target "$DB") --jobs $DEMO_JOBS"
-  echo
-  local t0=$SECONDS
-  if ! cl_run "$CL_DIR/pgrelocate" copy --source "$(cl_uri source "$DB")" --target "$(cl_uri target "$DB")" \
-    --jobs "$DEMO_JOBS"; then
-    bad "pgrelocate copy failed (exit code above)."
+  echo "   \$ pgrelocate status --target ... --source ..."
+  cl_run "$CL_DIR/pgrelocate" status --target "$(cl_uri target "$DB")" --source "$(cl_uri source "$DB")" |
+    sed 's/^/   /' | head -n 30
+  ok "copied in $((SECONDS - t0)) s while the application kept writing; now following its changes."
+}
+
+run_switch() {
+  local what=$1 out
+  echo "   \$ pgrelocate $what --source ... --target ... $(bn_cutover_args "$DB") --max-pause 2s"
+  # shellcheck disable=SC2046 # the options are words
+  if ! out=$(relocate "$what" $(bn_cutover_args "$DB") --max-pause 2s 2>"$CL_DIR/$what.log"); then
+    tail -n 20 "$CL_DIR/$what.log" >&2
+    bad "pgrelocate $what failed (above)."
     exit 1
   fi
+  printf '   %s\n' "${out//$'\n'/$'\n'   }"
+}
+
+run_cutover() {
+  step "pgrelocate cutover: move the application to the target"
+  say "pgbouncer PAUSEs the database (clients wait, they get no error), pgrelocate waits until the"
+  say "target has every transaction the source committed, sets the sequences, points pgbouncer's"
+  say "entry at the target, RELOADs and RESUMEs. Reverse replication starts before the RESUME."
   echo
-  say "pgrelocate copy finished in $((SECONDS - t0)) s."
+  CUT_T0=$(date +%s.%N)
+  run_switch cutover
+  CUT_T1=$(date +%s.%N)
+  echo
+  say "pgbouncer now sends the application to $(bn_points_at "$DB") (the target's port is $(cl_port target))."
+  say "The entry in pgbouncer.ini: $(grep "^$DB = " "$BN_DIR/pgbouncer.ini")"
+}
+
+writes_on_target() {
+  step "A few seconds on the new side"
+  local before after
+  before=$(tgt_count orders)
+  sleep 5
+  after=$(tgt_count orders)
+  say "orders on the target: $before -> $after: the application writes there now."
+  sleep 1
+  say "orders on the source: $(src_count orders): reverse replication keeps the old server current."
+  say "last order on each side: target #$(tgt_sql -At -c "select max(id) from orders")," \
+    "source #$(src_sql -At -c "select max(id) from orders")"
+}
+
+stop_load() {
+  touch "$CL_DIR/load/stop"
+  wait "$LOAD_PID" 2>/dev/null || true
+  local failed processed longest aborted
+  processed=$(awk '/actually processed/ { n += $NF } END { print n + 0 }' "$CL_DIR/load/pgbench.out")
+  failed=$(awk '/number of failed transactions/ { n += $5 } END { print n + 0 }' "$CL_DIR/load/pgbench.out")
+  aborted=$(grep -c 'aborted' "$CL_DIR/load/pgbench.out" || true)
+  # --log: client_id transaction_no latency_us script_no end_epoch end_us; with -R the
+  # latency counts from the scheduled start, so a pause also delays the ones queued behind
+  longest=$(cat "$CL_DIR"/load/tx* 2>/dev/null | awk -v a="$CUT_T0" -v b="$CUT_T1" '
+    { lat = $3 / 1000; start = $5 + $6 / 1e6 - $3 / 1e6
+      if (lat > all) all = lat
+      if (start >= a - 1 && start <= b + 1 && lat > near) near = lat }
+    END { printf "%.0f ms around the cutover, %.0f ms over the whole run", near, all }')
+  say "the application (pgbench) committed $processed transactions; failed: $failed;" \
+    "clients aborted: $aborted."
+  say "longest transaction: $longest (on 2 shared CPUs, the copy also slows it)."
+  if [ "$failed" = 0 ] && [ "$aborted" = 0 ]; then
+    ok "no transaction failed through the copy, the cutover and the time on the target."
+  else
+    bad "some transactions failed: see $CL_DIR/load/pgbench.out"
+  fi
+}
+
+run_rollback() {
+  step "pgrelocate rollback: back to the source, losing nothing"
+  say "Stopping the load first, so the comparison at the end can be exact (after a rollback"
+  say "nothing replicates any more; in real life the application would just keep going)."
+  stop_load
+  echo
+  run_switch rollback
+  echo
+  say "pgbouncer sends the application to $(bn_points_at "$DB") again (the source's port is $(cl_port source))."
+  wait "$START_PID" 2>/dev/null || true
+  START_PID=""
+  say "pgrelocate start saw the rollback and ended by itself."
+}
+
+run_cleanup() {
+  step "pgrelocate cleanup: remove slots, publications, origins and state"
+  relocate cleanup 2>&1 | sed 's/^/   /'
 }
 
 verify() {
   step "Check that the target holds exactly what the source holds"
+  say "daily_sales is a materialized view, derived data that neither side recomputes by itself:"
+  say "refreshed on both sides first."
+  src_sql -c "refresh materialized view daily_sales"
+  tgt_sql -c "refresh materialized view daily_sales"
   local diffs=0 t order s_line t_line s_rows t_rows s_md5
   local -a tables
   mapfile -t tables < <(cl_tables source "$DB")
@@ -272,10 +416,16 @@ stop_servers() {
 }
 
 main() {
-  echo "${B}pgrelocate demo${N}: copy a live PostgreSQL database to another server, exactly."
+  echo "${B}pgrelocate demo${N}: move a live PostgreSQL database to another server and back,"
+  echo "with the application writing through pgbouncer the whole time."
   start_servers
   fill_source
-  run_copy
+  start_load
+  run_start
+  run_cutover
+  writes_on_target
+  run_rollback
+  run_cleanup
   verify
   stop_servers
 }
