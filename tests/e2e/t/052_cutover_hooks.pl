@@ -1,0 +1,77 @@
+# cutover without pgbouncer: --pause-command, --resume-command and
+# --switch-command run in order with the new side in the environment; a
+# failing pause command aborts with the resume command run and nothing
+# switched; --sequence-headroom moves the target's sequences further.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use FollowTest;
+use RelocateTest;
+
+my ($src, $tgt) = RelocateTest::new_pair();
+FollowTest::setup_pgbench($src, 'app');
+my $run = FollowTest::start_bg($src, $tgt, 'app', args => ['--replica-identity-full']);
+ok(FollowTest::wait_for_phase($tgt, 'app', 'follow', 120), 'start reaches the follow phase')
+  or BAIL_OUT('start did not reach follow');
+my $load = FollowTest::load_start($src, 'app', clients => 2);
+ok(FollowTest::wait_for_load($src, 'app', 100, 60), 'the load commits on the source');
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $events = "$dir/events";
+my $hook = sub { my ($what) = @_; return qq{echo "$what \$PGRELOCATE_DIRECTION \$PGRELOCATE_NEW_HOST \$PGRELOCATE_NEW_PORT \$PGRELOCATE_NEW_DBNAME" >> '$events'}; };
+my @hooks = (
+	'--pause-command', $hook->('pause'),
+	'--resume-command', $hook->('resume'),
+	'--switch-command', $hook->('switch'));
+
+# A pause command that fails: nothing switched, the resume command ran.
+RelocateTest::copy_fails_like(
+	'a failing pause command',
+	[ qr/\[cutover\] aborted: clients stay on the source/, qr/the pause command failed/ ],
+	FollowTest::conn($src, $tgt, 'app'), command => 'cutover',
+	args => [ '--pause-command', $hook->('pause') . '; exit 3', '--resume-command', $hook->('resume'),
+		'--switch-command', $hook->('switch') ]);
+my $new = join(' ', $tgt->host, $tgt->port, 'app');
+is(slurp_file($events), "pause cutover $new\nresume cutover $new\n",
+	'failing pause: the resume command ran, the switch command did not');
+is(FollowTest::migration($tgt, 'app')->{phase}, 'follow', 'failing pause: the migration still follows');
+unlink $events;
+
+# --sequence-headroom with a dry run: the target's sequences are set N
+# increments beyond the source's.
+my $stats = FollowTest::load_stop($load);
+my $dry = RelocateTest::copy_ok('dry run with headroom', FollowTest::conn($src, $tgt, 'app'),
+	command => 'cutover', args => [ @hooks, '--dry-run', '--sequence-headroom', '1000' ]);
+my $src_seq = RelocateTest::query($src, 'app', 'SELECT last_value FROM txn_counter_n_seq');
+my $tgt_seq = RelocateTest::query($tgt, 'app', 'SELECT last_value FROM txn_counter_n_seq');
+cmp_ok($src_seq, '>=', 100, 'the source sequence was used');
+is($tgt_seq, $src_seq + 1000, 'headroom: the target sequence is 1000 beyond the source');
+is(slurp_file($events), "pause cutover $new\nresume cutover $new\n", 'dry run: pause and resume, no switch');
+unlink $events;
+
+RelocateTest::copy_fails_like('--sequence-headroom takes a number',
+	[qr/--sequence-headroom expects a whole number of 0 or more, not "lots"/],
+	FollowTest::conn($src, $tgt, 'app'), command => 'cutover',
+	args => [ @hooks, '--sequence-headroom', 'lots' ]);
+RelocateTest::copy_fails_like('pgbouncer and hooks together',
+	[qr/--pgbouncer cannot be combined with --pause-command/],
+	FollowTest::conn($src, $tgt, 'app'), command => 'cutover',
+	args => [ @hooks, '--pgbouncer', 'host=127.0.0.1', '--pgbouncer-config', "$dir/x.ini", '--database', 'app' ]);
+
+# The cutover with hooks, without the way back.
+my $cut = RelocateTest::copy_ok('cutover with hooks', FollowTest::conn($src, $tgt, 'app'),
+	command => 'cutover', args => [ @hooks, '--no-reverse' ]);
+like($cut->{stdout}, qr/cutover done: writes paused for \d+ ms/, 'it reports the pause');
+is(slurp_file($events), "pause cutover $new\nswitch cutover $new\nresume cutover $new\n",
+	'pause, switch, resume, in that order, with the target in the environment');
+is(FollowTest::migration($tgt, 'app')->{phase}, 'done', '--no-reverse: the migration is done');
+FollowTest::counter_exact($src, $tgt, 'app', $stats);
+my $r = FollowTest::finish($run);
+ok($r->{ok}, 'start ends after the cutover') or diag($r->{stderr});
+
+FollowTest::cleanup_ok('cleanup', $src, $tgt, 'app');
+is(join(', ', FollowTest::leftovers($src, $tgt, 'app')), '', 'cleanup leaves nothing behind');
+done_testing();
