@@ -805,6 +805,30 @@ static bool run_analyze(CopyRun *r)
     return ok;
 }
 
+/* After a switch of direction the old direction's slot only makes its
+ * server keep WAL: nothing streams from it again (a rollback uses the
+ * reverse direction; after a rollback nothing follows).  Dropped once our
+ * own walsender has let go of it. */
+static void drop_old_slot(PGconn *conn, const char *name, const char *where)
+{
+    SlotInfo si = {0};
+
+    for (int i = 0; i < 100; i++) {
+        if (!slot_info(conn, name, &si) || !si.exists)
+            return;
+        if (!si.active)
+            break;
+        usleep(100000);
+    }
+    if (si.active) {
+        log_warning("replication slot %s on the %s is still in use; pgrelocate cleanup drops it",
+                    name, where);
+        return;
+    }
+    if (slot_drop(conn, name))
+        log_info("the %s no longer keeps WAL for the old direction (slot %s dropped)", where, name);
+}
+
 /*
  * After cutover: the target is primary and the source must stay current,
  * so a rollback loses nothing.  Same engine, roles swapped: stream from the
@@ -847,6 +871,9 @@ static bool run_reverse(CopyRun *r)
     log_info("cut over: following the target's changes back to the source (Ctrl-C to stop; run "
              "the same command to go on)");
     fr = follow_run(&fo);
+    if (fr == FOLLOW_FINISHED && state_read_phase(r->tgt, &r->st.phase) &&
+        r->st.phase == PHASE_ROLLED_BACK)
+        drop_old_slot(r->tgt, name, "target");
     free(name);
     if (fr == FOLLOW_FAILED)
         return false;
@@ -897,9 +924,11 @@ static bool run_follow(CopyRun *r)
     case FOLLOW_FINISHED:
         break;
     }
-    /* a cutover stopped the forward direction */
+    /* a cutover stopped the forward direction, once its switch was done */
     if (!state_read_phase(r->tgt, &r->st.phase))
         return false;
+    if (r->st.phase == PHASE_REVERSE || r->st.phase == PHASE_DONE)
+        drop_old_slot(r->src, r->st.replication_name, "source");
     return true; /* migrate_main goes on in reverse if the cutover set it up */
 }
 

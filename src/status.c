@@ -227,7 +227,10 @@ static bool load_migration(PGconn *tgt, Report *r)
 static const char *table_state(const Report *r, const TableStatus *t, bool in_flight)
 {
     if (t->chunks > 0 && t->chunks_done == t->chunks)
-        return r->phase == PHASE_FOLLOW ? "replicating" : "copied";
+        return r->phase == PHASE_FOLLOW        ? "replicating"
+               : r->phase == PHASE_REVERSE     ? "cut over"
+               : r->phase == PHASE_ROLLED_BACK ? "rolled back"
+                                               : "copied";
     if (t->chunks_done > 0 || in_flight)
         return "copying";
     return "pending";
@@ -392,6 +395,8 @@ static void warn_about_slot(Report *r)
     char size[32];
     const char *name = r->replication_name;
 
+    if (r->phase >= PHASE_DONE)
+        return; /* after a cutover (or rollback) the forward slot is no longer used */
     if (!r->slot.exists) {
         report_warn(r, xasprintf("replication slot %s does not exist on the source: changes "
                                  "after it was lost cannot be followed",
