@@ -52,6 +52,7 @@
 #define WATCHDOG_MARGIN_MS 500
 #define ADMIN_TIMEOUT_MS   5000
 #define MAX_STEPS          12
+#define HOLD_WAIT_MS       10000
 /* pg_try_advisory_lock keys of a running cutover or rollback ("pgrc", 2) */
 #define CUTOVER_LOCK_KEYS "1885827683, 2"
 
@@ -571,18 +572,18 @@ static bool do_fence(Cutover *c)
     return ok;
 }
 
-/* Hold the follower at a transaction boundary, before the fence exists:
- * it has applied nothing at or after it then. */
+/* Hold the follower at a transaction boundary, before the pause: the
+ * follower needs a moment to get there (finish the transaction at hand,
+ * commit its batch) that clients should not wait for.  What the source
+ * commits meanwhile is applied by do_drain.  The hold expires by itself
+ * if this run dies. */
 static bool do_hold(Cutover *c)
 {
-    int64_t left = pause_left_ms(c);
-
-    if (left > 0 &&
-        (c->sp = syncpoint_hold(c->tgt, (int)left,
-                                (int)c->o->max_pause_ms + WATCHDOG_MARGIN_MS + 1000)) != NULL)
+    c->sp = syncpoint_hold(c->tgt, HOLD_WAIT_MS,
+                           HOLD_WAIT_MS + (int)c->o->max_pause_ms + WATCHDOG_MARGIN_MS + 1000);
+    if (c->sp)
         return true;
-    set_reason(c, "the follower did not hold within --max-pause %lld ms: writes resumed on the %s",
-               (long long)c->o->max_pause_ms, c->from_side);
+    set_reason(c, "the follower did not hold within %d ms", HOLD_WAIT_MS);
     return false;
 }
 
@@ -835,7 +836,11 @@ static bool prepare(Cutover *c, bool *already)
         return true;
     if (!check_phase(c) || !check_lag(c))
         return false;
-    return c->rollback || c->o->no_reverse || c->o->dry_run || setup_reverse(c);
+    if (!c->rollback && !c->o->no_reverse && !c->o->dry_run && !setup_reverse(c))
+        return false;
+    /* Sequences once before the pause (again, final, during it): the
+     * catalogs are cached then, and the pass in the pause is quick. */
+    return do_sequences(c);
 }
 
 static int run(Cutover *c)
@@ -853,12 +858,12 @@ static int run(Cutover *c)
     if (!record_begin(c))
         return EXIT_FAILED;
     step_done(c, "prepare");
+    if (!do_hold(c))
+        goto abort;
+    step_done(c, "hold");
     if (!do_pause(c))
         goto abort;
     step_done(c, "pause");
-    if (!record_step(c, "paused") || !do_hold(c))
-        goto abort;
-    step_done(c, "hold");
     if (!do_fence(c))
         goto abort;
     step_done(c, "fence");

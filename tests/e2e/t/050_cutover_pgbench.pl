@@ -57,7 +57,7 @@ my ($pause) = $cut->{stdout} =~ /cutover done: writes paused for (\d+) ms/;
 ok(defined $pause, 'cutover reports the measured pause');
 diag("cutover pause (PAUSE to RESUME): " . ($pause // '?') . " ms");
 like($cut->{stdout}, qr/^  $_\s+\d+ ms$/m, "cutover reports the time of step $_")
-  for qw(prepare pause hold fence drain sequences switch resume);
+  for qw(prepare hold pause fence drain sequences switch resume);
 my $row = $b->show_database('app');
 is($row->{host}, $tgt->host, 'pgbouncer points at the target');
 is($row->{port}, $tgt->port, 'pgbouncer uses the target port');
@@ -131,7 +131,7 @@ is(FollowTest::counter_rows($src, 'app'), $stats->{processed} + $stats2->{proces
 is(RelocateTest::query($tgt, 'app',
 	"SELECT string_agg(direction || ' ' || dry_run || ' ' || outcome || ' ' || step, ', ' ORDER BY id) "
 	  . 'FROM pgrelocate.cutovers'),
-	'cutover true done paused, cutover false done switching, rollback false done switching',
+	'cutover true done pausing, cutover false done switching, rollback false done switching',
 	'pgrelocate.cutovers records the runs');
 
 FollowTest::cleanup_ok('cleanup', $src, $tgt, 'app');
