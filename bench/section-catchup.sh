@@ -39,6 +39,9 @@ catchup_wait_rows() {
 
 catchup_backlog() {
   local lsn0 lsn1 out
+  # each backlog starts after a checkpoint: both contenders decode the same
+  # share of full-page images (the first would otherwise get them all)
+  catchup_q source "checkpoint" >/dev/null
   lsn0=$(catchup_q source "select pg_current_wal_lsn()")
   out=$(cl_run "$CL_PGBIN/pgbench" -h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -N -c 4 -j 2 \
     -T "$BENCH_CATCHUP_SECONDS" "$BENCH_DB" 2>&1)
