@@ -80,8 +80,9 @@ static bool take_separately(VerifyPoint *vp, PGconn *conn[2], const char *why)
     return true;
 }
 
-/* Is the target's migration in its follow phase?  Notes its replication
- * name.  false after logging. */
+/* Is the target's migration following (its follow phase, or reverse after
+ * a cutover)?  Notes the direction and its replication name.  false after
+ * logging. */
 static bool following_migration(PGconn *tgt, VerifyPoint *vp, bool *follows)
 {
     MigrationState st;
@@ -95,8 +96,12 @@ static bool following_migration(PGconn *tgt, VerifyPoint *vp, bool *follows)
     memset(&st, 0, sizeof(st));
     if (!state_load(tgt, &st))
         return false;
-    *follows = st.phase == PHASE_FOLLOW && st.replication_name;
-    if (*follows)
+    *follows = (st.phase == PHASE_FOLLOW || st.phase == PHASE_REVERSE) && st.replication_name;
+    if (*follows && st.phase == PHASE_REVERSE) {
+        vp->up = 1;
+        vp->replication_name = state_reverse_name(st.replication_name);
+        vp->skip_origin = xstrdup(st.replication_name);
+    } else if (*follows)
         vp->replication_name = xstrdup(st.replication_name);
     state_free(&st);
     return true;
@@ -112,35 +117,39 @@ static void sleep_ms(int ms)
 /* No `pgrelocate start` runs: follow in a thread of ours for the while. */
 static bool spawn_follower(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
 {
-    ServerInfo s, t;
+    int up = vp->up, down = 1 - vp->up;
+    ServerInfo u, d;
     SlotInfo si;
     bool running = false;
 
-    if (!slot_info(conn[0], vp->replication_name, &si))
+    if (!slot_info(conn[up], vp->replication_name, &si))
         return false;
     if (!si.exists) {
-        log_msg(LOG_ERROR, "The migration is in its follow phase but its slot is gone.",
+        log_msg(LOG_ERROR, "The migration follows changes but its slot is gone.",
                 "Run pgrelocate start to see why, or verify after pgrelocate cleanup.",
-                "replication slot %s does not exist on the source", vp->replication_name);
+                "replication slot %s does not exist on the %s", vp->replication_name,
+                up ? "target" : "source");
         return false;
     }
-    if (!catalog_server_info(conn[0], &s))
+    if (!catalog_server_info(conn[up], &u))
         return false;
-    if (!catalog_server_info(conn[1], &t)) {
-        catalog_free_server_info(&s);
+    if (!catalog_server_info(conn[down], &d)) {
+        catalog_free_server_info(&u);
         return false;
     }
-    vp->encoding = xstrdup(t.encoding);
-    vp->fo = (FollowOpts){.source = ci[0],
-                          .target = ci[1],
+    vp->encoding = xstrdup(d.encoding);
+    vp->fo = (FollowOpts){.source = ci[up],
+                          .target = ci[down],
                           .slot = vp->replication_name,
                           .publication = vp->replication_name,
                           .origin = vp->replication_name,
-                          .proto_version = stream_proto_for_server(s.version_num),
+                          .proto_version = stream_proto_for_server(u.version_num),
                           .client_encoding = vp->encoding,
-                          .label = "verify follow"};
-    catalog_free_server_info(&s);
-    catalog_free_server_info(&t);
+                          .control = ci[1], /* sync points live on the target */
+                          .skip_origin = vp->skip_origin,
+                          .label = up ? "verify reverse" : "verify follow"};
+    catalog_free_server_info(&u);
+    catalog_free_server_info(&d);
     log_info("[verify] no pgrelocate start runs: following changes in this process meanwhile");
     if (!(vp->follower = follow_spawn(&vp->fo)))
         return false;
@@ -187,12 +196,11 @@ static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
  * moment to end, and the follower is held meanwhile.  So first wait,
  * without holding anything, for the transactions running now (a long
  * report, say) to end; the slot then waits only for younger ones. */
-static bool wait_older_transactions(PGconn *src)
+static bool wait_older_transactions(PGconn *up, int side)
 {
     const char *p[1];
-    PGresult *res =
-        conn_query(src, "verify source", "SELECT txid_snapshot_xmax(txid_current_snapshot())::text",
-                   0, NULL, 1);
+    PGresult *res = conn_query(
+        up, side_ctx(side), "SELECT txid_snapshot_xmax(txid_current_snapshot())::text", 0, NULL, 1);
     char xmax[32];
     double t0 = (double)time(NULL), logged = t0;
 
@@ -205,7 +213,7 @@ static bool wait_older_transactions(PGconn *src)
         bool done;
 
         res =
-            conn_query(src, "verify source",
+            conn_query(up, side_ctx(side),
                        "SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1::bigint", 1, p, 1);
         if (!res)
             return false;
@@ -215,42 +223,49 @@ static bool wait_older_transactions(PGconn *src)
             return true;
         if ((double)time(NULL) - logged >= 10) {
             logged = (double)time(NULL);
-            log_info("[verify] waiting %.0f s so far for source transactions older than verify "
-                     "to end",
-                     logged - t0);
+            log_info("[verify] waiting %.0f s so far for %s transactions older than verify to "
+                     "end",
+                     logged - t0, side ? "target" : "source");
         }
         sleep_ms(50);
     }
 }
 
-/* Hold, create the slot, advance, target snapshot, release, source
- * snapshot: see the header. */
+/* Hold, create the slot upstream, advance, downstream snapshot, release,
+ * upstream snapshot: see the header.  (Upstream is the source, or the
+ * target after a cutover; sync points always live on the target.) */
 static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
 {
-    ConnOpts ro = {.side = CONN_SOURCE, .replication = true, .app_name = "pgrelocate verify"};
+    int up = vp->up, down = 1 - vp->up;
+    ConnOpts ro = {.side = up ? CONN_TARGET : CONN_SOURCE,
+                   .replication = true,
+                   .app_name = "pgrelocate verify"};
     ConnOpts co = {.side = CONN_TARGET, .app_name = "pgrelocate verify"};
     PGconn *ctl = conn_open(ci[1], &co), *rep = NULL;
     SyncPoint *sp = NULL;
     char *slot_snapshot = NULL, when[2][64], lsn_text[LSN_TEXT_SIZE];
     Lsn lsn = 0;
     bool own = vp->follower != NULL;
-    bool ok = ctl && wait_older_transactions(conn[0]) &&
-              (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS)) &&
-              (rep = conn_open(ci[0], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
-              syncpoint_advance(sp, conn[0], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
-              begin_export(conn[1], 1, NULL, &vp->snapshot[1], when[1], sizeof(when[1]));
+    bool ok =
+        ctl && wait_older_transactions(conn[up], up) &&
+        (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS)) &&
+        (rep = conn_open(ci[up], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
+        syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
+        begin_export(conn[down], down, NULL, &vp->snapshot[down], when[down], sizeof(when[0]));
 
     if (sp)
         syncpoint_release(sp); /* at once: apply goes on while we compare */
-    ok = ok && begin_export(conn[0], 0, slot_snapshot, &vp->snapshot[0], when[0], sizeof(when[0]));
-    conn_close(rep); /* drops the temporary slot; the source's snapshot lives in conn[0] */
+    ok = ok &&
+         begin_export(conn[up], up, slot_snapshot, &vp->snapshot[up], when[up], sizeof(when[0]));
+    conn_close(rep); /* drops the temporary slot; the upstream snapshot lives in conn[up] */
     conn_close(ctl);
     free(slot_snapshot);
     if (ok)
         snprintf(vp->description, sizeof(vp->description),
-                 "source LSN %s (source snapshot of that position; target held by the follower "
-                 "with every transaction committed before it applied, at %s)",
-                 lsn_format(lsn, lsn_text), when[1]);
+                 "%s LSN %s (%s snapshot of that position; %s held by the %sfollower with every "
+                 "transaction committed before it applied, at %s)",
+                 up ? "target" : "source", lsn_format(lsn, lsn_text), up ? "target" : "source",
+                 up ? "source" : "target", up ? "reverse " : "", when[down]);
     return ok;
 }
 
@@ -297,6 +312,7 @@ void verifypoint_end(VerifyPoint *vp)
     free(vp->snapshot[0]);
     free(vp->snapshot[1]);
     free(vp->replication_name);
+    free(vp->skip_origin);
     free(vp->encoding);
     memset(vp, 0, sizeof(*vp));
 }

@@ -9,6 +9,8 @@
  * logical slot created on the source gives an exact LSN X and a snapshot
  * of exactly X, the follower applies everything committed before X and
  * holds, the target's snapshot is taken, and the follower goes on at once.
+ * After a cutover the same holds with the roles swapped: the target is
+ * upstream and the reverse follower applies its changes to the source.
  * Otherwise each side's snapshot is taken one after the other, and the
  * description says so.
  */
@@ -28,7 +30,9 @@ typedef struct VerifyPoint {
     /* internal */
     FollowOpts fo;
     FollowThread *follower; /* one this process runs, or NULL */
-    char *replication_name;
+    int up;                 /* the side changes flow from: 0 source, 1 target (reverse) */
+    char *replication_name; /* of the direction followed */
+    char *skip_origin;      /* reverse: the forward origin, never sent back */
     char *encoding;
 } VerifyPoint;
 
