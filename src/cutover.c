@@ -26,13 +26,16 @@
 #include "bouncerconf.h"
 #include "commands.h"
 #include "conn.h"
+#include "catalog.h"
 #include "conninfo.h"
+#include "follow.h"
 #include "log.h"
 #include "lsn.h"
 #include "pgbouncer.h"
 #include "sequences.h"
 #include "size.h"
 #include "slot.h"
+#include "stream.h"
 #include "state.h"
 #include "strbuf.h"
 #include "syncpoint.h"
@@ -53,6 +56,7 @@
 #define ADMIN_TIMEOUT_MS   5000
 #define MAX_STEPS          12
 #define HOLD_WAIT_MS       10000
+#define SPAWN_WAIT_MS      30000 /* our own follower: up, and below --max-lag */
 /* pg_try_advisory_lock keys of a running cutover or rollback ("pgrc", 2) */
 #define CUTOVER_LOCK_KEYS "1885827683, 2"
 
@@ -78,10 +82,14 @@ typedef struct Cutover {
     const char *from_side, *to_side; /* "source" / "target" */
     Endpoint old_ep, new_ep;         /* the pgbouncer entry before and after */
     MigrationState st;
-    char *slot;      /* on from: carries its changes to `to` */
-    SyncPoint *sp;   /* the follower held during the pause */
-    Phase phase_was; /* the migration's phase before the switch */
-    bool phase_set;  /* this run changed it */
+    char *slot;             /* on from: carries its changes to `to` */
+    SyncPoint *sp;          /* the follower held during the pause */
+    FollowThread *follower; /* ours, when no pgrelocate start runs */
+    FollowOpts fo;          /* its options (outlive the thread) */
+    char *encoding;         /* the new side's encoding, for fo */
+    char *skip_origin;      /* for fo */
+    Phase phase_was;        /* the migration's phase before the switch */
+    bool phase_set;         /* this run changed it */
     Bouncer *admin, *spare;
     Watchdog *wd;
     StrBuf conf, new_conf;
@@ -470,7 +478,20 @@ static bool recover(Cutover *c)
 
 /* ---- preflight -------------------------------------------------------- */
 
+static bool check_lag_once(Cutover *c, bool quiet);
+
+/* Our own follower starts behind: give it a while to catch up. */
 static bool check_lag(Cutover *c)
+{
+    for (int waited = 0; c->follower && waited < SPAWN_WAIT_MS; waited += 500) {
+        if (check_lag_once(c, true))
+            return true;
+        usleep(500 * 1000);
+    }
+    return check_lag_once(c, false);
+}
+
+static bool check_lag_once(Cutover *c, bool quiet)
 {
     const char *p[1] = {c->slot};
     PGresult *res = conn_query(
@@ -487,20 +508,23 @@ static bool check_lag(Cutover *c)
         log_msg(LOG_ERROR, NULL, "Run `pgrelocate start` first: it creates the slot.",
                 "%s the %s has no replication slot %s", c->ctx, c->from_side, c->slot);
     } else if (PQgetvalue(res, 0, 0)[0] != 't') {
-        log_msg(LOG_ERROR, NULL,
-                c->rollback ? "Keep the `pgrelocate start` that follows the reverse stream running."
-                            : "Keep `pgrelocate start` running during the cutover.",
-                "%s nothing is replicating from the %s (slot %s is inactive)", c->ctx, c->from_side,
-                c->slot);
+        if (!quiet)
+            log_msg(LOG_ERROR, NULL,
+                    c->rollback
+                        ? "Keep the `pgrelocate start` that follows the reverse stream running."
+                        : "Keep `pgrelocate start` running during the cutover.",
+                    "%s nothing is replicating from the %s (slot %s is inactive)", c->ctx,
+                    c->from_side, c->slot);
     } else if ((lag = atoll(PQgetvalue(res, 0, 1))) > c->o->max_lag) {
         char have[32], limit[32];
 
         size_format_bytes(lag, have, sizeof(have));
         size_format_bytes(c->o->max_lag, limit, sizeof(limit));
-        log_msg(LOG_ERROR, NULL,
-                "Wait until `pgrelocate status` shows the lag near zero, or raise --max-lag.",
-                "%s replication is %s behind the %s, more than --max-lag %s", c->ctx, have,
-                c->from_side, limit);
+        if (!quiet)
+            log_msg(LOG_ERROR, NULL,
+                    "Wait until `pgrelocate status` shows the lag near zero, or raise --max-lag.",
+                    "%s replication is %s behind the %s, more than --max-lag %s", c->ctx, have,
+                    c->from_side, limit);
     } else {
         char have[32];
 
@@ -774,6 +798,49 @@ static bool lock_run(Cutover *c)
     return got;
 }
 
+/* No `pgrelocate start` runs: follow in a thread of ours until the switch
+ * (then it is told to finish, like start's would be). */
+static bool spawn_follower(Cutover *c)
+{
+    ServerInfo from, to;
+    bool running = false;
+
+    if (!catalog_server_info(c->from, &from))
+        return false;
+    if (!catalog_server_info(c->to, &to)) {
+        catalog_free_server_info(&from);
+        return false;
+    }
+    c->encoding = xstrdup(to.encoding);
+    c->skip_origin = c->rollback ? xstrdup(c->st.replication_name) : NULL;
+    c->fo = (FollowOpts){.source = c->rollback ? c->tgt_ci : c->src_ci,
+                         .target = c->rollback ? c->src_ci : c->tgt_ci,
+                         .slot = c->slot,
+                         .publication = c->slot,
+                         .origin = c->slot,
+                         .proto_version = stream_proto_for_server(from.version_num),
+                         .client_encoding = c->encoding,
+                         .control = c->tgt_ci,
+                         .skip_origin = c->skip_origin,
+                         .label = c->rollback ? "rollback follow" : "cutover follow"};
+    catalog_free_server_info(&from);
+    catalog_free_server_info(&to);
+    log_info("%s no pgrelocate start runs: following changes in this process meanwhile", c->ctx);
+    if (!(c->follower = follow_spawn(&c->fo)))
+        return false;
+    for (int waited = 0; waited < SPAWN_WAIT_MS; waited += 100) {
+        if (!syncpoint_follower_running(c->tgt, &running))
+            return false;
+        if (running)
+            return true;
+        usleep(100 * 1000);
+    }
+    log_msg(LOG_ERROR, NULL, "Run pgrelocate start and try again.",
+            "%s the follower started for the switch did not come up within %d s", c->ctx,
+            SPAWN_WAIT_MS / 1000);
+    return false;
+}
+
 /* The migration must be where this direction starts from. */
 static bool check_phase(Cutover *c)
 {
@@ -793,15 +860,7 @@ static bool check_phase(Cutover *c)
     }
     if (!syncpoint_follower_running(c->tgt, &running))
         return false;
-    if (!running) {
-        log_msg(LOG_ERROR, NULL,
-                "Run `pgrelocate start` (it resumes where it stopped) and keep it "
-                "running during the switch.",
-                "%s no pgrelocate start is following changes %s", c->ctx,
-                c->rollback ? "back to the source" : "into the target");
-        return false;
-    }
-    return true;
+    return running || spawn_follower(c);
 }
 
 /* Everything that can happen before the pause. */
@@ -898,6 +957,10 @@ static int run(Cutover *c)
     c->sp = NULL;
     record_end(c, "done");
     print_report(c);
+    if (c->follower && !c->rollback && !c->o->no_reverse)
+        log_notice("%s no pgrelocate start runs: start it again (same --source and --target) so "
+                   "the source follows the target's writes and a rollback loses nothing",
+                   c->ctx);
     return EXIT_OK;
 abort:
     abort_switch(c, false);
@@ -935,6 +998,8 @@ static int cutover_main(const Options *o, bool rollback)
     if (c.wd)
         rc = run(&c);
 done:
+    if (c.follower && follow_join(c.follower) == FOLLOW_FAILED)
+        log_warning("%s the follower run in this process failed (see above)", c.ctx);
     watchdog_stop(c.wd);
     bouncer_close(c.admin);
     bouncer_close(c.spare);
@@ -946,6 +1011,8 @@ done:
     strbuf_free(&c.conf);
     strbuf_free(&c.new_conf);
     free(c.slot);
+    free(c.encoding);
+    free(c.skip_origin);
     return rc;
 }
 

@@ -61,16 +61,23 @@ RelocateTest::copy_fails_like('pgbouncer and hooks together',
 	FollowTest::conn($src, $tgt, 'app'), command => 'cutover',
 	args => [ @hooks, '--pgbouncer', 'host=127.0.0.1', '--pgbouncer-config', "$dir/x.ini", '--database', 'app' ]);
 
-# The cutover with hooks, without the way back.
+# The cutover with hooks, without the way back, and without a running
+# start: the cutover follows in its own process, catching up first.
+my $r = FollowTest::stop_run($run);
+ok($r->{ok}, 'start stops on SIGINT') or diag($r->{stderr});
+my $load2 = FollowTest::load_start($src, 'app', clients => 2);
+ok(FollowTest::wait_for_load($src, 'app', FollowTest::counter_rows($src, 'app') + 200, 60),
+	'the load commits on the source while nothing follows');
+my $stats2 = FollowTest::load_stop($load2);
 my $cut = RelocateTest::copy_ok('cutover with hooks', FollowTest::conn($src, $tgt, 'app'),
 	command => 'cutover', args => [ @hooks, '--no-reverse' ]);
 like($cut->{stdout}, qr/cutover done: writes paused for \d+ ms/, 'it reports the pause');
+like($cut->{stderr}, qr/no pgrelocate start runs: following changes in this process meanwhile/,
+	'without start, the cutover follows in its own process');
 is(slurp_file($events), "pause cutover $new\nswitch cutover $new\nresume cutover $new\n",
 	'pause, switch, resume, in that order, with the target in the environment');
 is(FollowTest::migration($tgt, 'app')->{phase}, 'done', '--no-reverse: the migration is done');
-FollowTest::counter_exact($src, $tgt, 'app', $stats);
-my $r = FollowTest::finish($run);
-ok($r->{ok}, 'start ends after the cutover') or diag($r->{stderr});
+FollowTest::counter_exact($src, $tgt, 'app', $stats->{processed} + $stats2->{processed});
 
 FollowTest::cleanup_ok('cleanup', $src, $tgt, 'app');
 is(join(', ', FollowTest::leftovers($src, $tgt, 'app')), '', 'cleanup leaves nothing behind');
