@@ -183,6 +183,19 @@ static bool check_options(Cutover *c)
 
 /* ---- hooks ------------------------------------------------------------ */
 
+/* What the hooks find in their environment, set in this process while it
+ * has one thread (a child forked later by a threaded process must not call
+ * setenv); the watchdog inherits it for its --resume-command too. */
+static void hook_environment(const Cutover *c)
+{
+    setenv("PGRELOCATE_NEW_HOST", c->new_ep.host, 1);
+    setenv("PGRELOCATE_NEW_PORT", c->new_ep.port, 1);
+    setenv("PGRELOCATE_NEW_DBNAME", c->new_ep.dbname, 1);
+    setenv("PGRELOCATE_DIRECTION", c->rollback ? "rollback" : "cutover", 1);
+    if (c->o->database)
+        setenv("PGRELOCATE_DATABASE", c->o->database, 1);
+}
+
 /* Run a hook through /bin/sh with the new side in its environment; kill it
  * at the deadline.  true when it exited 0 in time. */
 static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_ms)
@@ -197,12 +210,7 @@ static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_
         return false;
     }
     if (pid == 0) {
-        setenv("PGRELOCATE_NEW_HOST", c->new_ep.host, 1);
-        setenv("PGRELOCATE_NEW_PORT", c->new_ep.port, 1);
-        setenv("PGRELOCATE_NEW_DBNAME", c->new_ep.dbname, 1);
-        setenv("PGRELOCATE_DIRECTION", c->rollback ? "rollback" : "cutover", 1);
-        if (c->o->database)
-            setenv("PGRELOCATE_DATABASE", c->o->database, 1);
+        /* the environment was set up by hook_environment() */
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
@@ -993,6 +1001,7 @@ static int cutover_main(const Options *o, bool rollback)
     }
     endpoint_of(rollback ? c.tgt_ci : c.src_ci, &c.old_ep);
     endpoint_of(rollback ? c.src_ci : c.tgt_ci, &c.new_ep);
+    hook_environment(&c);
     /* First, before any other connection: the child must not inherit them. */
     c.wd = watchdog_start(&(WatchdogOpts){o->pgbouncer, o->database, o->resume_command});
     if (c.wd)
