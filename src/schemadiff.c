@@ -18,12 +18,16 @@
     "                 AND d.objid = c.oid AND d.deptype = 'e')"
 
 /* Rows: kind, name (the merge key, compared bytewise), definition, and the
- * schema and name of the table it belongs to (for --tables). */
+ * schema and name of the table it belongs to (for --tables; a partition's
+ * root, since a partitioned table is chosen whole). */
 static const char *const objects_sql =
     "WITH t AS ("
-    " SELECT c.oid, n.nspname, c.relname,"
+    " SELECT c.oid, coalesce(rn.nspname, n.nspname) AS nspname,"
+    "  coalesce(rc.relname, c.relname) AS relname,"
     "  quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS q"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_class rc ON rc.oid = pg_partition_root(c.oid) AND c.relispartition"
+    " LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace"
     " WHERE c.relkind IN ('r', 'p') AND " USER_RELS_WHERE ")"
     " SELECT * FROM (SELECT 'table' AS kind, q AS name, CASE WHEN c.relkind = 'p' THEN "
     "'partitioned table' ELSE 'table' END,"

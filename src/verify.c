@@ -14,6 +14,7 @@
 #include "names.h"
 #include "schemadiff.h"
 #include "strbuf.h"
+#include "state.h"
 #include "tablefilter.h"
 #include "verifypoint.h"
 #include "verifyscan.h"
@@ -53,17 +54,49 @@ static bool keep_table(const char *schema, const char *name, void *arg)
     return !r->filter || tablefilter_match(r->filter, schema, name);
 }
 
+static bool parse_spec(VerifyRun *r, const char *spec)
+{
+    char err[256];
+
+    if (!(r->filter = tablefilter_parse(spec, err, sizeof(err))))
+        log_msg(LOG_ERROR, NULL, "See \"pgrelocate verify --help\" for the pattern syntax.",
+                "invalid --tables: %s", err);
+    return r->filter != NULL;
+}
+
 /* --tables: the same pattern language as copy and start. */
 static bool parse_filter(VerifyRun *r)
 {
     char *spec = cli_join_list(&r->o->tables);
-    char err[256];
+    bool ok = !spec || parse_spec(r, spec);
 
-    if (spec && !(r->filter = tablefilter_parse(spec, err, sizeof(err))))
-        log_msg(LOG_ERROR, NULL, "See \"pgrelocate verify --help\" for the pattern syntax.",
-                "invalid --tables: %s", err);
     free(spec);
-    return !spec || r->filter;
+    return ok;
+}
+
+/* Without --tables, a migration of some tables only (copy or start with
+ * --tables) is verified on those: the others are not on the target. */
+static bool default_filter(VerifyRun *r)
+{
+    MigrationState st;
+    bool exists = false, ok = true;
+
+    if (r->filter)
+        return true;
+    if (!state_exists(r->conn[1], &exists))
+        return false;
+    if (!exists)
+        return true;
+    memset(&st, 0, sizeof(st));
+    if (!state_load(r->conn[1], &st))
+        return false;
+    if (st.tables_filter) {
+        log_info("[verify] comparing the tables this migration moves: --tables '%s'",
+                 st.tables_filter);
+        ok = parse_spec(r, st.tables_filter);
+    }
+    state_free(&st);
+    return ok;
 }
 
 /* Every --tables pattern must have matched a table or sequence. */
@@ -377,7 +410,7 @@ static int run(VerifyRun *r)
 
     if (!parse_filter(r))
         return EXIT_USAGE;
-    if (!open_side(r, 0) || !open_side(r, 1) || !same_hash_function(r) ||
+    if (!open_side(r, 0) || !open_side(r, 1) || !default_filter(r) || !same_hash_function(r) ||
         !verifypoint_open(&r->point, (const ConnInfo *const *)r->ci, r->conn) ||
         !verifypoint_take(&r->point, (const ConnInfo *const *)r->ci, r->conn))
         return EXIT_FAILED;
