@@ -56,6 +56,7 @@
 #define ADMIN_TIMEOUT_MS   5000
 #define MAX_STEPS          12
 #define HOLD_WAIT_MS       10000
+#define SWITCH_BUDGET_MS   5000  /* the switch itself (rewrite, RELOAD), once begun */
 #define SPAWN_WAIT_MS      30000 /* our own follower: up, and below --max-lag */
 /* pg_try_advisory_lock keys of a running cutover or rollback ("pgrc", 2) */
 #define CUTOVER_LOCK_KEYS "1885827683, 2"
@@ -107,9 +108,12 @@ typedef struct Cutover {
 static void kill_point(const char *name)
 {
     const char *at = getenv("PGRELOCATE_TEST_KILL_AT");
+    const char *stall = getenv("PGRELOCATE_TEST_STALL_AT"); /* "point:ms": hang there */
 
     if (at && strcmp(at, name) == 0)
         raise(SIGKILL);
+    if (stall && strncmp(stall, name, strlen(name)) == 0 && stall[strlen(name)] == ':')
+        usleep((useconds_t)atoi(stall + strlen(name) + 1) * 1000);
 }
 
 static void step_done(Cutover *c, const char *name)
@@ -669,8 +673,17 @@ static bool do_switch(Cutover *c)
         set_reason(c, "could not record the switch");
         return false;
     }
+    /* From here the switch is under way: a watchdog resuming clients in the
+     * middle of it would let them write to the old side after the fence
+     * (and take sequence values the new side hands out again).  So it
+     * waits for the switch, at most SWITCH_BUDGET_MS; if pgrelocate dies,
+     * it still resumes at once. */
+    if (!watchdog_arm(c->wd, SWITCH_BUDGET_MS)) {
+        set_reason(c, "the watchdog is gone");
+        return false;
+    }
     if (!c->o->pgbouncer) {
-        if (run_hook(c, "switch", c->o->switch_command, (int)pause_left_ms(c)))
+        if (run_hook(c, "switch", c->o->switch_command, SWITCH_BUDGET_MS - 500))
             return true;
         set_reason(c, "the switch command failed");
         return false;
@@ -682,7 +695,7 @@ static bool do_switch(Cutover *c)
         return false;
     }
     kill_point("config-written");
-    if (bouncer_run(c->admin, "RELOAD", NULL, ADMIN_TIMEOUT_MS) == BOUNCER_OK &&
+    if (bouncer_run(c->admin, "RELOAD", NULL, SWITCH_BUDGET_MS - 500) == BOUNCER_OK &&
         bouncer_show_database(c->admin, c->o->database, &d, &found) && found &&
         same_endpoint(&d, &c->new_ep))
         return true;
@@ -959,9 +972,26 @@ static int run(Cutover *c)
         log_error("%s could not resume writes: the watchdog will within %lld ms", c->ctx,
                   (long long)c->o->max_pause_ms + WATCHDOG_MARGIN_MS);
     step_done(c, "resume");
-    if (!syncpoint_finish(c->sp, 30000))
+    if (watchdog_fired(c->wd)) {
+        /* pgrelocate was too slow, not dead: clients went on before the
+         * switch took effect and may have written to the old side; the
+         * old direction's follower must bring that over, not stop */
+        log_msg(LOG_ERROR,
+                "The switch took longer than --max-pause plus the watchdog's margin, so the "
+                "watchdog resumed writes before pgbouncer pointed at the new side.",
+                "Replication from the old side goes on: check with pgrelocate verify, then "
+                "restart pgrelocate start to follow the new direction.",
+                "%s writes resumed before the switch was complete", c->ctx);
+        set_reason(c, "the watchdog resumed writes before the switch was complete");
+        syncpoint_release(c->sp);
+        c->sp = NULL;
+        record_end(c, "done");
+        print_report(c);
+        return EXIT_FAILED;
+    } else if (!syncpoint_finish(c->sp, 30000)) {
         log_warning("%s the follower of the old direction did not stop: restart pgrelocate start",
                     c->ctx);
+    }
     c->sp = NULL;
     record_end(c, "done");
     print_report(c);
