@@ -375,7 +375,8 @@ static bool compare_group(VerifyRun *r, int first, int end)
         r->table_point[t] = r->npoints - 1;
     r->scan.diffs =
         xrealloc(r->scan.diffs, (size_t)(r->scan.ndiffs + sub.ndiffs + 1) * sizeof(VerifyDiff));
-    memcpy(r->scan.diffs + r->scan.ndiffs, sub.diffs, (size_t)sub.ndiffs * sizeof(VerifyDiff));
+    if (sub.ndiffs > 0)
+        memcpy(r->scan.diffs + r->scan.ndiffs, sub.diffs, (size_t)sub.ndiffs * sizeof(VerifyDiff));
     r->scan.ndiffs += sub.ndiffs;
     r->scan.total_diffs += sub.total_diffs;
     r->scan.scanned_bytes += sub.scanned_bytes;

@@ -29,8 +29,8 @@ static int run_nothing(const Options *opts)
 }
 
 static const char *const copy_options[] = {
-    "source",   "target", "jobs", "split-larger-than", "resume", "pg-bin", "snapshot-grace",
-    "progress", "tables", NULL};
+    "source",         "target",   "jobs",   "split-larger-than", "resume", "pg-bin",
+    "snapshot-grace", "progress", "tables", "max-differences",   NULL};
 static const char *const copy_required[] = {"source", "target", NULL};
 static const char *const status_options[] = {"target", NULL};
 static const char *const status_required[] = {"target", NULL};
@@ -94,6 +94,7 @@ static void render_changes(const Options *o, char *out, size_t outlen)
     add_int(out, outlen, "grace_ms", (long long)o->snapshot_grace_ms,
             (long long)d.snapshot_grace_ms);
     add_str(out, outlen, "progress", o->progress, d.progress);
+    add_int(out, outlen, "max_diff", o->max_differences, d.max_differences);
     add_int(out, outlen, "verbose", o->verbose, d.verbose);
     add_int(out, outlen, "quiet", o->quiet, d.quiet);
     add_int(out, outlen, "help", o->help, d.help);
@@ -308,6 +309,31 @@ static const ParseCase parse_cases[] = {
      {NULL},
      false,
      "--split-larger-than expects a size such as 512MB or 2GB, not \"-1GB\""},
+    {"count zero", false, {"--max-differences=0", NULL}, {NULL}, true, "max_diff=0"},
+    {"count large",
+     false,
+     {"--max-differences", "1000000", NULL},
+     {NULL},
+     true,
+     "max_diff=1000000"},
+    {"count negative",
+     false,
+     {"--max-differences=-1", NULL},
+     {NULL},
+     false,
+     "--max-differences expects a whole number from 0 to 1000000000, not \"-1\""},
+    {"count too large",
+     false,
+     {"--max-differences=1000000001", NULL},
+     {NULL},
+     false,
+     "--max-differences expects a whole number from 0 to 1000000000, not \"1000000001\""},
+    {"count not a number",
+     false,
+     {"--max-differences=lots", NULL},
+     {NULL},
+     false,
+     "--max-differences expects a whole number from 0 to 1000000000, not \"lots\""},
     {"duration seconds", false, {"--snapshot-grace=30s", NULL}, {NULL}, true, "grace_ms=30000"},
     {"duration bare number", false, {"--snapshot-grace", "2", NULL}, {NULL}, true, "grace_ms=2000"},
     {"duration zero", false, {"--snapshot-grace=0", NULL}, {NULL}, true, "grace_ms=0"},
