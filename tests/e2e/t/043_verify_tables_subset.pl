@@ -73,6 +73,27 @@ sub tables_of
 		'--tables b: the table, its columns, key, index and sequence missing');
 }
 
+# Columns are matched by name: the same table with its columns in another
+# order on the target matches.
+$src->safe_psql('app', <<'SQL');
+CREATE TABLE public.c (id int PRIMARY KEY, x text, y float8);
+INSERT INTO public.c SELECT i, 'x' || i, i / 3.0 FROM generate_series(1, 500) AS i;
+SQL
+$tgt->safe_psql('app', <<'SQL');
+CREATE TABLE public.c (y float8, x text, id int PRIMARY KEY);
+INSERT INTO public.c (id, x, y) SELECT i, 'x' || i, i / 3.0 FROM generate_series(1, 500) AS i;
+SQL
+{
+	my ($r, $j) = verify_json('--tables', 'c');
+	is($r->{exit}, 0, 'columns in another order: exit status 0') or diag($r->{stdout} . $r->{stderr});
+	is_deeply(tables_of($j), [ 'public.c 500' ], 'columns in another order: compared');
+	$tgt->safe_psql('app', 'UPDATE public.c SET y = y + 1e-12 WHERE id = 250');
+	($r, $j) = verify_json('--tables', 'c');
+	is_deeply(
+		[ map { "$_->{table} $_->{kind} " . JSON::PP->new->canonical->encode($_->{key}) } @{ $j->{row_differences} } ],
+		[ 'c changed {"id":"250"}' ], 'columns in another order: a change in the last float8 digits is found');
+}
+
 $tgt->safe_psql('app', "UPDATE public.parted SET v = 'changed' WHERE id = 7");
 {
 	my ($r, $j) = verify_json();
