@@ -42,6 +42,7 @@
 #include "watchdog.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,14 +84,18 @@ typedef struct Cutover {
     const char *from_side, *to_side; /* "source" / "target" */
     Endpoint old_ep, new_ep;         /* the pgbouncer entry before and after */
     MigrationState st;
-    char *slot;             /* on from: carries its changes to `to` */
-    SyncPoint *sp;          /* the follower held during the pause */
-    FollowThread *follower; /* ours, when no pgrelocate start runs */
-    FollowOpts fo;          /* its options (outlive the thread) */
-    char *encoding;         /* the new side's encoding, for fo */
-    char *skip_origin;      /* for fo */
-    Phase phase_was;        /* the migration's phase before the switch */
-    bool phase_set;         /* this run changed it */
+    char *slot;                /* on from: carries its changes to `to` */
+    SyncPoint *sp;             /* the follower held during the pause */
+    FollowThread *follower;    /* ours, when no pgrelocate start runs */
+    PGconn *seq_from, *seq_to; /* sequences only (sequences_main's) */
+    pthread_t seq_thread;
+    bool seq_running, seq_ok;
+    int seq_count;
+    FollowOpts fo;     /* its options (outlive the thread) */
+    char *encoding;    /* the new side's encoding, for fo */
+    char *skip_origin; /* for fo */
+    Phase phase_was;   /* the migration's phase before the switch */
+    bool phase_set;    /* this run changed it */
     Bouncer *admin, *spare;
     Watchdog *wd;
     StrBuf conf, new_conf;
@@ -639,15 +644,41 @@ static bool do_drain(Cutover *c)
     return false;
 }
 
+/* Sequences on their own pair of connections (seq_from, seq_to), so the
+ * pass during the pause runs in a thread beside the fence and the drain:
+ * once PAUSE returned, the old side's values are final. */
+static void *sequences_main(void *arg)
+{
+    Cutover *c = arg;
+
+    c->seq_ok = sequences_sync_all(c->seq_from, c->seq_to, c->headroom, &c->seq_count);
+    return NULL;
+}
+
+static bool sequences_started(Cutover *c)
+{
+    if (pthread_create(&c->seq_thread, NULL, sequences_main, c) == 0) {
+        c->seq_running = true;
+        return true;
+    }
+    set_reason(c, "could not start a thread");
+    return false;
+}
+
+/* Wait for the pass started by sequences_started. */
 static bool do_sequences(Cutover *c)
 {
-    int n;
-
-    if (!sequences_sync_all(c->from, c->to, c->headroom, &n)) {
+    if (c->seq_running) {
+        pthread_join(c->seq_thread, NULL);
+        c->seq_running = false;
+    } else {
+        sequences_main(c);
+    }
+    if (!c->seq_ok) {
         set_reason(c, "could not set the sequences on the %s", c->to_side);
         return false;
     }
-    log_info("%s set %d sequence(s) on the %s", c->ctx, n, c->to_side);
+    log_info("%s set %d sequence(s) on the %s", c->ctx, c->seq_count, c->to_side);
     return true;
 }
 
@@ -721,6 +752,10 @@ static bool do_resume(Cutover *c)
 /* Something failed before the switch: undo it, resume on the old side. */
 static void abort_switch(Cutover *c, bool switching)
 {
+    if (c->seq_running) {
+        pthread_join(c->seq_thread, NULL);
+        c->seq_running = false;
+    }
     if (switching && c->o->pgbouncer) {
         char err[512];
 
@@ -896,6 +931,13 @@ static bool prepare(Cutover *c, bool *already)
         return false;
     c->from = c->rollback ? c->tgt : c->src;
     c->to = c->rollback ? c->src : c->tgt;
+    if (!(c->seq_from = conn_open(c->rollback ? c->tgt_ci : c->src_ci,
+                                  &(ConnOpts){c->rollback ? CONN_TARGET : CONN_SOURCE, false,
+                                              "pgrelocate cutover", NULL})) ||
+        !(c->seq_to = conn_open(c->rollback ? c->src_ci : c->tgt_ci,
+                                &(ConnOpts){c->rollback ? CONN_SOURCE : CONN_TARGET, false,
+                                            "pgrelocate cutover", NULL})))
+        return false;
     if (!state_exists(c->tgt, &exists))
         return false;
     if (!exists || !state_load(c->tgt, &c->st) || !c->st.replication_name) {
@@ -941,7 +983,7 @@ static int run(Cutover *c)
     if (!do_hold(c))
         goto abort;
     step_done(c, "hold");
-    if (!do_pause(c))
+    if (!do_pause(c) || !sequences_started(c))
         goto abort;
     step_done(c, "pause");
     if (!do_fence(c))
@@ -1044,6 +1086,8 @@ done:
     bouncer_close(c.spare);
     conn_close(c.src);
     conn_close(c.tgt);
+    conn_close(c.seq_from);
+    conn_close(c.seq_to);
     conninfo_destroy(c.src_ci);
     conninfo_destroy(c.tgt_ci);
     state_free(&c.st);
