@@ -107,6 +107,14 @@ static bool following_migration(PGconn *tgt, VerifyPoint *vp, bool *follows)
     return true;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -246,15 +254,18 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     char *slot_snapshot = NULL, when[2][64], lsn_text[LSN_TEXT_SIZE];
     Lsn lsn = 0;
     bool own = vp->follower != NULL;
-    bool ok =
-        ctl && wait_older_transactions(conn[up], up) &&
-        (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS)) &&
-        (rep = conn_open(ci[up], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
-        syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
-        begin_export(conn[down], down, NULL, &vp->snapshot[down], when[down], sizeof(when[0]));
+    bool ok = ctl && wait_older_transactions(conn[up], up);
+    double held_at = now_ms(), held_ms = 0;
 
-    if (sp)
+    ok = ok &&
+         (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS)) &&
+         (rep = conn_open(ci[up], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
+         syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
+         begin_export(conn[down], down, NULL, &vp->snapshot[down], when[down], sizeof(when[0]));
+    if (sp) {
         syncpoint_release(sp); /* at once: apply goes on while we compare */
+        held_ms = now_ms() - held_at;
+    }
     ok = ok &&
          begin_export(conn[up], up, slot_snapshot, &vp->snapshot[up], when[up], sizeof(when[0]));
     conn_close(rep); /* drops the temporary slot; the upstream snapshot lives in conn[up] */
@@ -263,9 +274,9 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     if (ok)
         snprintf(vp->description, sizeof(vp->description),
                  "%s LSN %s (%s snapshot of that position; %s held by the %sfollower with every "
-                 "transaction committed before it applied, at %s)",
+                 "transaction committed before it applied, at %s; apply paused %.0f ms)",
                  up ? "target" : "source", lsn_format(lsn, lsn_text), up ? "target" : "source",
-                 up ? "source" : "target", up ? "reverse " : "", when[down]);
+                 up ? "source" : "target", up ? "reverse " : "", when[down], held_ms);
     return ok;
 }
 
