@@ -42,6 +42,7 @@
 #include "watchdog.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -337,6 +338,23 @@ static bool same_endpoint(const BouncerDatabase *d, const Endpoint *ep)
     return strcmp(d->host, ep->host) == 0 && d->port == atoi(ep->port);
 }
 
+/* The switch writes a temporary file beside the config and renames it
+ * over: find out now, not in the middle of the pause, if it cannot. */
+static bool config_writable(const Cutover *c)
+{
+    char *copy = xstrdup(c->o->pgbouncer_config);
+    const char *dir = dirname(copy);
+    bool ok = access(c->o->pgbouncer_config, W_OK) == 0 && access(dir, W_OK) == 0;
+
+    if (!ok)
+        log_msg(LOG_ERROR, strerror(errno),
+                "pgrelocate writes a new file in that directory and renames it over the old one: "
+                "run it as a user who may, or use --switch-command.",
+                "%s cannot write %s or its directory %s", c->ctx, c->o->pgbouncer_config, dir);
+    free(copy);
+    return ok;
+}
+
 /* Read the config, compute the switched one, and see where pgbouncer
  * points now.  *already: it points at the new side. */
 static bool prepare_bouncer(Cutover *c, bool *already)
@@ -381,7 +399,7 @@ static bool prepare_bouncer(Cutover *c, bool *already)
                 c->o->pgbouncer_config);
         return false;
     }
-    return true;
+    return c->o->dry_run || config_writable(c);
 }
 
 /* ---- recovery of an interrupted run ----------------------------------- */

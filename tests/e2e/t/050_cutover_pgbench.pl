@@ -40,6 +40,18 @@ RelocateTest::copy_fails_like(
 	FollowTest::conn($src, $tgt, 'app'), command => 'cutover',
 	args => [ '--pgbouncer', $b->admin_uri, '--pgbouncer-config', $b->{ini}, '--database', 'nope' ]);
 
+# A config file pgrelocate cannot replace: refused before anything pauses.
+chmod 0555, "$b->{dir}" or die "chmod: $!";
+RelocateTest::copy_fails_like(
+	'cutover with a config directory it cannot write',
+	[qr/cannot write \S+pgbouncer\.ini or its directory/, qr/HINT:.*renames it over the old one/],
+	FollowTest::conn($src, $tgt, 'app'), command => 'cutover', args => [@args]);
+chmod 0755, "$b->{dir}" or die "chmod: $!";
+is(slurp_file($b->{ini}), $ini_before, 'refused: config file unchanged');
+is($b->show_database('app')->{paused}, '0', 'refused: pgbouncer not paused');
+is(join(', ', grep { /reverse/ } FollowTest::leftovers($src, $tgt, 'app')), '',
+	'refused: no reverse slot or publication created');
+
 # --- dry run: pause, drain, sequences, resume on the source
 my $dry = RelocateTest::copy_ok('dry run', FollowTest::conn($src, $tgt, 'app'),
 	command => 'cutover', args => [ @args, '--dry-run' ]);
