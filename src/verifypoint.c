@@ -254,14 +254,16 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     char *slot_snapshot = NULL, when[2][64], lsn_text[LSN_TEXT_SIZE];
     Lsn lsn = 0;
     bool own = vp->follower != NULL;
-    bool ok = ctl && wait_older_transactions(conn[up], up);
-    double held_at = now_ms(), held_ms = 0;
+    bool ok = ctl && wait_older_transactions(conn[up], up) && (rep = conn_open(ci[up], &ro));
+    double held_at = now_ms(), held_ms = 0; /* from the request: an upper bound of the pause */
 
-    ok = ok &&
-         (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS)) &&
-         (rep = conn_open(ci[up], &ro)) && create_temp_slot(rep, &lsn, &slot_snapshot) &&
-         syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
+    ok = ok && (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS));
+    log_debug("[verify] follower held after %.0f ms", now_ms() - held_at);
+    ok = ok && create_temp_slot(rep, &lsn, &slot_snapshot);
+    log_debug("[verify] temporary slot at %.0f ms", now_ms() - held_at);
+    ok = ok && syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
          begin_export(conn[down], down, NULL, &vp->snapshot[down], when[down], sizeof(when[0]));
+    log_debug("[verify] follower at the slot's position at %.0f ms", now_ms() - held_at);
     if (sp) {
         syncpoint_release(sp); /* at once: apply goes on while we compare */
         held_ms = now_ms() - held_at;
