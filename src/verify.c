@@ -20,6 +20,7 @@
 #include "verifyscan.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,16 @@ typedef struct VerifyRun {
     VerifyScan scan;
     double seconds;
 } VerifyRun;
+
+/* Ctrl-C or SIGTERM: cancel the queries in flight and stop (nothing to
+ * save: verify changes nothing).  A second signal stops at once. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = 1;
+    signal(sig, SIG_DFL);
+}
 
 static double now_s(void)
 {
@@ -368,7 +379,8 @@ static bool compare_group(VerifyRun *r, int first, int end)
     VerifyScanSetup setup = {.conninfo = {r->ci[0], r->ci[1]},
                              .snapshot = {r->point.snapshot[0], r->point.snapshot[1]},
                              .jobs = r->o->jobs,
-                             .max_differences = r->o->max_differences - r->scan.ndiffs};
+                             .max_differences = r->o->max_differences - r->scan.ndiffs,
+                             .stop = &interrupted};
     bool ok = verifyscan_run(&sub, &setup);
 
     for (int t = first; t < end; t++)
@@ -394,7 +406,7 @@ static bool compare_groups(VerifyRun *r)
     for (int first = 0, end; first < r->scan.ntables; first = end) {
         end = group_end(r, first);
         if (first > 0) {
-            if (!verifypoint_release(&r->point, r->conn) ||
+            if (interrupted || !verifypoint_release(&r->point, r->conn) ||
                 !verifypoint_take(&r->point, ci, r->conn))
                 return false;
             add_point(r);
@@ -424,8 +436,13 @@ static int run(VerifyRun *r)
         return EXIT_USAGE;
     log_info("[verify] comparing %d table%s with %d worker%s per side", r->scan.ntables,
              r->scan.ntables == 1 ? "" : "s", r->o->jobs, r->o->jobs == 1 ? "" : "s");
-    if (!compare_groups(r))
-        return EXIT_FAILED;
+    if (!compare_groups(r)) {
+        if (!interrupted)
+            return EXIT_FAILED;
+        log_msg(LOG_ERROR, NULL, "Run it again to compare.",
+                "verify interrupted: no result (nothing was changed)");
+        return EXIT_INTERRUPTED;
+    }
     r->seconds = now_s() - t0;
     if (r->o->json)
         print_json(r, stdout);
@@ -439,6 +456,9 @@ int cmd_verify(const Options *o)
     VerifyRun r = {.o = o};
     int rc;
 
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
     rc = run(&r);
     for (int side = 0; side < 2; side++) {
         conn_close(r.conn[side]); /* ends the read-only transactions */

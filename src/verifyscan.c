@@ -286,6 +286,14 @@ typedef struct Pool {
     atomic_bool *failed;
 } Pool;
 
+/* One thread; cancel lets the main thread cancel its query in flight. */
+typedef struct Worker {
+    Pool *pool;
+    pthread_mutex_t lock; /* guards cancel */
+    PGcancel *cancel;
+    atomic_bool done;
+} Worker;
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -377,21 +385,24 @@ static PGconn *open_worker(const Pool *p)
     return conn;
 }
 
-static void *worker_main(void *arg)
+static void set_cancel(Worker *w, PGconn *conn)
 {
-    Pool *p = arg;
-    PGconn *conn = open_worker(p);
+    pthread_mutex_lock(&w->lock);
+    if (w->cancel)
+        PQfreeCancel(w->cancel);
+    w->cancel = conn ? PQgetCancel(conn) : NULL;
+    pthread_mutex_unlock(&w->lock);
+}
 
-    if (!conn) {
-        atomic_store(p->failed, true);
-        return NULL;
-    }
-    while (!atomic_load(p->failed)) {
+static void work(Worker *w, PGconn *conn)
+{
+    Pool *p = w->pool;
+
+    while (!atomic_load(p->failed) && !(p->setup->stop && *p->setup->stop)) {
         int i = atomic_fetch_add(&p->next, 1);
         Item *it;
         char ctx[300];
         double t0;
-        bool ok;
 
         if (i >= p->nitems)
             break;
@@ -399,14 +410,60 @@ static void *worker_main(void *arg)
         snprintf(ctx, sizeof(ctx), "verify %s %s", p->side ? "target" : "source",
                  it->table->display);
         t0 = now_s();
-        ok = it->buckets_param ? run_drill(conn, it, ctx) : run_digest(conn, it, ctx);
-        if (!ok)
+        if (!(it->buckets_param ? run_drill(conn, it, ctx) : run_digest(conn, it, ctx)))
             atomic_store(p->failed, true);
         log_debug("[%s] %s blocks %lld..%lld in %.2f s", ctx, it->buckets_param ? "rows" : "digest",
                   (long long)it->range.start, (long long)it->range.end, now_s() - t0);
     }
-    conn_close(conn);
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    PGconn *conn = open_worker(w->pool);
+
+    if (!conn)
+        atomic_store(w->pool->failed, true);
+    else {
+        set_cancel(w, conn);
+        work(w, conn);
+        set_cancel(w, NULL);
+        conn_close(conn);
+    }
+    atomic_store(&w->done, true);
     return NULL;
+}
+
+/* Wait for the workers; on a signal, cancel their queries in flight. */
+static void wait_workers(const VerifyScanSetup *setup, Worker *workers, int n)
+{
+    bool cancelled = false;
+    LogLevel level = log_get_level();
+
+    for (;;) {
+        int done = 0;
+        struct timespec ts = {0, 20 * 1000000L};
+
+        for (int i = 0; i < n; i++)
+            done += atomic_load(&workers[i].done);
+        if (done == n)
+            break;
+        if (setup->stop && *setup->stop && !cancelled) {
+            char err[256];
+
+            /* the cancelled queries' errors are expected: the caller says why */
+            log_set_level(LOG_ERROR + 1);
+            for (int i = 0; i < n; i++) {
+                pthread_mutex_lock(&workers[i].lock);
+                if (workers[i].cancel)
+                    PQcancel(workers[i].cancel, err, sizeof(err));
+                pthread_mutex_unlock(&workers[i].lock);
+            }
+            cancelled = true;
+        }
+        nanosleep(&ts, NULL);
+    }
+    log_set_level(level);
 }
 
 /* Run the items of both sides, jobs workers per side. */
@@ -416,6 +473,7 @@ static bool run_pools(const VerifyScanSetup *setup, Item **items, const int *nit
     Pool pools[2];
     int jobs = setup->jobs > 0 ? setup->jobs : 1;
     pthread_t *threads = xcalloc((size_t)jobs * 2, sizeof(pthread_t));
+    Worker *workers = xcalloc((size_t)jobs * 2, sizeof(Worker));
     int started = 0;
 
     for (int side = 0; side < 2; side++) {
@@ -428,20 +486,29 @@ static bool run_pools(const VerifyScanSetup *setup, Item **items, const int *nit
     }
     for (int w = 0; w < jobs * 2; w++) {
         Pool *p = &pools[w % 2];
+        Worker *wk = &workers[started];
 
         if (w / 2 >= p->nitems && w >= 2)
             continue; /* no more workers than items */
-        if (pthread_create(&threads[started], NULL, worker_main, p) != 0) {
+        wk->pool = p;
+        pthread_mutex_init(&wk->lock, NULL);
+        atomic_init(&wk->done, false);
+        if (pthread_create(&threads[started], NULL, worker_main, wk) != 0) {
             log_error("could not start a verify worker thread");
+            pthread_mutex_destroy(&wk->lock);
             atomic_store(&failed, true);
             break;
         }
         started++;
     }
-    for (int w = 0; w < started; w++)
+    wait_workers(setup, workers, started);
+    for (int w = 0; w < started; w++) {
         pthread_join(threads[w], NULL);
+        pthread_mutex_destroy(&workers[w].lock);
+    }
     free(threads);
-    return !atomic_load(&failed);
+    free(workers);
+    return !atomic_load(&failed) && !(setup->stop && *setup->stop);
 }
 
 /* ---- the two passes ---- */

@@ -19,6 +19,7 @@
 #include "digest.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -67,11 +68,13 @@ typedef struct VerifyScanSetup {
     const char *snapshot[2];     /* exported snapshots the workers import */
     int jobs;                    /* workers per side */
     int max_differences;         /* how many differences to keep for the report */
+    volatile sig_atomic_t *stop; /* set by a signal: cancel the queries, return false */
 } VerifyScanSetup;
 
 /* Digest every table on both sides in parallel, drill into differing
  * buckets, fill the tables' counts and vs->diffs.  false after logging
- * (a worker's query failed). */
+ * (a worker's query failed), or when *stop was set (queries in flight are
+ * cancelled). */
 bool verifyscan_run(VerifyScan *vs, const VerifyScanSetup *setup);
 
 /* The SQL that pins the settings row text depends on beyond conn.c's. */

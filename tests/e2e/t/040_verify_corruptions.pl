@@ -227,6 +227,19 @@ sub row_lines
 	RelocateTest::copy_fails_like('missing database',
 		[qr/could not connect to the source/, qr/database "nope" does not exist/],
 		command => 'verify', source => $src->connstr('nope'), target => $target);
+	# Ctrl-C while the servers digest: queries cancelled, exit 130, no result.
+	my $h = RelocateTest::start_copy(command => 'verify', source => $source, target => $target,
+		args => [ '--jobs', 2 ]);
+	ok(RelocateTest::wait_until($src, 'app',
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
+			  . " AND state = 'active' AND query LIKE '%hashtextextended%'", 't', 60),
+		'interrupted: the source is digesting');
+	kill 'INT', $h->{pid};
+	my $int = RelocateTest::finish_copy($h);
+	is($int->{exit}, 130, 'interrupted: exit status 130');
+	like($int->{stderr}, qr/verify interrupted: no result \(nothing was changed\)/, 'interrupted: says so');
+	unlike($int->{stderr}, qr/canceling statement/, 'interrupted: no error line per cancelled query');
+	unlike($int->{stdout}, qr/result:/, 'interrupted: no result printed');
 	is_deeply(RelocateTest::fingerprint($src, 'app'), $before{src}, 'bad input: source unchanged');
 	is_deeply(RelocateTest::fingerprint($tgt, 'app'), $before{tgt}, 'bad input: target unchanged');
 }
