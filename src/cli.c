@@ -17,9 +17,9 @@ static const OptionSpec option_table[] = {
      "source database: libpq URI or conninfo (postgresql://user@host/db); "
      "passwords belong in ~/.pgpass or PGPASSFILE, never on the command line"},
     {"target", 't', OPT_STRING, OPT(target), "PGRELOCATE_TARGET", "URI",
-     "target database, which must exist and be empty"},
+     "target database (copy, start: it must exist and be empty)"},
     {"jobs", 'j', OPT_INT, OPT(jobs), "PGRELOCATE_JOBS", "N",
-     "parallel copy and index workers (default: 4)"},
+     "parallel workers: copy and index workers; verify: connections per side (default: 4)"},
     {"split-larger-than", 0, OPT_SIZE, OPT(split_larger_than), NULL, "SIZE",
      "copy tables larger than SIZE in parallel ctid ranges of about SIZE (default: 1GB)"},
     {"resume", 0, OPT_BOOL, OPT(resume), NULL, NULL,
