@@ -35,6 +35,7 @@
 #include "tableset.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,9 @@ typedef struct CopyRun {
     char *tables_spec; /* --tables, or the one the migration began with; NULL: all */
     TableSet tables;   /* what tables_spec leaves out (nothing when NULL) */
     Metrics metrics;
-    char cause[512]; /* the error that ended the run, for the event log */
+    pthread_t retire; /* drops the old direction's slot after a cutover */
+    bool retiring;    /* retire runs (joined by finish) */
+    char cause[512];  /* the error that ended the run, for the event log */
 } CopyRun;
 
 static volatile sig_atomic_t interrupted;
@@ -813,7 +816,7 @@ static void drop_old_slot(PGconn *conn, const char *name, const char *where)
 {
     SlotInfo si = {0};
 
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 300; i++) {
         if (!slot_info(conn, name, &si) || !si.exists)
             return;
         if (!si.active)
@@ -827,6 +830,28 @@ static void drop_old_slot(PGconn *conn, const char *name, const char *where)
     }
     if (slot_drop(conn, name))
         log_info("the %s no longer keeps WAL for the old direction (slot %s dropped)", where, name);
+}
+
+/* The forward slot, dropped on a connection of its own while the reverse
+ * direction starts (waiting for its walsender must not delay the reverse
+ * stream: a rollback may come soon). */
+static void *retire_main(void *arg)
+{
+    CopyRun *r = arg;
+    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate start"};
+    PGconn *conn = conn_open(r->src_ci, &co);
+
+    if (conn)
+        drop_old_slot(conn, r->st.replication_name, "source");
+    conn_close(conn);
+    return NULL;
+}
+
+static void retire_forward_slot(CopyRun *r)
+{
+    if (r->retiring)
+        return;
+    r->retiring = pthread_create(&r->retire, NULL, retire_main, r) == 0;
 }
 
 /*
@@ -928,7 +953,7 @@ static bool run_follow(CopyRun *r)
     if (!state_read_phase(r->tgt, &r->st.phase))
         return false;
     if (r->st.phase == PHASE_REVERSE || r->st.phase == PHASE_DONE)
-        drop_old_slot(r->src, r->st.replication_name, "source");
+        retire_forward_slot(r);
     return true; /* migrate_main goes on in reverse if the cutover set it up */
 }
 
@@ -1006,6 +1031,8 @@ static void finish(CopyRun *r, bool ok)
             snapshot_keeper_abandon(&r->keeper);
         }
     }
+    if (r->retiring)
+        pthread_join(r->retire, NULL);
     metrics_stop(&r->metrics);
     remove_tmpdir(r);
     conn_close(r->src);
