@@ -1033,6 +1033,9 @@ static void finish(CopyRun *r, bool ok)
     }
     if (r->retiring)
         pthread_join(r->retire, NULL);
+    for (int i = 0; i < r->n_no_identity; i++)
+        free(r->no_identity[i]);
+    free(r->no_identity);
     metrics_stop(&r->metrics);
     remove_tmpdir(r);
     conn_close(r->src);
