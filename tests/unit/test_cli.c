@@ -459,7 +459,7 @@ static void test_defaults(void **state)
     assert_null(o.source);
     assert_null(o.target);
     assert_int_equal(o.jobs, 4);
-    assert_int_equal(o.split_larger_than, 1024 * 1024 * 1024);
+    assert_int_equal(o.split_larger_than, 256 * 1024 * 1024);
     assert_int_equal(o.snapshot_grace_ms, 5 * 60 * 1000);
     assert_string_equal(o.progress, "auto");
     assert_false(o.resume || o.new_snapshot || o.no_owner || o.no_acl || o.verbose || o.quiet ||
