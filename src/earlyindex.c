@@ -25,13 +25,40 @@ static const char *const owners_sql =
     " JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relkind = 'r' AND k.contype IN ('p', 'u', 'x')";
 
-static const StateTable *find_table(const StateTable *tables, int ntables, const char *schema,
+/* Lookups by name and by oid in sorted arrays: thousands of tables and
+ * indexes must not cost a quadratic scan. */
+static int table_cmp(const void *a, const void *b)
+{
+    const StateTable *x = *(const StateTable *const *)a, *y = *(const StateTable *const *)b;
+    int c = strcmp(x->schema_name, y->schema_name);
+
+    return c ? c : strcmp(x->table_name, y->table_name);
+}
+
+static const StateTable *find_table(const StateTable **sorted, int ntables, const char *schema,
                                     const char *name)
 {
-    for (int i = 0; i < ntables; i++)
-        if (strcmp(tables[i].table_name, name) == 0 && strcmp(tables[i].schema_name, schema) == 0)
-            return &tables[i];
-    return NULL;
+    StateTable key = {.schema_name = (char *)schema, .table_name = (char *)name};
+    const StateTable *kp = &key, **hit;
+
+    hit = bsearch(&kp, sorted, (size_t)ntables, sizeof(*sorted), table_cmp);
+    return hit ? *hit : NULL;
+}
+
+typedef struct OidSlot {
+    unsigned int catalog_oid, object_oid;
+    int entry;
+} OidSlot;
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const OidSlot *x = a, *y = b;
+
+    if (x->catalog_oid != y->catalog_oid)
+        return x->catalog_oid < y->catalog_oid ? -1 : 1;
+    if (x->object_oid != y->object_oid)
+        return x->object_oid < y->object_oid ? -1 : 1;
+    return 0;
 }
 
 /* Mark done the entries the state lists (built by an earlier run). */
@@ -70,20 +97,29 @@ static void candidate_oids(const EarlyIndexes *ei, StrBuf *idx, StrBuf *con)
 
 static void map_owners(EarlyIndexes *ei, PGresult *res, const StateTable *tables, int ntables)
 {
+    const StateTable **sorted = xcalloc((size_t)ntables + 1, sizeof(*sorted));
+    OidSlot *slots = xcalloc((size_t)ei->nentries + 1, sizeof(OidSlot));
+    int nslots = 0;
+
+    for (int i = 0; i < ntables; i++)
+        sorted[i] = &tables[i];
+    qsort(sorted, (size_t)ntables, sizeof(*sorted), table_cmp);
+    for (int i = 0; i < ei->nentries; i++)
+        if (!ei->entries[i].done && schema_entry_is_table_build(&ei->entries[i]))
+            slots[nslots++] = (OidSlot){ei->entries[i].catalog_oid, ei->entries[i].object_oid, i};
+    qsort(slots, (size_t)nslots, sizeof(OidSlot), slot_cmp);
     for (int r = 0; r < PQntuples(res); r++) {
-        unsigned int cat = PQgetvalue(res, r, 0)[0] == 'i' ? PG_CLASS_OID : PG_CONSTRAINT_OID;
-        unsigned int oid = (unsigned int)strtoul(PQgetvalue(res, r, 1), NULL, 10);
+        OidSlot key = {PQgetvalue(res, r, 0)[0] == 'i' ? PG_CLASS_OID : PG_CONSTRAINT_OID,
+                       (unsigned int)strtoul(PQgetvalue(res, r, 1), NULL, 10), 0};
         const StateTable *t =
-            find_table(tables, ntables, PQgetvalue(res, r, 2), PQgetvalue(res, r, 3));
+            find_table(sorted, ntables, PQgetvalue(res, r, 2), PQgetvalue(res, r, 3));
+        const OidSlot *hit = bsearch(&key, slots, (size_t)nslots, sizeof(OidSlot), slot_cmp);
 
-        for (int i = 0; t && i < ei->nentries; i++) {
-            const PostEntry *e = &ei->entries[i];
-
-            if (!e->done && e->catalog_oid == cat && e->object_oid == oid &&
-                schema_entry_is_table_build(e))
-                ei->table_of[i] = t->table_no;
-        }
+        if (t && hit)
+            ei->table_of[hit->entry] = t->table_no;
     }
+    free(sorted);
+    free(slots);
 }
 
 bool earlyindex_prepare(EarlyIndexes *ei, PGconn *src, PGconn *tgt, const StateTable *tables,
