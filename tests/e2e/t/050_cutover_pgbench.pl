@@ -57,7 +57,7 @@ my $dry = RelocateTest::copy_ok('dry run', FollowTest::conn($src, $tgt, 'app'),
 	command => 'cutover', args => [ @args, '--dry-run' ]);
 like($dry->{stdout}, qr/cutover dry run done, nothing switched: writes paused for \d+ ms/,
 	'dry run reports the pause it caused');
-is($b->show_database('app')->{host}, $src->host, 'dry run: pgbouncer still points at the source');
+is($b->show_database('app')->{port}, $src->port, 'dry run: pgbouncer still points at the source');
 is($b->show_database('app')->{paused}, '0', 'dry run: pgbouncer is not paused');
 is(slurp_file($b->{ini}), $ini_before, 'dry run: config file unchanged');
 
@@ -75,6 +75,10 @@ is($row->{host}, $tgt->host, 'pgbouncer points at the target');
 is($row->{port}, $tgt->port, 'pgbouncer uses the target port');
 is($row->{paused}, '0', 'pgbouncer is not paused');
 is(FollowTest::migration($tgt, 'app')->{phase}, 'reverse', 'the migration is in phase reverse');
+my $forward = RelocateTest::quote_literal(FollowTest::migration($tgt, 'app')->{replication_name});
+ok(RelocateTest::wait_until($src, 'app',
+		"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = $forward", 't', 60),
+	'start retired the forward slot: the old primary keeps no WAL for it');
 
 # Every other line of the config is the same, byte for byte.
 my @old = split /\n/, $ini_before, -1;
@@ -120,7 +124,7 @@ my $rb = RelocateTest::copy_ok('rollback', FollowTest::conn($src, $tgt, 'app'),
 my ($rb_pause) = $rb->{stdout} =~ /rollback done: writes paused for (\d+) ms/;
 ok(defined $rb_pause, 'rollback reports the measured pause');
 diag("rollback pause (PAUSE to RESUME): " . ($rb_pause // '?') . " ms");
-is($b->show_database('app')->{host}, $src->host, 'rollback: pgbouncer points at the source again');
+is($b->show_database('app')->{port}, $src->port, 'rollback: pgbouncer points at the source again');
 is(slurp_file($b->{ini}), $ini_before, 'rollback: the config file is as it was, byte for byte');
 is(FollowTest::migration($tgt, 'app')->{phase}, 'rolled-back', 'the migration is rolled back');
 is(FollowTest::counter_rows($src, 'app'), $stats->{processed},

@@ -67,7 +67,7 @@ RelocateTest::copy_fails_like(
 	args => [ $b->cutover_args('app'), '--max-pause', '300ms' ]);
 my $row = $b->show_database('app');
 is($row->{paused}, '0', 'abort: pgbouncer is not paused');
-is($row->{host}, $src->host, 'abort: pgbouncer still points at the source');
+is($row->{port}, $src->port, 'abort: pgbouncer still points at the source');
 diag(sprintf('abort: the cutover gave up after %.0f ms', 1000 * (Time::HiRes::time() - $t0)));
 ok($long->finish, 'abort: the long transaction commits') or diag($lerr);
 is(FollowTest::migration($tgt, 'app')->{phase}, 'follow', 'abort: the migration still follows');
@@ -85,7 +85,7 @@ for my $point (qw(prepare pause hold fence drain sequences))
 		1000 * ($waited // -1)));
 	like($r->{stderr}, qr/\[watchdog\] pgrelocate ended while writes were paused: resumed writes on app/,
 		"kill at $point: the watchdog resumed") unless $point eq 'prepare' || $point eq 'hold';
-	is($b->show_database('app')->{host}, $src->host, "kill at $point: pgbouncer points at the source");
+	is($b->show_database('app')->{port}, $src->port, "kill at $point: pgbouncer points at the source");
 	ok(wait_hold_expired(), "kill at $point: the dead run's hold on the follower expires");
 }
 my $dry = cutover(args => ['--dry-run']);
@@ -99,23 +99,31 @@ is(RelocateTest::query($tgt, 'app', 'SELECT count(*) FROM pgrelocate.cutovers WH
 my $r = cutover(kill_at => 'config-written');
 is($r->{signal}, 9, 'kill after the config is written: died of SIGKILL');
 ok(defined $b->wait_not_paused('app', $max_pause_s + 10), 'kill after the config is written: not left paused');
-is($b->show_database('app')->{host}, $src->host,
+is($b->show_database('app')->{port}, $src->port,
 	'kill after the config is written: pgbouncer still runs with the source (no RELOAD)');
 ok(wait_hold_expired(), 'the dead run\'s hold expires');
 $r = cutover();
 ok($r->{ok}, 'the next cutover completes') or diag($r->{stderr});
 like($r->{stderr}, qr/interrupted at step switching: writes resumed on the old side/,
 	'it restored the entry the dead run had written');
-is($b->show_database('app')->{host}, $tgt->host, 'pgbouncer points at the target');
+is($b->show_database('app')->{port}, $tgt->port, 'pgbouncer points at the target');
 is(FollowTest::migration($tgt, 'app')->{phase}, 'reverse', 'phase reverse');
 ok(FollowTest::wait_for_load($tgt, 'app', FollowTest::counter_rows($tgt, 'app') + 200, 120),
 	'the load commits on the target');
 
 # --- a rollback killed after the switch, before RESUME
+# (first the way back catches up: after the cutover it has the load's
+# backlog to apply, and a drain longer than --max-pause would abort the
+# rollback before the step this case is about)
+my $tlsn = RelocateTest::query($tgt, 'app', 'SELECT pg_current_wal_lsn()');
+ok(RelocateTest::wait_until($tgt, 'app',
+		"SELECT bool_and(confirmed_flush_lsn >= '$tlsn') FROM pg_replication_slots "
+		  . "WHERE slot_name LIKE '%\\_reverse'", 't', 120),
+	'the reverse direction caught up with the target');
 $r = cutover(command => 'rollback', kill_at => 'switch');
 is($r->{signal}, 9, 'rollback killed after the switch: died of SIGKILL');
 ok(defined $b->wait_not_paused('app', $max_pause_s + 10), 'rollback killed after the switch: not left paused');
-is($b->show_database('app')->{host}, $src->host, 'the switch back had taken effect');
+is($b->show_database('app')->{port}, $src->port, 'the switch back had taken effect');
 $r = cutover(command => 'rollback');
 ok($r->{ok}, 'the next rollback settles it') or diag($r->{stderr});
 like($r->{stderr}, qr/interrupted at step switching: its switch had taken effect/,

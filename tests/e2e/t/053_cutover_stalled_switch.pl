@@ -29,7 +29,7 @@ my $r = RelocateTest::run_copy(FollowTest::conn($src, $tgt, 'app'),
 is($r->{exit}, 0, 'a stalled switch completes: exit status 0') or diag($r->{stderr});
 unlike($r->{stderr}, qr/\[watchdog\]/, 'the watchdog did not resume in the middle of the switch');
 like($r->{stdout}, qr/cutover done: writes paused for \d+ ms/, 'the cutover reports its (long) pause');
-is($b->show_database('app')->{host}, $tgt->host, 'pgbouncer points at the target in the end');
+is($b->show_database('app')->{port}, $tgt->port, 'pgbouncer points at the target in the end');
 is($b->show_database('app')->{paused}, '0', 'pgbouncer is not paused');
 
 ok(FollowTest::wait_for_load($tgt, 'app', FollowTest::counter_rows($tgt, 'app') + 200, 120),
