@@ -213,26 +213,16 @@ static Item *pop(Session *s, int timeout_ms)
     return it;
 }
 
-/* The first queued message's type and, for Begin (commit LSN of the
- * transaction) and Message (its LSN), the position it stands for. */
-static bool peek(Session *s, char *type, Lsn *at)
+/* The first queued message, left in the queue.  It stays valid: only the
+ * apply thread, the caller, takes items out. */
+static const Item *peek(Session *s)
 {
-    bool any;
+    const Item *it;
 
     pthread_mutex_lock(&s->lock);
-    any = s->head != NULL;
-    if (any) {
-        const uint8_t *d = s->head->data;
-        size_t len = s->head->len, off = d[0] == 'B' ? 1 : 2; /* 'M': flags byte first */
-
-        *type = (char)d[0];
-        *at = 0;
-        if ((d[0] == 'B' || d[0] == 'M') && len >= off + 8)
-            for (size_t i = 0; i < 8; i++)
-                *at = (*at << 8) | d[off + i];
-    }
+    it = s->head;
     pthread_mutex_unlock(&s->lock);
-    return any;
+    return it;
 }
 
 static bool queue_drained(Session *s)
@@ -304,7 +294,7 @@ static bool apply_item(Session *s, PgoDecoder *d, const Item *it)
  * true when the apply thread must not take the next message now; *ok false
  * on a failed commit, *finish when it must stop following.
  */
-static bool held(Session *s, bool *ok, bool *finish)
+static bool held(Session *s, PgoDecoder *d, bool *ok, bool *finish)
 {
     Lsn until;
     uint64_t gen;
@@ -317,12 +307,16 @@ static bool held(Session *s, bool *ok, bool *finish)
         /* read the keepalive first: everything the stream received before
          * it is queued, so an empty queue then means all of it is applied */
         Lsn keepalive = atomic_load(&s->keepalive_lsn);
-        char type;
-        Lsn at;
+        const Item *next = peek(s);
+        PgoMessage m;
 
-        if (peek(s, &type, &at)) {
-            if (!((type == 'B' || type == 'M') && at >= until))
-                return false; /* committed before the sync point: apply it */
+        if (next) {
+            /* a Begin names its commit LSN, a logical message its own; at a
+             * boundary nothing decoded earlier is still in use */
+            if (pgo_decode(d, next->data, next->len, &m) != PGO_OK ||
+                !((m.type == PGO_MSG_BEGIN && m.u.begin.final_lsn >= until) ||
+                  (m.type == PGO_MSG_MESSAGE && m.u.message.lsn >= until)))
+                return false; /* before the sync point (or malformed): apply_item takes it */
         } else if (keepalive < until || atomic_load(&s->pushed) != atomic_load(&s->processed)) {
             usleep(1000); /* not there yet; nothing to apply */
             return true;
@@ -356,7 +350,7 @@ static void *apply_main(void *arg)
             ok = commit_now(s);
             break;
         }
-        if (held(s, &ok, &finish)) {
+        if (held(s, d, &ok, &finish)) {
             if (finish) {
                 s->finished = true;
                 break;
