@@ -160,6 +160,24 @@ static const OptionSpec *find_short(const CommandSpec *cmd, char c)
     return NULL;
 }
 
+/* A whole number from min to max (OPT_INT, OPT_COUNT). */
+static bool set_whole(const OptionSpec *spec, const char *value, long long min, long long max,
+                      int *field, char *err, size_t errlen)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(value, &end, 10);
+    if (errno || end == value || *end || v < min || v > max) {
+        snprintf(err, errlen, "--%s expects a whole number from %lld to %lld, not \"%s\"",
+                 spec->name, min, max, value);
+        return false;
+    }
+    *field = (int)v;
+    return true;
+}
+
 static bool set_value(const OptionSpec *spec, const char *value, Options *opts, char *err,
                       size_t errlen)
 {
@@ -183,34 +201,10 @@ static bool set_value(const OptionSpec *spec, const char *value, Options *opts, 
         list->items[list->n++] = value;
         return true;
     }
-    case OPT_INT: {
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(value, &end, 10);
-        if (errno || end == value || *end || v < 1 || v > 1024) {
-            snprintf(err, errlen, "--%s expects a whole number from 1 to 1024, not \"%s\"",
-                     spec->name, value);
-            return false;
-        }
-        *(int *)field = (int)v;
-        return true;
-    }
-    case OPT_COUNT: {
-        char *end;
-        long long v;
-
-        errno = 0;
-        v = strtoll(value, &end, 10);
-        if (errno || end == value || *end || v < 0 || v > 1000000000) {
-            snprintf(err, errlen, "--%s expects a whole number from 0 to 1000000000, not \"%s\"",
-                     spec->name, value);
-            return false;
-        }
-        *(int *)field = (int)v;
-        return true;
-    }
+    case OPT_INT:
+        return set_whole(spec, value, 1, 1024, (int *)field, err, errlen);
+    case OPT_COUNT:
+        return set_whole(spec, value, 0, 1000000000, (int *)field, err, errlen);
     case OPT_SIZE:
         if (!size_parse_bytes(value, (int64_t *)field) || *(int64_t *)field <= 0) {
             snprintf(err, errlen, "--%s expects a size such as 512MB or 2GB, not \"%s\"",
