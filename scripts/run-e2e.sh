@@ -26,14 +26,30 @@ if [ "$(id -u)" -eq 0 ]; then
   run=(runuser -u "$testuser" --)
 fi
 cd "$stage"
+status=0
 "${run[@]}" env PATH="$stage:$pgbin:/usr/bin:/bin" PERL5LIB="$perllib:$stage/lib" \
   PGRELOCATE="$stage/pgrelocate" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
-  TESTDIR="$stage" prove -j "$jobs" --timer $tests || {
-    rc=$?
-    echo "--- e2e failed; server and tool logs:" >&2
-    for f in "$stage"/tmp_check/log/*; do
-      [ -f "$f" ] || continue
-      echo "=== $f (last 60 lines)" >&2; tail -n 60 "$f" >&2
-    done
-    exit $rc
-  }
+  TESTDIR="$stage" prove -j "$jobs" --timer $tests 2>&1 | tee "$stage/prove.out" || status=$?
+[ "$status" -eq 0 ] && exit 0
+
+# A failure: show the logs of the failing scripts only, then repeat prove's
+# summary last, so the end of the output (often all a CI keeps) names them.
+failed=$(sed -n 's#^\(t/[^ ]*\.pl\) .*(Wstat.*#\1#p' "$stage/prove.out" | sort -u)
+echo "--- e2e failed: ${failed:-see above}" >&2
+for t in $failed; do
+  base=$(basename "$t" .pl)
+  log="$stage/tmp_check/log/regress_log_$base"
+  if [ -f "$log" ] && grep -q 'not ok' "$log"; then
+    echo "=== $log: around each failed assertion" >&2
+    grep -n -B 40 -A 8 'not ok' "$log" | head -n 400 >&2
+  fi
+  for f in "$stage"/tmp_check/log/*"$base"*; do
+    [ -f "$f" ] || continue
+    echo "=== $f (last 80 lines)" >&2
+    tail -n 80 "$f" >&2
+  done
+done
+echo "--- prove summary" >&2
+sed -n '/^Test Summary Report/,$p' "$stage/prove.out" >&2
+echo "--- failing scripts: ${failed:-unknown}" >&2
+exit "$status"
