@@ -91,7 +91,7 @@ typedef struct Cutover {
     PGconn *seq_from, *seq_to; /* sequences only (sequences_main's) */
     pthread_t seq_thread;
     bool seq_running, seq_ok;
-    int seq_count;
+    SeqSyncResult seq; /* the last pass's */
     FollowOpts fo;     /* its options (outlive the thread) */
     char *encoding;    /* the new side's encoding, for fo */
     char *skip_origin; /* for fo */
@@ -669,7 +669,7 @@ static void *sequences_main(void *arg)
 {
     Cutover *c = arg;
 
-    c->seq_ok = sequences_sync_all(c->seq_from, c->seq_to, c->headroom, &c->seq_count);
+    c->seq_ok = sequences_sync_all(c->seq_from, c->seq_to, c->headroom, &c->seq);
     return NULL;
 }
 
@@ -696,7 +696,10 @@ static bool do_sequences(Cutover *c)
         set_reason(c, "could not set the sequences on the %s", c->to_side);
         return false;
     }
-    log_info("%s set %d sequence(s) on the %s", c->ctx, c->seq_count, c->to_side);
+    log_info("%s set %d sequence(s) on the %s", c->ctx, c->seq.set, c->to_side);
+    if (c->seq.kept)
+        log_info("%s kept %d sequence(s) on the %s further along than on the %s: %s", c->ctx,
+                 c->seq.kept, c->to_side, c->from_side, c->seq.kept_names);
     return true;
 }
 
@@ -803,6 +806,8 @@ static void print_report(const Cutover *c)
            c->o->dry_run ? "dry run done, nothing switched" : "done", (long long)c->pause_ms);
     for (int i = 0; i < c->nsteps; i++)
         printf("  %-10s %6lld ms\n", c->steps[i].name, (long long)c->steps[i].ms);
+    printf("sequences: %d set to the %s's value, %d kept ahead on the %s%s%s\n", c->seq.set,
+           c->from_side, c->seq.kept, c->to_side, c->seq.kept ? ": " : "", c->seq.kept_names);
     if (!c->o->dry_run)
         printf("clients now use the %s (host=%s port=%s dbname=%s)\n", c->to_side, c->new_ep.host,
                c->new_ep.port, c->new_ep.dbname);

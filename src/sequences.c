@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static bool copy_one(PGconn *src, PGconn *tgt, const CatSequence *s)
 {
@@ -59,18 +60,45 @@ static const char *const read_all_sql =
     "       WHERE schemaname <> 'pgrelocate' AND schemaname <> 'information_schema'"
     "         AND schemaname !~ '^pg_') s";
 
+/* On the side clients go to: a sequence there that has handed out values
+ * (last_value not null) at or beyond what would be set is "ahead" and
+ * kept.  With c false, v itself would come next, so equal is ahead too.
+ * The CASE keeps setval from running for those.  Returns the count set,
+ * the count kept and the names kept. */
 static const char *const set_all_sql =
-    "SELECT count(pg_catalog.setval(x.s::regclass, x.v, x.c))"
-    " FROM pg_catalog.json_to_recordset($1::json) AS x(s text, v bigint, c bool)";
+    "WITH x AS ("
+    "  SELECT x.s, x.v, x.c, coalesce(t.last_value IS NOT NULL AND CASE"
+    "           WHEN t.increment_by > 0 THEN t.last_value > x.v OR (t.last_value = x.v AND NOT x.c)"
+    "           ELSE t.last_value < x.v OR (t.last_value = x.v AND NOT x.c) END, false) AS ahead"
+    "  FROM pg_catalog.json_to_recordset($1::json) AS x(s text, v bigint, c bool)"
+    "  LEFT JOIN pg_catalog.pg_sequences t"
+    "    ON pg_catalog.format('%I.%I', t.schemaname, t.sequencename) = x.s)"
+    " SELECT count(CASE WHEN NOT ahead THEN pg_catalog.setval(x.s::regclass, x.v, x.c) END),"
+    "  count(*) FILTER (WHERE ahead),"
+    "  coalesce(pg_catalog.string_agg(x.s, ', ' ORDER BY x.s) FILTER (WHERE ahead), '')"
+    " FROM x";
 
-bool sequences_sync_all(PGconn *from, PGconn *to, int64_t headroom, int *count)
+static void set_result(PGresult *set, SeqSyncResult *out)
+{
+    const char *names = PQgetvalue(set, 0, 2);
+    size_t cap = sizeof(out->kept_names);
+
+    out->set = atoi(PQgetvalue(set, 0, 0));
+    out->kept = atoi(PQgetvalue(set, 0, 1));
+    if (strlen(names) < cap)
+        memcpy(out->kept_names, names, strlen(names) + 1);
+    else
+        snprintf(out->kept_names, cap, "%.*s...", (int)cap - 4, names);
+}
+
+bool sequences_sync_all(PGconn *from, PGconn *to, int64_t headroom, SeqSyncResult *out)
 {
     char h[32];
     const char *p1[1] = {h};
     PGresult *res, *set;
     bool ok = false;
 
-    *count = 0;
+    memset(out, 0, sizeof(*out));
     snprintf(h, sizeof(h), "%lld", (long long)headroom);
     if (!(res = conn_query(from, "sequences", read_all_sql, 1, p1, 3)))
         return false;
@@ -84,9 +112,14 @@ bool sequences_sync_all(PGconn *from, PGconn *to, int64_t headroom, int *count)
     } else {
         const char *p2[1] = {PQgetvalue(res, 0, 0)};
 
-        if ((set = conn_query(to, "sequences", set_all_sql, 1, p2, 1)) != NULL) {
-            *count = atoi(PQgetvalue(set, 0, 0));
-            ok = true;
+        if ((set = conn_query(to, "sequences", set_all_sql, 1, p2, 3)) != NULL) {
+            if (PQntuples(set) == 1) {
+                set_result(set, out);
+                ok = true;
+            } else {
+                log_error("[sequences] setting the sequences returned %d rows, expected 1",
+                          PQntuples(set));
+            }
             PQclear(set);
         }
     }

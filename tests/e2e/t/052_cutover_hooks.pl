@@ -1,7 +1,9 @@
 # cutover without pgbouncer: --pause-command, --resume-command and
 # --switch-command run in order with the new side in the environment; a
 # failing pause command aborts with the resume command run and nothing
-# switched; --sequence-headroom moves the target's sequences further.
+# switched; --sequence-headroom moves the target's sequences further; a
+# target sequence further along than the source's (in its own direction)
+# keeps its value.
 use strict;
 use warnings;
 
@@ -61,6 +63,25 @@ RelocateTest::copy_fails_like('pgbouncer and hooks together',
 	FollowTest::conn($src, $tgt, 'app'), command => 'cutover',
 	args => [ @hooks, '--pgbouncer', 'host=127.0.0.1', '--pgbouncer-config', "$dir/x.ini", '--database', 'app' ]);
 
+# Sequences the target has moved further than the source keep their value
+# (they may have handed those out); the others get the source's.  DDL on
+# both sides: sequences are not replicated.
+my $seq_ddl = <<'SQL';
+CREATE SEQUENCE public.seq_asc;
+CREATE SEQUENCE public.seq_desc INCREMENT BY -1 MINVALUE -1000000 MAXVALUE -1 START -1;
+CREATE SEQUENCE public.seq_plain;
+CREATE SEQUENCE public.seq_desc_behind INCREMENT BY -1 MINVALUE -1000000 MAXVALUE -1 START -1;
+CREATE SEQUENCE public.seq_fresh;
+SQL
+$src->safe_psql('app', $seq_ddl . <<'SQL');
+SELECT setval('seq_asc', 100), setval('seq_desc', -100), setval('seq_plain', 300),
+       setval('seq_desc_behind', -300);
+SQL
+$tgt->safe_psql('app', $seq_ddl . <<'SQL');
+SELECT setval('seq_asc', 500), setval('seq_desc', -500), setval('seq_plain', 10),
+       setval('seq_desc_behind', -20), nextval('seq_fresh');
+SQL
+
 # The cutover with hooks, without the way back, and without a running
 # start: the cutover follows in its own process, catching up first.
 my $r = FollowTest::stop_run($run);
@@ -77,6 +98,22 @@ like($cut->{stderr}, qr/no pgrelocate start runs: following changes in this proc
 is(slurp_file($events), "pause cutover $new\nswitch cutover $new\nresume cutover $new\n",
 	'pause, switch, resume, in that order, with the target in the environment');
 is(FollowTest::migration($tgt, 'app')->{phase}, 'done', '--no-reverse: the migration is done');
+
+my $seqs = q{SELECT string_agg(format('%s=%s/%s', sequencename, last_value, last_value IS NOT NULL), ' '
+  ORDER BY sequencename) FROM pg_sequences WHERE sequencename LIKE 'seq\_%'};
+is(RelocateTest::query($tgt, 'app', $seqs),
+	'seq_asc=500/t seq_desc=-500/t seq_desc_behind=-300/t seq_fresh=1/t seq_plain=300/t',
+	'sequences: ahead on the target (ascending, descending, handed out once) kept, the others set');
+# The dry run's headroom of 1000 stays unless the load went further since.
+my $counter_src = RelocateTest::query($src, 'app', 'SELECT last_value FROM txn_counter_n_seq');
+my $counter_ahead = $tgt_seq > $counter_src;
+is(RelocateTest::query($tgt, 'app', 'SELECT last_value FROM txn_counter_n_seq'),
+	$counter_ahead ? $tgt_seq : $counter_src, 'the counter sequence: the further of the two');
+my $kept = join(', ', 'public.seq_asc', 'public.seq_desc', 'public.seq_fresh',
+	$counter_ahead ? ('public.txn_counter_n_seq') : ());
+my $nkept = $counter_ahead ? 4 : 3;
+like($cut->{stdout}, qr/^sequences: ${\(6 - $nkept)} set to the source's value, $nkept kept ahead on the target: \Q$kept\E$/m,
+	'the report counts and names the sequences kept ahead');
 FollowTest::counter_exact($src, $tgt, 'app', $stats->{processed} + $stats2->{processed});
 
 FollowTest::cleanup_ok('cleanup', $src, $tgt, 'app');
