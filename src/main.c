@@ -97,7 +97,9 @@ static const CommandSpec commands[] = {
      start_options, copy_required},
     {"status", cmd_status, "where a migration stands: phase, tables, lag, retained WAL",
      "pgrelocate status --target URI [--source URI] [--json] [--watch]",
-     "Reads the migration's state from the target (and the slot from the source when given).",
+     "Reads the migration's state from the target (and the slot from the source when given):\n"
+     "phase, tables, lag, the latest events, and the latest cutovers and rollbacks (dry runs\n"
+     "too) with their outcome, measured pause and reason.",
      status_options, status_required},
     {"verify", cmd_verify, "compare source and target exactly: every row, the schema, sequences",
      "pgrelocate verify --source URI --target URI [--jobs N] [--tables PATTERN] [--json] "

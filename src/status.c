@@ -31,6 +31,7 @@
 /* Text output lists this many tables (the biggest), then "... and N more". */
 #define STATUS_TEXT_TABLES 20
 #define STATUS_EVENTS      5
+#define STATUS_CUTOVERS    5
 #define STATUS_MAX_WARN    8
 
 static volatile sig_atomic_t stop_requested;
@@ -55,6 +56,16 @@ typedef struct EventStatus {
     char *at, *level, *context, *message;
 } EventStatus;
 
+/* A row of pgrelocate.cutovers: a cutover, rollback or dry run. */
+typedef struct CutoverStatus {
+    int id;
+    char *direction, *step, *started_at; /* never NULL */
+    char *outcome;                       /* done, aborted, recovered; NULL: unfinished */
+    char *reason, *finished_at, *fence_lsn;
+    bool dry_run;
+    int64_t pause_ms; /* -1: none measured (it never paused) */
+} CutoverStatus;
+
 /* Everything one report shows.  Unknown numbers are -1 (printed "unknown",
  * JSON null); unknown LSNs are LSN_INVALID with the have_ flag false. */
 typedef struct Report {
@@ -78,6 +89,8 @@ typedef struct Report {
     double lag_s;
     EventStatus events[STATUS_EVENTS];
     int nevents;
+    CutoverStatus cutovers[STATUS_CUTOVERS]; /* the latest, oldest first */
+    int ncutovers, cutovers_total;
     char *warnings[STATUS_MAX_WARN];
     int nwarnings;
 } Report;
@@ -125,6 +138,17 @@ static void report_free(Report *r)
         free(r->events[i].level);
         free(r->events[i].context);
         free(r->events[i].message);
+    }
+    for (int i = 0; i < r->ncutovers; i++) {
+        CutoverStatus *c = &r->cutovers[i];
+
+        free(c->direction);
+        free(c->step);
+        free(c->started_at);
+        free(c->outcome);
+        free(c->reason);
+        free(c->finished_at);
+        free(c->fence_lsn);
     }
     for (int i = 0; i < r->nwarnings; i++)
         free(r->warnings[i]);
@@ -182,6 +206,15 @@ static const char post_data_sql[] =
 static const char events_sql[] =
     "SELECT to_char(at, " ISO "), level, context, message FROM pgrelocate.events "
     "ORDER BY level = 'error' DESC, id DESC LIMIT 5";
+
+/* pgrelocate.cutovers exists once a cutover or rollback has run (cutover.c
+ * creates it).  The latest runs, newest first, with how many there are. */
+static const char cutovers_exist_sql[] =
+    "SELECT pg_catalog.to_regclass('pgrelocate.cutovers') IS NOT NULL";
+static const char cutovers_sql[] =
+    "SELECT id, direction, dry_run, step, outcome, reason, pause_ms, to_char(started_at, " ISO
+    "), to_char(finished_at, " ISO "), fence_lsn::text, count(*) OVER () "
+    "FROM pgrelocate.cutovers ORDER BY id DESC LIMIT $1";
 
 static const char origin_privilege_sql[] =
     "SELECT pg_catalog.has_function_privilege("
@@ -333,6 +366,46 @@ static bool load_post_data_and_events(PGconn *tgt, Report *r)
     return true;
 }
 
+/* The latest runs of pgrelocate.cutovers into r->cutovers, oldest first;
+ * none when the table does not exist (no cutover ran yet). */
+static bool load_cutovers(PGconn *tgt, Report *r)
+{
+    PGresult *res = conn_query(tgt, "status", cutovers_exist_sql, 0, NULL, 1);
+    char limit[16];
+    const char *p[1] = {limit};
+    bool exists;
+    int n;
+
+    if (!res)
+        return false;
+    exists = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!exists)
+        return true;
+    snprintf(limit, sizeof(limit), "%d", STATUS_CUTOVERS);
+    if (!(res = conn_query(tgt, "status", cutovers_sql, 1, p, 11)))
+        return false;
+    n = PQntuples(res) < STATUS_CUTOVERS ? PQntuples(res) : STATUS_CUTOVERS;
+    r->cutovers_total = n > 0 ? atoi(PQgetvalue(res, 0, 10)) : 0;
+    for (int i = 0; i < n; i++) {
+        CutoverStatus *c = &r->cutovers[n - 1 - i];
+
+        c->id = atoi(PQgetvalue(res, i, 0));
+        c->direction = dup_value(res, i, 1);
+        c->dry_run = PQgetvalue(res, i, 2)[0] == 't';
+        c->step = dup_value(res, i, 3);
+        c->outcome = dup_value(res, i, 4);
+        c->reason = dup_value(res, i, 5);
+        c->pause_ms = PQgetisnull(res, i, 6) ? -1 : atoll(PQgetvalue(res, i, 6));
+        c->started_at = dup_value(res, i, 7);
+        c->finished_at = dup_value(res, i, 8);
+        c->fence_lsn = dup_value(res, i, 9);
+    }
+    r->ncutovers = n;
+    PQclear(res);
+    return true;
+}
+
 /* Origin progress: what the target applied and committed (durably). */
 static bool load_origin(PGconn *tgt, Report *r)
 {
@@ -361,7 +434,8 @@ static bool load_target(PGconn *tgt, Report *r)
 {
     bool ok = conn_exec(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
               load_migration(tgt, r) && load_tables(tgt, r) && load_totals(tgt, r) &&
-              load_post_data_and_events(tgt, r) && (!r->replication_name || load_origin(tgt, r));
+              load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) &&
+              (!r->replication_name || load_origin(tgt, r));
 
     if (PQtransactionStatus(tgt) != PQTRANS_IDLE)
         ok = conn_exec(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
@@ -465,6 +539,10 @@ static bool load_source(PGconn *src, Report *r)
  *   warnings        [text]
  *   events          [{at, level, context, message}]: up to 5, errors first,
  *                    then newest first
+ *   cutovers        {total, latest: [{id, direction (cutover, rollback),
+ *                    dry_run, outcome (done, aborted, recovered; null while
+ *                    unfinished), step, reason, pause_ms, started_at,
+ *                    finished_at, fence_lsn}]}: the latest 5, oldest first
  */
 
 static json_t *opt_real(double v)
@@ -557,18 +635,37 @@ static json_t *json_events_and_warnings(const Report *r, json_t **warnings)
     return a;
 }
 
+static json_t *json_cutovers(const Report *r)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < r->ncutovers; i++) {
+        const CutoverStatus *c = &r->cutovers[i];
+
+        json_array_append_new(
+            a,
+            json_pack("{s:i, s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", c->id,
+                      "direction", opt_str(c->direction), "dry_run", c->dry_run, "outcome",
+                      opt_str(c->outcome), "step", opt_str(c->step), "reason", opt_str(c->reason),
+                      "pause_ms", opt_int(c->pause_ms), "started_at", opt_str(c->started_at),
+                      "finished_at", opt_str(c->finished_at), "fence_lsn", opt_str(c->fence_lsn)));
+    }
+    return json_pack("{s:i, s:o}", "total", r->cutovers_total, "latest", a);
+}
+
 static void print_json(const Report *r, bool compact)
 {
     json_t *warnings, *events = json_events_and_warnings(r, &warnings);
     json_t *root = json_pack(
-        "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}, s:o, s:o}",
+        "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}, s:o, s:o, "
+        "s:o}",
         "format_version", 1, "at", opt_str(r->now), "source", opt_str(r->source), "mode",
         r->replication_name ? "start" : "copy", "phase", opt_str(r->phase_name), "replication_name",
         opt_str(r->replication_name), "started_at", opt_str(r->started_at), "updated_at",
         opt_str(r->updated_at), "finished_at", opt_str(r->finished_at), "copy", json_copy_totals(r),
         "tables", json_tables(r), "replication", json_replication(r), "post_data", "entries_done",
         (json_int_t)r->post_data_done, "last_done_at", opt_str(r->post_data_last_at), "warnings",
-        warnings, "events", events);
+        warnings, "events", events, "cutovers", json_cutovers(r));
     char *text =
         root ? json_dumps(root, JSON_PRESERVE_ORDER | (compact ? JSON_COMPACT : JSON_INDENT(2)))
              : NULL;
@@ -672,6 +769,36 @@ static void print_tables(const Report *r, FILE *out)
         fprintf(out, "... and %d more\n", r->ntables - shown);
 }
 
+/* One line per run, oldest first:
+ *   2024-05-02T10:00:00Z  cutover (dry run)  done        paused 41 ms
+ *   2024-05-02T10:05:00Z  rollback           aborted     paused 2003 ms: <reason>
+ *   2024-05-02T10:09:00Z  cutover            unfinished  at step switching */
+static void print_cutovers(const Report *r, FILE *out)
+{
+    if (r->ncutovers == 0)
+        return;
+    if (r->cutovers_total > r->ncutovers)
+        fprintf(out, "\ncutovers and rollbacks (%d, the latest %d shown, most recent last)\n",
+                r->cutovers_total, r->ncutovers);
+    else
+        fprintf(out, "\ncutovers and rollbacks (%d, most recent last)\n", r->cutovers_total);
+    for (int i = 0; i < r->ncutovers; i++) {
+        const CutoverStatus *c = &r->cutovers[i];
+        char what[32], pause[48];
+
+        snprintf(what, sizeof(what), "%s%s", c->direction, c->dry_run ? " (dry run)" : "");
+        if (!c->outcome)
+            snprintf(pause, sizeof(pause), "at step %s", c->step);
+        else if (c->pause_ms < 0)
+            snprintf(pause, sizeof(pause), "no pause");
+        else
+            snprintf(pause, sizeof(pause), "paused %lld ms", (long long)c->pause_ms);
+        fprintf(out, "%s  %-18s  %-10s  %s%s%s\n", c->started_at, what,
+                c->outcome ? c->outcome : "unfinished", pause, c->reason ? ": " : "",
+                c->reason ? c->reason : "");
+    }
+}
+
 static void print_text(const Report *r, FILE *out)
 {
     char count[32];
@@ -695,6 +822,7 @@ static void print_text(const Report *r, FILE *out)
         fprintf(out, "WARNING: %s\n", r->warnings[i]);
     if (r->ntables > 0)
         print_tables(r, out);
+    print_cutovers(r, out);
     if (r->nevents > 0)
         fprintf(out, "\nlast events (errors first)\n");
     for (int i = 0; i < r->nevents; i++)

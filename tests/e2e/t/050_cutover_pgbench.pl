@@ -4,10 +4,12 @@
 # the clients to the target with no failed transaction, every transaction
 # the clients committed is on the target exactly once, sequences on the
 # target continue past the source's values, writes on the target reach the
-# source, and a rollback loses none of them.
+# source, and a rollback loses none of them; status lists the runs with
+# their measured pause and outcome.
 use strict;
 use warnings;
 
+use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -55,8 +57,8 @@ is(join(', ', grep { /reverse/ } FollowTest::leftovers($src, $tgt, 'app')), '',
 # --- dry run: pause, drain, sequences, resume on the source
 my $dry = RelocateTest::copy_ok('dry run', FollowTest::conn($src, $tgt, 'app'),
 	command => 'cutover', args => [ @args, '--dry-run' ]);
-like($dry->{stdout}, qr/cutover dry run done, nothing switched: writes paused for \d+ ms/,
-	'dry run reports the pause it caused');
+my ($dry_pause) = $dry->{stdout} =~ /cutover dry run done, nothing switched: writes paused for (\d+) ms/;
+ok(defined $dry_pause, 'dry run reports the pause it caused');
 is($b->show_database('app')->{port}, $src->port, 'dry run: pgbouncer still points at the source');
 is($b->show_database('app')->{paused}, '0', 'dry run: pgbouncer is not paused');
 is(slurp_file($b->{ini}), $ini_before, 'dry run: config file unchanged');
@@ -113,6 +115,22 @@ is(RelocateTest::query($tgt, 'app',
 	'SELECT last_value >= (SELECT max(n) FROM txn_counter) FROM txn_counter_n_seq'),
 	't', 'target sequence is past every counter value');
 
+# status lists the runs, most recent last, with the pause each reported.
+my $status_cutovers = sub {
+	my ($name) = @_;
+	my $r = RelocateTest::copy_ok($name, command => 'status', target => $tgt->connstr('app'));
+	my ($section) = $r->{stdout} =~ /^(cutovers and rollbacks .*?\n)(?:\n|\z)/ms;
+	return "(no cutover section)\n$r->{stdout}" unless defined $section;
+	$section =~ s/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  /TIME  /mg;
+	return $section;
+};
+my @runs = (
+	"TIME  cutover (dry run)   done        paused $dry_pause ms\n",
+	"TIME  cutover             done        paused $pause ms\n");
+is($status_cutovers->('status after the cutover'),
+	"cutovers and rollbacks (2, most recent last)\n" . join('', @runs),
+	'status after the cutover: the dry run and the cutover, done, with their pauses');
+
 # Running the cutover again changes nothing.
 my $again = RelocateTest::copy_ok('cutover again', FollowTest::conn($src, $tgt, 'app'),
 	command => 'cutover', args => [@args]);
@@ -127,6 +145,20 @@ diag("rollback pause (PAUSE to RESUME): " . ($rb_pause // '?') . " ms");
 is($b->show_database('app')->{port}, $src->port, 'rollback: pgbouncer points at the source again');
 is(slurp_file($b->{ini}), $ini_before, 'rollback: the config file is as it was, byte for byte');
 is(FollowTest::migration($tgt, 'app')->{phase}, 'rolled-back', 'the migration is rolled back');
+is($status_cutovers->('status after the rollback'),
+	"cutovers and rollbacks (3, most recent last)\n" . join('', @runs)
+	  . "TIME  rollback            done        paused $rb_pause ms\n",
+	'status after the rollback: the rollback last, done, with its pause');
+my $doc = eval {
+	JSON::PP->new->decode(
+		RelocateTest::copy_ok('status --json after the rollback',
+			command => 'status', target => $tgt->connstr('app'), args => ['--json'])->{stdout});
+} // {};
+is(join(', ', map { "$_->{direction} $_->{dry_run} $_->{outcome} $_->{pause_ms}" }
+		@{ $doc->{cutovers}{latest} // [] }),
+	"cutover 1 done $dry_pause, cutover 0 done $pause, rollback 0 done $rb_pause",
+	'status --json: the runs, oldest first, with outcome and pause');
+is($doc->{cutovers}{total}, 3, 'status --json: three runs in all');
 is(FollowTest::counter_rows($src, 'app'), $stats->{processed},
 	'source: one counter row per committed transaction (rollback lost none)');
 ok(FollowTest::compare_tables($src, $tgt, 'app'), 'after the rollback the source equals the target');

@@ -116,6 +116,20 @@ like($cut->{stdout}, qr/^sequences: ${\(6 - $nkept)} set to the source's value, 
 	'the report counts and names the sequences kept ahead');
 FollowTest::counter_exact($src, $tgt, 'app', $stats->{processed} + $stats2->{processed});
 
+# status lists the three runs: the aborted one with its reason.
+my ($dry_pause) = $dry->{stdout} =~ /writes paused for (\d+) ms/;
+my ($cut_pause) = $cut->{stdout} =~ /writes paused for (\d+) ms/;
+my $st = RelocateTest::copy_ok('status after the cutover', command => 'status',
+	target => $tgt->connstr('app'));
+my ($runs) = $st->{stdout} =~ /^(cutovers and rollbacks .*?\n)(?:\n|\z)/ms;
+$runs //= '';
+$runs =~ s/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  /TIME  /mg;
+like($runs, qr/\Acutovers and rollbacks \(3, most recent last\)
+TIME  cutover             aborted     paused \d+ ms: the pause command failed or took longer than --max-pause
+TIME  cutover \(dry run\)   done        paused $dry_pause ms
+TIME  cutover             done        paused $cut_pause ms
+\z/, 'status: the aborted run with its reason, the dry run, the cutover, with their pauses');
+
 FollowTest::cleanup_ok('cleanup', $src, $tgt, 'app');
 is(join(', ', FollowTest::leftovers($src, $tgt, 'app')), '', 'cleanup leaves nothing behind');
 done_testing();
