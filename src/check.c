@@ -5,8 +5,10 @@
  * aligned table or as JSON.  Changes nothing on either server: both
  * sessions run with default_transaction_read_only, and the only data read
  * is a short COPY TO STDOUT sample of the largest table to measure a rate.
- * Does not own the queries start and copy refuse on (slot.c, migrate.c)
- * except where it needs facts rather than log lines.
+ * With --tables, the checks about tables judge only the chosen ones (as
+ * copy and start would move them, tableset.c).  Does not own the queries
+ * start and copy refuse on (slot.c, migrate.c) except where it needs facts
+ * rather than log lines.
  */
 #include "commands.h"
 
@@ -20,6 +22,7 @@
 #include "slot.h"
 #include "state.h"
 #include "strbuf.h"
+#include "tableset.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -68,6 +71,9 @@ typedef struct CheckRun {
     ServerInfo src_info, tgt_info;
     SourceFacts sf;
     bool have_sf;
+    TableSet ts;    /* --tables resolved on the source */
+    bool have_ts;   /* --tables given and resolved */
+    bool ts_failed; /* --tables given and refused: table checks not run */
     Catalog cat;
     bool have_cat;
     double rate_bytes_per_s; /* measured; 0 when not measured */
@@ -271,6 +277,7 @@ static void check_source_settings(CheckRun *r)
 #define QNAME "pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
 #define FROM_REL                                                                                   \
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+#define CHOSEN " AND c.oid <> ALL ($1::pg_catalog.oid[])"
 
 /* A check that finds objects: inner_sql returns (item text, fix SQL or
  * NULL) per object; a non-empty result gives status with "N nouns: a, b:
@@ -279,6 +286,7 @@ static void check_source_settings(CheckRun *r)
 typedef struct ListCheck {
     const char *name;
     bool on_target; /* run on the target instead of the source */
+    bool per_table; /* judges tables: inner_sql takes $1, the oid[] --tables leaves out */
     CheckStatus status;
     const char *noun; /* singular; "s" is appended for more */
     const char *inner_sql;
@@ -289,25 +297,25 @@ typedef struct ListCheck {
 } ListCheck;
 
 static const ListCheck list_checks[] = {
-    {"source.select_privilege", false, CHECK_FAIL, "table",
+    {"source.select_privilege", false, true, CHECK_FAIL, "table",
      "SELECT " QNAME ", 'GRANT SELECT ON ' || " QNAME " || ' TO ' || "
      "pg_catalog.quote_ident(current_user) || ';'" FROM_REL
-     " WHERE c.relkind IN ('r', 'm') AND" USER_REL_WHERE
+     " WHERE c.relkind IN ('r', 'm') AND" USER_REL_WHERE CHOSEN
      " AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')",
      "the source role cannot read them, so their rows cannot be copied", "as their owner: ", NULL,
      "the source role can read every table"},
-    {"source.row_level_security", false, CHECK_FAIL, "table",
+    {"source.row_level_security", false, true, CHECK_FAIL, "table",
      "SELECT " QNAME
      ", 'ALTER ROLE ' || pg_catalog.quote_ident(current_user) || ' BYPASSRLS;'" FROM_REL
      " JOIN pg_catalog.pg_roles u ON u.rolname = current_user"
-     " WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND" USER_REL_WHERE
+     " WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND" USER_REL_WHERE CHOSEN
      " AND NOT u.rolsuper AND NOT u.rolbypassrls"
      " AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))",
      "row-level security applies to the source role (no BYPASSRLS, not the owner), so "
      "policies would hide rows from the copy",
      "as a superuser: ", " (or connect as the tables' owner or a superuser)",
      "no row-level security policy applies to the source role"},
-    {"source.long_transactions", false, CHECK_WARN, "long transaction",
+    {"source.long_transactions", false, false, CHECK_WARN, "long transaction",
      "SELECT pg_catalog.format('pid %s (database %s, user %s, open for %s)', pid, datname,"
      " usename, pg_catalog.date_trunc('second', pg_catalog.now() - xact_start)),"
      " 'SELECT pg_terminate_backend(' || pid || ');' FROM pg_catalog.pg_stat_activity"
@@ -317,7 +325,7 @@ static const ListCheck list_checks[] = {
      "ends, and these have been open for over " CHECK_LONG_XACT,
      "let them end (COMMIT or ROLLBACK in their sessions), or: ", NULL,
      "no transaction has held a transaction id for over " CHECK_LONG_XACT},
-    {"source.prepared_transactions", false, CHECK_FAIL, "prepared transaction",
+    {"source.prepared_transactions", false, false, CHECK_FAIL, "prepared transaction",
      "SELECT pg_catalog.format('%L (database %s, owner %s, prepared %s ago)', gid, database,"
      " owner, pg_catalog.date_trunc('second', pg_catalog.now() - prepared)),"
      " pg_catalog.format('ROLLBACK PREPARED %L; (or COMMIT PREPARED) in database %I;', gid,"
@@ -325,31 +333,31 @@ static const ListCheck list_checks[] = {
      "creating the replication slot waits until they end, and a prepared transaction only ends "
      "when someone commits or rolls it back (copy is not affected)",
      "once you know what they are: ", NULL, "no prepared transactions"},
-    {"tables.replica_identity", false, CHECK_WARN, "table", NULL,
+    {"tables.replica_identity", false, true, CHECK_WARN, "table", NULL,
      "once published, UPDATE and DELETE on them fail on the source, so start refuses them",
      "add a primary key to each (ALTER TABLE ... ADD PRIMARY KEY (...)), or run pgrelocate "
      "start --replica-identity-full (gives them REPLICA IDENTITY FULL; cleanup undoes it)",
      NULL, "every table has a primary key or a replica identity"},
-    {"tables.unlogged", false, CHECK_WARN, "unlogged table",
+    {"tables.unlogged", false, true, CHECK_WARN, "unlogged table",
      "SELECT " QNAME ", 'ALTER TABLE ' || " QNAME " || ' SET LOGGED;'" FROM_REL
-     " WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' AND" USER_REL_WHERE,
+     " WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' AND" USER_REL_WHERE CHOSEN,
      "copied once, but their later changes are not replicated (unlogged tables are not in the "
      "WAL)",
      "on the source before start (rewrites each table under an exclusive lock): ", NULL,
      "no unlogged tables"},
-    {"tables.large_objects", false, CHECK_WARN, "large object",
+    {"tables.large_objects", false, false, CHECK_WARN, "large object",
      "SELECT 'oid ' || oid, NULL FROM pg_catalog.pg_largeobject_metadata",
      "copied once, but their later changes are not replicated (logical decoding does not "
      "carry large objects)",
      "stop changing large objects once start runs, or store them in bytea columns", NULL,
      "no large objects"},
-    {"tables.materialized_views", false, CHECK_WARN, "materialized view",
+    {"tables.materialized_views", false, true, CHECK_WARN, "materialized view",
      "SELECT " QNAME ", 'REFRESH MATERIALIZED VIEW ' || " QNAME " || ';'" FROM_REL
-     " WHERE c.relkind = 'm' AND" USER_REL_WHERE,
+     " WHERE c.relkind = 'm' AND" USER_REL_WHERE CHOSEN,
      "refreshed on the target from the copied rows, but not kept current while changes are "
      "followed",
      "on the target after the cutover: ", NULL, "no materialized views"},
-    {"tables.foreign_tables", false, CHECK_WARN, "foreign table",
+    {"tables.foreign_tables", false, false, CHECK_WARN, "foreign table",
      "SELECT " QNAME ", NULL" FROM_REL " WHERE c.relkind = 'f' AND" USER_REL_WHERE,
      "their definitions are copied but not their rows (those live on the foreign server)",
      "create the foreign servers' user mappings on the target (CREATE USER MAPPING FOR ... "
@@ -395,7 +403,8 @@ static void run_identity_check(CheckRun *r, const ListCheck *lc)
     char *names = NULL, **list = NULL;
     int n = 0;
 
-    if (!slot_tables_without_identity(r->src, NULL, &names, &list, &n)) {
+    if (!slot_tables_without_identity(r->src, r->have_ts ? r->ts.excluded_oids : NULL, &names,
+                                      &list, &n)) {
         add_result(r, lc->name, CHECK_WARN, NULL, "could not be checked (see above)");
         return;
     }
@@ -415,15 +424,18 @@ static void run_identity_check(CheckRun *r, const ListCheck *lc)
 static void run_list_check(CheckRun *r, const ListCheck *lc)
 {
     PGconn *conn = lc->on_target ? r->tgt : r->src;
+    const char *p[1] = {r->have_ts ? r->ts.excluded_oids : "{}"};
     char *sql;
     PGresult *res;
 
+    if (lc->per_table && r->ts_failed)
+        return;
     if (!lc->inner_sql) {
         run_identity_check(r, lc);
         return;
     }
     sql = list_sql(lc->inner_sql);
-    res = check_query(r, conn, lc->name, sql, 0, NULL, 3);
+    res = check_query(r, conn, lc->name, sql, lc->per_table ? 1 : 0, lc->per_table ? p : NULL, 3);
     free(sql);
     if (!res)
         return;
@@ -893,6 +905,8 @@ static void check_copy_rate(CheckRun *r)
     double secs = 0;
 
     r->estimate_s = -1;
+    if (r->ts_failed)
+        return;
     if (!t || r->cat.total_bytes == 0) {
         add_result(r, "data.copy_estimate", CHECK_PASS, NULL, "no table data to copy");
         return;
@@ -942,15 +956,47 @@ static void check_tools(CheckRun *r)
 
 /* ---- running the checks ------------------------------------------------ */
 
+/* --tables: which tables the other checks judge.  A selection copy and
+ * start would refuse is a FAIL, and the checks of tables are not run. */
+static void choose_tables(CheckRun *r)
+{
+    char *spec = cli_join_list(&r->o->tables);
+    char why[512];
+
+    if (!spec)
+        return;
+    r->have_ts = tableset_resolve(r->src, spec, &r->ts);
+    if (r->have_ts) {
+        add_result(r, "tables.selection", CHECK_PASS, NULL,
+                   "--tables \"%s\": %d table%s chosen (a partitioned table with its "
+                   "partitions), %d relation%s left out; the checks below judge the chosen ones",
+                   spec, r->ts.nchosen, r->ts.nchosen == 1 ? "" : "s", r->ts.ndump_excludes,
+                   r->ts.ndump_excludes == 1 ? "" : "s");
+    } else {
+        r->ts_failed = true;
+        log_last_error(why, sizeof(why));
+        add_result(r, "tables.selection", CHECK_FAIL,
+                   "correct --tables as the error above says; the checks of tables run once "
+                   "it is accepted",
+                   "--tables \"%s\" is refused: %s", spec, why);
+    }
+    free(spec);
+}
+
 static void read_catalog(CheckRun *r)
 {
-    r->have_cat = catalog_read(r->src, &r->cat);
+    if (r->ts_failed)
+        return;
+    r->have_cat = r->have_ts ? catalog_read_subset(r->src, r->ts.excluded_oids, &r->cat)
+                             : catalog_read(r->src, &r->cat);
 }
 
 static void check_data_size(CheckRun *r)
 {
     char total[32];
 
+    if (r->ts_failed)
+        return;
     if (!r->have_cat) {
         add_result(r, "data.size", CHECK_WARN, NULL, "could not be checked (see above)");
         return;
@@ -984,17 +1030,12 @@ typedef struct CheckStep {
 
 /* In report order: source, tables, target, data, tools. */
 static const CheckStep steps[] = {
-    {NEED_SRC, read_catalog},
-    {NEED_SRC, run_source_settings},
-    {NEED_SRC, run_list_checks},
-    {NEED_TGT, check_target_empty},
-    {NEED_SRC | NEED_TGT, check_target_version},
-    {NEED_TGT, check_target_role},
-    {NEED_SRC | NEED_TGT, check_extensions},
-    {NEED_SRC | NEED_TGT, check_locale},
-    {NEED_SRC, check_data_size},
-    {NEED_SRC, check_copy_rate},
-    {NEED_SRC, check_tools},
+    {NEED_SRC, choose_tables},           {NEED_SRC, read_catalog},
+    {NEED_SRC, run_source_settings},     {NEED_SRC, run_list_checks},
+    {NEED_TGT, check_target_empty},      {NEED_SRC | NEED_TGT, check_target_version},
+    {NEED_TGT, check_target_role},       {NEED_SRC | NEED_TGT, check_extensions},
+    {NEED_SRC | NEED_TGT, check_locale}, {NEED_SRC, check_data_size},
+    {NEED_SRC, check_copy_rate},         {NEED_SRC, check_tools},
 };
 
 /* Parse, connect read-only, read server facts; a FAIL line on failure. */
@@ -1100,6 +1141,8 @@ static void free_run(CheckRun *r)
     free(r->results);
     if (r->have_cat)
         catalog_free(&r->cat);
+    if (r->have_ts)
+        tableset_free(&r->ts);
     catalog_free_server_info(&r->src_info);
     catalog_free_server_info(&r->tgt_info);
     conn_close(r->src);

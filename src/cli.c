@@ -48,7 +48,8 @@ static const OptionSpec option_table[] = {
     {"metrics-listen", 0, OPT_STRING, OPT(metrics_listen), "PGRELOCATE_METRICS_LISTEN", "ADDR:PORT",
      "serve Prometheus metrics over HTTP at ADDR:PORT (e.g. 127.0.0.1:9187)"},
     {"tables", 0, OPT_LIST, OPT(tables), NULL, "PATTERN",
-     "only the tables matching PATTERN (copy, start: moved; verify: compared): comma-separated, "
+     "only the tables matching PATTERN (copy, start: moved; verify: compared; check: judged; "
+     "status: shown): comma-separated, "
      "repeatable, psql-style "
      "(schema.table, * and ?, \"Quoted\" names literal; no schema: any schema)"},
     {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},

@@ -31,8 +31,9 @@ static const char *const start_options[] = {"source",
                                             "tables",
                                             NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
-static const char *const check_options[] = {"source", "target", "pg-bin", "json", NULL};
-static const char *const status_options[] = {"target", "source", "json", "watch", "interval", NULL};
+static const char *const check_options[] = {"source", "target", "pg-bin", "json", "tables", NULL};
+static const char *const status_options[] = {"target",   "source", "json", "watch",
+                                             "interval", "tables", NULL};
 static const char *const status_required[] = {"target", NULL};
 static const char *const verify_options[] = {"source",          "target", "jobs",       "tables",
                                              "max-differences", "json",   "group-size", NULL};
@@ -68,8 +69,13 @@ static const CommandSpec commands[] = {
      "                  --target postgresql://app@new-db/shop --jobs 8",
      copy_options, copy_required},
     {"check", cmd_check, "preflight: what would block or slow a migration, and the fix",
-     "pgrelocate check --source URI --target URI [--json]",
-     "Connects to both servers, changes nothing, and reports PASS / WARN / FAIL lines.",
+     "pgrelocate check --source URI --target URI [--tables PATTERN] [--json]",
+     "Connects to both servers, changes nothing, and reports PASS / WARN / FAIL lines.\n"
+     "\n"
+     "--tables checks a subset migration: the selection is resolved as copy and start would\n"
+     "(a pattern matching nothing or a foreign key to a table left out is a FAIL), and the\n"
+     "checks of tables (privileges, row-level security, replica identity, unlogged tables,\n"
+     "materialized views, size and copy estimate) judge only the chosen tables.",
      check_options, copy_required},
     {"start", cmd_start, "copy the database, then follow its changes until the cutover",
      "pgrelocate start --source URI --target URI [options]",
@@ -96,10 +102,11 @@ static const CommandSpec commands[] = {
      "                   --target postgresql://postgres@new-db/shop",
      start_options, copy_required},
     {"status", cmd_status, "where a migration stands: phase, tables, lag, retained WAL",
-     "pgrelocate status --target URI [--source URI] [--json] [--watch]",
+     "pgrelocate status --target URI [--source URI] [--tables PATTERN] [--json] [--watch]",
      "Reads the migration's state from the target (and the slot from the source when given):\n"
      "phase, tables, lag, the latest events, and the latest cutovers and rollbacks (dry runs\n"
-     "too) with their outcome, measured pause and reason.",
+     "too) with their outcome, measured pause and reason. --tables shows only the matching\n"
+     "tables (a partition by its partitioned table's name), and the copy totals over them.",
      status_options, status_required},
     {"verify", cmd_verify, "compare source and target exactly: every row, the schema, sequences",
      "pgrelocate verify --source URI --target URI [--jobs N] [--tables PATTERN] [--json] "

@@ -4,7 +4,9 @@
  * source).  Owns the report (collect, then print as text or JSON) and the
  * --watch loop.  Changes nothing on either server: the target is read in
  * one READ ONLY transaction, the source through catalog views only.
- * Does not own the schema (state.c) nor the slot (slot.c).
+ * --tables narrows the tables shown and the copy totals to the matching
+ * ones (a partition goes by its root's name, as in verify).  Does not own
+ * the schema (state.c) nor the slot (slot.c).
  */
 #include "commands.h"
 
@@ -16,6 +18,7 @@
 #include "slot.h"
 #include "state.h"
 #include "strbuf.h"
+#include "tablefilter.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -74,6 +77,9 @@ typedef struct Report {
     int phase;                                         /* Phase, or -1 for a name we do not know */
     TableStatus *tables;                               /* by bytes_estimate, biggest first */
     int ntables, tables_copied;
+    int ntables_all;    /* in the migration; ntables: those --tables shows */
+    char *table_nos;    /* int[] literal of the tables shown; NULL: all */
+    const char *filter; /* --tables as given, or NULL (not owned) */
     int chunks, chunks_done;
     int64_t rows_done, bytes_done, bytes_estimate, est_done;
     double elapsed_s, rate_bytes_s, rate_rows_s, eta_s, percent;
@@ -99,7 +105,9 @@ typedef struct StatusCtx {
     const Options *o;
     ConnInfo *tci, *sci;
     PGconn *tgt, *src;
-    bool clear_screen; /* --watch on a terminal: redraw in place */
+    char *spec;          /* --tables joined, or NULL */
+    TableFilter *filter; /* parsed spec */
+    bool clear_screen;   /* --watch on a terminal: redraw in place */
 } StatusCtx;
 
 static char *dup_value(const PGresult *res, int row, int col)
@@ -133,6 +141,7 @@ static void report_free(Report *r)
     for (int i = 0; i < r->ntables; i++)
         free(r->tables[i].name);
     free(r->tables);
+    free(r->table_nos);
     for (int i = 0; i < r->nevents; i++) {
         free(r->events[i].at);
         free(r->events[i].level);
@@ -184,9 +193,20 @@ static const char tables_sql_inflight[] =
     "WHERE datname = pg_catalog.current_database()) "
     "AND p.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema_name, "
     "t.table_name))) ";
-static const char tables_sql_tail[] =
+/* The name --tables matches: a partition's root's (PostgreSQL 12+). */
+static const char tables_sql_root[] =
+    ", t.table_no, coalesce(r.nspname, t.schema_name), coalesce(r.relname, t.table_name) "
     "FROM pgrelocate.tables t LEFT JOIN pgrelocate.chunks c USING (table_no) "
-    "GROUP BY t.table_no ORDER BY t.bytes_estimate DESC, t.schema_name, t.table_name";
+    "LEFT JOIN LATERAL (SELECT rn.nspname, rc.relname FROM pg_catalog.pg_class rc "
+    "  JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace "
+    "  WHERE rc.oid = pg_catalog.pg_partition_root(pg_catalog.to_regclass("
+    "    pg_catalog.format('%I.%I', t.schema_name, t.table_name)))) r ON true ";
+static const char tables_sql_noroot[] =
+    ", t.table_no, t.schema_name, t.table_name "
+    "FROM pgrelocate.tables t LEFT JOIN pgrelocate.chunks c USING (table_no) "
+    "LEFT JOIN LATERAL (SELECT NULL::name AS nspname, NULL::name AS relname) r ON true ";
+static const char tables_sql_tail[] = "GROUP BY t.table_no, r.nspname, r.relname "
+                                      "ORDER BY t.bytes_estimate DESC, t.schema_name, t.table_name";
 
 /* Elapsed: from the start of the first chunk to the last done_at, or to now
  * while chunks are pending (an interrupted copy counts its pause). */
@@ -198,7 +218,7 @@ static const char totals_sql[] =
     "coalesce(sum(est_bytes) FILTER (WHERE state = 'done'), 0)::bigint, "
     "extract(epoch FROM (CASE WHEN bool_and(state = 'done') THEN max(done_at) ELSE now() END) "
     "  - min(done_at - seconds * interval '1 second'))::float8 "
-    "FROM pgrelocate.chunks";
+    "FROM pgrelocate.chunks WHERE $1::int[] IS NULL OR table_no = ANY ($1::int[])";
 
 static const char post_data_sql[] =
     "SELECT count(*), to_char(max(done_at), " ISO ") FROM pgrelocate.post_data";
@@ -269,23 +289,32 @@ static const char *table_state(const Report *r, const TableStatus *t, bool in_fl
     return "pending";
 }
 
-static bool load_tables(PGconn *tgt, Report *r)
+/* The migration's tables into r->tables, only those filter matches when
+ * given (their table_no then in r->table_nos). */
+static bool load_tables(PGconn *tgt, TableFilter *filter, Report *r)
 {
-    StrBuf sql;
+    StrBuf sql, nos;
     PGresult *res;
 
     strbuf_init(&sql);
     strbuf_append(&sql, tables_sql_head);
     strbuf_append(&sql, PQserverVersion(tgt) >= 140000 ? tables_sql_inflight : "false ");
+    strbuf_append(&sql, PQserverVersion(tgt) >= 120000 ? tables_sql_root : tables_sql_noroot);
     strbuf_append(&sql, tables_sql_tail);
-    res = conn_query(tgt, "status", sql.data, 0, NULL, 8);
+    res = conn_query(tgt, "status", sql.data, 0, NULL, 11);
     strbuf_free(&sql);
     if (!res)
         return false;
-    r->ntables = PQntuples(res);
-    r->tables = xcalloc((size_t)r->ntables + 1, sizeof(TableStatus));
-    for (int i = 0; i < r->ntables; i++) {
-        TableStatus *t = &r->tables[i];
+    r->ntables_all = PQntuples(res);
+    r->tables = xcalloc((size_t)r->ntables_all + 1, sizeof(TableStatus));
+    strbuf_init(&nos);
+    strbuf_append(&nos, "{");
+    for (int i = 0; i < r->ntables_all; i++) {
+        TableStatus *t = &r->tables[r->ntables];
+
+        if (filter && !tablefilter_match(filter, PQgetvalue(res, i, 9), PQgetvalue(res, i, 10)))
+            continue;
+        strbuf_appendf(&nos, "%s%s", r->ntables++ ? "," : "", PQgetvalue(res, i, 8));
 
         t->name = names_display(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
         t->bytes_estimate = atoll(PQgetvalue(res, i, 2));
@@ -297,6 +326,10 @@ static bool load_tables(PGconn *tgt, Report *r)
         if (t->chunks > 0 && t->chunks_done == t->chunks)
             r->tables_copied++;
     }
+    strbuf_append(&nos, "}");
+    if (filter)
+        r->table_nos = strbuf_detach(&nos);
+    strbuf_free(&nos);
     PQclear(res);
     return true;
 }
@@ -327,7 +360,8 @@ static void derive_copy(Report *r)
 
 static bool load_totals(PGconn *tgt, Report *r)
 {
-    PGresult *res = conn_query(tgt, "status", totals_sql, 0, NULL, 7);
+    const char *p[1] = {r->table_nos};
+    PGresult *res = conn_query(tgt, "status", totals_sql, 1, p, 7);
 
     if (!res)
         return false;
@@ -430,10 +464,10 @@ static bool load_origin(PGconn *tgt, Report *r)
 }
 
 /* Read the target in one read-only snapshot, so the numbers agree. */
-static bool load_target(PGconn *tgt, Report *r)
+static bool load_target(PGconn *tgt, TableFilter *filter, Report *r)
 {
     bool ok = conn_exec(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
-              load_migration(tgt, r) && load_tables(tgt, r) && load_totals(tgt, r) &&
+              load_migration(tgt, r) && load_tables(tgt, filter, r) && load_totals(tgt, r) &&
               load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) &&
               (!r->replication_name || load_origin(tgt, r));
 
@@ -528,9 +562,13 @@ static bool load_source(PGconn *src, Report *r)
  *                    bytes_per_second, rows_per_second, eta_seconds}
  *                   rows_done = sum(rows_copied) of done chunks; percent and
  *                   eta from the planner's per-chunk estimates
+ *   tables_filter   --tables as given, or null; then copy and tables cover
+ *                   only the matching tables
+ *   tables_in_migration  how many tables the migration has
  *   tables          [{name, state (pending, copying, copied, replicating),
  *                     chunks, chunks_done, rows_done, bytes_done,
  *                     bytes_estimate}], biggest estimate first, all tables
+ *                   (that --tables matches)
  *   post_data       {entries_done, last_done_at} (the total is not recorded)
  *   replication     null for copy; else {applied_lsn, source_checked,
  *                    source_lsn, lag_bytes, lag_seconds, slot}; slot is null
@@ -657,12 +695,13 @@ static void print_json(const Report *r, bool compact)
 {
     json_t *warnings, *events = json_events_and_warnings(r, &warnings);
     json_t *root = json_pack(
-        "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}, s:o, s:o, "
-        "s:o}",
+        "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:{s:I, s:o}, s:o, "
+        "s:o, s:o}",
         "format_version", 1, "at", opt_str(r->now), "source", opt_str(r->source), "mode",
         r->replication_name ? "start" : "copy", "phase", opt_str(r->phase_name), "replication_name",
         opt_str(r->replication_name), "started_at", opt_str(r->started_at), "updated_at",
-        opt_str(r->updated_at), "finished_at", opt_str(r->finished_at), "copy", json_copy_totals(r),
+        opt_str(r->updated_at), "finished_at", opt_str(r->finished_at), "tables_filter",
+        opt_str(r->filter), "tables_in_migration", r->ntables_all, "copy", json_copy_totals(r),
         "tables", json_tables(r), "replication", json_replication(r), "post_data", "entries_done",
         (json_int_t)r->post_data_done, "last_done_at", opt_str(r->post_data_last_at), "warnings",
         warnings, "events", events, "cutovers", json_cutovers(r));
@@ -811,6 +850,9 @@ static void print_text(const Report *r, FILE *out)
             : r->replication_name ? ", copy finished "
                                   : ", finished ",
             r->finished_at ? r->finished_at : "");
+    if (r->filter)
+        fprintf(out, "selection    --tables \"%s\": %d of the migration's %d tables shown\n",
+                r->filter, r->ntables, r->ntables_all);
     print_copy_line(r, out);
     fprintf(out, "post-data    %s entries restored%s%s\n",
             fmt_count(r->post_data_done, count, sizeof(count)),
@@ -872,10 +914,30 @@ static void emit(const StatusCtx *c, const Report *r)
     free(text);
 }
 
-/* One report.  *no_state: the target holds no migration. */
+/* Every --tables pattern must match a table of the migration (checked
+ * once: the filter remembers what matched). */
+static bool filter_used(const StatusCtx *c)
+{
+    char *unmatched = c->filter ? tablefilter_unmatched(c->filter) : NULL;
+
+    if (!unmatched)
+        return true;
+    log_msg(LOG_ERROR,
+            "Only the tables this migration copies can be shown; a partition goes by its "
+            "partitioned table's name.",
+            "Check the names (pgrelocate status without --tables lists them all); a pattern "
+            "without a dot matches the table name in every schema.",
+            "--tables pattern%s %s matched no table of this migration",
+            strchr(unmatched, ',') ? "s" : "", unmatched);
+    free(unmatched);
+    return false;
+}
+
+/* One report.  *no_state: nothing to show (the target holds no migration,
+ * or --tables matches none of its tables). */
 static bool report_once(StatusCtx *c, bool *no_state)
 {
-    Report r = {.lag_bytes = -1, .lag_s = -1};
+    Report r = {.lag_bytes = -1, .lag_s = -1, .filter = c->spec};
     bool exists, ok;
 
     if (!ensure_conn(&c->tgt, c->tci, CONN_TARGET) || !state_exists(c->tgt, &exists))
@@ -886,7 +948,12 @@ static bool report_once(StatusCtx *c, bool *no_state)
                 "Start one with pgrelocate copy or pgrelocate start.", "no migration here");
         return false;
     }
-    if (!load_target(c->tgt, &r)) {
+    if (!load_target(c->tgt, c->filter, &r)) {
+        report_free(&r);
+        return false;
+    }
+    if (!filter_used(c)) {
+        *no_state = true;
         report_free(&r);
         return false;
     }
@@ -937,7 +1004,12 @@ int cmd_status(const Options *o)
     bool no_state = false;
     int rc = EXIT_FAILED;
 
-    if (!(c.tci = conninfo_parse(o->target, err, sizeof(err))))
+    c.spec = cli_join_list(&o->tables);
+    if (c.spec && !(c.filter = tablefilter_parse(c.spec, err, sizeof(err)))) {
+        log_msg(LOG_ERROR, NULL, "See \"pgrelocate status --help\" for the pattern syntax.",
+                "invalid --tables: %s", err);
+        rc = EXIT_USAGE;
+    } else if (!(c.tci = conninfo_parse(o->target, err, sizeof(err))))
         log_error("invalid --target connection string: %s", err);
     else if (o->source && !(c.sci = conninfo_parse(o->source, err, sizeof(err))))
         log_error("invalid --source connection string: %s", err);
@@ -949,5 +1021,7 @@ int cmd_status(const Options *o)
     conn_close(c.src);
     conninfo_destroy(c.tci);
     conninfo_destroy(c.sci);
+    tablefilter_destroy(c.filter);
+    free(c.spec);
     return rc;
 }

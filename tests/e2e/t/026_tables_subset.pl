@@ -11,10 +11,16 @@
 #      refused.
 #   C. start --tables: the publication lists only the chosen tables; changes
 #      to chosen tables arrive, changes to the others are not applied (and
-#      do not stop the follow); cleanup leaves nothing.
+#      do not stop the follow); cleanup leaves nothing.  status --tables
+#      shows only the matching tables (partitions by their root's name) and
+#      copy totals over them; a pattern matching none of them is an error.
+#   D. check --tables judges only the chosen tables: a table without a key
+#      and an unlogged table left out are not reported (without --tables
+#      they are); a chosen one is; a pattern matching nothing is a FAIL.
 use strict;
 use warnings;
 
+use JSON::PP ();
 use PostgreSQL::Test::Utils;
 use Test::More;
 use RelocateTest;
@@ -50,6 +56,10 @@ CREATE TABLE audit.log (id bigserial PRIMARY KEY, msg text);
 INSERT INTO audit.log (msg) SELECT 'log ' || i FROM generate_series(1, 100) i;
 CREATE VIEW audit.recent AS SELECT * FROM audit.log ORDER BY id DESC LIMIT 10;
 CREATE VIEW public.orders_and_logs AS SELECT o.id FROM shop.orders o JOIN audit.log l ON l.id = o.id;
+-- left out: what check would judge (no key; unlogged)
+CREATE TABLE public.nokey (a int, b text);
+INSERT INTO public.nokey VALUES (1, 'one');
+CREATE UNLOGGED TABLE audit.scratch (id int PRIMARY KEY);
 -- a sequence nobody owns stays (defaults of chosen tables may use it)
 CREATE SEQUENCE public.ticket_seq START 1000;
 SELECT nextval('public.ticket_seq');
@@ -58,7 +68,7 @@ FollowTest::create_marker($src, $db);
 
 my @chosen = ('shop.customers', 'shop.orders', 'shop."Order Items"', 'public.events');
 my @left_out = ('public.stuff', 'audit.log', 'audit.recent', 'public.orders_and_logs',
-	'public.stuff_id_seq', 'audit.log_id_seq');
+	'public.stuff_id_seq', 'audit.log_id_seq', 'public.nokey', 'audit.scratch');
 
 sub rows_of
 {
@@ -108,6 +118,49 @@ my %bad_conn = (source => $src->connstr($db), target => $tgt->connstr('app_bad')
 	is_deeply(RelocateTest::fingerprint($src, $db), $src_before, 'A: the source did not change');
 	is_deeply(RelocateTest::fingerprint($tgt, 'app_bad'), $tgt_before, 'A: the target did not change');
 	is_deeply([ FollowTest::leftovers($src, $tgt, 'app_bad') ], [], 'A: no slot, publication or state');
+}
+
+# --- D. check --tables ---
+{
+	my $src_before = RelocateTest::fingerprint($src, $db);
+	my $check = sub {
+		my (@args) = @_;
+		my $r = RelocateTest::run_copy(%bad_conn, command => 'check', args => [ '--json', @args ]);
+		my $doc = eval { JSON::PP->new->decode($r->{stdout}) } // {};
+		my %c = map { $_->{name} => "$_->{status} $_->{message}" } @{ $doc->{checks} // [] };
+		return ($r, \%c);
+	};
+	my ($r, $c) = $check->();
+	like($c->{'tables.replica_identity'}, qr/^WARN 1 table without primary key or replica identity: public\.nokey:/,
+		'D: without --tables, check reports the table without a key');
+	like($c->{'tables.unlogged'}, qr/^WARN 1 unlogged table: audit\.scratch:/,
+		'D: without --tables, check reports the unlogged table');
+	ok(!exists $c->{'tables.selection'}, 'D: without --tables, no selection line');
+
+	($r, $c) = $check->('--tables', 'shop.*,public.events');
+	is($r->{exit}, 0, 'D: check --tables: exit status 0') or diag("stdout:\n$r->{stdout}\nstderr:\n$r->{stderr}");
+	like($c->{'tables.selection'}, qr/^PASS --tables "shop\.\*,public\.events": 4 tables chosen/,
+		'D: check --tables: the selection line counts the chosen tables');
+	is($c->{'tables.replica_identity'}, 'PASS every table has a primary key or a replica identity',
+		'D: check --tables: the table without a key left out is not reported');
+	is($c->{'tables.unlogged'}, 'PASS no unlogged tables', 'D: check --tables: the unlogged table left out is not reported');
+	like($c->{'data.size'}, qr/^PASS 5 tables, /, 'D: check --tables: the size counts the chosen tables (partitions, not the root)');
+
+	($r, $c) = $check->('--tables', 'public.nokey,audit.*');
+	like($c->{'tables.replica_identity'}, qr/^WARN 1 table without primary key or replica identity: public\.nokey:/,
+		'D: check --tables naming the table without a key reports it');
+	like($c->{'tables.unlogged'}, qr/^WARN 1 unlogged table: audit\.scratch:/,
+		'D: check --tables naming the unlogged table reports it');
+
+	($r, $c) = $check->('--tables', 'shop.*,nomatch*');
+	is($r->{exit}, 1, 'D: check --tables matching nothing: exit status 1');
+	is($c->{'tables.selection'},
+		'FAIL --tables "shop.*,nomatch*" is refused: --tables pattern nomatch* matched no table on the source (in "shop.*,nomatch*")',
+		'D: check --tables matching nothing: a FAIL line naming the pattern');
+	ok(!exists $c->{'tables.replica_identity'} && !exists $c->{'data.size'},
+		'D: check --tables matching nothing: the table checks are not run');
+	is_deeply(RelocateTest::fingerprint($src, $db), $src_before, 'D: check changed nothing on the source');
+	is_deeply([ FollowTest::leftovers($src, $tgt, 'app_bad') ], [], 'D: check left no state');
 }
 
 # --- B. copy a subset ---
@@ -167,6 +220,33 @@ for my $t (@chosen, 'public.events_2024', 'public.events_2025')
 	is(rows_of($tgt, $db, $t), rows_of($src, $db, $t), "C: rows of $t after the follow");
 }
 ok(!exists_on($tgt, $db, $_), "C: $_ is not on the target") for @left_out;
+
+# status --tables: only the matching tables, totals over them.
+my $status = sub {
+	my (@args) = @_;
+	return RelocateTest::run_copy(command => 'status', target => $tgt->connstr($db), args => [@args]);
+};
+my $st = $status->('--tables', 'shop.*');
+is($st->{exit}, 0, 'C: status --tables: exit status 0') or diag($st->{stderr});
+my @shown = $st->{stdout} =~ /^(.+?)\s+replicating\s/mg;
+is(join(', ', sort @shown), 'shop."Order Items", shop.customers, shop.orders',
+	'C: status --tables shop.*: only the shop tables');
+like($st->{stdout}, qr/^selection    --tables "shop\.\*": 3 of the migration's 6 tables shown$/m,
+	'C: status --tables says how many of the migration\'s tables it shows');
+like($st->{stdout}, qr/^copy         3\/3 tables, 3\/3 chunks; 2,050 rows,/m,
+	'C: status --tables: the copy totals cover the shown tables (50 + 500 + 1500 rows)');
+$st = $status->('--json', '--tables', 'public.events');
+my $doc = eval { JSON::PP->new->decode($st->{stdout}) } // {};
+is(join(', ', map { $_->{name} } @{ $doc->{tables} // [] }), 'public.events_2024, public.events_2025',
+	'C: status --json --tables public.events: its partitions') or diag($st->{stdout});
+is("$doc->{copy}{tables} $doc->{copy}{rows_done} $doc->{tables_in_migration} $doc->{tables_filter}",
+	'2 400 6 public.events', 'C: status --json --tables: totals over them, the migration\'s count, the filter');
+$st = $status->();
+is(scalar(() = $st->{stdout} =~ /^.+?\s+replicating\s/mg), 6, 'C: status without --tables: all 6 tables');
+RelocateTest::copy_fails_like('C: status --tables matching none of the migration\'s tables',
+	[ qr/^pgrelocate: error: --tables pattern public\.stuff matched no table of this migration/m ],
+	command => 'status', target => $tgt->connstr($db), args => [ '--tables', 'shop.*,public.stuff' ]);
+
 my $r = FollowTest::stop_run($run, 'INT');
 is($r->{exit}, 0, 'C: SIGINT: exit status 0') or diag("stderr:\n$r->{stderr}");
 unlike($r->{stderr}, qr/error/i, 'C: no error while following');
