@@ -147,7 +147,8 @@ bool slot_create_publication(PGconn *src, const char *name, const char *excluded
     const char *excluded = excluded_oids ? excluded_oids : "{}";
     PGresult *res = conn_query(
         src, "publication",
-        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+        "SELECT CASE c.relkind WHEN 'r' THEN 'ONLY ' ELSE '' END"
+        " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'"
         " AND" USER_NS_WHERE " AND NOT (c.oid = ANY ($1::oid[])) ORDER BY 1",

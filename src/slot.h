@@ -34,7 +34,8 @@ bool slot_restore_identity(PGconn *src, const char *qualified, char original);
 
 /* CREATE PUBLICATION name FOR TABLE <every user table, partitioned roots
  * instead of their partitions, except excluded_oids (NULL: none)> WITH
- * (publish_via_partition_root). */
+ * (publish_via_partition_root).  Ordinary tables as ONLY: an inheritance
+ * child left out must not come in with its parent. */
 bool slot_create_publication(PGconn *src, const char *name, const char *excluded_oids);
 bool slot_drop_publication(PGconn *src, const char *name);
 

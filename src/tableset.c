@@ -71,6 +71,31 @@ static const char *const dangling_fk_sql = CHOSEN_CTE
     " JOIN pg_class b ON b.oid = fk.confrelid JOIN pg_namespace bn ON bn.oid = b.relnamespace"
     " ORDER BY 2 LIMIT 5";
 
+/* $1: chosen roots.  Chosen tables that inherit (INHERITS, not PARTITION
+ * OF: a chosen root brings its partitions) from a table left out: pg_dump
+ * would write CREATE TABLE child (...) INHERITS (parent) without the
+ * parent, and the pre-data restore would fail. */
+static const char *const orphan_child_sql = CHOSEN_CTE
+    "orphan AS (SELECT i.inhrelid, i.inhparent FROM pg_inherits i"
+    "  WHERE i.inhrelid IN (SELECT oid FROM chosen) AND i.inhparent NOT IN (SELECT oid FROM "
+    "chosen))"
+    " SELECT count(*) OVER (), pg_catalog.format('%I.%I inherits from %I.%I',"
+    "   an.nspname, a.relname, bn.nspname, b.relname)"
+    " FROM orphan o JOIN pg_class a ON a.oid = o.inhrelid"
+    " JOIN pg_namespace an ON an.oid = a.relnamespace"
+    " JOIN pg_class b ON b.oid = o.inhparent JOIN pg_namespace bn ON bn.oid = b.relnamespace"
+    " ORDER BY 2 LIMIT 5";
+
+/* Partitions (which a pattern cannot choose alone) with their root, for
+ * the error about a pattern that matched no table. */
+static const char *const partitions_sql =
+    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I is a partition of %I.%I',"
+    "  n.nspname, c.relname, rn.nspname, r.relname)"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " JOIN pg_class r ON r.oid = pg_catalog.pg_partition_root(c.oid)"
+    " JOIN pg_namespace rn ON rn.oid = r.relnamespace"
+    " WHERE c.relispartition AND c.relkind IN ('r', 'p') AND" USER_REL_WHERE " ORDER BY 1, 2";
+
 /* A pg_dump pattern that names exactly one relation: both parts in double
  * quotes (no wildcards, case kept), inner quotes doubled. */
 static void append_dump_part(StrBuf *sb, const char *name)
@@ -81,12 +106,36 @@ static void append_dump_part(StrBuf *sb, const char *name)
     strbuf_append(sb, "\"");
 }
 
+/* The partitions the unmatched patterns name ("a is a partition of b; ..."),
+ * or NULL when they name none (or on an error).  Caller frees. */
+static char *partitions_named(PGconn *src, const char *unmatched)
+{
+    char err[256];
+    TableFilter *f = tablefilter_parse(unmatched, err, sizeof(err));
+    PGresult *res = f && PQserverVersion(src) >= 120000
+                        ? conn_query(src, "tables", partitions_sql, 0, NULL, 3)
+                        : NULL;
+    StrBuf list;
+    int n = 0;
+
+    strbuf_init(&list);
+    for (int i = 0; res && i < PQntuples(res) && n < 5; i++)
+        if (tablefilter_match(f, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)))
+            strbuf_appendf(&list, "%s%s", n++ ? "; " : "", PQgetvalue(res, i, 2));
+    PQclear(res);
+    tablefilter_destroy(f);
+    if (n)
+        return strbuf_detach(&list);
+    strbuf_free(&list);
+    return NULL;
+}
+
 /* Match the candidates; the chosen oids as an oid[] literal.  False after
  * logging a pattern that matched nothing. */
 static bool choose(PGconn *src, TableFilter *f, const char *spec, StrBuf *roots, int *nchosen)
 {
     PGresult *res = conn_query(src, "tables", candidates_sql, 0, NULL, 3);
-    char *unmatched;
+    char *unmatched, *partitions;
 
     if (!res)
         return false;
@@ -98,13 +147,21 @@ static bool choose(PGconn *src, TableFilter *f, const char *spec, StrBuf *roots,
     PQclear(res);
     if ((unmatched = tablefilter_unmatched(f)) == NULL)
         return true;
-    log_msg(LOG_ERROR,
-            "Patterns are matched against the names of ordinary and partitioned tables "
-            "(not partitions, views or sequences); unquoted letters are folded to lower case.",
-            "Check the spelling, quote mixed-case names (--tables '\"Orders\"'), or list the "
-            "tables with psql's \\dt.",
-            "--tables pattern%s %s matched no table on the source (in \"%s\")",
-            strchr(unmatched, ',') ? "s" : "", unmatched, spec);
+    if ((partitions = partitions_named(src, unmatched)) != NULL)
+        log_msg(LOG_ERROR, partitions,
+                "Choose the partitioned table instead: its partitions come with it (a partition "
+                "cannot be moved without its parent).",
+                "--tables pattern%s %s matched only partitions on the source (in \"%s\")",
+                strchr(unmatched, ',') ? "s" : "", unmatched, spec);
+    else
+        log_msg(LOG_ERROR,
+                "Patterns are matched against the names of ordinary and partitioned tables "
+                "(not partitions, views or sequences); unquoted letters are folded to lower case.",
+                "Check the spelling, quote mixed-case names (--tables '\"Orders\"'), or list the "
+                "tables with psql's \\dt.",
+                "--tables pattern%s %s matched no table on the source (in \"%s\")",
+                strchr(unmatched, ',') ? "s" : "", unmatched, spec);
+    free(partitions);
     free(unmatched);
     return false;
 }
@@ -171,6 +228,32 @@ static bool check_foreign_keys(PGconn *src, const char *roots, const TableSet *t
     return ok;
 }
 
+/* Refuse chosen inheritance children whose parent is left out. */
+static bool check_inheritance(PGconn *src, const char *roots)
+{
+    const char *p[1] = {roots};
+    PGresult *res = conn_query(src, "tables", orphan_child_sql, 1, p, 2);
+    StrBuf list;
+    bool ok;
+
+    if (!res)
+        return false;
+    ok = PQntuples(res) == 0;
+    strbuf_init(&list);
+    for (int i = 0; i < PQntuples(res); i++)
+        strbuf_appendf(&list, "%s%s", i ? "; " : "", PQgetvalue(res, i, 1));
+    if (!ok)
+        log_msg(LOG_ERROR, list.data,
+                "Add the parent tables to --tables, or leave the child tables out: the target "
+                "cannot create a table that inherits from one it does not have.",
+                "%s chosen table%s inherit%s from tables --tables leaves out",
+                PQgetvalue(res, 0, 0), strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "" : "s",
+                strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "s" : "");
+    strbuf_free(&list);
+    PQclear(res);
+    return ok;
+}
+
 bool tableset_resolve(PGconn *src, const char *spec, TableSet *ts)
 {
     char err[512];
@@ -187,8 +270,8 @@ bool tableset_resolve(PGconn *src, const char *spec, TableSet *ts)
         return false;
     }
     strbuf_init(&roots);
-    ok = choose(src, f, spec, &roots, &ts->nchosen) && read_excluded(src, roots.data, ts) &&
-         check_foreign_keys(src, roots.data, ts);
+    ok = choose(src, f, spec, &roots, &ts->nchosen) && check_inheritance(src, roots.data) &&
+         read_excluded(src, roots.data, ts) && check_foreign_keys(src, roots.data, ts);
     if (ok)
         log_info("[tables] %d table%s chosen by --tables, %d relation%s left out", ts->nchosen,
                  ts->nchosen == 1 ? "" : "s", ts->ndump_excludes,

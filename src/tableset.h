@@ -5,8 +5,10 @@
  * partition cannot be chosen alone).  Left out: every other table, the
  * sequences those own (unless a chosen table's default uses them), and
  * views and materialized views that read anything left out (transitively).
- * Refused: a pattern matching nothing, and a foreign key from a chosen
- * table to one left out (the target could not create it).
+ * Refused: a pattern matching nothing (or only partitions: named with
+ * their root), a chosen table inheriting from one left out, and a foreign
+ * key from a chosen table to one left out (the target could not create
+ * either).
  * Does not own: how each step applies the set (catalog, slot, schema).
  */
 #ifndef PGRELOCATE_TABLESET_H
@@ -24,8 +26,8 @@ typedef struct TableSet {
 
 /* Resolve spec on src (outside any snapshot: the names as they are now).
  * Logs the reason and the fix, and returns false, when spec is malformed,
- * a pattern matches no table, or a chosen table has a foreign key to one
- * left out.  Free with tableset_free. */
+ * a pattern matches no table, or a chosen table inherits from or has a
+ * foreign key to one left out.  Free with tableset_free. */
 bool tableset_resolve(PGconn *src, const char *spec, TableSet *out);
 void tableset_free(TableSet *ts);
 

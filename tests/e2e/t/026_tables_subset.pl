@@ -2,7 +2,13 @@
 #
 #   A. bad input changes nothing on either server: a pattern that matches
 #      no table (named in the error), a malformed pattern, a chosen table
-#      with a foreign key to a table left out (the constraint named).
+#      with a foreign key to a table left out (the constraint named), a
+#      chosen table inheriting from a table left out (child and parent
+#      named), a pattern naming only a partition (its root named).
+#   E. inheritance: a parent and its child chosen together are copied,
+#      each with its own rows; a parent chosen without its child is copied
+#      without the child's rows (and C: start publishes the parent alone,
+#      so changes to the child left out are not sent).
 #   B. copy --tables (given twice, one of them a comma list, with a quoted
 #      mixed-case name): the chosen tables (a partitioned table with its
 #      partitions), their rows, owned sequences (values set) and a view over
@@ -27,7 +33,7 @@ use RelocateTest;
 use FollowTest;
 
 my $db = 'app';
-my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'app_copy', 'app_bad' ]);
+my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'app_copy', 'app_bad', 'app_inh', 'app_parent' ]);
 $src->safe_psql($db, <<'SQL');
 CREATE SCHEMA shop;
 CREATE TABLE shop.customers (id int PRIMARY KEY, name text);
@@ -60,6 +66,12 @@ CREATE VIEW public.orders_and_logs AS SELECT o.id FROM shop.orders o JOIN audit.
 CREATE TABLE public.nokey (a int, b text);
 INSERT INTO public.nokey VALUES (1, 'one');
 CREATE UNLOGGED TABLE audit.scratch (id int PRIMARY KEY);
+-- inheritance (not partitioning): a child holds rows of its own
+CREATE TABLE public.parent (id int PRIMARY KEY, note text);
+CREATE TABLE public.child (extra text) INHERITS (public.parent);
+ALTER TABLE public.child ADD PRIMARY KEY (id);
+INSERT INTO public.parent VALUES (1, 'parent 1'), (2, 'parent 2');
+INSERT INTO public.child VALUES (10, 'child 10', 'x'), (11, 'child 11', 'y'), (12, 'child 12', 'z');
 -- a sequence nobody owns stays (defaults of chosen tables may use it)
 CREATE SEQUENCE public.ticket_seq START 1000;
 SELECT nextval('public.ticket_seq');
@@ -68,7 +80,7 @@ FollowTest::create_marker($src, $db);
 
 my @chosen = ('shop.customers', 'shop.orders', 'shop."Order Items"', 'public.events');
 my @left_out = ('public.stuff', 'audit.log', 'audit.recent', 'public.orders_and_logs',
-	'public.stuff_id_seq', 'audit.log_id_seq', 'public.nokey', 'audit.scratch');
+	'public.stuff_id_seq', 'audit.log_id_seq', 'public.nokey', 'audit.scratch', 'public.child');
 
 sub rows_of
 {
@@ -115,6 +127,20 @@ my %bad_conn = (source => $src->connstr($db), target => $tgt->connstr('app_bad')
 		[ qr/^pgrelocate: error: 1 foreign key from chosen tables/m,
 		  qr/DETAIL:\s+orders_customer_id_fkey on shop\.orders references shop\.customers/ ],
 		%bad_conn, command => 'start', args => [ '--tables', 'shop.orders' ]);
+	RelocateTest::copy_fails_like('A: a chosen table inheriting from a table left out',
+		[ qr/^pgrelocate: error: 1 chosen table inherits from tables --tables leaves out/m,
+		  qr/DETAIL:\s+public\.child inherits from public\.parent$/m,
+		  qr/HINT:\s+Add the parent tables to --tables, or leave the child tables out/ ],
+		%bad_conn, args => [ '--tables', 'shop.*,public.child' ]);
+	RelocateTest::copy_fails_like('A: start with a chosen table inheriting from a table left out',
+		[ qr/^pgrelocate: error: 1 chosen table inherits from tables --tables leaves out/m,
+		  qr/DETAIL:\s+public\.child inherits from public\.parent$/m ],
+		%bad_conn, command => 'start', args => [ '--tables', 'public.child' ]);
+	RelocateTest::copy_fails_like('A: a pattern naming only a partition',
+		[ qr/^pgrelocate: error: --tables pattern public\.events_2024 matched only partitions on the source/m,
+		  qr/DETAIL:\s+public\.events_2024 is a partition of public\.events$/m,
+		  qr/HINT:\s+Choose the partitioned table instead: its partitions come with it/ ],
+		%bad_conn, args => [ '--tables', 'public.events_2024' ]);
 	is_deeply(RelocateTest::fingerprint($src, $db), $src_before, 'A: the source did not change');
 	is_deeply(RelocateTest::fingerprint($tgt, 'app_bad'), $tgt_before, 'A: the target did not change');
 	is_deeply([ FollowTest::leftovers($src, $tgt, 'app_bad') ], [], 'A: no slot, publication or state');
@@ -163,6 +189,29 @@ my %bad_conn = (source => $src->connstr($db), target => $tgt->connstr('app_bad')
 	is_deeply([ FollowTest::leftovers($src, $tgt, 'app_bad') ], [], 'D: check left no state');
 }
 
+# --- E. inheritance ---
+{
+	my $own = q{SELECT string_agg(id || ' ' || note, ', ' ORDER BY id) FROM ONLY public.parent};
+	my $kids = q{SELECT string_agg(id || ' ' || note || ' ' || extra, ', ' ORDER BY id) FROM public.child};
+	RelocateTest::copy_ok('E: copy --tables parent and child', source => $src->connstr($db),
+		target => $tgt->connstr('app_inh'), args => [ '--tables', 'public.parent,public.child' ]);
+	is(RelocateTest::query($tgt, 'app_inh', $own), '1 parent 1, 2 parent 2', 'E: the parent has its own rows only');
+	is(RelocateTest::query($tgt, 'app_inh', $kids), '10 child 10 x, 11 child 11 y, 12 child 12 z',
+		'E: the child has its rows');
+	is(RelocateTest::query($tgt, 'app_inh',
+			q{SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent
+			  WHERE i.inhrelid = 'public.child'::regclass}),
+		'parent', 'E: the child inherits from the parent on the target');
+	is(RelocateTest::query($tgt, 'app_inh', 'SELECT count(*) FROM public.parent'), '5',
+		'E: the parent with its child: 5 rows, as on the source');
+
+	RelocateTest::copy_ok('E: copy --tables parent without its child', source => $src->connstr($db),
+		target => $tgt->connstr('app_parent'), args => [ '--tables', 'public.parent' ]);
+	is(RelocateTest::query($tgt, 'app_parent', 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM public.parent'),
+		'1,2', 'E: the parent alone: its own rows, none of the child\'s');
+	ok(!exists_on($tgt, 'app_parent', 'public.child'), 'E: the child left out is not on the target');
+}
+
 # --- B. copy a subset ---
 my $copied = RelocateTest::copy_ok('B: copy --tables', %copy_conn,
 	args => [ '--tables', 'SHOP.*', '--tables', 'public.ev*, "shop"."Order Items"', '--jobs', '2' ]);
@@ -194,15 +243,15 @@ RelocateTest::copy_ok('B: --resume without --tables goes on with the recorded on
 
 # --- C. start a subset, then follow ---
 my $run = FollowTest::start_bg($src, $tgt, $db,
-	args => [ '--tables', 'shop.*,public.events,follow_marker', '--jobs', '2' ]);
+	args => [ '--tables', 'shop.*,public.events,follow_marker,public.parent', '--jobs', '2' ]);
 ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 180), 'C: start reached the follow phase');
 my $m = FollowTest::migration($tgt, $db);
 is(RelocateTest::query($src, $db,
 		"SELECT string_agg(n, ',' ORDER BY n COLLATE \"C\") FROM (SELECT schemaname || '.' || tablename"
 		  . ' AS n FROM pg_publication_tables WHERE pubname = '
 		  . RelocateTest::quote_literal($m->{replication_name}) . ') p'),
-	'public.events,public.follow_marker,shop.Order Items,shop.customers,shop.orders',
-	'C: the publication lists the chosen tables only');
+	'public.events,public.follow_marker,public.parent,shop.Order Items,shop.customers,shop.orders',
+	'C: the publication lists the chosen tables only (the parent without its child)');
 $src->safe_psql($db, <<'SQL');
 INSERT INTO shop.orders (customer_id, total) VALUES (7, 99.5);
 UPDATE shop.customers SET name = 'renamed' WHERE id = 3;
@@ -212,10 +261,13 @@ INSERT INTO public.stuff (order_id, note) VALUES (1, 'not followed');
 INSERT INTO audit.log (msg) VALUES ('not followed');
 UPDATE audit.log SET msg = 'changed' WHERE id < 10;
 TRUNCATE public.stuff;
+INSERT INTO public.parent VALUES (3, 'parent 3');
+INSERT INTO public.child VALUES (13, 'child 13', 'not followed');
+UPDATE public.child SET note = 'changed' WHERE id = 10;
 SQL
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'C: start caught up');
 ok(FollowTest::running($run), 'C: start still runs after changes to tables left out');
-for my $t (@chosen, 'public.events_2024', 'public.events_2025')
+for my $t (@chosen, 'public.events_2024', 'public.events_2025', 'ONLY public.parent')
 {
 	is(rows_of($tgt, $db, $t), rows_of($src, $db, $t), "C: rows of $t after the follow");
 }
@@ -231,7 +283,7 @@ is($st->{exit}, 0, 'C: status --tables: exit status 0') or diag($st->{stderr});
 my @shown = $st->{stdout} =~ /^(.+?)\s+replicating\s/mg;
 is(join(', ', sort @shown), 'shop."Order Items", shop.customers, shop.orders',
 	'C: status --tables shop.*: only the shop tables');
-like($st->{stdout}, qr/^selection    --tables "shop\.\*": 3 of the migration's 6 tables shown$/m,
+like($st->{stdout}, qr/^selection    --tables "shop\.\*": 3 of the migration's 7 tables shown$/m,
 	'C: status --tables says how many of the migration\'s tables it shows');
 like($st->{stdout}, qr/^copy         3\/3 tables, 3\/3 chunks; 2,050 rows,/m,
 	'C: status --tables: the copy totals cover the shown tables (50 + 500 + 1500 rows)');
@@ -240,9 +292,9 @@ my $doc = eval { JSON::PP->new->decode($st->{stdout}) } // {};
 is(join(', ', map { $_->{name} } @{ $doc->{tables} // [] }), 'public.events_2024, public.events_2025',
 	'C: status --json --tables public.events: its partitions') or diag($st->{stdout});
 is("$doc->{copy}{tables} $doc->{copy}{rows_done} $doc->{tables_in_migration} $doc->{tables_filter}",
-	'2 400 6 public.events', 'C: status --json --tables: totals over them, the migration\'s count, the filter');
+	'2 400 7 public.events', 'C: status --json --tables: totals over them, the migration\'s count, the filter');
 $st = $status->();
-is(scalar(() = $st->{stdout} =~ /^.+?\s+replicating\s/mg), 6, 'C: status without --tables: all 6 tables');
+is(scalar(() = $st->{stdout} =~ /^.+?\s+replicating\s/mg), 7, 'C: status without --tables: all 7 tables');
 RelocateTest::copy_fails_like('C: status --tables matching none of the migration\'s tables',
 	[ qr/^pgrelocate: error: --tables pattern public\.stuff matched no table of this migration/m ],
 	command => 'status', target => $tgt->connstr($db), args => [ '--tables', 'shop.*,public.stuff' ]);
