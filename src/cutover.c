@@ -1086,8 +1086,10 @@ static int cutover_main(const Options *o, bool rollback)
     c.to_side = rollback ? "source" : "target";
     strbuf_init(&c.conf);
     strbuf_init(&c.new_conf);
-    if (!check_options(&c))
-        return EXIT_USAGE;
+    if (!check_options(&c)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (!(c.src_ci = conninfo_parse(o->source, err, sizeof(err))) ||
         !(c.tgt_ci = conninfo_parse(o->target, err, sizeof(err)))) {
         log_msg(LOG_ERROR, err, NULL, "invalid connection string");
