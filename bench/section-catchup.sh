@@ -26,14 +26,19 @@ catchup_stop() {
   wait "$1" || true
 }
 catchup_rows() { catchup_q "$1" "select count(*) from pgbench_history"; }
+catchup_mark() { catchup_q "$1" "select trim(filler) from pgbench_branches where bid = 1"; }
 
-# Wait until the target holds as many history rows as the source; echo seconds.
+# Wait until the target holds the backlog's last transaction (the marker
+# catchup_backlog writes after pgbench); echo seconds.  Polling a one-row
+# lookup, not count(*) of the history table, keeps the waiting from taking
+# the target's CPU while it applies.
 catchup_wait_rows() {
   local want=$1 t0=$2 limit=$((BENCH_CATCHUP_SECONDS * 20 + 120)) start=$SECONDS
-  until [ "$(catchup_rows target)" -ge "$want" ]; do
+  until [ "$(catchup_mark target)" = "$CATCHUP_MARK" ]; do
     [ $((SECONDS - start)) -lt "$limit" ] || { echo "timeout"; return 1; }
-    sleep 0.1
+    sleep 0.05
   done
+  [ "$(catchup_rows target)" -ge "$want" ] || { echo "incomplete"; return 1; }
   bench_secs "$t0" "$(bench_now)"
 }
 
@@ -45,6 +50,8 @@ catchup_backlog() {
   lsn0=$(catchup_q source "select pg_current_wal_lsn()")
   out=$(cl_run "$CL_PGBIN/pgbench" -h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -N -c 4 -j 2 \
     -T "$BENCH_CATCHUP_SECONDS" "$BENCH_DB" 2>&1)
+  CATCHUP_MARK="backlog-$RANDOM$RANDOM"
+  catchup_q source "update pgbench_branches set filler = '$CATCHUP_MARK' where bid = 1" >/dev/null
   lsn1=$(catchup_q source "select pg_current_wal_lsn()")
   CATCHUP_TXNS=$(echo "$out" | awk '/number of transactions actually processed/ { print $NF }')
   CATCHUP_TXNS=${CATCHUP_TXNS%%/*}
