@@ -15,7 +15,8 @@
 #define REL_BUCKETS     512
 #define SYNC_STATEMENTS 512 /* statements per pipeline sync */
 #define SYNC_BYTES      (8 << 20)
-#define BATCH_TXNS      5000 /* source transactions per target commit */
+#define MAX_UNREAD      (4 * SYNC_STATEMENTS) /* statements in flight before waiting */
+#define BATCH_TXNS      5000                  /* source transactions per target commit */
 #define BATCH_BYTES     ((int64_t)64 << 20)
 #define BATCH_SECONDS   1.0
 #define HOLD_ROWS       256 /* inserts held per table before they go out */
@@ -64,7 +65,9 @@ typedef struct Rel {
 
 typedef struct Pending {
     int expect_rows; /* rows an UPDATE/DELETE must change (0: any) */
-    char *what;      /* for error messages: "update public.t (id)=(5)" */
+    char *what;      /* for error messages: "update public.t (id)=(5)"; NULL: a sync */
+    bool sync;       /* a pipeline sync, not a statement */
+    bool failed;     /* one of its results failed */
 } Pending;
 
 struct Apply {
@@ -82,10 +85,14 @@ struct Apply {
     int64_t last_commit_time_us;
     Lsn committed_lsn;
     int64_t committed_time_us;
-    Pending *pend;
+    Pending *pend; /* sent, results not yet read: [pdone, npend) */
+    int pdone;
     int npend;
     int pend_cap;
-    int64_t pend_bytes;
+    int unsynced;       /* statements sent since the last sync */
+    int64_t pend_bytes; /* values sent since the last sync */
+    bool failed;        /* a statement failed: the batch is lost, the caller gives up */
+    bool reported;      /* that failure is logged */
     double batch_start;
     int batch_txns;
     int64_t batch_bytes;
@@ -107,93 +114,154 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- pipeline bookkeeping ---- */
+/* ---- pipeline bookkeeping ----
+ *
+ * Statements go out without waiting for their results; results are read as
+ * they arrive (drain_ready, never blocking), so pgrelocate builds the next
+ * statements while the target executes the previous ones.  A pipeline sync
+ * goes out every SYNC_STATEMENTS statements or SYNC_BYTES of values: it
+ * makes the server send its results and bounds what one error aborts.  The
+ * apply blocks only when more than MAX_UNREAD statements are unread, and
+ * before COMMIT, when every row count must have been checked: a conflict
+ * found after it would be committed, origin progress included, and the
+ * source transaction never applied again (028 tests this). */
 
 static void pend_push(Apply *a, int expect_rows, char *what)
 {
+    if (a->pdone > 0 && a->pdone == a->npend)
+        a->pdone = a->npend = 0;
     if (a->npend == a->pend_cap) {
-        a->pend_cap = a->pend_cap ? a->pend_cap * 2 : 1024;
-        a->pend = xrealloc(a->pend, (size_t)a->pend_cap * sizeof(Pending));
+        if (a->pdone > 0) { /* reuse the read prefix */
+            memmove(a->pend, a->pend + a->pdone, (size_t)(a->npend - a->pdone) * sizeof(Pending));
+            a->npend -= a->pdone;
+            a->pdone = 0;
+        } else {
+            a->pend_cap = a->pend_cap ? a->pend_cap * 2 : 1024;
+            a->pend = xrealloc(a->pend, (size_t)a->pend_cap * sizeof(Pending));
+        }
     }
     a->pend[a->npend].expect_rows = expect_rows;
     a->pend[a->npend].what = what;
+    a->pend[a->npend].sync = what == NULL;
+    a->pend[a->npend].failed = false;
     a->npend++;
+    if (what)
+        a->unsynced++;
 }
 
+/* Forget every unread result (the connection is given up). */
 static void pend_clear(Apply *a)
 {
-    for (int i = 0; i < a->npend; i++)
+    for (int i = a->pdone; i < a->npend; i++)
         free(a->pend[i].what);
-    a->npend = 0;
+    a->npend = a->pdone = 0;
+    a->unsynced = 0;
     a->pend_bytes = 0;
 }
 
-/* Read one query's results (up to its NULL); report failure of pending p. */
-static bool check_one(Apply *a, const Pending *p, bool *reported)
+/* Judge one result of the oldest unread statement p; false when it failed
+ * (reported once per apply: later statements fail because of the first). */
+static bool judge_result(Apply *a, const Pending *p, PGresult *res)
 {
-    PGresult *res;
-    bool ok = true;
+    ExecStatusType st = PQresultStatus(res);
 
-    while ((res = PQgetResult(a->tgt)) != NULL) {
-        ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_PIPELINE_ABORTED)
+        return false;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-        if (st == PGRES_PIPELINE_ABORTED) {
-            ok = false;
-        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-            /* no SQLSTATE: libpq's own error (the connection broke) */
-            if (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
-                a->conn_lost = true;
-            if (!*reported)
-                log_msg(LOG_ERROR, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
-                        PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), "[apply] %s: %s", p->what,
-                        primary ? primary : PQresultErrorMessage(res));
-            *reported = true;
-            ok = false;
-        } else if (p->expect_rows > 0 && atoi(PQcmdTuples(res)) != p->expect_rows) {
-            if (!*reported)
-                log_msg(LOG_ERROR,
-                        "The target does not hold the row the source changed: something "
-                        "other than pgrelocate wrote to the target table.",
-                        "Find out what wrote to the target; then copy the table again.",
-                        "[apply] %s: no such row on the target (conflict)", p->what);
-            *reported = true;
-            ok = false;
-        }
-        PQclear(res);
-    }
-    return ok;
-}
-
-/* Sync the pipeline and check every pending result. */
-static bool sync_check(Apply *a)
-{
-    bool ok = true, reported = false;
-    PGresult *res;
-
-    if (a->npend == 0)
-        return true;
-    if (PQpipelineSync(a->tgt) != 1) {
-        a->conn_lost = true;
-        log_error("[apply] %s", PQerrorMessage(a->tgt));
-        pend_clear(a);
+        /* no SQLSTATE: libpq's own error (the connection broke) */
+        if (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
+            a->conn_lost = true;
+        if (!a->reported)
+            log_msg(LOG_ERROR, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+                    PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), "[apply] %s: %s", p->what,
+                    primary ? primary : PQresultErrorMessage(res));
+        a->reported = true;
         return false;
     }
-    for (int i = 0; i < a->npend; i++)
-        if (!check_one(a, &a->pend[i], &reported))
-            ok = false;
-    res = PQgetResult(a->tgt);
-    if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-        if (!reported)
-            log_error("[apply] lost track of the pipeline (%s): %s",
-                      PQresStatus(PQresultStatus(res)), PQerrorMessage(a->tgt));
-        ok = false;
+    if (p->expect_rows > 0 && atoi(PQcmdTuples(res)) != p->expect_rows) {
+        if (!a->reported)
+            log_msg(LOG_ERROR,
+                    "The target does not hold the row the source changed: something "
+                    "other than pgrelocate wrote to the target table.",
+                    "Find out what wrote to the target; then copy the table again.",
+                    "[apply] %s: no such row on the target (conflict)", p->what);
+        a->reported = true;
+        return false;
+    }
+    return true;
+}
+
+/* Read the next result of the oldest unread statement or sync, waiting for
+ * it if it has not arrived.  Marks the apply failed on any failure. */
+static void read_next(Apply *a)
+{
+    Pending *p = &a->pend[a->pdone];
+    PGresult *res = PQgetResult(a->tgt);
+
+    if (p->sync) {
+        if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+            if (!a->reported)
+                log_error("[apply] lost track of the pipeline (%s): %s",
+                          PQresStatus(PQresultStatus(res)), PQerrorMessage(a->tgt));
+            a->reported = a->failed = true;
+            if (!res)
+                a->conn_lost = true;
+        }
+        a->pdone++;
+    } else if (!res) { /* this statement's results are all read */
+        a->failed = a->failed || p->failed;
+        free(p->what);
+        p->what = NULL;
+        a->pdone++;
+    } else if (!judge_result(a, p, res)) {
+        p->failed = true;
     }
     PQclear(res);
-    pend_clear(a);
-    return ok;
+}
+
+/* Read every result that has arrived, without waiting.  false when the
+ * apply failed (now or before). */
+static bool drain_ready(Apply *a)
+{
+    if (a->failed)
+        return false;
+    if (PQconsumeInput(a->tgt) != 1) {
+        a->conn_lost = a->failed = true;
+        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        return false;
+    }
+    while (a->pdone < a->npend && !a->failed && !PQisBusy(a->tgt))
+        read_next(a);
+    return !a->failed;
+}
+
+static bool send_sync(Apply *a)
+{
+    if (PQpipelineSync(a->tgt) != 1) {
+        a->conn_lost = a->failed = true;
+        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        return false;
+    }
+    pend_push(a, 0, NULL);
+    a->unsynced = 0;
+    a->pend_bytes = 0;
+    return true;
+}
+
+/* Sync the pipeline and read every result: true when every statement sent
+ * so far succeeded with its row count. */
+static bool sync_check(Apply *a)
+{
+    if (a->failed)
+        return false;
+    if (a->unsynced > 0 && !send_sync(a))
+        return false;
+    while (a->pdone < a->npend && !a->failed)
+        read_next(a);
+    return !a->failed;
 }
 
 static bool send_query(Apply *a, const char *sql, int n, const char *const *params, char *what)
@@ -207,11 +275,17 @@ static bool send_query(Apply *a, const char *sql, int n, const char *const *para
     return true;
 }
 
+/* After a statement went out: sync now and then, read what has arrived,
+ * and wait only when too much is unread. */
 static bool maybe_sync(Apply *a)
 {
-    if (a->npend >= SYNC_STATEMENTS || a->pend_bytes >= SYNC_BYTES)
-        return sync_check(a);
-    return true;
+    if ((a->unsynced >= SYNC_STATEMENTS || a->pend_bytes >= SYNC_BYTES) && !send_sync(a))
+        return false;
+    if (!drain_ready(a))
+        return false;
+    while (a->npend - a->pdone > MAX_UNREAD && !a->failed)
+        read_next(a);
+    return !a->failed;
 }
 
 /* ---- set-up ---- */

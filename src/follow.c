@@ -37,13 +37,14 @@ typedef struct Session {
     pthread_mutex_t lock;
     pthread_cond_t not_empty;
     pthread_cond_t not_full;
-    Item *head, *tail;
-    size_t bytes;
-    bool stream_done; /* stream thread ended (no more items will come) */
-    bool apply_done;  /* apply thread ended */
-    bool failed;      /* fatal apply error: do not reconnect */
-    bool finished;    /* a sync point said: stop following for good */
-    SyncHold *hold;   /* owned by follow_run: outlives reconnects */
+    Item *head, *tail;   /* handed over by the stream thread, not yet taken */
+    atomic_size_t bytes; /* queued: handed over and taken, not yet applied */
+    Item *mine;          /* taken by the apply thread (its own): applied next */
+    bool stream_done;    /* stream thread ended (no more items will come) */
+    bool apply_done;     /* apply thread ended */
+    bool failed;         /* fatal apply error: do not reconnect */
+    bool finished;       /* a sync point said: stop following for good */
+    SyncHold *hold;      /* owned by follow_run: outlives reconnects */
     atomic_uint_fast64_t committed_lsn;
     atomic_uint_fast64_t server_end_lsn;
     atomic_uint_fast64_t keepalive_lsn; /* the server's last keepalive position */
@@ -91,17 +92,49 @@ static Lsn flush_position(Session *s, Lsn keepalive_end)
     return committed;
 }
 
-/* Queue one payload; waits while the queue is full, answering the server
- * meanwhile.  false when the session ends. */
-static bool push(Session *s, const uint8_t *data, size_t len, Lsn *keepalive_end)
+/* Messages the stream thread has read but not handed over: they go over
+ * in groups, so the two threads meet once per group, not per message. */
+typedef struct Staged {
+    Item *head, *tail;
+    size_t bytes;
+    int count;
+} Staged;
+
+#define STAGE_ITEMS 256
+#define STAGE_BYTES ((size_t)1 << 20)
+
+static void stage(Staged *st, const uint8_t *data, size_t len)
 {
     Item *it = xmalloc(sizeof(Item) + len);
 
     it->next = NULL;
     it->len = len;
     memcpy(it->data, data, len);
+    if (st->tail)
+        st->tail->next = it;
+    else
+        st->head = it;
+    st->tail = it;
+    st->bytes += len;
+    st->count++;
+}
+
+static void free_items(Item *it)
+{
+    for (Item *n; it; it = n) {
+        n = it->next;
+        free(it);
+    }
+}
+
+/* Hand the staged messages to the apply thread; waits while the queue is
+ * full, answering the server meanwhile.  false when the session ends. */
+static bool publish(Session *s, Staged *st, Lsn *keepalive_end)
+{
+    if (!st->head)
+        return true;
     pthread_mutex_lock(&s->lock);
-    while (s->bytes > QUEUE_MAX_BYTES && !s->apply_done) {
+    while (atomic_load(&s->bytes) > QUEUE_MAX_BYTES && !s->apply_done) {
         struct timespec ts;
 
         deadline_in(&ts, 1000);
@@ -115,19 +148,31 @@ static bool push(Session *s, const uint8_t *data, size_t len, Lsn *keepalive_end
     }
     if (s->apply_done) {
         pthread_mutex_unlock(&s->lock);
-        free(it);
+        free_items(st->head);
+        *st = (Staged){0};
         return false;
     }
     if (s->tail)
-        s->tail->next = it;
+        s->tail->next = st->head;
     else
-        s->head = it;
-    s->tail = it;
-    s->bytes += len;
-    atomic_fetch_add(&s->pushed, 1);
+        s->head = st->head;
+    s->tail = st->tail;
+    atomic_fetch_add(&s->bytes, st->bytes);
+    atomic_fetch_add(&s->pushed, (uint_fast64_t)st->count);
     pthread_cond_signal(&s->not_empty);
     pthread_mutex_unlock(&s->lock);
+    *st = (Staged){0};
     return true;
+}
+
+static bool apply_ended(Session *s)
+{
+    bool done;
+
+    pthread_mutex_lock(&s->lock);
+    done = s->apply_done;
+    pthread_mutex_unlock(&s->lock);
+    return done;
 }
 
 static void *stream_main(void *arg)
@@ -137,19 +182,26 @@ static void *stream_main(void *arg)
     int64_t next_feedback = now_ms() + FEEDBACK_MS;
     bool alive = true; /* the server has not ended the stream */
     Lsn sent_flush = 0;
+    Staged staged = {0};
 
     for (;;) {
         WalMsg msg;
         StreamStatus st;
         bool reply = false;
 
-        pthread_mutex_lock(&s->lock);
-        if (s->apply_done) {
-            pthread_mutex_unlock(&s->lock);
+        /* hand over a full group, or whatever is staged before waiting */
+        if (staged.count >= STAGE_ITEMS || staged.bytes >= STAGE_BYTES) {
+            if (!publish(s, &staged, &keepalive_end))
+                break;
+        } else if (!staged.head && apply_ended(s)) {
             break;
         }
-        pthread_mutex_unlock(&s->lock);
-        st = stream_read(s->stream, 100, &msg);
+        st = stream_read(s->stream, staged.head ? 0 : 100, &msg);
+        if (st == STREAM_TIMEOUT && staged.head) {
+            if (!publish(s, &staged, &keepalive_end))
+                break;
+            continue;
+        }
         if (st == STREAM_END || st == STREAM_ERROR) {
             alive = false;
             break;
@@ -157,9 +209,12 @@ static void *stream_main(void *arg)
         if (st == STREAM_FRAME && msg.type == WALMSG_XLOGDATA) {
             if (msg.u.xlogdata.end_lsn > atomic_load(&s->server_end_lsn))
                 atomic_store(&s->server_end_lsn, msg.u.xlogdata.end_lsn);
-            if (!push(s, msg.u.xlogdata.data, msg.u.xlogdata.len, &keepalive_end))
-                break;
+            stage(&staged, msg.u.xlogdata.data, msg.u.xlogdata.len);
         } else if (st == STREAM_FRAME && msg.type == WALMSG_KEEPALIVE) {
+            /* everything received before a keepalive is queued before its
+             * position is known (held() relies on it) */
+            if (!publish(s, &staged, &keepalive_end))
+                break;
             keepalive_end = msg.u.keepalive.end_lsn;
             atomic_store(&s->keepalive_lsn, keepalive_end);
             if (keepalive_end > atomic_load(&s->server_end_lsn))
@@ -178,7 +233,9 @@ static void *stream_main(void *arg)
             next_feedback = now_ms() + FEEDBACK_MS;
         }
     }
-    /* last word: what is durable now */
+    /* what arrived is still good to apply; then, last word: what is durable */
+    publish(s, &staged, &keepalive_end);
+    free_items(staged.head);
     if (alive)
         stream_send_status(s->stream, atomic_load(&s->server_end_lsn),
                            atomic_load(&s->committed_lsn), atomic_load(&s->committed_lsn), false);
@@ -189,27 +246,38 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
-/* Next queued payload, waiting up to timeout_ms; NULL when none. */
+/* Next queued payload, waiting up to timeout_ms; NULL when none.  Apply
+ * thread only: it takes everything queued at once and works through it
+ * without the lock. */
 static Item *pop(Session *s, int timeout_ms)
 {
     Item *it;
 
-    pthread_mutex_lock(&s->lock);
-    if (!s->head && !s->stream_done && timeout_ms > 0) {
-        struct timespec ts;
+    if (!s->mine) {
+        pthread_mutex_lock(&s->lock);
+        if (!s->head && !s->stream_done && timeout_ms > 0) {
+            struct timespec ts;
 
-        deadline_in(&ts, timeout_ms);
-        pthread_cond_timedwait(&s->not_empty, &s->lock, &ts);
+            deadline_in(&ts, timeout_ms);
+            pthread_cond_timedwait(&s->not_empty, &s->lock, &ts);
+        }
+        s->mine = s->head;
+        s->head = s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
     }
-    it = s->head;
+    it = s->mine;
     if (it) {
-        s->head = it->next;
-        if (!s->head)
-            s->tail = NULL;
-        s->bytes -= it->len;
-        pthread_cond_signal(&s->not_full);
+        s->mine = it->next;
+        size_t before = atomic_fetch_sub(&s->bytes, it->len);
+
+        /* the stream thread waits while the queue is full: wake it once
+         * half of it is applied */
+        if (before > QUEUE_MAX_BYTES / 2 && before - it->len <= QUEUE_MAX_BYTES / 2) {
+            pthread_mutex_lock(&s->lock);
+            pthread_cond_signal(&s->not_full);
+            pthread_mutex_unlock(&s->lock);
+        }
     }
-    pthread_mutex_unlock(&s->lock);
     return it;
 }
 
@@ -219,6 +287,8 @@ static const Item *peek(Session *s)
 {
     const Item *it;
 
+    if (s->mine)
+        return s->mine;
     pthread_mutex_lock(&s->lock);
     it = s->head;
     pthread_mutex_unlock(&s->lock);
@@ -230,7 +300,7 @@ static bool queue_drained(Session *s)
     bool done;
 
     pthread_mutex_lock(&s->lock);
-    done = s->stream_done && !s->head;
+    done = s->stream_done && !s->head && !s->mine;
     pthread_mutex_unlock(&s->lock);
     return done;
 }
@@ -386,11 +456,10 @@ static void *apply_main(void *arg)
 
 static void free_queue(Session *s)
 {
-    for (Item *it = s->head, *n; it; it = n) {
-        n = it->next;
-        free(it);
-    }
-    s->head = s->tail = NULL;
+    free_items(s->head);
+    free_items(s->mine);
+    s->head = s->tail = s->mine = NULL;
+    atomic_store(&s->bytes, 0);
 }
 
 /* Retained WAL of our slot on the source, or -1 when it cannot be read. */
