@@ -204,28 +204,35 @@ static bool read_excluded(PGconn *src, const char *roots, TableSet *ts)
     return true;
 }
 
-static bool check_foreign_keys(PGconn *src, const char *roots, const TableSet *ts)
+/* res lists reasons to refuse the selection: (count, description) rows.
+ * Logs them as one error with fix, headed "<count> <one|many>"; true when
+ * there are none.  Clears res. */
+static bool none_listed(PGresult *res, const char *fix, const char *one, const char *many)
 {
-    const char *p[2] = {roots, ts->excluded_oids};
-    PGresult *res = conn_query(src, "tables", dangling_fk_sql, 2, p, 2);
     StrBuf list;
-    bool ok;
+    bool ok = PQntuples(res) == 0;
 
-    if (!res)
-        return false;
-    ok = PQntuples(res) == 0;
     strbuf_init(&list);
     for (int i = 0; i < PQntuples(res); i++)
         strbuf_appendf(&list, "%s%s", i ? "; " : "", PQgetvalue(res, i, 1));
     if (!ok)
-        log_msg(LOG_ERROR, list.data,
-                "Add the referenced tables to --tables: the target cannot create a foreign key "
-                "to a table it does not have.",
-                "%s foreign key%s from chosen tables to tables --tables leaves out",
-                PQgetvalue(res, 0, 0), strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "" : "s");
+        log_msg(LOG_ERROR, list.data, fix, "%s %s", PQgetvalue(res, 0, 0),
+                strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? one : many);
     strbuf_free(&list);
     PQclear(res);
     return ok;
+}
+
+static bool check_foreign_keys(PGconn *src, const char *roots, const TableSet *ts)
+{
+    const char *p[2] = {roots, ts->excluded_oids};
+    PGresult *res = conn_query(src, "tables", dangling_fk_sql, 2, p, 2);
+
+    return res && none_listed(res,
+                              "Add the referenced tables to --tables: the target cannot create a "
+                              "foreign key to a table it does not have.",
+                              "foreign key from chosen tables to tables --tables leaves out",
+                              "foreign keys from chosen tables to tables --tables leaves out");
 }
 
 /* Refuse chosen inheritance children whose parent is left out. */
@@ -233,25 +240,13 @@ static bool check_inheritance(PGconn *src, const char *roots)
 {
     const char *p[1] = {roots};
     PGresult *res = conn_query(src, "tables", orphan_child_sql, 1, p, 2);
-    StrBuf list;
-    bool ok;
 
-    if (!res)
-        return false;
-    ok = PQntuples(res) == 0;
-    strbuf_init(&list);
-    for (int i = 0; i < PQntuples(res); i++)
-        strbuf_appendf(&list, "%s%s", i ? "; " : "", PQgetvalue(res, i, 1));
-    if (!ok)
-        log_msg(LOG_ERROR, list.data,
-                "Add the parent tables to --tables, or leave the child tables out: the target "
-                "cannot create a table that inherits from one it does not have.",
-                "%s chosen table%s inherit%s from tables --tables leaves out",
-                PQgetvalue(res, 0, 0), strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "" : "s",
-                strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "s" : "");
-    strbuf_free(&list);
-    PQclear(res);
-    return ok;
+    return res && none_listed(res,
+                              "Add the parent tables to --tables, or leave the child tables out: "
+                              "the target cannot create a table that inherits from one it does "
+                              "not have.",
+                              "chosen table inherits from tables --tables leaves out",
+                              "chosen tables inherit from tables --tables leaves out");
 }
 
 bool tableset_resolve(PGconn *src, const char *spec, TableSet *ts)
