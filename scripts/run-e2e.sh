@@ -13,7 +13,7 @@ tests=${E2E_TESTS:-t/*.pl}
 jobs=${E2E_JOBS:-2}
 
 stage=$(mktemp -d /tmp/pgrelocate-e2e.XXXXXX)
-cleanup() { rm -rf "$stage"; }
+cleanup() { if [ -n "${E2E_KEEP:-}" ]; then echo "--- kept $stage" >&2; else rm -rf "$stage"; fi; }
 trap cleanup EXIT
 cp "$top/pgrelocate" "$stage/"
 cp -r "$top/tests/e2e/." "$stage/"
@@ -51,5 +51,14 @@ for t in $failed; do
 done
 echo "--- prove summary" >&2
 sed -n '/^Test Summary Report/,$p' "$stage/prove.out" >&2
+# Last, compactly: each failed assertion with the lines that explain it
+# (a CI may keep only the last few dozen lines of the output).
+echo "--- failed assertions (at most 3 per script)" >&2
+for t in $failed; do
+  log="$stage/tmp_check/log/regress_log_$(basename "$t" .pl)"
+  [ -f "$log" ] || continue
+  awk -v t="$t" '/not ok [0-9]/ { if (++n > 3) exit; sub(/^\[[^]]*\]\([^)]*\) /, ""); print t ": " $0; k = 5; next }
+                 k > 0 && /#/ { sub(/^\[[^]]*\]\([^)]*\) /, ""); if ($0 !~ /^# *$/) { print "    " substr($0, 1, 160); k-- } }' "$log" >&2
+done
 echo "--- failing scripts: ${failed:-unknown}" >&2
 exit "$status"

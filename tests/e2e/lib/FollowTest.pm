@@ -188,7 +188,10 @@ sub origin_progress
 
 =item wait_caught_up($src, $tgt, $db, %opts) => $lsn or undef
 
-After the load stopped: take the source's pg_current_wal_lsn() (X), then
+After the load stopped: take the source's WAL insert position (X; every
+transaction committed so far has its commit record before it, even under the
+test clusters' synchronous_commit = off, where pg_current_wal_lsn(), the
+write position, can lag behind a visible commit), then
 commit one marker transaction on a published table (public.follow_marker,
 see create_marker; its commit ends after X, so the wait below ends even when
 the last load transaction ended before X) and poll until the target's origin
@@ -205,7 +208,7 @@ sub wait_caught_up
 	my $timeout = $opts{timeout} // 120;
 	my $m = migration($tgt, $db) or do { diag('no pgrelocate.migration on the target'); return undef; };
 	my $lit = RelocateTest::quote_literal($m->{replication_name});
-	my $x = RelocateTest::query($src, $db, 'SELECT pg_current_wal_lsn()');
+	my $x = RelocateTest::query($src, $db, 'SELECT pg_current_wal_insert_lsn()');
 	marker($src, $db);
 	my $ok = poll($tgt, $db,
 		"SELECT coalesce(pg_replication_origin_progress($lit, true) >= '$x', false)",

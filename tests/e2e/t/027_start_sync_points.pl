@@ -5,9 +5,12 @@
 # the caller's side of that protocol in SQL, under a pgbench load:
 #   - a running follower holds the advisory lock callers look for;
 #   - hold: the target stops changing while the source goes on;
-#   - advance to X = the source's WAL position: the target then holds
+#   - advance to X = the source's WAL insert position: the target then holds
 #     exactly the transactions that committed before X: no fewer than the
-#     source had committed before X was read, no more than it had after;
+#     source had committed before X was read, no more than it had after
+#     (the insert position, not pg_current_wal_lsn(): the test clusters
+#     run synchronous_commit = off, so a transaction can be committed and
+#     visible before its commit record is written, past the write position);
 #   - release: apply goes on and catches up;
 #   - a caller that goes away: the hold expires and apply goes on;
 #   - one live sync point at a time;
@@ -81,7 +84,7 @@ is(q_tgt("SELECT '$applied'::pg_lsn <= remote_lsn FROM pg_catalog.pg_replication
 
 # 2. advance to X: exactly the transactions committed before X
 my $before = FollowTest::counter_rows($src, $db);
-my $x = q_src('SELECT pg_catalog.pg_current_wal_lsn()');
+my $x = q_src('SELECT pg_catalog.pg_current_wal_insert_lsn()');
 my $after = FollowTest::counter_rows($src, $db);
 set_state($id, 'advancing', "target_lsn = '$x'");
 ok(wait_state($id, 'reached', 30), "the follower reached the sync point $x");
@@ -123,7 +126,7 @@ my $stats = FollowTest::load_stop($load);
 is($stats->{failed_runs}, 0, 'every pgbench run succeeded');
 my $id4 = request(30000);
 ok(wait_state($id4, 'holding', 30), 'held for the finish');
-my $end = q_src('SELECT pg_catalog.pg_current_wal_lsn()');
+my $end = q_src('SELECT pg_catalog.pg_current_wal_insert_lsn()');
 set_state($id4, 'advancing', "target_lsn = '$end'");
 ok(wait_state($id4, 'reached', 30), 'an idle source: reached thanks to the stream passing X');
 set_state($id4, 'finish');
