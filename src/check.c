@@ -956,21 +956,42 @@ static void check_tools(CheckRun *r)
 
 /* ---- running the checks ------------------------------------------------ */
 
+/* Without --tables, a migration already begun on the target moves only
+ * the tables its own --tables chose: the checks judge those.  NULL when
+ * there is none (or the target cannot tell). */
+static char *recorded_tables(CheckRun *r)
+{
+    MigrationState st;
+    bool exists = false;
+    char *spec = NULL;
+
+    if (!r->tgt || !state_exists(r->tgt, &exists) || !exists)
+        return NULL;
+    memset(&st, 0, sizeof(st));
+    if (state_load(r->tgt, &st) && st.tables_filter)
+        spec = xstrdup(st.tables_filter);
+    state_free(&st);
+    return spec;
+}
+
 /* --tables: which tables the other checks judge.  A selection copy and
  * start would refuse is a FAIL, and the checks of tables are not run. */
 static void choose_tables(CheckRun *r)
 {
     char *spec = cli_join_list(&r->o->tables);
+    const char *from = "--tables";
     char why[512];
 
+    if (!spec && (spec = recorded_tables(r)))
+        from = "the migration on the target was begun with --tables";
     if (!spec)
         return;
     r->have_ts = tableset_resolve(r->src, spec, &r->ts);
     if (r->have_ts) {
         add_result(r, "tables.selection", CHECK_PASS, NULL,
-                   "--tables \"%s\": %d table%s chosen (a partitioned table with its "
+                   "%s \"%s\": %d table%s chosen (a partitioned table with its "
                    "partitions), %d relation%s left out; the checks below judge the chosen ones",
-                   spec, r->ts.nchosen, r->ts.nchosen == 1 ? "" : "s", r->ts.ndump_excludes,
+                   from, spec, r->ts.nchosen, r->ts.nchosen == 1 ? "" : "s", r->ts.ndump_excludes,
                    r->ts.ndump_excludes == 1 ? "" : "s");
     } else {
         r->ts_failed = true;
@@ -978,7 +999,7 @@ static void choose_tables(CheckRun *r)
         add_result(r, "tables.selection", CHECK_FAIL,
                    "correct --tables as the error above says; the checks of tables run once "
                    "it is accepted",
-                   "--tables \"%s\" is refused: %s", spec, why);
+                   "%s \"%s\" is refused: %s", from, spec, why);
     }
     free(spec);
 }

@@ -76,7 +76,9 @@ static const CommandSpec commands[] = {
      "--tables checks a subset migration: the selection is resolved as copy and start would\n"
      "(a pattern matching nothing or a foreign key to a table left out is a FAIL), and the\n"
      "checks of tables (privileges, row-level security, replica identity, unlogged tables,\n"
-     "materialized views, size and copy estimate) judge only the chosen tables.",
+     "materialized views, size and copy estimate) judge only the chosen tables. Without\n"
+     "--tables, against a target where a migration with --tables has begun, the checks judge\n"
+     "the selection recorded there.",
      check_options, copy_required},
     {"start", cmd_start, "copy the database, then follow its changes until the cutover",
      "pgrelocate start --source URI --target URI [options]",

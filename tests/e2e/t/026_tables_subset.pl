@@ -240,6 +240,18 @@ RelocateTest::copy_fails_like('B: --resume with other --tables',
 	%copy_conn, args => [ '--resume', '--tables', 'shop.*' ]);
 RelocateTest::copy_ok('B: --resume without --tables goes on with the recorded ones', %copy_conn,
 	args => ['--resume']);
+{
+	# check without --tables against that target judges the recorded selection
+	my $r = RelocateTest::run_copy(%copy_conn, command => 'check', args => ['--json']);
+	my $doc = eval { JSON::PP->new->decode($r->{stdout}) } // {};
+	my %c = map { $_->{name} => "$_->{status} $_->{message}" } @{ $doc->{checks} // [] };
+	like($c{'tables.selection'} // '',
+		qr/^PASS the migration on the target was begun with --tables "SHOP\.\*,public\.ev\*, "shop"\."Order Items"": 4 tables chosen/,
+		'B: check without --tables judges the selection recorded on the target')
+	  or diag("stdout:\n$r->{stdout}\nstderr:\n$r->{stderr}");
+	is($c{'tables.replica_identity'} // '', 'PASS every table has a primary key or a replica identity',
+		'B: ... so the table without a key it leaves out is not reported');
+}
 
 # --- C. start a subset, then follow ---
 my $run = FollowTest::start_bg($src, $tgt, $db,
