@@ -159,6 +159,17 @@ static void pend_clear(Apply *a)
     a->pend_bytes = 0;
 }
 
+/* Did this failed result (or none) come from losing the connection: libpq's
+ * own error (no SQLSTATE), a connection exception, or the server shutting
+ * down or terminating the session?  Then reconnecting can go on. */
+static bool connection_error(const PGconn *conn, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return !res || PQstatus(conn) == CONNECTION_BAD || !state || strncmp(state, "08", 2) == 0 ||
+           strncmp(state, "57P0", 4) == 0;
+}
+
 /* Judge one result of the oldest unread statement p; false when it failed
  * (reported once per apply: later statements fail because of the first). */
 static bool judge_result(Apply *a, const Pending *p, PGresult *res)
@@ -168,11 +179,9 @@ static bool judge_result(Apply *a, const Pending *p, PGresult *res)
     if (st == PGRES_PIPELINE_ABORTED)
         return false;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-        /* no SQLSTATE: libpq's own error (the connection broke) */
-        if (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
+        if (connection_error(a->tgt, res))
             a->conn_lost = true;
         if (!a->reported)
             log_msg(LOG_ERROR, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
@@ -203,12 +212,17 @@ static void read_next(Apply *a)
 
     if (p->sync) {
         if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-            if (!a->reported)
+            /* a session the server ended (a target restart) shows up here
+             * when its error arrives where a sync was due: reconnect */
+            bool lost = connection_error(a->tgt, res);
+
+            if (!a->reported && lost)
+                log_error("[apply] connection to the target lost: %s", PQerrorMessage(a->tgt));
+            else if (!a->reported)
                 log_error("[apply] lost track of the pipeline (%s): %s",
                           PQresStatus(PQresultStatus(res)), PQerrorMessage(a->tgt));
             a->reported = a->failed = true;
-            if (!res)
-                a->conn_lost = true;
+            a->conn_lost = a->conn_lost || lost;
         }
         a->pdone++;
     } else if (!res) { /* this statement's results are all read */
@@ -222,6 +236,17 @@ static void read_next(Apply *a)
     PQclear(res);
 }
 
+/* Log libpq's error once per apply (later failures follow from the first;
+ * an empty message would print a bare "[apply]"). */
+static void report_conn_error(Apply *a)
+{
+    const char *msg = PQerrorMessage(a->tgt);
+
+    if (!a->reported)
+        log_error("[apply] %s", msg && *msg ? msg : "the connection to the target was lost");
+    a->reported = true;
+}
+
 /* Read every result that has arrived, without waiting.  false when the
  * apply failed (now or before). */
 static bool drain_ready(Apply *a)
@@ -230,7 +255,7 @@ static bool drain_ready(Apply *a)
         return false;
     if (PQconsumeInput(a->tgt) != 1) {
         a->conn_lost = a->failed = true;
-        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        report_conn_error(a);
         return false;
     }
     while (a->pdone < a->npend && !a->failed && !PQisBusy(a->tgt))
@@ -242,7 +267,7 @@ static bool send_sync(Apply *a)
 {
     if (PQpipelineSync(a->tgt) != 1) {
         a->conn_lost = a->failed = true;
-        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        report_conn_error(a);
         return false;
     }
     pend_push(a, 0, NULL);
@@ -413,7 +438,7 @@ static PGresult *query_outside_pipeline(Apply *a, const char *sql, int n, const 
     PGresult *res;
 
     if (!sync_check(a) || PQexitPipelineMode(a->tgt) != 1) {
-        log_error("[apply] %s", PQerrorMessage(a->tgt));
+        report_conn_error(a);
         return NULL;
     }
     res = conn_query(a->tgt, "apply", sql, n, p, nfields);

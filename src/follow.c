@@ -50,7 +50,8 @@ typedef struct Session {
     atomic_uint_fast64_t keepalive_lsn; /* the server's last keepalive position */
     atomic_uint_fast64_t pushed, processed;
     atomic_int_fast64_t applied_txns, applied_rows; /* published by the apply thread */
-    atomic_bool apply_idle;                         /* no batch open on the target */
+    atomic_bool apply_idle; /* no batch open on the target, and none failed: what was
+                             * received is durable, so the keepalive may be confirmed */
     Stream *stream;
     PGconn *tgt;
     Apply *apply;
@@ -335,7 +336,11 @@ static bool commit_now(Session *s)
     bool ok = apply_commit(s->apply);
 
     atomic_store(&s->committed_lsn, apply_committed_lsn(s->apply));
-    atomic_store(&s->apply_idle, !apply_batch_open(s->apply));
+    /* a failed commit closes the batch without making it durable: never
+     * idle then, or the stream thread would confirm its keepalive position
+     * to the source, past transactions the target does not hold, and the
+     * slot would not send them again (lost for good; 022 E caught it) */
+    atomic_store(&s->apply_idle, ok && !apply_batch_open(s->apply));
     publish_metrics(s);
     return ok;
 }
@@ -543,8 +548,10 @@ static void control_poll(Control *c)
     }
 }
 
-/* One connection pair, until stop, failure or a lost connection. */
-static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost)
+/* One connection pair, until stop, failure or a lost connection; *progressed
+ * when both connections came up and streaming began (the reconnect backoff
+ * grows only while reconnecting fails). */
+static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, bool *progressed)
 {
     ConnOpts to = {
         .side = CONN_TARGET, .app_name = "pgrelocate apply", .client_encoding = o->client_encoding};
@@ -555,6 +562,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost)
     PGconn *monitor = NULL;
 
     *lost = true;
+    *progressed = false;
     if (!(s.tgt = conn_open(o->target, &to)))
         return FOLLOW_STOPPED;
     if (!(s.apply = apply_create(s.tgt, o->origin))) {
@@ -574,6 +582,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost)
         conn_close(s.tgt);
         return FOLLOW_STOPPED;
     }
+    *progressed = true;
     log_info("[%s] streaming changes from %s", label(o),
              lsn_format(apply_committed_lsn(s.apply), lsn));
     pthread_mutex_init(&s.lock, NULL);
@@ -631,18 +640,17 @@ FollowResult follow_run(const FollowOpts *o)
     if (!(c.sync = syncpoint_follower_open(c.ci)))
         return FOLLOW_FAILED;
     for (;;) {
-        bool lost;
-        int64_t began = now_ms();
+        bool lost, progressed;
 
-        r = run_session(o, &c, &lost);
+        r = run_session(o, &c, &lost, &progressed);
         if (r == FOLLOW_FAILED || r == FOLLOW_FINISHED)
             break;
         if (*o->stop) {
             r = FOLLOW_STOPPED;
             break;
         }
-        if (now_ms() - began > 60000)
-            backoff = 1; /* it ran well for a while: this is a new problem */
+        if (progressed)
+            backoff = 1; /* it was connected and streaming: a new problem */
         if (lost) {
             log_notice("[%s] connection lost; reconnecting in %d s", label(o), backoff);
             for (int i = 0; i < backoff * 10 && !*o->stop; i++) {

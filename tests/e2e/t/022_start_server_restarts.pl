@@ -7,6 +7,7 @@
 #   C. target: fast shutdown, start
 #   D. target: immediate shutdown (crash), start: progress comes back from
 #      the replication origin, committed with the applied changes
+#   E. target: the apply session terminated 8 times at random moments
 #
 # After each one the target applies changes committed on the source after
 # the restart (the tool reconnected); start never exits on its own.  In the
@@ -19,6 +20,7 @@ use warnings;
 
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
 use RelocateTest;
 use FollowTest;
 
@@ -64,6 +66,24 @@ $tgt->stop('immediate');
 $tgt->start;
 applies_new_changes('D. target immediate stop', 500);
 
+# E. the target ends the apply session (pg_terminate_backend, as a DBA or a
+# failover would) at 8 random moments: wherever its error lands in the
+# pipeline (a statement's result or a pipeline sync), start reconnects
+my $killed = 0;
+for my $i (1 .. 8)
+{
+	Time::HiRes::usleep(int(rand(400_000)) + 50_000);
+	$killed += RelocateTest::query($tgt, $db,
+		"SELECT count(*) FROM pg_stat_activity, pg_terminate_backend(pid) "
+		  . "WHERE application_name = 'pgrelocate apply'");
+	last unless FollowTest::running($run);
+	# the next kill finds the new session once start reconnected
+	FollowTest::poll($tgt, $db,
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate apply'", 60, $run);
+}
+cmp_ok($killed, '>=', 4, "E. the apply session was terminated $killed times");
+applies_new_changes('E. apply session terminated', 300);
+
 my $stats = FollowTest::load_stop($load);
 my $x = FollowTest::wait_caught_up($src, $tgt, $db, flush => 1, run => $run);
 ok(defined $x, 'the target caught up after the load stopped');
@@ -73,8 +93,13 @@ FollowTest::counter_exact($src, $tgt, $db, $stats);
 my $r = FollowTest::stop_run($run, 'INT');
 is($r->{exit}, 0, 'SIGINT after the restarts: exit status 0')
   or diag("exit $r->{exit}, signal $r->{signal}\nstderr:\n$r->{stderr}");
-my $reconnects = () = $r->{stderr} =~ /connection lost; reconnecting/g;
-cmp_ok($reconnects, '>=', 4, 'start said it lost the connection and reconnected (each restart)');
+my @delays = $r->{stderr} =~ /connection lost; reconnecting in (\d+) s/g;
+cmp_ok(scalar @delays, '>=', 5, 'start said it lost the connection and reconnected (each restart)');
+# a session that was connected and streaming was healthy: the next loss is a new
+# problem and waits 1 s again, not twice the last wait (12 losses would
+# otherwise have reached the 30 s cap)
+cmp_ok((sort { $b <=> $a } @delays)[0], '<=', 8,
+	'the reconnect delay starts again at 1 s after a session that was streaming (' . join(',', @delays) . ')');
 unlike($r->{stderr}, qr/AddressSanitizer|runtime error:|Segmentation/, 'no crash report');
 
 done_testing();
