@@ -308,6 +308,7 @@ static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
         return s;
     if (!state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid))
         return SNAPSHOT_ERROR;
+    snapshot_keeper_confirm(&r->keeper);
     snapshot_end_keeper_backend(r->src, old_pid);
     log_info("continuing at the snapshot of the interrupted run");
     return SNAPSHOT_OK;
@@ -329,7 +330,10 @@ static bool take_snapshot(CopyRun *r, const char *previous, bool *gone)
         return false;
     log_debug("[snapshot] %s held by keeper pid %d (backend %d)", r->keeper.name,
               (int)r->keeper.pid, r->keeper.backend_pid);
-    return state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid);
+    if (!state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid))
+        return false;
+    snapshot_keeper_confirm(&r->keeper);
+    return true;
 }
 
 /* Open a transaction on conn that sees the copy snapshot. */
@@ -477,8 +481,11 @@ static bool take_slot_snapshot(CopyRun *r)
     r->st.slot_lsn = r->keeper.slot_lsn;
     log_info("[slot] created replication slot %s at %s", r->st.replication_name,
              lsn_format(r->keeper.slot_lsn, lsn));
-    return state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid) &&
-           state_set_slot_lsn(r->tgt, r->keeper.slot_lsn);
+    if (!state_set_snapshot(r->tgt, r->keeper.name, r->keeper.backend_pid) ||
+        !state_set_slot_lsn(r->tgt, r->keeper.slot_lsn))
+        return false;
+    snapshot_keeper_confirm(&r->keeper);
+    return true;
 }
 
 /* start: replica identity for key-less tables (recorded first, so cleanup

@@ -3,8 +3,9 @@
  *
  * Pipes: result (child -> parent): one line, "OK <name> <backend pid>" or
  * "GONE <message>" or "ERR <message>".  control (parent -> child): the
- * byte 'r' means release now; end of file without it means the parent is
- * gone: hold for the grace period, then exit.
+ * byte 'r' means release now; 'k' that the state names the snapshot; end
+ * of file without 'r' means the parent is gone: after 'k', hold for the
+ * grace period, then exit; before it, exit at once.
  */
 #include "snapshot.h"
 
@@ -66,6 +67,7 @@ static int64_t now_ms(void)
 static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
 {
     int64_t deadline = -1;
+    bool kept = false; /* the parent recorded the snapshot in the state */
 
     for (;;) {
         struct pollfd pf[2];
@@ -92,7 +94,13 @@ static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
 
             if (got == 1 && c == 'r')
                 return;
-            if (got <= 0) { /* parent gone: hold for the grace period */
+            if (got == 1 && c == 'k')
+                kept = true;
+            if (got <= 0) {
+                /* parent gone: hold for the grace period, if the state names
+                 * this snapshot; else nobody could ever use it */
+                if (!kept)
+                    return;
                 close(control_fd);
                 control_fd = -1;
                 deadline = now_ms() + grace_ms;
@@ -382,6 +390,15 @@ void snapshot_keeper_release(SnapshotKeeper *k)
         while (waitpid(k->pid, NULL, 0) < 0 && errno == EINTR)
             ;
         k->pid = 0;
+    }
+}
+
+void snapshot_keeper_confirm(SnapshotKeeper *k)
+{
+    if (k->control_fd >= 0) {
+        ssize_t n = write(k->control_fd, "k", 1);
+
+        (void)n;
     }
 }
 

@@ -65,6 +65,12 @@ void snapshot_end_keeper_backend(PGconn *src, int backend_pid);
 /* Normal end: the keeper commits and exits now; waits for it. */
 void snapshot_keeper_release(SnapshotKeeper *k);
 
+/* The state now names the keeper's snapshot: if pgrelocate dies from now
+ * on, the keeper holds it for the grace period so a resumed run continues
+ * at it.  Before this, a dead parent's keeper lets go at once (no run could
+ * find its snapshot). */
+void snapshot_keeper_confirm(SnapshotKeeper *k);
+
 /* Leave the keeper running on its grace period (interrupted run): close the
  * control pipe without releasing. */
 void snapshot_keeper_abandon(SnapshotKeeper *k);

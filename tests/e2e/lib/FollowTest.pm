@@ -592,9 +592,16 @@ SQL
 sub wait_for_no_tool_sessions
 {
 	my ($node, $timeout_s) = @_;
-	return RelocateTest::wait_until($node, 'postgres',
+	my $ok = RelocateTest::wait_until($node, 'postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgrelocate%'",
 		'0', $timeout_s // 30);
+	# which ones, for the failure report
+	diag("left on the server:\n" . RelocateTest::query($node, 'postgres',
+			"SELECT string_agg(format('pid %s %s (%s) %s since %s, xmin %s: %s', pid, "
+			  . "application_name, backend_type, state, backend_start, backend_xmin, "
+			  . "left(query, 120)), E'\\n') FROM pg_stat_activity WHERE application_name LIKE 'pgrelocate%'"))
+	  unless $ok;
+	return $ok;
 }
 
 =pod
