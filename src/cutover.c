@@ -683,9 +683,13 @@ static bool sequences_started(Cutover *c)
     return false;
 }
 
-/* Wait for the pass started by sequences_started. */
-static bool do_sequences(Cutover *c)
+/* Wait for the pass started by sequences_started.  The pass before the
+ * pause only warms the caches: what it did is logged at debug level, and
+ * the final pass's outcome once. */
+static bool do_sequences(Cutover *c, bool final)
 {
+    LogLevel level = final ? LOG_INFO : LOG_DEBUG;
+
     if (c->seq_running) {
         pthread_join(c->seq_thread, NULL);
         c->seq_running = false;
@@ -696,10 +700,12 @@ static bool do_sequences(Cutover *c)
         set_reason(c, "could not set the sequences on the %s", c->to_side);
         return false;
     }
-    log_info("%s set %d sequence(s) on the %s", c->ctx, c->seq.set, c->to_side);
+    log_msg(level, NULL, NULL, "%s set %d sequence(s) on the %s%s", c->ctx, c->seq.set, c->to_side,
+            final ? "" : " (before the pause; again in it)");
     if (c->seq.kept)
-        log_info("%s kept %d sequence(s) on the %s further along than on the %s: %s", c->ctx,
-                 c->seq.kept, c->to_side, c->from_side, c->seq.kept_names);
+        log_msg(level, NULL, NULL,
+                "%s kept %d sequence(s) on the %s further along than on the %s: %s", c->ctx,
+                c->seq.kept, c->to_side, c->from_side, c->seq.kept_names);
     return true;
 }
 
@@ -985,7 +991,7 @@ static bool prepare(Cutover *c, bool *already)
         return false;
     /* Sequences once before the pause (again, final, during it): the
      * catalogs are cached then, and the pass in the pause is quick. */
-    return do_sequences(c);
+    return do_sequences(c, false);
 }
 
 static int run(Cutover *c)
@@ -1015,7 +1021,7 @@ static int run(Cutover *c)
     if (!do_drain(c))
         goto abort;
     step_done(c, "drain");
-    if (!do_sequences(c))
+    if (!do_sequences(c, true))
         goto abort;
     step_done(c, "sequences");
     if (c->o->dry_run) {
