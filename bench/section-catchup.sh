@@ -91,9 +91,10 @@ catchup_lag() {
 }
 
 catchup_record() {
-  local who=$1 secs=$2 lag=$3 tps wal
-  tps=$(awk -v n="$CATCHUP_TXNS" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
-  wal=$(awk -v b="$CATCHUP_WAL" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }')
+  local who=$1 secs=$2 lag=$3 tps=- wal=-
+  # secs is "timeout" or "incomplete" when the run did not catch up
+  [[ $secs =~ ^[0-9.]+$ ]] && tps=$(awk -v n="$CATCHUP_TXNS" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+  [[ $secs =~ ^[0-9.]+$ ]] && wal=$(awk -v b="$CATCHUP_WAL" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }')
   CATCHUP_RESULTS+=("$who|$CATCHUP_TXNS|$secs|$tps|$wal|${lag% *}|${lag#* }")
   bench_log "$who: $CATCHUP_TXNS transactions in $secs s = $tps tps ($wal MB/s of WAL); lag p50/p99 ${lag% *}/${lag#* } s"
 }
@@ -118,7 +119,7 @@ catchup_pgrelocate() {
   t0=$(bench_now)
   cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" >>"$log" 2>&1 &
   pid=$!
-  secs=$(catchup_wait_rows "$want" "$t0") || secs=timeout
+  secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
   lag=$(catchup_lag "pgrelocate stream")
   # caught up before it stops: the native run starts from this target and
   # needs every row of the lag phase on it
@@ -147,7 +148,7 @@ catchup_native() {
   want=$(catchup_rows source)
   t0=$(bench_now)
   catchup_q target "alter subscription bench_sub enable" >>"$log" 2>&1
-  secs=$(catchup_wait_rows "$want" "$t0") || secs=timeout
+  secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
   lag=$(catchup_lag bench_sub)
   catchup_record native "$secs" "$lag"
   catchup_q target "drop subscription bench_sub" >>"$log" 2>&1
@@ -173,7 +174,7 @@ bench_report_catchup() {
     [ "$who" = pgrelocate ] && ours=$tps
     [ "$who" = native ] && theirs=$tps
   done
-  [ -n "$ours" ] && [ -n "$theirs" ] && [ "$theirs" != 0 ] &&
+  [[ $ours =~ ^[0-9]+$ && $theirs =~ ^[0-9]+$ && $theirs != 0 ]] &&
     awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "pgrelocate/native apply rate = %.2fx\n", a / b }'
   return 0
 }
