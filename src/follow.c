@@ -25,6 +25,14 @@
 #define FEEDBACK_MS      5000
 #define FEEDBACK_SOON_MS 100 /* after a commit, tell the server within this */
 #define BACKOFF_MAX_S    30
+/* Backlog reading: over BATCH_RATE_BYTES per BATCH_WINDOW_MS, the stream
+ * thread asks to be woken once per BATCH_WAKE_BYTES (not once per send of
+ * the walsender, whose wake-ups of a sleeping reader cost it about a third
+ * of its time), and waits at most BATCH_WAIT_MS for a batch to fill. */
+#define BATCH_WINDOW_MS  100
+#define BATCH_RATE_BYTES ((size_t)256 << 10)
+#define BATCH_WAKE_BYTES (32 << 10)
+#define BATCH_WAIT_MS    10
 
 typedef struct Item {
     struct Item *next;
@@ -184,11 +192,28 @@ static void *stream_main(void *arg)
     bool alive = true; /* the server has not ended the stream */
     Lsn sent_flush = 0;
     Staged staged = {0};
+    int64_t window_end = now_ms() + BATCH_WINDOW_MS;
+    size_t window_bytes = 0;
+    bool batching = false;
 
     for (;;) {
         WalMsg msg;
         StreamStatus st;
         bool reply = false;
+
+        if (now_ms() >= window_end) {
+            bool want = window_bytes >= BATCH_RATE_BYTES;
+
+            if (want != batching) {
+                stream_set_wake_bytes(s->stream, want ? BATCH_WAKE_BYTES : 1);
+                log_debug("[stream] %s (%zu bytes in %d ms)",
+                          want ? "backlog: reading in batches" : "reading as changes arrive",
+                          window_bytes, BATCH_WINDOW_MS);
+            }
+            batching = want;
+            window_bytes = 0;
+            window_end = now_ms() + BATCH_WINDOW_MS;
+        }
 
         /* hand over a full group, or whatever is staged before waiting */
         if (staged.count >= STAGE_ITEMS || staged.bytes >= STAGE_BYTES) {
@@ -197,7 +222,7 @@ static void *stream_main(void *arg)
         } else if (!staged.head && apply_ended(s)) {
             break;
         }
-        st = stream_read(s->stream, staged.head ? 0 : 100, &msg);
+        st = stream_read(s->stream, staged.head ? 0 : batching ? BATCH_WAIT_MS : 100, &msg);
         if (st == STREAM_TIMEOUT && staged.head) {
             if (!publish(s, &staged, &keepalive_end))
                 break;
@@ -211,6 +236,7 @@ static void *stream_main(void *arg)
             if (msg.u.xlogdata.end_lsn > atomic_load(&s->server_end_lsn))
                 atomic_store(&s->server_end_lsn, msg.u.xlogdata.end_lsn);
             stage(&staged, msg.u.xlogdata.data, msg.u.xlogdata.len);
+            window_bytes += msg.u.xlogdata.len;
         } else if (st == STREAM_FRAME && msg.type == WALMSG_KEEPALIVE) {
             /* everything received before a keepalive is queued before its
              * position is known (held() relies on it) */

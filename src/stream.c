@@ -11,11 +11,13 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 struct Stream {
     PGconn *conn;
-    char *frame; /* last frame from PQgetCopyData, freed on the next read */
+    char *frame;    /* last frame from PQgetCopyData, freed on the next read */
+    int wake_bytes; /* SO_RCVLOWAT in force (1: the kernel's default) */
 };
 
 int stream_proto_for_server(int v)
@@ -57,6 +59,7 @@ Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, in
     PQclear(res);
     s = xcalloc(1, sizeof(*s));
     s->conn = conn;
+    s->wake_bytes = 1;
     return s;
 }
 
@@ -70,9 +73,22 @@ void stream_close(Stream *s)
     free(s);
 }
 
+void stream_set_wake_bytes(Stream *s, int bytes)
+{
+    if (bytes < 1)
+        bytes = 1;
+    if (bytes == s->wake_bytes)
+        return;
+    /* best effort: where the option does nothing (a Unix socket), the
+     * reader is woken for every arrival, as before */
+    if (setsockopt(PQsocket(s->conn), SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) == 0)
+        s->wake_bytes = bytes;
+}
+
 StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg)
 {
     char err[WALMSG_ERR_SIZE];
+    bool timed_out = false;
 
     if (s->frame) {
         PQfreemem(s->frame);
@@ -101,10 +117,16 @@ StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg)
             log_error("[stream] %s", PQerrorMessage(s->conn));
             return STREAM_ERROR;
         }
+        if (timed_out)
+            return STREAM_TIMEOUT;
         if (poll(&pf, 1, timeout_ms) < 0 && errno != EINTR)
             return STREAM_ERROR;
-        if (!(pf.revents & (POLLIN | POLLERR | POLLHUP)))
-            return STREAM_TIMEOUT;
+        if (!(pf.revents & (POLLIN | POLLERR | POLLHUP))) {
+            /* fewer than wake_bytes may be waiting: take them, once */
+            if (s->wake_bytes <= 1)
+                return STREAM_TIMEOUT;
+            timed_out = true;
+        }
         if (!PQconsumeInput(s->conn)) {
             log_error("[stream] connection to the source lost: %s", PQerrorMessage(s->conn));
             return STREAM_ERROR;

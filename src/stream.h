@@ -29,6 +29,12 @@ Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, in
                      const char *publication);
 void stream_close(Stream *s);
 
+/* Wake the reader only once this many bytes have arrived (SO_RCVLOWAT):
+ * while the source sends a backlog, one wake-up per batch instead of one per
+ * send, which the sending walsender pays for.  stream_read still returns
+ * what arrived when its timeout ends.  1 restores the default. */
+void stream_set_wake_bytes(Stream *s, int bytes);
+
 /* Wait up to timeout_ms for one frame. */
 StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg);
 

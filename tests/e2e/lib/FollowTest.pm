@@ -84,7 +84,11 @@ Run C<pgrelocate cleanup>; the first asserts exit status 0.
 sub conn
 {
 	my ($src, $tgt, $db) = @_;
-	return (source => $src->connstr($db), target => $tgt->connstr($db));
+	my $source =
+	  $src->{pgr_tcp}
+	  ? 'host=127.0.0.1 port=' . $src->port . " dbname=$db"
+	  : $src->connstr($db);
+	return (source => $source, target => $tgt->connstr($db));
 }
 
 sub start_bg

@@ -90,6 +90,8 @@ Init and start a source and a target cluster, and create the database(s).
   dbname       database created on both nodes (default 'app'); may be an
                array ref of names
   source_conf  extra postgresql.conf lines for the source
+  source_tcp   the source also listens on 127.0.0.1, and FollowTest::conn
+               gives the tool a TCP connection string for it
   target_conf  extra postgresql.conf lines for the target
   roles        create the shared roles of create_roles() (default 1)
 
@@ -136,7 +138,11 @@ sub new_pair
 		'wal_level = logical',
 		'max_replication_slots = 10',
 		'max_wal_senders = 10',
+		($opts{source_tcp} ? "listen_addresses = '127.0.0.1'" : ''),
 		$opts{source_conf} // '');
+	# the tool then reaches the source over TCP (FollowTest::conn), as in
+	# production, where the stream's socket options take effect
+	$src->{pgr_tcp} = 1 if $opts{source_tcp};
 
 	my $tgt = PostgreSQL::Test::Cluster->new("${name}_target");
 	$tgt->init(allows_streaming => 'logical');

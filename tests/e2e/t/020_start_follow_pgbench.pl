@@ -23,7 +23,7 @@ use RelocateTest;
 use FollowTest;
 
 my $db = 'app';
-my ($src, $tgt) = RelocateTest::new_pair(dbname => $db);
+my ($src, $tgt) = RelocateTest::new_pair(dbname => $db, source_tcp => 1);
 my $scale = 5;    # 500,000 accounts: the copy takes a few seconds
 
 FollowTest::setup_pgbench($src, $db, scale => $scale, foreign_keys => 1);
@@ -71,6 +71,29 @@ is(RelocateTest::query($src, $db, 'SELECT count(*) FROM pg_replication_slots WHE
 my $name = FollowTest::migration($tgt, $db)->{replication_name};
 cmp_ok(FollowTest::origin_progress($tgt, $db, $name), 'ne', '0/0', 'the origin holds progress');
 FollowTest::compare_tables($src, $tgt, $db);
+
+# 4b. a backlog while start is stopped: one transaction of 100,000 rows and
+# 2,000 small ones, then start again (over TCP, -v).  The stream reads the
+# backlog in batches (SO_RCVLOWAT) and goes back to reading each change as
+# it arrives once it caught up; the target still equals the source.
+$src->safe_psql($db, 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) '
+	  . 'SELECT g % 10 + 1, 1, g, g, now() FROM generate_series(1, 100000) g');
+my $small = "$PostgreSQL::Test::Utils::tmp_check/020_small.sql";
+PostgreSQL::Test::Utils::append_to_file($small,
+	"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:client_id + 1, 1, 1, 1, now());\n");
+$src->command_ok([ 'pgbench', '-n', '-c', 4, '-t', 500, '-f', $small, '-h', $src->host, '-p', $src->port, $db ],
+	'2,000 small transactions while start is stopped');
+$run = FollowTest::start_bg($src, $tgt, $db, args => [ '--replica-identity-full', '-v' ]);
+$x = FollowTest::wait_caught_up($src, $tgt, $db, flush => 1);
+ok(defined $x, 'the backlog made while start was stopped is applied');
+FollowTest::compare_tables($src, $tgt, $db);
+# idle windows after the catch-up switch the batching off again
+RelocateTest::wait_until($src, $db, 'SELECT pg_sleep(0.3) IS NOT NULL', 't', 5);
+$r = FollowTest::stop_run($run, 'INT');
+is($r->{exit}, 0, 'the second run of start: exit 0 on SIGINT')
+  or diag("stderr:\n$r->{stderr}");
+like($r->{stderr}, qr/\[stream\] backlog: reading in batches.*\[stream\] reading as changes arrive/s,
+	'the stream read the backlog in batches, then each change as it arrived');
 
 # 5. cleanup
 FollowTest::cleanup_ok('cleanup', $src, $tgt, $db);

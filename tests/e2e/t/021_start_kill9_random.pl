@@ -29,7 +29,7 @@ my $KILLS_IN_FOLLOW = 12;    # at least
 my $KILLS           = 21;    # at least, in all
 
 my $db = 'app';
-my ($src, $tgt) = RelocateTest::new_pair(dbname => $db);
+my ($src, $tgt) = RelocateTest::new_pair(dbname => $db, source_tcp => 1);
 my $scale = 3;               # 300,000 accounts: a copy of a few seconds
 FollowTest::setup_pgbench($src, $db, scale => $scale);
 my @args = ('--replica-identity-full', '--jobs', 2);

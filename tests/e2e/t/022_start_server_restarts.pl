@@ -27,6 +27,7 @@ use FollowTest;
 my $db = 'app';
 my ($src, $tgt) = RelocateTest::new_pair(
 	dbname      => $db,
+	source_tcp  => 1,
 	source_conf => 'synchronous_commit = on');
 FollowTest::setup_pgbench($src, $db, scale => 1);
 
