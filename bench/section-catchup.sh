@@ -15,6 +15,7 @@ BENCH_CATCHUP_SECONDS=${BENCH_CATCHUP_SECONDS:-30}
 BENCH_LAG_SECONDS=${BENCH_LAG_SECONDS:-20}
 BENCH_LAG_TPS=${BENCH_LAG_TPS:-500}
 CATCHUP_RESULTS=() # "contender|txns|seconds|tps|wal_mb_s|p50|p99"
+CATCHUP_CPU=()     # "contender|source µs|target µs|tool µs|machine busy %"
 
 catchup_q() { cl_query "$1" "$BENCH_DB" "$2"; }
 
@@ -90,6 +91,42 @@ catchup_lag() {
     printf "%.3f %.3f\n", v[i50], v[i99] }'
 }
 
+# CPU time (clock ticks, user + system) of the given processes that are
+# alive now.  comm, field 2 of /proc/PID/stat, may hold spaces: cut at ')'.
+catchup_ticks() {
+  local pid sum=0 t
+  for pid in "$@"; do
+    t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || continue
+    sum=$((sum + ${t:-0}))
+  done
+  echo "$sum"
+}
+catchup_cluster_ticks() {
+  local pm
+  pm=$(head -n 1 "$CL_DIR/$1/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+  # shellcheck disable=SC2046 # one pid a word
+  catchup_ticks "$pm" $(pgrep -P "$pm")
+}
+# "source target tool busy total": ticks of each side's processes (the
+# source cluster, the target cluster, pgrelocate) and of the machine (busy,
+# all), for the CPU cost per applied transaction.  Processes that end inside
+# the window are not counted: none of the contenders' does.
+catchup_cpu() {
+  # shellcheck disable=SC2046
+  echo "$(catchup_cluster_ticks source) $(catchup_cluster_ticks target)" \
+    "$(catchup_ticks $(pgrep -f "^$CL_DIR/pgrelocate start"))" \
+    "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
+}
+catchup_cpu_record() {
+  local who=$1 hz
+  hz=$(getconf CLK_TCK)
+  # shellcheck disable=SC2086 # "before after", ten numbers
+  CATCHUP_CPU+=("$who|$(echo $2 $3 | awk -v n="$CATCHUP_TXNS" -v hz="$hz" '{
+    us = 1e6 / hz / (n > 0 ? n : 1)
+    printf "%.1f|%.1f|%.1f|%.0f", ($6 - $1) * us, ($7 - $2) * us, ($8 - $3) * us,
+      ($10 > $5 ? 100 * ($9 - $4) / ($10 - $5) : 0) }')")
+}
+
 catchup_record() {
   local who=$1 secs=$2 lag=$3 tps=- wal=-
   # secs is "timeout" or "incomplete" when the run did not catch up
@@ -100,7 +137,7 @@ catchup_record() {
 }
 
 catchup_pgrelocate() {
-  local log="$BENCH_LOGDIR/catchup-pgrelocate.log" src tgt pid want t0 secs lag
+  local log="$BENCH_LOGDIR/catchup-pgrelocate.log" src tgt pid want t0 secs lag cpu0
   src=$(cl_uri source "$BENCH_DB") tgt=$(cl_uri target "$BENCH_DB")
   : >"$log"
   bench_reset_target
@@ -116,10 +153,12 @@ catchup_pgrelocate() {
   bench_log "pgrelocate: stopped; building a backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench -N -c 4 ..."
   catchup_backlog
   want=$(catchup_rows source)
+  cpu0=$(catchup_cpu)
   t0=$(bench_now)
   cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" >>"$log" 2>&1 &
   pid=$!
   secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
+  catchup_cpu_record pgrelocate "$cpu0" "$(catchup_cpu)"
   lag=$(catchup_lag "pgrelocate stream")
   # caught up before it stops: the native run starts from this target and
   # needs every row of the lag phase on it
@@ -135,7 +174,7 @@ catchup_pgrelocate() {
 # in sync); a subscription without initial copy, disabled while the backlog
 # builds, then enabled and timed the same way.
 catchup_native() {
-  local log="$BENCH_LOGDIR/catchup-native.log" want t0 secs lag tables
+  local log="$BENCH_LOGDIR/catchup-native.log" want t0 secs lag tables cpu0
   : >"$log"
   tables=$(catchup_q source "select string_agg(format('%I.%I', schemaname, tablename), ', ')
                              from pg_tables where schemaname = 'public'")
@@ -146,9 +185,11 @@ catchup_native() {
   bench_log "native: subscription disabled; building the same backlog ..."
   catchup_backlog
   want=$(catchup_rows source)
+  cpu0=$(catchup_cpu)
   t0=$(bench_now)
   catchup_q target "alter subscription bench_sub enable" >>"$log" 2>&1
   secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
+  catchup_cpu_record native "$cpu0" "$(catchup_cpu)"
   lag=$(catchup_lag bench_sub)
   catchup_record native "$secs" "$lag"
   catchup_q target "drop subscription bench_sub" >>"$log" 2>&1
@@ -176,5 +217,12 @@ bench_report_catchup() {
   done
   [[ $ours =~ ^[0-9]+$ && $theirs =~ ^[0-9]+$ && $theirs != 0 ]] &&
     awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "pgrelocate/native apply rate = %.2fx\n", a / b }'
+  echo "CPU per applied transaction, in µs, while catching up (the machine has $(nproc) cores):"
+  printf '%-12s %9s %9s %9s %9s %13s\n' contender source target tool total 'machine busy'
+  for r in "${CATCHUP_CPU[@]}"; do
+    IFS='|' read -r who a b c busy <<<"$r"
+    printf '%-12s %9s %9s %9s %9s %12s%%\n' "$who" "$a" "$b" "$c" \
+      "$(awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN { printf "%.1f", a + b + c }')" "$busy"
+  done
   return 0
 }
