@@ -33,7 +33,7 @@ UNIT_EXTRA_bouncerconf = src/strbuf.c
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps test unit e2e format format-check cppcheck bench demo fuzz clean
+.PHONY: all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
 
 all: pgrelocate
 
@@ -43,7 +43,7 @@ pgrelocate: $(OBJ)
 build/obj/%.o: src/%.c | build/obj
 	$(CC) $(CPPFLAGS_ALL) -DPGRELOCATE_VERSION='"$(VERSION)"' $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
 
-build/obj build/unit build/fuzz:
+build/obj build/unit build/fuzz build/asan:
 	mkdir -p $@
 
 -include $(OBJ:.o=.d)
@@ -70,6 +70,22 @@ cppcheck:
 
 e2e: pgrelocate
 	@scripts/run-e2e.sh
+
+# The same binary built with ASan+UBSan (LeakSanitizer included), for the
+# end-to-end tests: any sanitizer report fails the run (E2E_TESTS picks
+# scripts, as for e2e).
+ASAN_OBJ = $(SRC:src/%.c=build/asan/%.o)
+
+build/asan/pgrelocate: $(ASAN_OBJ)
+	$(CC) -g -O1 $(SAN) -o $@ $(ASAN_OBJ) $(LIBS)
+
+build/asan/%.o: src/%.c | build/asan
+	$(CC) $(CPPFLAGS_ALL) -DPGRELOCATE_VERSION='"$(VERSION)"' -g -O1 $(WARN) $(SAN) -MMD -MP -c -o $@ $<
+
+-include $(ASAN_OBJ:.o=.d)
+
+e2e-asan: build/asan/pgrelocate
+	@E2E_BINARY=build/asan/pgrelocate E2E_SANITIZED=1 scripts/run-e2e.sh
 
 test: deps
 	$(MAKE) pgrelocate

@@ -15,9 +15,17 @@ jobs=${E2E_JOBS:-2}
 stage=$(mktemp -d /tmp/pgrelocate-e2e.XXXXXX)
 cleanup() { if [ -n "${E2E_KEEP:-}" ]; then echo "--- kept $stage" >&2; else rm -rf "$stage"; fi; }
 trap cleanup EXIT
-cp "$top/pgrelocate" "$stage/"
+cp "$top/${E2E_BINARY:-pgrelocate}" "$stage/pgrelocate"
 cp -r "$top/tests/e2e/." "$stage/"
 chmod 755 "$stage"
+# A sanitized binary (make e2e-asan) writes its reports under $stage/sanitizer;
+# any report fails the run, whatever the tests said.
+san_env=()
+if [ -n "${E2E_SANITIZED:-}" ]; then
+  mkdir -p "$stage/sanitizer"
+  san_env=(E2E_SANITIZED=1 ASAN_OPTIONS="log_path=$stage/sanitizer/asan:detect_leaks=1"
+    UBSAN_OPTIONS="log_path=$stage/sanitizer/ubsan:print_stacktrace=1")
+fi
 
 run=()
 if [ "$(id -u)" -eq 0 ]; then
@@ -29,7 +37,15 @@ cd "$stage"
 status=0
 "${run[@]}" env PATH="$stage:$pgbin:/usr/bin:/bin" PERL5LIB="$perllib:$stage/lib" \
   PGRELOCATE="$stage/pgrelocate" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
-  TESTDIR="$stage" prove -j "$jobs" --timer $tests 2>&1 | tee "$stage/prove.out" || status=$?
+  TESTDIR="$stage" "${san_env[@]}" prove -j "$jobs" --timer $tests 2>&1 | tee "$stage/prove.out" || status=$?
+if [ -n "${E2E_SANITIZED:-}" ] && [ -n "$(ls -A "$stage/sanitizer")" ]; then
+  for f in "$stage"/sanitizer/*; do
+    echo "=== sanitizer report $(basename "$f")" >&2
+    head -n 60 "$f" >&2
+  done
+  echo "--- e2e: the sanitized binary reported $(ls "$stage/sanitizer" | wc -l) problem(s) (above)" >&2
+  [ "$status" -ne 0 ] || status=1
+fi
 [ "$status" -eq 0 ] && exit 0
 
 # A failure: show the logs of the failing scripts only, then repeat prove's

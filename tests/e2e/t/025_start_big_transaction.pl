@@ -55,9 +55,16 @@ ok(!$seen_partial, 'the target never showed a part of it');
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'the target caught up');
 
 my $peak_kb = vm_hwm_kb($run->{pid});
-cmp_ok($peak_kb, '<', 150 * 1024,
-	"peak resident memory of pgrelocate stays bounded (VmHWM $peak_kb kB after a "
-	  . "$rows-row transaction; $rest_kb kB at rest)");
+SKIP:
+{
+	# AddressSanitizer keeps freed memory in quarantine (256 MB): resident
+	# memory says nothing there; make e2e runs the plain binary and checks it
+	skip 'resident memory is not measured under AddressSanitizer (make e2e-asan)', 1
+	  if $ENV{E2E_SANITIZED};
+	cmp_ok($peak_kb, '<', 150 * 1024,
+		"peak resident memory of pgrelocate stays bounded (VmHWM $peak_kb kB after a "
+		  . "$rows-row transaction; $rest_kb kB at rest)");
+}
 diag("pgrelocate VmHWM: $rest_kb kB at rest, $peak_kb kB after the big transaction");
 
 my $sum_src = RelocateTest::query($src, $db, 'SELECT sum(v), sum(length(note)) FROM big');
