@@ -1,6 +1,7 @@
 # pgrelocate build.  `make` builds the binary; `make test` installs what is
 # missing, builds, and runs unit tests (ASan+UBSan), format and cppcheck checks,
-# and the end-to-end TAP suite on real PostgreSQL servers.
+# and the end-to-end TAP suite on real PostgreSQL servers (two scripts of it
+# again against an ASan/UBSan build).
 
 CC      ?= cc
 CLANG   ?= clang-14
@@ -73,7 +74,8 @@ e2e: pgrelocate
 
 # The same binary built with ASan+UBSan (LeakSanitizer included), for the
 # end-to-end tests: any sanitizer report fails the run (E2E_TESTS picks
-# scripts, as for e2e).
+# scripts, as for e2e).  `make test` runs the follow and cutover scripts so.
+E2E_ASAN_TESTS = t/020_start_follow_pgbench.pl t/050_cutover_pgbench.pl
 ASAN_OBJ = $(SRC:src/%.c=build/asan/%.o)
 
 build/asan/pgrelocate: $(ASAN_OBJ)
@@ -93,6 +95,7 @@ test: deps
 	$(MAKE) cppcheck
 	$(MAKE) unit
 	$(MAKE) e2e
+	E2E_TESTS="$(E2E_ASAN_TESTS)" $(MAKE) e2e-asan
 
 FUZZ_SECONDS ?= 600
 fuzz: | build/fuzz

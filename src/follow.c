@@ -609,8 +609,12 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         return FOLLOW_STOPPED;
     }
     *progressed = true;
-    log_info("[%s] streaming changes from %s", label(o),
-             lsn_format(apply_committed_lsn(s.apply), lsn));
+    /* nothing applied yet: the server starts at the slot's consistent point */
+    if (apply_committed_lsn(s.apply) == 0)
+        log_info("[%s] streaming changes from the slot's starting point", label(o));
+    else
+        log_info("[%s] streaming changes from %s", label(o),
+                 lsn_format(apply_committed_lsn(s.apply), lsn));
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.not_empty, NULL);
     pthread_cond_init(&s.not_full, NULL);
