@@ -69,3 +69,55 @@ char *names_ident_display(const char *name)
     append_name(&sb, name);
     return strbuf_detach(&sb);
 }
+
+/* Length of the valid UTF-8 sequence at s (as PostgreSQL accepts it: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), 0 if none. */
+static int utf8_sequence(const unsigned char *s)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    int n;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0;
+    else if (c == 0xED)
+        hi = 0x9F;
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (int i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+char *names_utf8_or_escaped(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    StrBuf sb;
+
+    strbuf_init(&sb);
+    while (*s) {
+        int n = utf8_sequence(s);
+
+        if (n > 0) {
+            strbuf_append_len(&sb, (const char *)s, (size_t)n);
+            s += n;
+        } else {
+            strbuf_appendf(&sb, "\\x%02X", *s++);
+        }
+    }
+    return strbuf_detach(&sb);
+}

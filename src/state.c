@@ -5,6 +5,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "names.h"
 #include "strbuf.h"
 
 #include <stdio.h>
@@ -432,14 +433,17 @@ bool state_load_post_done(PGconn *tgt, int **ids, int *n)
 
 bool state_mark_post_done(PGconn *tgt, int dump_id, const char *desc)
 {
-    char id[16];
-    const char *params[2] = {id, desc};
+    char id[16], *text = names_utf8_or_escaped(desc);
+    const char *params[2] = {id, text};
+    bool ok;
 
     snprintf(id, sizeof(id), "%d", dump_id);
-    return conn_command(tgt, "state",
-                        "INSERT INTO pgrelocate.post_data (dump_id, description) VALUES ($1, $2) "
-                        "ON CONFLICT (dump_id) DO NOTHING",
-                        2, params);
+    ok = conn_command(tgt, "state",
+                      "INSERT INTO pgrelocate.post_data (dump_id, description) VALUES ($1, $2) "
+                      "ON CONFLICT (dump_id) DO NOTHING",
+                      2, params);
+    free(text);
+    return ok;
 }
 
 void state_event(PGconn *tgt, const char *level, const char *context, const char *message)

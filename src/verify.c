@@ -381,7 +381,10 @@ static bool compare_group(VerifyRun *r, int first, int end)
                              .jobs = r->o->jobs,
                              .max_differences = r->o->max_differences - r->scan.ndiffs,
                              .stop = &interrupted};
-    bool ok = verifyscan_run(&sub, &setup);
+    bool ok;
+
+    verifyscan_utf8_sides(&setup, r->conn[0], r->conn[1]);
+    ok = verifyscan_run(&sub, &setup);
 
     for (int t = first; t < end; t++)
         r->table_point[t] = r->npoints - 1;

@@ -188,6 +188,27 @@ static char *bucket_expr(PGconn *conn, const VerifyTable *t)
     return strbuf_detach(&sb);
 }
 
+void verifyscan_utf8_sides(VerifyScanSetup *setup, PGconn *src, PGconn *tgt)
+{
+    const char *e[2] = {PQparameterStatus(src, "server_encoding"),
+                        PQparameterStatus(tgt, "server_encoding")};
+    bool differ = e[0] && e[1] && strcmp(e[0], e[1]) != 0;
+
+    for (int side = 0; side < 2; side++)
+        setup->utf8_bytes[side] = differ && strcmp(e[side], "UTF8") != 0;
+}
+
+/* hashtextextended of a text expression; with utf8, of its UTF-8 bytes:
+ * convert_to gives them, and convert_from 'SQL_ASCII' makes them text again
+ * without converting anything. */
+static char *hash_of(bool utf8, const char *text)
+{
+    if (utf8)
+        return xasprintf("hashtextextended(convert_from(convert_to(%s, 'UTF8'), 'SQL_ASCII'), 0)",
+                         text);
+    return xasprintf("hashtextextended(%s, 0)", text);
+}
+
 static char *range_from(PGconn *conn, const VerifyTable *t, DigestRange r)
 {
     char *q = conn_qualify(conn, t->schema_name, t->table_name);
@@ -202,38 +223,43 @@ static char *range_from(PGconn *conn, const VerifyTable *t, DigestRange r)
     return s;
 }
 
-static char *digest_sql(PGconn *conn, const VerifyTable *t, DigestRange r)
+static char *digest_sql(PGconn *conn, const VerifyTable *t, DigestRange r, bool utf8)
 {
     char *row = row_expr(conn, t), *from = range_from(conn, t, r), *sql;
+    char *row_hash = hash_of(utf8, row);
 
     if (t->nkey == 0) {
         sql = xasprintf("SELECT (h & %lld)::int4, count(*), sum(h) FROM ("
-                        "SELECT hashtextextended(%s, 0) AS h FROM %s) s GROUP BY 1",
-                        (long long)((1 << t->bucket_bits) - 1), row, from);
+                        "SELECT %s AS h FROM %s) s GROUP BY 1",
+                        (long long)((1 << t->bucket_bits) - 1), row_hash, from);
     } else {
-        char *key = bucket_expr(conn, t);
+        char *key = bucket_expr(conn, t), *key_hash = hash_of(utf8, key);
 
-        sql = xasprintf("SELECT (hashtextextended(%s, 0) & %lld)::int4, count(*),"
-                        " sum(hashtextextended(%s, 0)) FROM %s GROUP BY 1",
-                        key, (long long)((1 << t->bucket_bits) - 1), row, from);
+        sql = xasprintf("SELECT (%s & %lld)::int4, count(*), sum(%s) FROM %s GROUP BY 1", key_hash,
+                        (long long)((1 << t->bucket_bits) - 1), row_hash, from);
         free(key);
+        free(key_hash);
     }
+    free(row_hash);
     free(row);
     free(from);
     return sql;
 }
 
 /* Keys (or a key-less row's text) and row hashes of the rows in buckets $1. */
-static char *drill_sql(PGconn *conn, const VerifyTable *t, DigestRange r)
+static char *drill_sql(PGconn *conn, const VerifyTable *t, DigestRange r, bool utf8)
 {
     char *row = row_expr(conn, t), *from = range_from(conn, t, r), *sql;
     long long mask = (1 << t->bucket_bits) - 1;
     StrBuf keys, outer;
 
     if (t->nkey == 0) {
-        sql = xasprintf("SELECT left(r, %d), h FROM (SELECT r, hashtextextended(r, 0) AS h"
+        char *r_hash = hash_of(utf8, "r");
+
+        sql = xasprintf("SELECT left(r, %d), h FROM (SELECT r, %s AS h"
                         " FROM (SELECT %s AS r FROM %s) s0) s WHERE (h & %lld) = ANY ($1::int8[])",
-                        KEYLESS_SHOWN_BYTES, row, from, mask);
+                        KEYLESS_SHOWN_BYTES, r_hash, row, from, mask);
+        free(r_hash);
         free(row);
         free(from);
         return sql;
@@ -248,13 +274,15 @@ static char *drill_sql(PGconn *conn, const VerifyTable *t, DigestRange r)
         free(q);
     }
     {
-        char *key = bucket_expr(conn, t);
+        char *key = bucket_expr(conn, t), *key_hash = hash_of(utf8, key);
+        char *row_hash = hash_of(utf8, row);
 
-        sql = xasprintf("SELECT %sh FROM (SELECT %shashtextextended(%s, 0) AS kh,"
-                        " hashtextextended(%s, 0) AS h FROM %s) s"
+        sql = xasprintf("SELECT %sh FROM (SELECT %s%s AS kh, %s AS h FROM %s) s"
                         " WHERE (kh & %lld) = ANY ($1::int8[])",
-                        outer.data, keys.data, key, row, from, mask);
+                        outer.data, keys.data, key_hash, row_hash, from, mask);
         free(key);
+        free(key_hash);
+        free(row_hash);
     }
     strbuf_free(&keys);
     strbuf_free(&outer);
@@ -302,9 +330,9 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static bool run_digest(PGconn *conn, Item *it, const char *ctx)
+static bool run_digest(PGconn *conn, Item *it, bool utf8, const char *ctx)
 {
-    char *sql = digest_sql(conn, it->table, it->range);
+    char *sql = digest_sql(conn, it->table, it->range, utf8);
     PGresult *res = conn_query(conn, ctx, sql, 0, NULL, 3);
     int nb = 1 << it->table->bucket_bits;
 
@@ -330,9 +358,9 @@ static bool run_digest(PGconn *conn, Item *it, const char *ctx)
     return true;
 }
 
-static bool run_drill(PGconn *conn, Item *it, const char *ctx)
+static bool run_drill(PGconn *conn, Item *it, bool utf8, const char *ctx)
 {
-    char *sql = drill_sql(conn, it->table, it->range);
+    char *sql = drill_sql(conn, it->table, it->range, utf8);
     int nkey = it->table->nkey ? it->table->nkey : 1;
     PGresult *res = conn_query(conn, ctx, sql, 1, &it->buckets_param, nkey + 1);
 
@@ -403,6 +431,7 @@ static void work(Worker *w, PGconn *conn)
         Item *it;
         char ctx[300];
         double t0;
+        bool utf8;
 
         if (i >= p->nitems)
             break;
@@ -410,7 +439,8 @@ static void work(Worker *w, PGconn *conn)
         snprintf(ctx, sizeof(ctx), "verify %s %s", p->side ? "target" : "source",
                  it->table->display);
         t0 = now_s();
-        if (!(it->buckets_param ? run_drill(conn, it, ctx) : run_digest(conn, it, ctx)))
+        utf8 = p->setup->utf8_bytes[p->side];
+        if (!(it->buckets_param ? run_drill(conn, it, utf8, ctx) : run_digest(conn, it, utf8, ctx)))
             atomic_store(p->failed, true);
         log_debug("[%s] %s blocks %lld..%lld in %.2f s", ctx, it->buckets_param ? "rows" : "digest",
                   (long long)it->range.start, (long long)it->range.end, now_s() - t0);

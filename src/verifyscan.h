@@ -68,6 +68,8 @@ typedef struct VerifyScanSetup {
     const char *snapshot[2];     /* exported snapshots the workers import */
     int jobs;                    /* workers per side */
     int max_differences;         /* how many differences to keep for the report */
+    bool utf8_bytes[2];          /* hash the UTF-8 form of the row text on this side
+                                  * (verifyscan_utf8_sides) */
     volatile sig_atomic_t *stop; /* set by a signal: cancel the queries, return false */
 } VerifyScanSetup;
 
@@ -76,6 +78,12 @@ typedef struct VerifyScanSetup {
  * (a worker's query failed), or when *stop was set (queries in flight are
  * cancelled). */
 bool verifyscan_run(VerifyScan *vs, const VerifyScanSetup *setup);
+
+/* Databases in different encodings hold the same characters as different
+ * bytes, and the servers hash bytes: then each side that is not UTF8 hashes
+ * its text converted to UTF-8.  Sets setup->utf8_bytes from the servers'
+ * encodings (server_encoding of a connection to each). */
+void verifyscan_utf8_sides(VerifyScanSetup *setup, PGconn *src, PGconn *tgt);
 
 /* The SQL that pins the settings row text depends on beyond conn.c's. */
 extern const char *const verifyscan_session_sql;
