@@ -1,4 +1,4 @@
-# What the stream meets besides plain DML (RELIABILITY.md 18, 20, 21, 31):
+# What the stream meets besides plain DML (RELIABILITY.md 17, 18, 20, 21, 31):
 #   - a long stretch of writes to tables that are not published (only
 #     empty transactions are skipped, nothing is sent): the slot's
 #     confirmed_flush_lsn and restart_lsn still move past them, so the
@@ -6,6 +6,7 @@
 #   - logical messages, transactional and not, inside committed and
 #     aborted transactions: no change to the data and no broken
 #     transaction boundary;
+#   - a transaction of 20,000 subtransactions, a third of them rolled back;
 #   - two-phase commit on the source: a prepared transaction is applied
 #     once, at COMMIT PREPARED; one rolled back is never applied;
 #   - pgrelocate stopped (SIGSTOP) for longer than wal_sender_timeout:
@@ -97,17 +98,37 @@ is(RelocateTest::query($tgt, $db,
 	'11:-1,12:12,13:-3,14:14', 'the committed changes around the messages applied, the aborted ones not');
 same_items('logical messages');
 
+# 2b. one transaction of 20,000 subtransactions, every third rolled back
+# (an exception block each): only the rows of the committed ones arrive
+$src->safe_psql($db, q{
+DO $$
+BEGIN
+  FOR i IN 1 .. 20000 LOOP
+    BEGIN
+      INSERT INTO public.items VALUES (100000 + i, i);
+      IF i % 3 = 0 THEN RAISE EXCEPTION 'roll back %', i; END IF;
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END;
+  END LOOP;
+END $$});
+ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'caught up after 20,000 subtransactions');
+is(RelocateTest::query($tgt, $db, 'SELECT count(*) || \' \' || sum(v) FROM public.items WHERE id > 100000'),
+	RelocateTest::query($src, $db, 'SELECT count(*) || \' \' || sum(v) FROM public.items WHERE id > 100000'),
+	'the rows of the committed subtransactions, and none of the rolled back ones');
+is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.items WHERE id > 100000 AND v % 3 = 0'), '0',
+	'no row of a rolled back subtransaction');
+
 # 3. two-phase commit on the source
 $src->safe_psql($db, q{BEGIN; INSERT INTO public.items VALUES (1001, 1); UPDATE public.items SET v = 0 WHERE id = 1; PREPARE TRANSACTION 'p1'});
 $src->safe_psql($db, q{BEGIN; INSERT INTO public.items VALUES (1002, 2); PREPARE TRANSACTION 'p2'});
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'caught up with two transactions prepared');
-is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.items WHERE id > 1000 OR v = 0'), '0',
+is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.items WHERE id IN (1001, 1002) OR v = 0'), '0',
 	'nothing of a prepared transaction is applied before it commits');
 $src->safe_psql($db, q{ROLLBACK PREPARED 'p2'});
 $src->safe_psql($db, q{COMMIT PREPARED 'p1'});
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'caught up after COMMIT PREPARED');
 is(RelocateTest::query($tgt, $db,
-		q{SELECT string_agg(id::text, ',' ORDER BY id) FROM public.items WHERE id > 1000 OR v = 0}),
+		q{SELECT string_agg(id::text, ',' ORDER BY id) FROM public.items WHERE id IN (1001, 1002) OR v = 0}),
 	'1,1001', 'the committed prepared transaction is applied once, the rolled back one never');
 same_items('two-phase commit');
 
