@@ -8,6 +8,7 @@
 #include "log.h"
 #include "pgoutput.h"
 #include "size.h"
+#include "slot.h"
 #include "stream.h"
 #include "strbuf.h"
 #include "syncpoint.h"
@@ -574,6 +575,32 @@ static void control_poll(Control *c)
     }
 }
 
+/* START_REPLICATION failed.  A slot the source invalidated (wal_status
+ * lost: it removed WAL the slot needed, max_slot_wal_keep_size) never works
+ * again, and going on past the gap would lose changes: say so, and stop
+ * instead of reconnecting for ever.  Anything else (the source down, a
+ * refused connection) is retried. */
+static bool slot_lost(const FollowOpts *o)
+{
+    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate"};
+    PGconn *conn = conn_open(o->source, &co);
+    SlotInfo si;
+    bool lost;
+
+    if (!conn)
+        return false;
+    lost = slot_info(conn, o->slot, &si) && si.exists && strcmp(si.wal_status, "lost") == 0;
+    conn_close(conn);
+    if (lost)
+        log_msg(LOG_ERROR,
+                "Without the slot the changes since cannot be read: a full copy is required.",
+                "Run pgrelocate cleanup, recreate the target database, and run pgrelocate "
+                "start again.",
+                "[%s] replication slot %s lost WAL it needed (wal_status = lost)", label(o),
+                o->slot);
+    return lost;
+}
+
 /* One connection pair, until stop, failure or a lost connection; *progressed
  * when both connections came up and streaming began (the reconnect backoff
  * grows only while reconnecting fails). */
@@ -604,9 +631,11 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
                             o->publication);
     if (!s.stream) {
+        bool gone = slot_lost(o);
+
         apply_destroy(s.apply);
         conn_close(s.tgt);
-        return FOLLOW_STOPPED;
+        return gone ? FOLLOW_FAILED : FOLLOW_STOPPED;
     }
     *progressed = true;
     /* nothing applied yet: the server starts at the slot's consistent point */
