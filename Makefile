@@ -8,31 +8,50 @@ CLANG   ?= clang-14
 PKGS     = libpq jansson libmicrohttpd
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes
-CPPFLAGS_ALL = -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# The source tree follows the data flow: src/ holds the entry (main, cli),
+# and one folder per stage (see src/README.md).  Headers are included by
+# their bare name, so every folder is on the include path.
+SRCDIRS  = src $(sort $(dir $(wildcard src/*/*.c)))
+CPPFLAGS_ALL = -D_GNU_SOURCE $(addprefix -I,$(SRCDIRS:%/=%)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 VERSION  = $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
-SRC  = $(wildcard src/*.c)
+SRC  = $(wildcard src/*.c src/*/*.c)
 OBJ  = $(SRC:src/%.c=build/obj/%.o)
+# src/<folder>/<module>.c of a module name
+srcof = $(foreach m,$(1),$(filter %/$(m).c,$(SRC)))
 UNIT = $(patsubst tests/unit/test_%.c,build/unit/test_%,$(wildcard tests/unit/test_*.c))
 
-# Extra modules a unit test links besides src/<module>.c (keep these short:
-# a unit test links only the module it tests and what that module needs).
-UNIT_EXTRA_cli      = src/size.c
-UNIT_EXTRA_conninfo = src/strbuf.c
-UNIT_EXTRA_copyplan = src/strbuf.c
-UNIT_EXTRA_tablefilter = src/strbuf.c
+# Extra modules a unit test links besides the module it is named after (keep
+# these short: a unit test links only the module it tests and what that
+# module needs).  Module names; srcof finds their folder.
+UNIT_EXTRA_cli      = size
+UNIT_EXTRA_conninfo = strbuf
+UNIT_EXTRA_copyplan = strbuf
+UNIT_EXTRA_tablefilter = strbuf
 UNIT_EXTRA_size     =
 UNIT_EXTRA_lsn      =
 UNIT_EXTRA_strbuf   =
-UNIT_EXTRA_pgoutput = src/lsn.c
-UNIT_EXTRA_names    = src/strbuf.c
-UNIT_EXTRA_walmsg   = src/lsn.c
-UNIT_EXTRA_progress = src/log.c src/size.c src/strbuf.c
-UNIT_EXTRA_digest   = src/names.c src/strbuf.c
-UNIT_EXTRA_bouncerconf = src/strbuf.c
+UNIT_EXTRA_pgoutput = lsn
+UNIT_EXTRA_names    = strbuf
+UNIT_EXTRA_walmsg   = lsn
+UNIT_EXTRA_progress = log size strbuf
+UNIT_EXTRA_digest   = names strbuf
+UNIT_EXTRA_bouncerconf = strbuf
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+# A first `make` on a machine without the -dev packages: say what is missing
+# and how to get it, instead of a compiler error about libpq-fe.h.  The goals
+# that install them (deps, test, demo, bench) check after installing.
+ifeq ($(filter deps test demo bench clean format format-check,$(MAKECMDGOALS)),)
+MISSING_PKGS := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
+ifneq ($(MISSING_PKGS),)
+$(error the build needs the development files of: $(MISSING_PKGS) (pkg-config does not find them). Run `make deps` (as root or with sudo) to install the Debian packages, or `make test` / `make demo`, which install them first)
+endif
+endif
+
+FORMATTED = $(wildcard src/*.[ch] src/*/*.[ch]) $(wildcard tests/unit/*.c tests/fuzz/*.c)
 
 .PHONY: all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
 
@@ -41,10 +60,11 @@ all: pgrelocate
 pgrelocate: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LIBS)
 
-build/obj/%.o: src/%.c | build/obj
+build/obj/%.o: src/%.c
+	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -DPGRELOCATE_VERSION='"$(VERSION)"' $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
 
-build/obj build/unit build/fuzz build/asan:
+build/unit build/fuzz build/asan:
 	mkdir -p $@
 
 -include $(OBJ:.o=.d)
@@ -53,21 +73,21 @@ deps:
 	@scripts/install-deps.sh
 
 .SECONDEXPANSION:
-build/unit/test_%: tests/unit/test_%.c src/%.c $$(UNIT_EXTRA_$$*) | build/unit
+build/unit/test_%: tests/unit/test_%.c $$(call srcof,$$* $$(UNIT_EXTRA_$$*)) | build/unit
 	$(CC) $(CPPFLAGS_ALL) -g -O1 $(WARN) $(SAN) -o $@ $^ -lcmocka $(UNIT_LIBS_$*) -lpthread -lm
 
 unit: $(UNIT)
 	@set -e; for t in $(UNIT); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 format:
-	clang-format -i src/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format -i $(FORMATTED)
 
 format-check:
-	clang-format --dry-run --Werror src/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format --dry-run --Werror $(FORMATTED)
 
 cppcheck:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
-	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE -Isrc src tests/unit tests/fuzz
+	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE $(addprefix -I,$(SRCDIRS:%/=%)) src tests/unit tests/fuzz
 
 e2e: pgrelocate
 	@scripts/run-e2e.sh
@@ -81,7 +101,8 @@ ASAN_OBJ = $(SRC:src/%.c=build/asan/%.o)
 build/asan/pgrelocate: $(ASAN_OBJ)
 	$(CC) -g -O1 $(SAN) -o $@ $(ASAN_OBJ) $(LIBS)
 
-build/asan/%.o: src/%.c | build/asan
+build/asan/%.o: src/%.c
+	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -DPGRELOCATE_VERSION='"$(VERSION)"' -g -O1 $(WARN) $(SAN) -MMD -MP -c -o $@ $<
 
 -include $(ASAN_OBJ:.o=.d)
@@ -100,8 +121,8 @@ test: deps
 FUZZ_SECONDS ?= 600
 fuzz: | build/fuzz
 	mkdir -p build/fuzz/corpus
-	$(CLANG) -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_pgoutput \
-	  tests/fuzz/fuzz_pgoutput.c src/pgoutput.c src/walmsg.c src/lsn.c
+	$(CLANG) -g -O1 $(addprefix -I,$(SRCDIRS:%/=%)) -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_pgoutput \
+	  tests/fuzz/fuzz_pgoutput.c $(call srcof,pgoutput walmsg lsn)
 	build/fuzz/fuzz_pgoutput -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 20
 
 bench: deps pgrelocate

@@ -1,7 +1,7 @@
 # Sync points: holding the follower at an exact source position.
 #
 # verify and cutover drive a running `pgrelocate start` through the table
-# pgrelocate.sync_points on the target (src/syncpoint.h).  This test plays
+# pgrelocate.sync_points on the target (src/replicate/syncpoint.h).  This test plays
 # the caller's side of that protocol in SQL, under a pgbench load:
 #   - a running follower holds the advisory lock callers look for;
 #   - hold: the target stops changing while the source goes on;
