@@ -38,6 +38,7 @@ UNIT_EXTRA_walmsg   = lsn
 UNIT_EXTRA_progress = log size strbuf
 UNIT_EXTRA_digest   = names strbuf
 UNIT_EXTRA_bouncerconf = strbuf
+UNIT_EXTRA_applysql = strbuf
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

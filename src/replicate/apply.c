@@ -3,6 +3,7 @@
  */
 #include "apply.h"
 
+#include "applysql.h"
 #include "conn.h"
 #include "log.h"
 #include "strbuf.h"
@@ -52,9 +53,10 @@ typedef struct Rel {
      * (no triggers, no foreign key checks) inserts into one table commute
      * with changes to other tables; they are sent before any other change
      * to the same table, a new definition of it, and the commit. */
-    char held_op;     /* 'I': held inserts; 'U': held updates (by key, key unchanged) */
-    char *held_mask;  /* columns of the held rows; NULL when none held */
-    char *held_where; /* held updates: their key columns */
+    ApplySqlOp held_op; /* held inserts (INSERT) or updates by unchanged key
+                         * (UPDATE_BATCH) */
+    char *held_mask;    /* columns of the held rows; NULL when none held */
+    char *held_where;   /* held updates: their key columns */
     int held_rows;
     StrBuf held_vals; /* NUL-terminated values */
     long *held_offs;  /* per value: offset in held_vals, -1 for NULL */
@@ -520,7 +522,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->relid = m->relid;
     r->nspname = xstrdup(m->nspname[0] ? m->nspname : "pg_catalog");
     r->relname = xstrdup(m->relname);
-    r->qualified = conn_qualify(a->tgt, r->nspname, r->relname);
+    r->qualified = applysql_qualify(r->nspname, r->relname);
     r->replident = m->replident;
     r->ncols = m->ncols;
     r->quoted = xcalloc((size_t)m->ncols + 1, sizeof(char *));
@@ -531,7 +533,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->type_name = xcalloc((size_t)m->ncols + 1, sizeof(char *));
     r->in_unique = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     for (int i = 0; i < m->ncols; i++) {
-        r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
+        r->quoted[i] = applysql_quote_ident(m->cols[i].name);
         r->key[i] = m->cols[i].key;
     }
     if (!map_columns(a, r, m)) {
@@ -545,142 +547,23 @@ static bool on_relation(Apply *a, const PgoRelation *m)
 
 /* ---- changes ---- */
 
-typedef enum { WHERE_NONE = 'n', WHERE_KEY = 'k', WHERE_FULL = 'f' } WhereMode;
-
-/* Which columns a statement uses: '1' or '0' per column. */
-typedef struct Shape {
-    char op;     /* 'I', 'U', 'D'; 'u': UPDATE of many rows by key (held updates) */
-    char *set;   /* columns written (INSERT and UPDATE) */
-    char *where; /* columns that identify the row (UPDATE and DELETE) */
-    WhereMode mode;
-    int rows; /* INSERT and 'u': rows in one statement (0 means 1) */
-} Shape;
-
-static void append_where(StrBuf *sql, const Rel *r, const Shape *sh, int *param)
+/* The target table as applysql names it: views of r's arrays. */
+static ApplySqlTable sql_table(const Rel *r)
 {
-    bool first = true;
-
-    if (sh->mode == WHERE_FULL)
-        strbuf_appendf(sql, " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM %s%s WHERE ",
-                       r->partitioned ? "" : "ONLY ", r->qualified);
-    else
-        strbuf_append(sql, " WHERE ");
-    for (int i = 0; i < r->ncols; i++) {
-        if (sh->where[i] != '1')
-            continue;
-        if (!first)
-            strbuf_append(sql, " AND ");
-        first = false;
-        if (sh->mode == WHERE_KEY)
-            strbuf_appendf(sql, "%s = $%d", r->quoted[i], ++*param);
-        else if (r->text_cmp[i])
-            strbuf_appendf(sql, "%s::text IS NOT DISTINCT FROM $%d::text", r->quoted[i], ++*param);
-        else
-            strbuf_appendf(sql, "%s IS NOT DISTINCT FROM $%d", r->quoted[i], ++*param);
-    }
-    if (sh->mode == WHERE_FULL)
-        strbuf_append(sql, " LIMIT 1)");
-}
-
-static char *build_sql(const Rel *r, const Shape *sh, int *nparams)
-{
-    const char *only = r->partitioned ? "" : "ONLY ";
-    StrBuf sql;
-    int param = 0;
-    bool first = true;
-
-    strbuf_init(&sql);
-    if (sh->op == 'I') {
-        strbuf_appendf(&sql, "INSERT INTO %s (", r->qualified);
-        for (int i = 0; i < r->ncols; i++)
-            if (sh->set[i] == '1') {
-                strbuf_appendf(&sql, "%s%s", first ? "" : ", ", r->quoted[i]);
-                first = false;
-            }
-        if (first) { /* no column to write (see hold_insert) */
-            strbuf_reset(&sql);
-            strbuf_appendf(&sql, "INSERT INTO %s DEFAULT VALUES", r->qualified);
-        } else {
-            /* the source decided these values, identity columns included */
-            strbuf_append(&sql, r->has_always ? ") OVERRIDING SYSTEM VALUE VALUES " : ") VALUES ");
-            for (int row = 0; row < (sh->rows ? sh->rows : 1); row++) {
-                bool f = true;
-
-                strbuf_append(&sql, row ? ", (" : "(");
-                for (int i = 0; i < r->ncols; i++)
-                    if (sh->set[i] == '1') {
-                        strbuf_appendf(&sql, "%s$%d", f ? "" : ", ", ++param);
-                        f = false;
-                    }
-                strbuf_append(&sql, ")");
-            }
-        }
-    } else if (sh->op == 'u') {
-        /* UPDATE t SET c = v.s3 FROM (VALUES ($1::int, $2::text), ...)
-         * AS v(w0, s3) WHERE t.k = v.w0: one statement, many keys (distinct
-         * in one statement: hold_row sees to it) */
-        strbuf_appendf(&sql, "UPDATE %s%s AS pgr_t SET ", only, r->qualified);
-        for (int i = 0; i < r->ncols; i++)
-            if (sh->set[i] == '1') {
-                strbuf_appendf(&sql, "%s%s = pgr_v.s%d", first ? "" : ", ", r->quoted[i], i);
-                first = false;
-            }
-        strbuf_append(&sql, " FROM (VALUES ");
-        for (int row = 0; row < (sh->rows ? sh->rows : 1); row++) {
-            bool f = true;
-
-            strbuf_append(&sql, row ? ", (" : "(");
-            for (int pass = 0; pass < 2; pass++)
-                for (int i = 0; i < r->ncols; i++)
-                    if ((pass == 0 ? sh->where : sh->set)[i] == '1') {
-                        strbuf_appendf(&sql, "%s$%d::%s", f ? "" : ", ", ++param, r->type_name[i]);
-                        f = false;
-                    }
-            strbuf_append(&sql, ")");
-        }
-        strbuf_append(&sql, ") AS pgr_v (");
-        first = true;
-        for (int pass = 0; pass < 2; pass++)
-            for (int i = 0; i < r->ncols; i++)
-                if ((pass == 0 ? sh->where : sh->set)[i] == '1') {
-                    strbuf_appendf(&sql, "%s%c%d", first ? "" : ", ", pass == 0 ? 'w' : 's', i);
-                    first = false;
-                }
-        strbuf_append(&sql, ") WHERE ");
-        first = true;
-        for (int i = 0; i < r->ncols; i++)
-            if (sh->where[i] == '1') {
-                strbuf_appendf(&sql, "%spgr_t.%s = pgr_v.w%d", first ? "" : " AND ", r->quoted[i],
-                               i);
-                first = false;
-            }
-    } else if (sh->op == 'U') {
-        strbuf_appendf(&sql, "UPDATE %s%s SET ", only, r->qualified);
-        for (int i = 0; i < r->ncols; i++) {
-            if (sh->set[i] != '1')
-                continue;
-            strbuf_appendf(&sql, "%s%s = $%d", first ? "" : ", ", r->quoted[i], ++param);
-            first = false;
-        }
-        append_where(&sql, r, sh, &param);
-    } else {
-        strbuf_appendf(&sql, "DELETE FROM %s%s", only, r->qualified);
-        append_where(&sql, r, sh, &param);
-    }
-    *nparams = param;
-    return strbuf_detach(&sql);
-}
-
-static char *shape_key(const Shape *sh, int ncols)
-{
-    return xasprintf("%c%c%d:%.*s|%.*s", sh->op, sh->mode, sh->rows, ncols, sh->set ? sh->set : "",
-                     ncols, sh->where ? sh->where : "");
+    return (ApplySqlTable){.qualified = r->qualified,
+                           .ncols = r->ncols,
+                           .quoted = r->quoted,
+                           .text_cmp = r->text_cmp,
+                           .type_name = r->type_name,
+                           .partitioned = r->partitioned,
+                           .has_always = r->has_always};
 }
 
 /* The prepared statement for this shape, preparing it (pipelined) when new. */
-static Stmt *get_stmt(Apply *a, Rel *r, const Shape *sh)
+static Stmt *get_stmt(Apply *a, Rel *r, const ApplySqlShape *sh)
 {
-    char *key = shape_key(sh, r->ncols);
+    char *key = applysql_shape_key(sh, r->ncols);
+    ApplySqlTable t = sql_table(r);
     Stmt *st;
     char *sql;
 
@@ -692,7 +575,7 @@ static Stmt *get_stmt(Apply *a, Rel *r, const Shape *sh)
     st = xcalloc(1, sizeof(*st));
     st->shape = key;
     snprintf(st->name, sizeof(st->name), "pgr_%d", ++a->stmt_seq);
-    sql = build_sql(r, sh, &st->nparams);
+    sql = applysql_build_statement(&t, sh, &st->nparams);
     if (PQsendPrepare(a->tgt, st->name, sql, st->nparams, NULL) != 1) {
         log_error("[apply] could not prepare a statement for %s: %s", r->qualified,
                   PQerrorMessage(a->tgt));
@@ -752,7 +635,7 @@ static void describe_key(StrBuf *d, const Rel *r, const char *where, const PgoTu
 
 /* Send an execution of shape sh with values from set_t (set columns) then
  * where_t (where columns). */
-static bool exec_shape(Apply *a, Rel *r, const Shape *sh, const PgoTuple *set_t,
+static bool exec_shape(Apply *a, Rel *r, const ApplySqlShape *sh, const PgoTuple *set_t,
                        const PgoTuple *where_t)
 {
     Stmt *st = get_stmt(a, r, sh);
@@ -780,11 +663,11 @@ static bool exec_shape(Apply *a, Rel *r, const Shape *sh, const PgoTuple *set_t,
     free(offs);
     strbuf_init(&what);
     strbuf_appendf(&what, "%s %s.%s",
-                   sh->op == 'I'   ? "insert into"
-                   : sh->op == 'U' ? "update"
-                                   : "delete from",
+                   sh->op == APPLYSQL_INSERT   ? "insert into"
+                   : sh->op == APPLYSQL_UPDATE ? "update"
+                                               : "delete from",
                    r->nspname, r->relname);
-    if (sh->op != 'I')
+    if (sh->op != APPLYSQL_INSERT)
         describe_key(&what, r, sh->where, where_t);
     ok = PQsendQueryPrepared(a->tgt, st->name, n, a->values, NULL, NULL, 0) == 1;
     if (!ok) {
@@ -792,7 +675,7 @@ static bool exec_shape(Apply *a, Rel *r, const Shape *sh, const PgoTuple *set_t,
         strbuf_free(&what);
         return false;
     }
-    pend_push(a, sh->op != 'I' ? 1 : 0, strbuf_detach(&what));
+    pend_push(a, sh->op != APPLYSQL_INSERT ? 1 : 0, strbuf_detach(&what));
     strbuf_free(&what);
     a->pend_bytes += (int64_t)a->scratch.len;
     a->batch_bytes += (int64_t)a->scratch.len;
@@ -829,18 +712,18 @@ static Rel *rel_for(Apply *a, uint32_t relid, const char *what)
 /* The row to change: from the old tuple (key or full), else the new
  * tuple's key columns. */
 static bool choose_where(const Rel *r, PgoOldKind old_kind, const PgoTuple *old_t,
-                         const PgoTuple *new_t, Shape *sh, const PgoTuple **where_t)
+                         const PgoTuple *new_t, ApplySqlShape *sh, const PgoTuple **where_t)
 {
     int nkey = 0;
 
     for (int i = 0; i < r->ncols; i++)
         nkey += r->key[i];
     if (old_kind == PGO_OLD_FULL) {
-        sh->mode = WHERE_FULL;
+        sh->mode = APPLYSQL_WHERE_FULL;
         *where_t = old_t;
         return fill_mask(r, old_t, false, sh->where) > 0;
     }
-    sh->mode = WHERE_KEY;
+    sh->mode = APPLYSQL_WHERE_KEY;
     *where_t = old_kind == PGO_OLD_KEY ? old_t : new_t;
     if (!*where_t || nkey == 0 || fill_mask(r, *where_t, true, sh->where) != nkey) {
         log_msg(LOG_ERROR, NULL, "Give the table a primary key or REPLICA IDENTITY on the source.",
@@ -891,7 +774,7 @@ static char *describe_held(const Rel *r, int first, int k, int per_row, int nkey
 static bool flush_rel(Apply *a, Rel *r)
 {
     int per_row = 0, nkey = 0, done = 0;
-    bool upd = r->held_op == 'U';
+    bool upd = r->held_op == APPLYSQL_UPDATE_BATCH;
 
     for (int i = 0; i < r->ncols; i++) {
         nkey += upd && r->held_where && r->held_where[i] == '1';
@@ -900,10 +783,10 @@ static bool flush_rel(Apply *a, Rel *r)
     per_row += nkey;
     while (done < r->held_rows) {
         static const int sizes[] = {HOLD_ROWS, 64, 16, 4, 1};
-        Shape sh = {.op = upd ? 'u' : 'I',
-                    .set = r->held_mask,
-                    .where = upd ? r->held_where : NULL,
-                    .mode = upd ? WHERE_KEY : WHERE_NONE};
+        ApplySqlShape sh = {.op = r->held_op,
+                            .set = r->held_mask,
+                            .where = upd ? r->held_where : NULL,
+                            .mode = upd ? APPLYSQL_WHERE_KEY : APPLYSQL_WHERE_NONE};
         Stmt *st;
         int k = 1;
 
@@ -914,7 +797,7 @@ static bool flush_rel(Apply *a, Rel *r)
             }
         sh.rows = k;
         if (upd && k == 1) { /* one row: the plain prepared UPDATE */
-            sh.op = 'U';
+            sh.op = APPLYSQL_UPDATE;
             sh.rows = 0;
         }
         if (!(st = get_stmt(a, r, &sh)))
@@ -924,11 +807,8 @@ static bool flush_rel(Apply *a, Rel *r)
             a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
         }
         for (int v = 0; v < st->nparams; v++) {
-            /* held: key values, then set values; the plain UPDATE takes the
-             * set values first */
-            int nset = st->nparams - nkey;
-            int src = sh.op != 'U' ? v : v < nset ? nkey + v : v - nset;
-            long off = r->held_offs[done * per_row + src];
+            /* held: key values, then set values, row after row */
+            long off = r->held_offs[done * per_row + applysql_param_of(&sh, v, st->nparams, nkey)];
 
             a->values[v] = off < 0 ? NULL : r->held_vals.data + off;
         }
@@ -1007,25 +887,25 @@ static bool holds_key(const Rel *r, const PgoTuple *t)
     return false;
 }
 
-/* Hold one insert (op 'I': mask = its columns) or one update found by an
- * unchanged key (op 'U': where = key columns, mask = columns set; all
- * values from t); flush_rel sends them. */
-static bool hold_row(Apply *a, Rel *r, char op, const PgoTuple *t, const char *mask,
+/* Hold one insert (op INSERT: mask = its columns) or one update found by an
+ * unchanged key (op UPDATE_BATCH: where = key columns, mask = columns set;
+ * all values from t); flush_rel sends them. */
+static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const char *mask,
                      const char *where)
 {
     if (r->held_rows > 0 &&
         (r->held_op != op || strcmp(r->held_mask, mask) != 0 ||
-         (op == 'U' && (strcmp(r->held_where, where) != 0 || holds_key(r, t)))) &&
+         (op == APPLYSQL_UPDATE_BATCH && (strcmp(r->held_where, where) != 0 || holds_key(r, t)))) &&
         !flush_rel(a, r))
         return false;
     if (!r->held_mask) {
         r->held_op = op;
         r->held_mask = xstrdup(mask);
-        r->held_where = op == 'U' ? xstrdup(where) : NULL;
+        r->held_where = op == APPLYSQL_UPDATE_BATCH ? xstrdup(where) : NULL;
     }
     if (!r->held_vals.data)
         strbuf_init(&r->held_vals);
-    for (int i = 0; op == 'U' && i < r->ncols; i++)
+    for (int i = 0; op == APPLYSQL_UPDATE_BATCH && i < r->ncols; i++)
         if (where[i] == '1')
             hold_value(r, &t->values[i]);
     for (int i = 0; i < r->ncols; i++)
@@ -1050,7 +930,8 @@ static bool hold_row(Apply *a, Rel *r, char op, const PgoTuple *t, const char *m
 }
 
 /* Is column i of the new tuple known to equal its old value? */
-static bool known_unchanged(const Shape *sh, const PgoTuple *new_t, const PgoTuple *where_t, int i)
+static bool known_unchanged(const ApplySqlShape *sh, const PgoTuple *new_t, const PgoTuple *where_t,
+                            int i)
 {
     const PgoValue *n = &new_t->values[i], *o;
 
@@ -1067,8 +948,10 @@ static bool known_unchanged(const Shape *sh, const PgoTuple *new_t, const PgoTup
  * columns out when they did not change; when they did (rare), let the
  * column accept values for this one statement (transactional DDL on the
  * target, which no application uses yet). */
-static bool update_row(Apply *a, Rel *r, Shape *sh, const PgoTuple *new_t, const PgoTuple *where_t)
+static bool update_row(Apply *a, Rel *r, ApplySqlShape *sh, const PgoTuple *new_t,
+                       const PgoTuple *where_t)
 {
+    ApplySqlTable t = sql_table(r);
     StrBuf before, after;
     bool ok;
 
@@ -1083,10 +966,8 @@ static bool update_row(Apply *a, Rel *r, Shape *sh, const PgoTuple *new_t, const
             sh->set[i] = '0';
             continue;
         }
-        strbuf_appendf(&before, "%sALTER TABLE %s ALTER COLUMN %s SET GENERATED BY DEFAULT",
-                       before.len ? "; " : "", r->qualified, r->quoted[i]);
-        strbuf_appendf(&after, "%sALTER TABLE %s ALTER COLUMN %s SET GENERATED ALWAYS",
-                       after.len ? "; " : "", r->qualified, r->quoted[i]);
+        applysql_append_set_generated(&before, &t, i, false);
+        applysql_append_set_generated(&after, &t, i, true);
     }
     ok = (before.len == 0 || send_query(a, before.data, 0, NULL, xstrdup(before.data))) &&
          (strchr(sh->set, '1') == NULL || exec_shape(a, r, sh, new_t, where_t)) &&
@@ -1127,7 +1008,7 @@ static bool updatable_by_key(const Rel *r, const PgoUpdate *u)
 static bool on_change(Apply *a, const PgoMessage *m)
 {
     char *set = NULL, *where = NULL;
-    Shape sh = {0};
+    ApplySqlShape sh = {0};
     const PgoTuple *where_t = NULL;
     Rel *r;
     bool ok = false;
@@ -1144,17 +1025,19 @@ static bool on_change(Apply *a, const PgoMessage *m)
     memset(where, '0', (size_t)r->ncols);
     sh.set = set;
     sh.where = where;
-    sh.op = (char)m->type;
+    sh.op = m->type == PGO_MSG_INSERT   ? APPLYSQL_INSERT
+            : m->type == PGO_MSG_UPDATE ? APPLYSQL_UPDATE
+                                        : APPLYSQL_DELETE;
     if (m->type == PGO_MSG_INSERT) {
         fill_mask(r, &m->u.insert.new_tuple, false, set);
-        ok = hold_row(a, r, 'I', &m->u.insert.new_tuple, set, NULL);
+        ok = hold_row(a, r, APPLYSQL_INSERT, &m->u.insert.new_tuple, set, NULL);
     } else if (m->type == PGO_MSG_UPDATE && updatable_by_key(r, &m->u.update)) {
         /* the common UPDATE: key unchanged, found by it: batched */
         const PgoUpdate *u = &m->u.update;
 
         ok = choose_where(r, u->old_kind, &u->old_tuple, &u->new_tuple, &sh, &where_t);
         if (ok && fill_mask(r, &u->new_tuple, false, set) > 0)
-            ok = hold_row(a, r, 'U', &u->new_tuple, set, where);
+            ok = hold_row(a, r, APPLYSQL_UPDATE_BATCH, &u->new_tuple, set, where);
     } else if (r->held_rows > 0 && !flush_rel(a, r)) {
         ok = false;
     } else if (m->type == PGO_MSG_UPDATE) {
@@ -1177,24 +1060,23 @@ static bool on_change(Apply *a, const PgoMessage *m)
 
 static bool on_truncate(Apply *a, const PgoTruncate *t)
 {
-    StrBuf sql;
+    const char **names = xcalloc((size_t)t->nrelids + 1, sizeof(char *));
+    char *sql = NULL;
     bool ok = flush_all(a);
 
-    strbuf_init(&sql);
-    strbuf_append(&sql, "TRUNCATE ");
     for (uint32_t i = 0; i < t->nrelids && ok; i++) {
         Rel *r = rel_for(a, t->relids[i], "truncate");
 
         if (r)
-            strbuf_appendf(&sql, "%s%s", i ? ", " : "", r->qualified);
+            names[i] = r->qualified;
         ok = r != NULL;
     }
-    if (t->restart_identity)
-        strbuf_append(&sql, " RESTART IDENTITY");
-    if (t->cascade)
-        strbuf_append(&sql, " CASCADE");
-    ok = ok && send_query(a, sql.data, 0, NULL, xasprintf("%s", sql.data));
-    strbuf_free(&sql);
+    if (ok) {
+        sql = applysql_build_truncate(names, (int)t->nrelids, t->restart_identity, t->cascade);
+        ok = send_query(a, sql, 0, NULL, xstrdup(sql));
+    }
+    free(sql);
+    free(names);
     return ok;
 }
 
