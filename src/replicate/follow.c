@@ -185,47 +185,117 @@ static bool apply_ended(Session *s)
     return done;
 }
 
+/* The stream thread's own state between reads. */
+typedef struct StreamLoop {
+    Staged staged;            /* read, not yet handed over */
+    Lsn keepalive_end;        /* the server's last keepalive position */
+    Lsn sent_flush;           /* the flush position last reported */
+    int64_t next_feedback_ms; /* ms: when a status update is due */
+    int64_t window_end_ms;    /* ms: end of the current rate window */
+    size_t window_bytes;      /* received in it */
+    bool batching;            /* woken once per BATCH_WAKE_BYTES (backlog) */
+} StreamLoop;
+
+/* At the end of each rate window, read in batches while a backlog arrives
+ * (over BATCH_RATE_BYTES in it), as changes arrive otherwise. */
+static void update_read_mode(Session *s, StreamLoop *lp, int64_t now)
+{
+    bool want;
+
+    if (now < lp->window_end_ms)
+        return;
+    want = lp->window_bytes >= BATCH_RATE_BYTES;
+    if (want != lp->batching) {
+        stream_set_wake_bytes(s->stream, want ? BATCH_WAKE_BYTES : 1);
+        log_debug("[stream] %s (%zu bytes in %d ms)",
+                  want ? "backlog: reading in batches" : "reading as changes arrive",
+                  lp->window_bytes, BATCH_WINDOW_MS);
+    }
+    lp->batching = want;
+    lp->window_bytes = 0;
+    lp->window_end_ms = now + BATCH_WINDOW_MS;
+}
+
+/* Hand over a full group (STAGE_ITEMS or STAGE_BYTES).  false when the
+ * apply thread has ended (seen now with nothing staged, or by the hand-over). */
+static bool hand_over_full_group(Session *s, StreamLoop *lp)
+{
+    if (lp->staged.count >= STAGE_ITEMS || lp->staged.bytes >= STAGE_BYTES)
+        return publish(s, &lp->staged, &lp->keepalive_end);
+    return lp->staged.head || !apply_ended(s);
+}
+
+/* How long the next read may wait: not at all while messages are staged
+ * (a timeout hands them over), a batch's wait while reading a backlog. */
+static int read_timeout_ms(const StreamLoop *lp)
+{
+    return lp->staged.head ? 0 : lp->batching ? BATCH_WAIT_MS : 100;
+}
+
+/* One frame read: stage a change, or note a keepalive's position (and
+ * whether it asks for a reply).  false when the session ends. */
+static bool dispatch_frame(Session *s, StreamLoop *lp, const WalMsg *msg, bool *reply)
+{
+    if (msg->type == WALMSG_XLOGDATA) {
+        if (msg->u.xlogdata.end_lsn > atomic_load(&s->server_end_lsn))
+            atomic_store(&s->server_end_lsn, msg->u.xlogdata.end_lsn);
+        stage(&lp->staged, msg->u.xlogdata.data, msg->u.xlogdata.len);
+        lp->window_bytes += msg->u.xlogdata.len;
+    } else if (msg->type == WALMSG_KEEPALIVE) {
+        /* everything received before a keepalive is queued before its
+         * position is known (held() relies on it) */
+        if (!publish(s, &lp->staged, &lp->keepalive_end))
+            return false;
+        lp->keepalive_end = msg->u.keepalive.end_lsn;
+        atomic_store(&s->keepalive_lsn, lp->keepalive_end);
+        if (lp->keepalive_end > atomic_load(&s->server_end_lsn))
+            atomic_store(&s->server_end_lsn, lp->keepalive_end);
+        *reply = msg->u.keepalive.reply_requested;
+    }
+    return true;
+}
+
+/* Is a status update due: asked for, FEEDBACK_MS since the last, or a
+ * commit on the target to confirm FEEDBACK_SOON_MS after the last? */
+static bool feedback_due(Session *s, const StreamLoop *lp, bool reply, int64_t now)
+{
+    return reply || now >= lp->next_feedback_ms ||
+           (atomic_load(&s->committed_lsn) > lp->sent_flush &&
+            now >= lp->next_feedback_ms - FEEDBACK_MS + FEEDBACK_SOON_MS);
+}
+
+/* Report what is durable.  false when the connection is gone. */
+static bool send_feedback(Session *s, StreamLoop *lp)
+{
+    Lsn flush = flush_position(s, lp->keepalive_end);
+
+    lp->sent_flush = flush;
+    if (!stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush, false))
+        return false;
+    lp->next_feedback_ms = now_ms() + FEEDBACK_MS;
+    return true;
+}
+
+/* The stream thread: what is due, read, dispatch, feedback; until the
+ * server ends the stream, the connection breaks or the apply thread ends. */
 static void *stream_main(void *arg)
 {
     Session *s = arg;
-    Lsn keepalive_end = 0;
-    int64_t next_feedback = now_ms() + FEEDBACK_MS;
+    StreamLoop lp = {.next_feedback_ms = now_ms() + FEEDBACK_MS,
+                     .window_end_ms = now_ms() + BATCH_WINDOW_MS};
     bool alive = true; /* the server has not ended the stream */
-    Lsn sent_flush = 0;
-    Staged staged = {0};
-    int64_t window_end = now_ms() + BATCH_WINDOW_MS;
-    size_t window_bytes = 0;
-    bool batching = false;
 
     for (;;) {
         WalMsg msg;
         StreamStatus st;
         bool reply = false;
 
-        if (now_ms() >= window_end) {
-            bool want = window_bytes >= BATCH_RATE_BYTES;
-
-            if (want != batching) {
-                stream_set_wake_bytes(s->stream, want ? BATCH_WAKE_BYTES : 1);
-                log_debug("[stream] %s (%zu bytes in %d ms)",
-                          want ? "backlog: reading in batches" : "reading as changes arrive",
-                          window_bytes, BATCH_WINDOW_MS);
-            }
-            batching = want;
-            window_bytes = 0;
-            window_end = now_ms() + BATCH_WINDOW_MS;
-        }
-
-        /* hand over a full group, or whatever is staged before waiting */
-        if (staged.count >= STAGE_ITEMS || staged.bytes >= STAGE_BYTES) {
-            if (!publish(s, &staged, &keepalive_end))
-                break;
-        } else if (!staged.head && apply_ended(s)) {
+        update_read_mode(s, &lp, now_ms());
+        if (!hand_over_full_group(s, &lp))
             break;
-        }
-        st = stream_read(s->stream, staged.head ? 0 : batching ? BATCH_WAIT_MS : 100, &msg);
-        if (st == STREAM_TIMEOUT && staged.head) {
-            if (!publish(s, &staged, &keepalive_end))
+        st = stream_read(s->stream, read_timeout_ms(&lp), &msg);
+        if (st == STREAM_TIMEOUT && lp.staged.head) { /* quiet: hand over what is staged */
+            if (!publish(s, &lp.staged, &lp.keepalive_end))
                 break;
             continue;
         }
@@ -233,37 +303,14 @@ static void *stream_main(void *arg)
             alive = false;
             break;
         }
-        if (st == STREAM_FRAME && msg.type == WALMSG_XLOGDATA) {
-            if (msg.u.xlogdata.end_lsn > atomic_load(&s->server_end_lsn))
-                atomic_store(&s->server_end_lsn, msg.u.xlogdata.end_lsn);
-            stage(&staged, msg.u.xlogdata.data, msg.u.xlogdata.len);
-            window_bytes += msg.u.xlogdata.len;
-        } else if (st == STREAM_FRAME && msg.type == WALMSG_KEEPALIVE) {
-            /* everything received before a keepalive is queued before its
-             * position is known (held() relies on it) */
-            if (!publish(s, &staged, &keepalive_end))
-                break;
-            keepalive_end = msg.u.keepalive.end_lsn;
-            atomic_store(&s->keepalive_lsn, keepalive_end);
-            if (keepalive_end > atomic_load(&s->server_end_lsn))
-                atomic_store(&s->server_end_lsn, keepalive_end);
-            reply = msg.u.keepalive.reply_requested;
-        }
-        if (reply || now_ms() >= next_feedback ||
-            (atomic_load(&s->committed_lsn) > sent_flush &&
-             now_ms() >= next_feedback - FEEDBACK_MS + FEEDBACK_SOON_MS)) {
-            Lsn flush = flush_position(s, keepalive_end);
-
-            sent_flush = flush;
-            if (!stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush,
-                                    false))
-                break;
-            next_feedback = now_ms() + FEEDBACK_MS;
-        }
+        if (st == STREAM_FRAME && !dispatch_frame(s, &lp, &msg, &reply))
+            break;
+        if (feedback_due(s, &lp, reply, now_ms()) && !send_feedback(s, &lp))
+            break;
     }
     /* what arrived is still good to apply; then, last word: what is durable */
-    publish(s, &staged, &keepalive_end);
-    free_items(staged.head);
+    publish(s, &lp.staged, &lp.keepalive_end);
+    free_items(lp.staged.head);
     if (alive)
         stream_send_status(s->stream, atomic_load(&s->server_end_lsn),
                            atomic_load(&s->committed_lsn), atomic_load(&s->committed_lsn), false);
