@@ -522,7 +522,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->relid = m->relid;
     r->nspname = xstrdup(m->nspname[0] ? m->nspname : "pg_catalog");
     r->relname = xstrdup(m->relname);
-    r->qualified = applysql_qualify(r->nspname, r->relname);
+    r->qualified = conn_qualify(a->tgt, r->nspname, r->relname);
     r->replident = m->replident;
     r->ncols = m->ncols;
     r->quoted = xcalloc((size_t)m->ncols + 1, sizeof(char *));
@@ -533,7 +533,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->type_name = xcalloc((size_t)m->ncols + 1, sizeof(char *));
     r->in_unique = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     for (int i = 0; i < m->ncols; i++) {
-        r->quoted[i] = applysql_quote_ident(m->cols[i].name);
+        r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
         r->key[i] = m->cols[i].key;
     }
     if (!map_columns(a, r, m)) {

@@ -7,32 +7,6 @@
 
 #include <stdlib.h>
 
-char *applysql_quote_ident(const char *name)
-{
-    StrBuf sb;
-
-    strbuf_init(&sb);
-    strbuf_append(&sb, "\"");
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            strbuf_append(&sb, "\"");
-        strbuf_append_len(&sb, p, 1);
-    }
-    strbuf_append(&sb, "\"");
-    return strbuf_detach(&sb);
-}
-
-char *applysql_qualify(const char *schema, const char *name)
-{
-    char *s = applysql_quote_ident(schema);
-    char *n = applysql_quote_ident(name);
-    char *out = xasprintf("%s.%s", s, n);
-
-    free(s);
-    free(n);
-    return out;
-}
-
 /* " WHERE k = $n AND ...", or for FULL the one row (by tableoid and ctid)
  * whose columns are not distinct from $n, ... */
 static void append_where(StrBuf *sql, const ApplySqlTable *t, const ApplySqlShape *sh, int *param)

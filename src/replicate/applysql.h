@@ -31,7 +31,8 @@ typedef enum ApplySqlWhere {
 } ApplySqlWhere;
 
 /* The target table as statements name it.  Names are quoted already
- * (applysql_quote_ident, applysql_qualify); arrays have ncols entries.
+ * (conn_quote_ident, conn_qualify: PQescapeIdentifier); arrays have ncols
+ * entries.
  * Borrowed: applysql never frees or keeps them. */
 typedef struct ApplySqlTable {
     const char *qualified;  /* "schema"."table" */
@@ -52,14 +53,6 @@ typedef struct ApplySqlShape {
     ApplySqlWhere mode; /* UPDATE_BATCH: always KEY */
     int rows;           /* INSERT and UPDATE_BATCH: rows in one statement (0 means 1) */
 } ApplySqlShape;
-
-/* "name" with every double quote doubled, always quoted (as
- * PQescapeIdentifier quotes it: the same bytes for every server encoding,
- * whose multibyte characters never hold an ASCII byte).  Caller frees. */
-char *applysql_quote_ident(const char *name);
-
-/* "schema"."name", both quoted.  Caller frees. */
-char *applysql_qualify(const char *schema, const char *name);
 
 /* The statement of shape sh on table t, with $1..$n placeholders; *nparams
  * gets n.  Parameters come in the order applysql_param_of describes.
