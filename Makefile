@@ -53,7 +53,7 @@ endif
 
 FORMATTED = $(wildcard src/*.[ch] src/*/*.[ch]) $(wildcard tests/unit/*.c tests/fuzz/*.c)
 
-.PHONY: all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
+.PHONY: pg-versions test-versions all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
 
 all: pgrelocate
 
@@ -91,6 +91,12 @@ cppcheck:
 
 e2e: pgrelocate
 	@scripts/run-e2e.sh
+
+# Servers of other major versions (npm registry) for the cross-version
+# tests, cached in build/pg/<major>: a second run does nothing.
+PG_VERSIONS_SMOKE = 13 17
+pg-versions:
+	@scripts/pg-versions.sh $(PG_VERSIONS_SMOKE)
 
 # The same binary built with ASan+UBSan (LeakSanitizer included), for the
 # end-to-end tests: any sanitizer report fails the run (E2E_TESTS picks
