@@ -15,6 +15,7 @@ static void *hook_arg;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_error[512];
 static long error_count;
+static bool lasting_error;
 
 void log_set_level(LogLevel level)
 {
@@ -92,6 +93,23 @@ void log_last_error(char *buf, unsigned bufsize)
     pthread_mutex_lock(&log_lock);
     snprintf(buf, bufsize, "%s", last_error);
     pthread_mutex_unlock(&log_lock);
+}
+
+void log_note_lasting_error(void)
+{
+    pthread_mutex_lock(&log_lock);
+    lasting_error = true;
+    pthread_mutex_unlock(&log_lock);
+}
+
+bool log_had_lasting_error(void)
+{
+    bool b;
+
+    pthread_mutex_lock(&log_lock);
+    b = lasting_error;
+    pthread_mutex_unlock(&log_lock);
+    return b;
 }
 
 long log_error_count(void)

@@ -96,6 +96,7 @@ bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
         log_debug("[schema] using %s (version %d)", out->pg_dump, out->major);
         return true;
     }
+    log_note_lasting_error(); /* until someone installs them */
     if (best.dump_no_restore)
         log_msg(LOG_ERROR, "pgrelocate needs pg_restore of the same version as pg_dump.",
                 "Install the complete PostgreSQL client programs (Debian: postgresql-client-N) "

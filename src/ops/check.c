@@ -651,11 +651,35 @@ static void check_target_empty(CheckRun *r)
     free(example);
 }
 
+/* One side's major version against the range pgrelocate supports. */
+static void check_server_version(CheckRun *r, const char *name, const char *side, int version_num)
+{
+    int m = version_num / 10000;
+    char v[16], fix[128];
+
+    version_text(version_num, v, sizeof(v));
+    snprintf(fix, sizeof(fix), "upgrade the %s server to PostgreSQL %d or newer first", side,
+             CATALOG_MIN_MAJOR);
+    if (m < CATALOG_MIN_MAJOR)
+        add_result(r, name, CHECK_FAIL, fix,
+                   "the %s runs PostgreSQL %s: pgrelocate supports PostgreSQL %d to %d", side, v,
+                   CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+    else if (m > CATALOG_MAX_TESTED_MAJOR)
+        add_result(r, name, CHECK_WARN, "try the whole migration on a copy first",
+                   "the %s runs PostgreSQL %s: pgrelocate was tested with %d to %d", side, v,
+                   CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+    else
+        add_result(r, name, CHECK_PASS, NULL, "the %s runs PostgreSQL %s (supported: %d to %d)",
+                   side, v, CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+}
+
 static void check_target_version(CheckRun *r)
 {
     int s = r->src_info.version_num / 10000, t = r->tgt_info.version_num / 10000;
     char sv[16], tv[16], fix[128];
 
+    check_server_version(r, "source.version", "source", r->src_info.version_num);
+    check_server_version(r, "target.server_version", "target", r->tgt_info.version_num);
     version_text(r->src_info.version_num, sv, sizeof(sv));
     version_text(r->tgt_info.version_num, tv, sizeof(tv));
     if (t >= s) {
