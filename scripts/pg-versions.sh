@@ -58,7 +58,7 @@ WRAPPER
 
 install_server() {
   local major=$1 dir=$cache/$1 version tmp lib
-  [[ $major =~ ^1[2-8]$ ]] || die "unsupported major \"$major\" (12 to 18)"
+  [[ $major =~ ^1[1-8]$ ]] || die "unsupported major \"$major\" (11 to 18; 11 only to test that it is refused)"
   if [ -x "$dir/bin/postgres" ] && [ -f "$dir/VERSION" ]; then return 0; fi
   version=$(newest_of_major "$major")
   [ -n "$version" ] || die "no version $major.x of $npm_pkg in the npm registry"

@@ -961,9 +961,9 @@ static void check_tools(CheckRun *r)
 {
     int need = r->src_info.version_num / 10000;
     PgTools tools;
-    char fix[300];
+    char fix[300], why[600];
 
-    if (schema_find_tools(r->o->pg_bin, need, &tools)) {
+    if (schema_find_tools_why(r->o->pg_bin, need, &tools, why, sizeof(why))) {
         add_result(r, "tools.pg_dump", CHECK_PASS, NULL,
                    "pg_dump and pg_restore %d (%s), new enough for the source (%d)", tools.major,
                    tools.pg_dump, need);
@@ -974,8 +974,8 @@ static void check_tools(CheckRun *r)
              "and name their directory with --pg-bin",
              need, need);
     add_result(r, "tools.pg_dump", CHECK_FAIL, fix,
-               "no pg_dump and pg_restore of version %d or newer found%s%s (see the error above)",
-               need, r->o->pg_bin ? " in " : "", r->o->pg_bin ? r->o->pg_bin : "");
+               "no pg_dump and pg_restore of version %d or newer found%s%s: %s", need,
+               r->o->pg_bin ? " in " : "", r->o->pg_bin ? r->o->pg_bin : "", why);
 }
 
 /* ---- running the checks ------------------------------------------------ */

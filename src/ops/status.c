@@ -675,8 +675,8 @@ static json_t *json_replication(const Report *r)
                                  r->slot.confirmed_flush),
                          "retained_wal_bytes",
                          r->slot.exists ? json_integer(r->slot.retained_bytes) : json_null());
-    return json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o}", "direction",
-                     opt_str(r->direction), "stream", opt_str(r->stream_name), "applied_lsn",
+    return json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o}", "direction", opt_str(r->direction),
+                     "stream", opt_str(r->stream_name), "applied_lsn",
                      opt_lsn(r->have_applied, r->applied_lsn), "source_checked", r->source_checked,
                      "source_lsn", opt_lsn(r->have_source_lsn, r->source_lsn), "lag_bytes",
                      opt_int(r->source_checked ? r->lag_bytes : -1), "lag_seconds",
