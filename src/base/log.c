@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 static LogLevel min_level = LOG_INFO;
@@ -15,6 +16,7 @@ static void *hook_arg;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_error[512];
 static long error_count;
+static atomic_bool lasting_error;
 
 void log_set_level(LogLevel level)
 {
@@ -92,6 +94,16 @@ void log_last_error(char *buf, unsigned bufsize)
     pthread_mutex_lock(&log_lock);
     snprintf(buf, bufsize, "%s", last_error);
     pthread_mutex_unlock(&log_lock);
+}
+
+void log_note_lasting_error(void)
+{
+    atomic_store(&lasting_error, true);
+}
+
+bool log_had_lasting_error(void)
+{
+    return atomic_load(&lasting_error);
 }
 
 long log_error_count(void)

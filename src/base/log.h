@@ -26,6 +26,12 @@ void log_set_hooks(LogHook before, LogHook after, void *arg);
 void log_last_error(char *buf, unsigned bufsize);
 /* How many errors were logged so far. */
 long log_error_count(void);
+/* Note that an error just logged would recur on every retry (the server
+ * rejects the statement as written, a program is missing...), so that the
+ * command does not suggest running it again. */
+void log_note_lasting_error(void);
+/* Whether such an error was logged in this process. */
+bool log_had_lasting_error(void);
 
 /* Emit a message; detail and hint may be NULL. */
 void log_msg(LogLevel level, const char *detail, const char *hint, const char *fmt, ...)

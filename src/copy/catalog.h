@@ -37,6 +37,12 @@ bool catalog_read(PGconn *src, Catalog *out);
 bool catalog_read_subset(PGconn *src, const char *excluded_oids, Catalog *out);
 void catalog_free(Catalog *cat);
 
+/* The major versions pgrelocate works with, as source or target: every
+ * catalog query has a form for each.  Newer than the tested range is
+ * allowed with a warning. */
+#define CATALOG_MIN_MAJOR        12
+#define CATALOG_MAX_TESTED_MAJOR 18
+
 /* Server facts for checks and messages. */
 typedef struct ServerInfo {
     int version_num; /* PQserverVersion, e.g. 150018 */

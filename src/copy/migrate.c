@@ -201,6 +201,18 @@ static bool choose_tables(CopyRun *r, bool exists)
     return tableset_resolve(r->src, r->tables_spec, &r->tables);
 }
 
+/* A server older than pgrelocate supports is refused: its catalogs lack
+ * what the queries read (check says the same, as a FAIL). */
+static bool server_supported(const char *side, int version_num)
+{
+    if (version_num / 10000 >= CATALOG_MIN_MAJOR)
+        return true;
+    log_msg(LOG_ERROR, NULL, "Upgrade it to a supported version first, or run pgrelocate check.",
+            "the %s runs PostgreSQL %d.%d: pgrelocate supports PostgreSQL %d to %d", side,
+            version_num / 10000, version_num % 100, CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+    return false;
+}
+
 /* Everything that can refuse the run before anything changes. */
 static bool open_and_check(CopyRun *r)
 {
@@ -226,6 +238,9 @@ static bool open_and_check(CopyRun *r)
              r->src_info.version_num / 10000, r->src_info.version_num % 100, r->src_info.encoding);
     log_info("target: %s (PostgreSQL %d.%d, %s)", conninfo_display(r->tgt_ci),
              r->tgt_info.version_num / 10000, r->tgt_info.version_num % 100, r->tgt_info.encoding);
+    if (!server_supported("source", r->src_info.version_num) ||
+        !server_supported("target", r->tgt_info.version_num))
+        return false;
     if (r->src_info.version_num / 10000 > r->tgt_info.version_num / 10000)
         log_warning("the target (%d) is an older major version than the source (%d): "
                     "the schema may not restore",
@@ -1060,8 +1075,10 @@ static void finish(CopyRun *r, bool ok)
 /* Final words and the exit code. */
 static int conclude(CopyRun *r, bool ok, bool was_done)
 {
-    const char *again = r->follow ? "Run the same command to continue."
-                                  : "Run the same command with --resume to continue.";
+    /* only where a retry can succeed: not after an error that recurs */
+    const char *again = log_had_lasting_error() ? NULL
+                        : r->follow             ? "Run the same command to continue."
+                                                : "Run the same command with --resume to continue.";
     bool followed = r->follow && r->st.phase >= PHASE_FOLLOW;
     int rc;
 

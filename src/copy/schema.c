@@ -76,9 +76,17 @@ static bool try_path(int need_major, PgTools *out, Seen *best_seen)
 
 bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
 {
+    return schema_find_tools_why(pg_bin, need_major, out, NULL, 0);
+}
+
+bool schema_find_tools_why(const char *pg_bin, int need_major, PgTools *out, char *why,
+                           size_t whylen)
+{
     Seen best = {0, false};
     glob_t g;
     bool found = false;
+    const char *detail = NULL, *hint;
+    char msg[600];
 
     if (pg_bin) {
         found = try_dir(pg_bin, need_major, out, &best);
@@ -96,24 +104,31 @@ bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out)
         log_debug("[schema] using %s (version %d)", out->pg_dump, out->major);
         return true;
     }
-    if (best.dump_no_restore)
-        log_msg(LOG_ERROR, "pgrelocate needs pg_restore of the same version as pg_dump.",
-                "Install the complete PostgreSQL client programs (Debian: postgresql-client-N) "
-                "or name their directory with --pg-bin.",
-                "pg_restore not found beside pg_dump%s%s", pg_bin ? " in " : "",
-                pg_bin ? pg_bin : "");
-    else if (best.best_dump == 0)
-        log_msg(LOG_ERROR, NULL,
-                "Install the PostgreSQL client programs (Debian: postgresql-client-N for the "
-                "source's major version N) or name their directory with --pg-bin.",
-                "pg_dump and pg_restore not found%s%s", pg_bin ? " in " : "", pg_bin ? pg_bin : "");
-    else
-        log_msg(LOG_ERROR,
-                "pg_dump cannot read a server newer than itself, and pg_dump and pg_restore "
-                "must be of the same version.",
-                "Install postgresql-client of the source's major version or newer and name its "
-                "directory with --pg-bin.",
-                "pg_dump %d is older than the source server (%d)", best.best_dump, need_major);
+    if (best.dump_no_restore) {
+        detail = "pgrelocate needs pg_restore of the same version as pg_dump.";
+        hint = "Install the complete PostgreSQL client programs (Debian: postgresql-client-N) "
+               "or name their directory with --pg-bin.";
+        snprintf(msg, sizeof(msg), "pg_restore not found beside pg_dump%s%s", pg_bin ? " in " : "",
+                 pg_bin ? pg_bin : "");
+    } else if (best.best_dump == 0) {
+        hint = "Install the PostgreSQL client programs (Debian: postgresql-client-N for the "
+               "source's major version N) or name their directory with --pg-bin.";
+        snprintf(msg, sizeof(msg), "pg_dump and pg_restore not found%s%s", pg_bin ? " in " : "",
+                 pg_bin ? pg_bin : "");
+    } else {
+        detail = "pg_dump cannot read a server newer than itself, and pg_dump and pg_restore "
+                 "must be of the same version.";
+        hint = "Install postgresql-client of the source's major version or newer and name its "
+               "directory with --pg-bin.";
+        snprintf(msg, sizeof(msg), "pg_dump %d is older than the source server (%d)",
+                 best.best_dump, need_major);
+    }
+    if (why) {
+        snprintf(why, whylen, "%s", msg);
+        return false;
+    }
+    log_note_lasting_error(); /* until someone installs them */
+    log_msg(LOG_ERROR, detail, hint, "%s", msg);
     return false;
 }
 

@@ -45,6 +45,9 @@ typedef struct PostEntry {
  * /usr/lib/postgresql/N/bin and PATH, of major version >= need_major.
  * Logs a clear error (missing, or too old and which one was found). */
 bool schema_find_tools(const char *pg_bin, int need_major, PgTools *out);
+/* The same, silent: on failure the reason (one line) goes into why. */
+bool schema_find_tools_why(const char *pg_bin, int need_major, PgTools *out, char *why,
+                           size_t whylen);
 
 /* pg_dump the schema (pre-data and post-data) under snapshot into path,
  * without the nexcludes relations named by excludes (exact pg_dump

@@ -651,11 +651,35 @@ static void check_target_empty(CheckRun *r)
     free(example);
 }
 
+/* One side's major version against the range pgrelocate supports. */
+static void check_server_version(CheckRun *r, const char *name, const char *side, int version_num)
+{
+    int m = version_num / 10000;
+    char v[16], fix[128];
+
+    version_text(version_num, v, sizeof(v));
+    snprintf(fix, sizeof(fix), "upgrade the %s server to PostgreSQL %d or newer first", side,
+             CATALOG_MIN_MAJOR);
+    if (m < CATALOG_MIN_MAJOR)
+        add_result(r, name, CHECK_FAIL, fix,
+                   "the %s runs PostgreSQL %s: pgrelocate supports PostgreSQL %d to %d", side, v,
+                   CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+    else if (m > CATALOG_MAX_TESTED_MAJOR)
+        add_result(r, name, CHECK_WARN, "try the whole migration on a copy first",
+                   "the %s runs PostgreSQL %s: pgrelocate was tested with %d to %d", side, v,
+                   CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+    else
+        add_result(r, name, CHECK_PASS, NULL, "the %s runs PostgreSQL %s (supported: %d to %d)",
+                   side, v, CATALOG_MIN_MAJOR, CATALOG_MAX_TESTED_MAJOR);
+}
+
 static void check_target_version(CheckRun *r)
 {
     int s = r->src_info.version_num / 10000, t = r->tgt_info.version_num / 10000;
     char sv[16], tv[16], fix[128];
 
+    check_server_version(r, "source.version", "source", r->src_info.version_num);
+    check_server_version(r, "target.server_version", "target", r->tgt_info.version_num);
     version_text(r->src_info.version_num, sv, sizeof(sv));
     version_text(r->tgt_info.version_num, tv, sizeof(tv));
     if (t >= s) {
@@ -937,9 +961,9 @@ static void check_tools(CheckRun *r)
 {
     int need = r->src_info.version_num / 10000;
     PgTools tools;
-    char fix[300];
+    char fix[300], why[600];
 
-    if (schema_find_tools(r->o->pg_bin, need, &tools)) {
+    if (schema_find_tools_why(r->o->pg_bin, need, &tools, why, sizeof(why))) {
         add_result(r, "tools.pg_dump", CHECK_PASS, NULL,
                    "pg_dump and pg_restore %d (%s), new enough for the source (%d)", tools.major,
                    tools.pg_dump, need);
@@ -950,8 +974,8 @@ static void check_tools(CheckRun *r)
              "and name their directory with --pg-bin",
              need, need);
     add_result(r, "tools.pg_dump", CHECK_FAIL, fix,
-               "no pg_dump and pg_restore of version %d or newer found%s%s (see the error above)",
-               need, r->o->pg_bin ? " in " : "", r->o->pg_bin ? r->o->pg_bin : "");
+               "no pg_dump and pg_restore of version %d or newer found%s%s: %s", need,
+               r->o->pg_bin ? " in " : "", r->o->pg_bin ? r->o->pg_bin : "", why);
 }
 
 /* ---- running the checks ------------------------------------------------ */

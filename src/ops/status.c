@@ -85,9 +85,11 @@ typedef struct Report {
     double elapsed_s, rate_bytes_s, rate_rows_s, eta_s, percent;
     int64_t post_data_done;
     char *post_data_last_at;
-    /* replication (start only) */
+    /* replication (start only): the stream that runs in this phase */
+    const char *direction; /* "forward", "reverse" (after a cutover), NULL: none runs */
+    char *stream_name;     /* its slot, publication and origin */
     bool origin_readable, have_applied;
-    Lsn applied_lsn; /* origin progress on the target */
+    Lsn applied_lsn; /* origin progress downstream (target; source in reverse) */
     bool source_checked, have_source_lsn;
     SlotInfo slot;
     Lsn source_lsn;
@@ -133,6 +135,7 @@ static void report_free(Report *r)
     free(r->source);
     free(r->phase_name);
     free(r->replication_name);
+    free(r->stream_name);
     free(r->started_at);
     free(r->updated_at);
     free(r->finished_at);
@@ -269,6 +272,13 @@ static bool load_migration(PGconn *tgt, Report *r)
     r->phase_name = dup_value(res, 0, 1);
     r->phase = phase_from_text(r->phase_name);
     r->replication_name = dup_value(res, 0, 2);
+    if (r->replication_name && r->phase == PHASE_REVERSE) {
+        r->direction = "reverse";
+        r->stream_name = state_reverse_name(r->replication_name);
+    } else if (r->replication_name && (r->phase < PHASE_DONE)) {
+        r->direction = "forward";
+        r->stream_name = xstrdup(r->replication_name);
+    } /* done or rolled back: nothing follows */
     r->started_at = dup_value(res, 0, 3);
     r->updated_at = dup_value(res, 0, 4);
     r->finished_at = dup_value(res, 0, 5);
@@ -440,11 +450,12 @@ static bool load_cutovers(PGconn *tgt, Report *r)
     return true;
 }
 
-/* Origin progress: what the target applied and committed (durably). */
-static bool load_origin(PGconn *tgt, Report *r)
+/* Origin progress: what the downstream side (the target, or the source in
+ * reverse) applied and committed (durably). */
+static bool load_origin(PGconn *down, Report *r)
 {
-    const char *p[1] = {r->replication_name};
-    PGresult *res = conn_query(tgt, "status", origin_privilege_sql, 0, NULL, 1);
+    const char *p[1] = {r->stream_name};
+    PGresult *res = conn_query(down, "status", origin_privilege_sql, 0, NULL, 1);
 
     if (!res)
         return false;
@@ -453,10 +464,10 @@ static bool load_origin(PGconn *tgt, Report *r)
     if (!r->origin_readable) {
         report_warn(r, xasprintf("this role may not read replication origin %s: applied "
                                  "position unknown (connect as the role that runs start)",
-                                 r->replication_name));
+                                 r->stream_name));
         return true;
     }
-    if (!(res = conn_query(tgt, "status", origin_sql, 1, p, 1)))
+    if (!(res = conn_query(down, "status", origin_sql, 1, p, 1)))
         return false;
     r->have_applied = !PQgetisnull(res, 0, 0) && lsn_parse(PQgetvalue(res, 0, 0), &r->applied_lsn);
     PQclear(res);
@@ -469,7 +480,7 @@ static bool load_target(PGconn *tgt, TableFilter *filter, Report *r)
     bool ok = conn_exec(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
               load_migration(tgt, r) && load_tables(tgt, filter, r) && load_totals(tgt, r) &&
               load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) &&
-              (!r->replication_name || load_origin(tgt, r));
+              (!r->direction || strcmp(r->direction, "forward") != 0 || load_origin(tgt, r));
 
     if (PQtransactionStatus(tgt) != PQTRANS_IDLE)
         ok = conn_exec(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
@@ -526,16 +537,23 @@ static void warn_about_slot(Report *r)
                                  size_format_bytes(r->slot.retained_bytes, size, sizeof(size))));
 }
 
-static bool load_source(PGconn *src, Report *r)
+/* The stream's upstream side (the source; the target in reverse): its slot,
+ * WAL position and the walsender's lag; then the lag.  In reverse, the
+ * applied position is the reverse origin's on the source. */
+static bool load_source(PGconn *src, PGconn *tgt, Report *r)
 {
+    bool reverse = strcmp(r->direction, "reverse") == 0;
+    PGconn *up = reverse ? tgt : src;
     char pid[16];
     const char *p[1] = {pid};
     PGresult *res;
 
-    if (!slot_info(src, r->replication_name, &r->slot))
+    if (reverse && !load_origin(src, r))
+        return false;
+    if (!slot_info(up, r->stream_name, &r->slot))
         return false;
     snprintf(pid, sizeof(pid), "%d", r->slot.active_pid);
-    if (!(res = conn_query(src, "status", source_sql, 1, p, 2)))
+    if (!(res = conn_query(up, "status", source_sql, 1, p, 2)))
         return false;
     r->have_source_lsn =
         !PQgetisnull(res, 0, 0) && lsn_parse(PQgetvalue(res, 0, 0), &r->source_lsn);
@@ -570,10 +588,16 @@ static bool load_source(PGconn *src, Report *r)
  *                     bytes_estimate}], biggest estimate first, all tables
  *                   (that --tables matches)
  *   post_data       {entries_done, last_done_at} (the total is not recorded)
- *   replication     null for copy; else {applied_lsn, source_checked,
- *                    source_lsn, lag_bytes, lag_seconds, slot}; slot is null
- *                    without --source, else {exists, active, wal_status,
- *                    confirmed_flush_lsn, retained_wal_bytes}
+ *   replication     null for copy; else {direction, stream, applied_lsn,
+ *                    source_checked, source_lsn, lag_bytes, lag_seconds,
+ *                    slot}: the stream that runs in this phase, direction
+ *                    "forward" until the cutover, "reverse" after it (the
+ *                    target's changes to the source: source_lsn and slot
+ *                    are then the target's, applied_lsn the source's), null
+ *                    once done or rolled back (nothing runs; every value
+ *                    null); slot is null without --source, else {exists,
+ *                    active, wal_status, confirmed_flush_lsn,
+ *                    retained_wal_bytes}
  *   warnings        [text]
  *   events          [{at, level, context, message}]: up to 5, errors first,
  *                    then newest first
@@ -651,7 +675,8 @@ static json_t *json_replication(const Report *r)
                                  r->slot.confirmed_flush),
                          "retained_wal_bytes",
                          r->slot.exists ? json_integer(r->slot.retained_bytes) : json_null());
-    return json_pack("{s:o, s:b, s:o, s:o, s:o, s:o}", "applied_lsn",
+    return json_pack("{s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o}", "direction", opt_str(r->direction),
+                     "stream", opt_str(r->stream_name), "applied_lsn",
                      opt_lsn(r->have_applied, r->applied_lsn), "source_checked", r->source_checked,
                      "source_lsn", opt_lsn(r->have_source_lsn, r->source_lsn), "lag_bytes",
                      opt_int(r->source_checked ? r->lag_bytes : -1), "lag_seconds",
@@ -760,25 +785,37 @@ static void print_copy_line(const Report *r, FILE *out)
 static void print_replication_line(const Report *r, FILE *out)
 {
     char a[LSN_TEXT_SIZE], s[LSN_TEXT_SIZE], lag[32], kept[32];
+    bool reverse = r->direction && strcmp(r->direction, "reverse") == 0;
+    const char *up = reverse ? "target" : "source";
 
-    fprintf(out, "replication  %s: applied %s", r->replication_name,
-            r->have_applied ? lsn_format(r->applied_lsn, a) : "none yet");
-    if (!r->source_checked) {
-        fprintf(out, "; give --source for lag and retained WAL\n");
+    if (!r->direction) {
+        fprintf(out, "replication  %s: no stream runs (phase %s)\n", r->replication_name,
+                r->phase_name);
         return;
     }
-    fprintf(out, "; source at %s", r->have_source_lsn ? lsn_format(r->source_lsn, s) : "unknown");
+    if (reverse)
+        fprintf(out, "replication  reverse, target to source, %s: applied on the source %s",
+                r->stream_name, r->have_applied ? lsn_format(r->applied_lsn, a) : "unknown");
+    else
+        fprintf(out, "replication  %s: applied %s", r->stream_name,
+                r->have_applied ? lsn_format(r->applied_lsn, a) : "none yet");
+    if (!r->source_checked) {
+        fprintf(out, "; give --source for %slag and retained WAL\n",
+                reverse ? "the applied position, " : "");
+        return;
+    }
+    fprintf(out, "; %s at %s", up, r->have_source_lsn ? lsn_format(r->source_lsn, s) : "unknown");
     if (r->lag_bytes < 0)
         fprintf(out, "; lag unknown\n");
     else if (r->lag_s < 0)
-        fprintf(out, "; lag %s (seconds unknown: the source measures none now)\n",
-                size_format_bytes(r->lag_bytes, lag, sizeof(lag)));
+        fprintf(out, "; lag %s (seconds unknown: the %s measures none now)\n",
+                size_format_bytes(r->lag_bytes, lag, sizeof(lag)), up);
     else
         fprintf(out, "; lag %s (%.1f s)\n", size_format_bytes(r->lag_bytes, lag, sizeof(lag)),
                 r->lag_s);
     if (r->slot.exists)
-        fprintf(out, "slot         %s, wal_status %s, retained WAL on the source %s\n",
-                r->slot.active ? "active" : "inactive", r->slot.wal_status,
+        fprintf(out, "slot         %s, wal_status %s, retained WAL on the %s %s\n",
+                r->slot.active ? "active" : "inactive", r->slot.wal_status, up,
                 size_format_bytes(r->slot.retained_bytes, kept, sizeof(kept)));
 }
 
@@ -958,8 +995,8 @@ static bool report_once(StatusCtx *c, bool *no_state)
         return false;
     }
     ok = true;
-    if (r.replication_name && c->sci) {
-        if (!ensure_conn(&c->src, c->sci, CONN_SOURCE) || !load_source(c->src, &r)) {
+    if (r.direction && c->sci) {
+        if (!ensure_conn(&c->src, c->sci, CONN_SOURCE) || !load_source(c->src, c->tgt, &r)) {
             report_warn(&r, xstrdup("could not read the slot on the source (see the error above)"));
             ok = false;
         }

@@ -189,13 +189,16 @@ bool slot_drop_publication(PGconn *src, const char *name)
 bool slot_info(PGconn *src, const char *name, SlotInfo *out)
 {
     const char *p[1] = {name};
-    PGresult *res = conn_query(
-        src, "slot",
+    /* wal_status is 13+; a slot of 12 keeps all the WAL it needs (there is
+     * no max_slot_wal_keep_size to take it away): "reserved". */
+    char *sql = xasprintf(
         "SELECT active, coalesce(active_pid, 0), coalesce(confirmed_flush_lsn, '0/0')::text,"
         " coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn), 0)"
-        "::bigint, coalesce(wal_status, '') FROM pg_catalog.pg_replication_slots"
-        " WHERE slot_name = $1",
-        1, p, 5);
+        "::bigint, %s FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+        PQserverVersion(src) >= 130000 ? "coalesce(wal_status, '')" : "'reserved'");
+    PGresult *res = conn_query(src, "slot", sql, 1, p, 5);
+
+    free(sql);
 
     memset(out, 0, sizeof(*out));
     if (!res)

@@ -94,6 +94,10 @@ Init and start a source and a target cluster, and create the database(s).
                gives the tool a TCP connection string for it
   target_conf  extra postgresql.conf lines for the target
   roles        create the shared roles of create_roles() (default 1)
+  source_major PostgreSQL major version of the source (default: Debian's
+               15); other majors come from the cache that
+               scripts/pg-versions.sh fills (see install_path())
+  target_major the same for the target
 
 The source runs with wal_level=logical and 10 slots and WAL senders (what
 the follow phase will need); both run with fsync off, modest memory and no
@@ -131,7 +135,8 @@ sub new_pair
 	  'log_disconnections = on',
 	  'lc_messages = C';
 
-	my $src = PostgreSQL::Test::Cluster->new("${name}_source");
+	my $src = PostgreSQL::Test::Cluster->new("${name}_source",
+		install_path($opts{source_major}));
 	$src->init(allows_streaming => 'logical');
 	$src->append_conf('postgresql.conf',
 		join "\n", $common,
@@ -144,7 +149,8 @@ sub new_pair
 	# production, where the stream's socket options take effect
 	$src->{pgr_tcp} = 1 if $opts{source_tcp};
 
-	my $tgt = PostgreSQL::Test::Cluster->new("${name}_target");
+	my $tgt = PostgreSQL::Test::Cluster->new("${name}_target",
+		install_path($opts{target_major}));
 	$tgt->init(allows_streaming => 'logical');
 	$tgt->append_conf('postgresql.conf',
 		join "\n", $common, $opts{target_conf} // '');
@@ -160,6 +166,57 @@ sub new_pair
 		}
 	}
 	return ($src, $tgt);
+}
+
+=pod
+
+=item install_path($major) => (install_path => $dir) or ()
+
+The arguments for PostgreSQL::Test::Cluster->new that give a node the
+server of that major: none for Debian's 15 (or no major), else the cache
+that scripts/pg-versions.sh fills ($ENV{PGRELOCATE_PG_VERSIONS}, set by
+scripts/run-e2e.sh).  A missing install bails out with the command that
+makes it.  When a major newer than 15 is asked for, the newest client
+programs of the cache go first on PATH, for the tool's pg_dump and the
+test's own (pg_dump cannot read a newer server).
+
+=cut
+
+sub install_path
+{
+	my ($major) = @_;
+	return () if !defined $major || $major == 15;
+	my $cache = $ENV{PGRELOCATE_PG_VERSIONS}
+	  // BAIL_OUT('PGRELOCATE_PG_VERSIONS is not set (scripts/run-e2e.sh sets it)');
+	my $dir = "$cache/$major";
+	BAIL_OUT("no PostgreSQL $major in $cache: run scripts/pg-versions.sh $major")
+	  unless -x "$dir/bin/postgres";
+	if ($major > 15)
+	{
+		my $client = client_bin();
+		BAIL_OUT("no client programs of $major or newer in $cache: "
+			  . "run scripts/pg-versions.sh client 18")
+		  unless $client && $client =~ m{/client-(\d+)/bin$} && $1 >= $major;
+		$ENV{PATH} = "$client:$ENV{PATH}" unless index($ENV{PATH}, $client) == 0;
+	}
+	return (install_path => $dir);
+}
+
+=pod
+
+=item client_bin() => $dir or undef
+
+The bin directory of the newest client programs in the cache of
+scripts/pg-versions.sh (client-NN/bin), if any.
+
+=cut
+
+sub client_bin
+{
+	my $cache = $ENV{PGRELOCATE_PG_VERSIONS} // return undef;
+	my @dirs = sort { ($b =~ /client-(\d+)/)[0] <=> ($a =~ /client-(\d+)/)[0] }
+	  grep { -x "$_/pg_dump" } glob("$cache/client-*/bin");
+	return $dirs[0];
 }
 
 =pod
