@@ -120,6 +120,9 @@ install_client() {
   (
     cd "$tmp"/src/postgresql-"$major".*/
     ./configure --quiet --prefix="$dir" --without-readline --without-icu --with-openssl >/dev/null
+    # the generated headers (errcodes.h, ...) first: a parallel make of
+    # libpq alone can reach them before they exist
+    make -s -C src/backend generated-headers >/dev/null
     make -s -j"$jobs" -C src/interfaces/libpq install >/dev/null
     for p in pg_dump psql; do make -s -j"$jobs" -C src/bin/$p install >/dev/null; done
   )
