@@ -49,8 +49,7 @@ static const char *connect_hint(const char *msg)
     return NULL;
 }
 
-/* libpq's message may span lines; keep it to one line per reason. */
-static char *one_line(const char *msg)
+char *conn_one_line(const char *msg)
 {
     char *s = xstrdup(msg ? msg : "");
     size_t n = strlen(s);
@@ -75,7 +74,7 @@ static char *one_line(const char *msg)
  * go through the log so they never break the progress display. */
 static void on_notice(void *arg, const char *message)
 {
-    char *msg = one_line(message);
+    char *msg = conn_one_line(message);
 
     (void)arg;
     log_debug("[server] %s", msg);
@@ -101,7 +100,7 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
     free(kw);
     free(val);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        char *msg = one_line(conn ? PQerrorMessage(conn) : "out of memory");
+        char *msg = conn_one_line(conn ? PQerrorMessage(conn) : "out of memory");
 
         log_msg(LOG_ERROR, msg, connect_hint(msg), "could not connect to the %s%s (%s)",
                 side_name(co->side), co->replication ? " for replication" : "",
@@ -150,7 +149,7 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
         primary = PQresultErrorMessage(res);
     if (!primary)
         primary = conn ? PQerrorMessage(conn) : "unknown error";
-    msg = one_line(primary);
+    msg = conn_one_line(primary);
     if (!*msg && res)
         log_msg(LOG_ERROR, detail, hint, "[%s] unexpected result status %s", ctx,
                 PQresStatus(PQresultStatus(res)));

@@ -52,6 +52,10 @@ bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparam
 /* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT. */
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx);
 
+/* libpq's message (which may span lines, end in a newline, or be NULL) on
+ * one line: newlines and tabs become single spaces.  Caller frees. */
+char *conn_one_line(const char *msg);
+
 /* SQLSTATE of a failed result, or "" (never NULL). */
 const char *conn_sqlstate(const PGresult *res);
 

@@ -3,6 +3,7 @@
  */
 #include "copy.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "names.h"
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_ATTEMPTS 3
 
@@ -44,14 +44,6 @@ typedef struct Worker {
     PGconn *tgt;
     bool ok;
 } Worker;
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const StateTable *table_of(const CopyJob *job, int table_no)
 {
@@ -215,7 +207,7 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
 {
     const StateTable *t = table_of(w->sh->job, c->table_no);
     char *src_sql, *tgt_sql, *lit, *begin;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     ChunkResult r;
 
     *rows = *bytes = 0;
@@ -238,7 +230,7 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     if (r == CHUNK_OK)
         r = PQputCopyEnd(w->tgt, NULL) == 1 ? finish_copy(w->tgt, ctx, rows) : CHUNK_RETRY;
     if (r == CHUNK_OK)
-        r = mark_done(w, c, *rows, *bytes, now_s() - t0, ctx);
+        r = mark_done(w, c, *rows, *bytes, clock_now_s() - t0, ctx);
     if (r == CHUNK_OK)
         r = exec_expect(w->src, "COMMIT", PGRES_COMMAND_OK, ctx);
     if (r != CHUNK_OK)
@@ -308,7 +300,7 @@ static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
         char *name = names_display(t->schema_name, t->table_name);
 
         progress_table_done(sh->job->progress, name, tt->rows, tt->bytes,
-                            now_s() - tt->first_start);
+                            clock_now_s() - tt->first_start);
         free(name);
     }
 }
@@ -346,7 +338,7 @@ static void *worker_main(void *arg)
         const StateChunk *c = &sh->job->chunks[i];
         char *label = chunk_label(table_of(sh->job, c->table_no), c);
         char *ctx = xasprintf("copy %s", label);
-        double start = now_s();
+        double start = clock_now_s();
         int64_t rows = 0, bytes = 0;
         ChunkResult r = CHUNK_RETRY;
 

@@ -6,6 +6,8 @@
  */
 #include "pgbouncer.h"
 
+#include "clock.h"
+#include "conn.h"
 #include "conninfo.h"
 #include "log.h"
 #include "strbuf.h"
@@ -15,20 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct Bouncer {
     PGconn *conn;
     char *display;
 };
-
-int64_t bouncer_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Wait for the socket to become readable (or writable) until deadline;
  * false on timeout. */
@@ -37,7 +30,7 @@ static bool wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
     struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
 
     for (;;) {
-        int64_t left = deadline_ms - bouncer_now_ms();
+        int64_t left = deadline_ms - clock_now_ms();
         int rc;
 
         if (left <= 0)
@@ -50,24 +43,11 @@ static bool wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
     }
 }
 
-static char *one_line(const char *msg)
-{
-    char *s = xstrdup(msg ? msg : "");
-    size_t n = strlen(s);
-
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-        s[--n] = '\0';
-    for (char *p = s; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    return s;
-}
-
 /* Non-blocking connect with a deadline. */
 static PGconn *connect_by(const char *const *kw, const char *const *val, int timeout_ms,
                           bool *timed_out)
 {
-    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    int64_t deadline = clock_now_ms() + timeout_ms;
     PGconn *conn = PQconnectStartParams(kw, val, 0);
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
@@ -109,7 +89,7 @@ Bouncer *bouncer_connect(const char *uri, int timeout_ms)
     conninfo_destroy(ci);
     if (b->conn && !timed_out && PQstatus(b->conn) == CONNECTION_OK)
         return b;
-    msg = one_line(timed_out ? "no answer in time" : PQerrorMessage(b->conn));
+    msg = conn_one_line(timed_out ? "no answer in time" : PQerrorMessage(b->conn));
     log_msg(LOG_ERROR, msg,
             "Check that pgbouncer listens there and that this user is listed in its admin_users "
             "setting.",
@@ -156,7 +136,7 @@ bool bouncer_send(Bouncer *b, const char *verb, const char *dbname)
     bool ok = PQsendQuery(b->conn, sql) == 1;
 
     if (!ok) {
-        char *msg = one_line(PQerrorMessage(b->conn));
+        char *msg = conn_one_line(PQerrorMessage(b->conn));
 
         log_msg(LOG_ERROR, msg, NULL, "[pgbouncer] could not send %s", sql);
         free(msg);
@@ -168,14 +148,14 @@ bool bouncer_send(Bouncer *b, const char *verb, const char *dbname)
 
 BouncerStatus bouncer_wait(Bouncer *b, int timeout_ms, char *err, size_t errlen)
 {
-    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    int64_t deadline = clock_now_ms() + timeout_ms;
     BouncerStatus st = BOUNCER_OK;
     PGresult *res;
 
     err[0] = '\0';
     for (;;) {
         if (!PQconsumeInput(b->conn)) {
-            char *msg = one_line(PQerrorMessage(b->conn));
+            char *msg = conn_one_line(PQerrorMessage(b->conn));
 
             snprintf(err, errlen, "%s", msg);
             free(msg);
@@ -190,7 +170,7 @@ BouncerStatus bouncer_wait(Bouncer *b, int timeout_ms, char *err, size_t errlen)
         ExecStatusType rs = PQresultStatus(res);
 
         if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK && st == BOUNCER_OK) {
-            char *msg = one_line(PQresultErrorMessage(res));
+            char *msg = conn_one_line(PQresultErrorMessage(res));
 
             snprintf(err, errlen, "%s", msg[0] ? msg : PQresStatus(rs));
             free(msg);
@@ -272,7 +252,7 @@ bool bouncer_show_database(Bouncer *b, const char *dbname, BouncerDatabase *out,
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQfnumber(res, "name") < 0 ||
         PQfnumber(res, "host") < 0 || PQfnumber(res, "port") < 0 ||
         PQfnumber(res, "database") < 0) {
-        char *msg = one_line(PQresultErrorMessage(res));
+        char *msg = conn_one_line(PQresultErrorMessage(res));
 
         log_msg(LOG_ERROR,
                 msg[0] ? msg : "the answer lacks the name, host, port or database column", NULL,

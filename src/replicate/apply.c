@@ -3,6 +3,7 @@
  */
 #include "apply.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "strbuf.h"
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define REL_BUCKETS     512
 #define SYNC_STATEMENTS 512 /* statements per pipeline sync */
@@ -105,14 +105,6 @@ struct Apply {
     int *lengths;
     int values_cap;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- pipeline bookkeeping ----
  *
@@ -1243,7 +1235,7 @@ static bool on_begin(Apply *a, const PgoBegin *b)
     if (a->batch_open)
         return true;
     a->batch_open = true;
-    a->batch_start = now_s();
+    a->batch_start = clock_now_s();
     return send_query(a, "BEGIN", 0, NULL, xstrdup("begin"));
 }
 
@@ -1255,7 +1247,7 @@ static bool on_commit(Apply *a, const PgoCommit *c)
     a->last_commit_time_us = c->commit_time_us;
     a->batch_txns++;
     if (a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
-        now_s() - a->batch_start >= BATCH_SECONDS)
+        clock_now_s() - a->batch_start >= BATCH_SECONDS)
         return apply_commit(a);
     return true;
 }

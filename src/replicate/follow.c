@@ -4,6 +4,7 @@
 #include "follow.h"
 
 #include "apply.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "pgoutput.h"
@@ -69,14 +70,6 @@ typedef struct Session {
 static const char *label(const FollowOpts *o)
 {
     return o->label ? o->label : "follow";
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void deadline_in(struct timespec *ts, int ms)
@@ -189,11 +182,11 @@ static void *stream_main(void *arg)
 {
     Session *s = arg;
     Lsn keepalive_end = 0;
-    int64_t next_feedback = now_ms() + FEEDBACK_MS;
+    int64_t next_feedback = clock_now_ms() + FEEDBACK_MS;
     bool alive = true; /* the server has not ended the stream */
     Lsn sent_flush = 0;
     Staged staged = {0};
-    int64_t window_end = now_ms() + BATCH_WINDOW_MS;
+    int64_t window_end = clock_now_ms() + BATCH_WINDOW_MS;
     size_t window_bytes = 0;
     bool batching = false;
 
@@ -202,7 +195,7 @@ static void *stream_main(void *arg)
         StreamStatus st;
         bool reply = false;
 
-        if (now_ms() >= window_end) {
+        if (clock_now_ms() >= window_end) {
             bool want = window_bytes >= BATCH_RATE_BYTES;
 
             if (want != batching) {
@@ -213,7 +206,7 @@ static void *stream_main(void *arg)
             }
             batching = want;
             window_bytes = 0;
-            window_end = now_ms() + BATCH_WINDOW_MS;
+            window_end = clock_now_ms() + BATCH_WINDOW_MS;
         }
 
         /* hand over a full group, or whatever is staged before waiting */
@@ -249,16 +242,16 @@ static void *stream_main(void *arg)
                 atomic_store(&s->server_end_lsn, keepalive_end);
             reply = msg.u.keepalive.reply_requested;
         }
-        if (reply || now_ms() >= next_feedback ||
+        if (reply || clock_now_ms() >= next_feedback ||
             (atomic_load(&s->committed_lsn) > sent_flush &&
-             now_ms() >= next_feedback - FEEDBACK_MS + FEEDBACK_SOON_MS)) {
+             clock_now_ms() >= next_feedback - FEEDBACK_MS + FEEDBACK_SOON_MS)) {
             Lsn flush = flush_position(s, keepalive_end);
 
             sent_flush = flush;
             if (!stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush,
                                     false))
                 break;
-            next_feedback = now_ms() + FEEDBACK_MS;
+            next_feedback = clock_now_ms() + FEEDBACK_MS;
         }
     }
     /* what arrived is still good to apply; then, last word: what is durable */
@@ -524,7 +517,7 @@ static void log_status(Session *s, PGconn **monitor, int64_t *last_ms, int64_t *
     int64_t txns = atomic_load(&s->applied_txns), rows = atomic_load(&s->applied_rows);
     Lsn end = atomic_load(&s->server_end_lsn);
     Lsn done = flush_position(s, atomic_load(&s->keepalive_lsn));
-    int64_t t = now_ms(), kept = retained_wal(s->o, monitor);
+    int64_t t = clock_now_ms(), kept = retained_wal(s->o, monitor);
     char lag[32], wal[32];
 
     if (s->o->metrics)
@@ -564,9 +557,9 @@ typedef struct Control {
 
 static void control_poll(Control *c)
 {
-    if (!c->sync && now_ms() >= c->retry_ms) {
+    if (!c->sync && clock_now_ms() >= c->retry_ms) {
         c->sync = syncpoint_follower_open(c->ci);
-        c->retry_ms = now_ms() + 1000;
+        c->retry_ms = clock_now_ms() + 1000;
     }
     if (c->sync && !syncpoint_follower_poll(c->sync, &c->hold)) {
         log_notice("[sync] lost the control session to the target; reopening");
@@ -610,7 +603,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         .side = CONN_TARGET, .app_name = "pgrelocate apply", .client_encoding = o->client_encoding};
     Session s = {.o = o, .hold = &c->hold};
     pthread_t st, at;
-    int64_t next_status, last_ms = now_ms(), last_txns = 0;
+    int64_t next_status, last_ms = clock_now_ms(), last_txns = 0;
     char lsn[LSN_TEXT_SIZE];
     PGconn *monitor = NULL;
 
@@ -649,7 +642,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     pthread_cond_init(&s.not_full, NULL);
     pthread_create(&st, NULL, stream_main, &s);
     pthread_create(&at, NULL, apply_main, &s);
-    next_status = now_ms() + o->status_interval_ms;
+    next_status = clock_now_ms() + o->status_interval_ms;
     for (;;) {
         bool done, busy;
 
@@ -668,9 +661,9 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         }
         usleep(busy ? 1000 : 20000);
         publish_lag(&s);
-        if (o->status_interval_ms > 0 && now_ms() >= next_status) {
+        if (o->status_interval_ms > 0 && clock_now_ms() >= next_status) {
             log_status(&s, &monitor, &last_ms, &last_txns);
-            next_status = now_ms() + o->status_interval_ms;
+            next_status = clock_now_ms() + o->status_interval_ms;
         }
     }
     pthread_join(st, NULL);
