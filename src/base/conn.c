@@ -6,6 +6,7 @@
 #include "log.h"
 #include "strbuf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,7 @@ static bool pin_settings(PGconn *conn, const ConnOpts *co)
                    co->client_encoding ? co->client_encoding : "UTF8");
     if (co->side == CONN_SOURCE)
         strbuf_append(&sql, " SET row_security = off;");
-    ok = conn_exec(conn, co->side == CONN_SOURCE ? "source" : "target", sql.data);
+    ok = conn_script(conn, co->side == CONN_SOURCE ? "source" : "target", sql.data);
     strbuf_free(&sql);
     return ok;
 }
@@ -158,14 +159,28 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
     free(msg);
 }
 
-bool conn_exec(PGconn *conn, const char *ctx, const char *sql)
+/* true when res has the one status it must have; else logs the server's
+ * error, or "[ctx] got result status X, expected Y" for a result of another
+ * kind (rows where none were expected, or none where rows were). */
+static bool expect_status(const PGresult *res, PGconn *conn, const char *ctx, ExecStatusType want)
+{
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st == want)
+        return true;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        log_error("[%s] got result status %s, expected %s", ctx, PQresStatus(st),
+                  PQresStatus(want));
+    else
+        conn_log_result_error(res, conn, ctx);
+    return false;
+}
+
+bool conn_script(PGconn *conn, const char *ctx, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    bool ok = expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
-    if (!ok)
-        conn_log_result_error(res, conn, ctx);
     PQclear(res);
     return ok;
 }
@@ -173,35 +188,47 @@ bool conn_exec(PGconn *conn, const char *ctx, const char *sql)
 PGresult *conn_query(PGconn *conn, const char *ctx, const char *sql, int nparams,
                      const char *const *params, int nfields)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return conn_query_bin(conn, ctx, sql, nparams, params, NULL, NULL, -1, nfields);
+}
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        conn_log_result_error(res, conn, ctx);
+PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                         const char *const *params, const int *lengths, const int *formats,
+                         int nrows, int nfields)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
+
+    if (!expect_status(res, conn, ctx, PGRES_TUPLES_OK)) {
         PQclear(res);
         return NULL;
     }
-    if (nfields >= 0 && PQnfields(res) != nfields) {
-        log_error("[%s] got %d fields, expected %d", ctx, PQnfields(res), nfields);
+    if ((nrows >= 0 && PQntuples(res) != nrows) || (nfields >= 0 && PQnfields(res) != nfields)) {
+        char rows[32], fields[32];
+
+        snprintf(rows, sizeof(rows), nrows >= 0 ? "%d" : "any number of", nrows);
+        snprintf(fields, sizeof(fields), nfields >= 0 ? "%d" : "any number of", nfields);
+        log_error("[%s] got %d rows and %d fields, expected %s rows and %s fields", ctx,
+                  PQntuples(res), PQnfields(res), rows, fields);
         PQclear(res);
         return NULL;
     }
     return res;
 }
 
+bool conn_call(PGconn *conn, const char *ctx, const char *sql, int nparams,
+               const char *const *params, const int *lengths, const int *formats, int nrows)
+{
+    PGresult *res = conn_query_bin(conn, ctx, sql, nparams, params, lengths, formats, nrows, -1);
+
+    PQclear(res);
+    return res != NULL;
+}
+
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params)
 {
-    return conn_command_bin(conn, ctx, sql, nparams, params, NULL, NULL);
-}
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    bool ok = expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
-bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, const int *formats)
-{
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-
-    if (!ok)
-        conn_log_result_error(res, conn, ctx);
     PQclear(res);
     return ok;
 }

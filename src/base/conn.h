@@ -30,24 +30,36 @@ typedef struct ConnOpts {
 PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co);
 void conn_close(PGconn *conn);
 
-/* Run sql (no parameters) expecting PGRES_COMMAND_OK or PGRES_TUPLES_OK;
- * logs the server's error with ctx and returns false otherwise. */
-bool conn_exec(PGconn *conn, const char *ctx, const char *sql);
+/* Run sql, one or more statements without parameters (simple protocol:
+ * "SET a = 1; SET b = 2", "UPDATE ...; COMMIT"), none of which returns
+ * rows: the last result must be PGRES_COMMAND_OK.  Logs the server's
+ * error (or the unexpected status) with ctx and returns false otherwise. */
+bool conn_script(PGconn *conn, const char *ctx, const char *sql);
 
-/* Run sql with text parameters, expect rows with exactly nfields columns
- * (nfields < 0: any).  Returns the result (caller PQclears) or NULL after
- * logging. */
+/* Run one query with text parameters; it must return PGRES_TUPLES_OK with
+ * exactly nfields columns (nfields < 0: any).  Returns the result (caller
+ * PQclears) or NULL after logging. */
 PGresult *conn_query(PGconn *conn, const char *ctx, const char *sql, int nparams,
                      const char *const *params, int nfields);
 
-/* Same for a statement that returns no rows (PGRES_COMMAND_OK). */
+/* conn_query with per-parameter lengths and formats (1 = binary) as in
+ * PQexecParams (either may be NULL), and a row count (nrows < 0: any): a
+ * result of another shape is logged as "got N rows and M fields, expected
+ * ..." and gives NULL. */
+PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                         const char *const *params, const int *lengths, const int *formats,
+                         int nrows, int nfields);
+
+/* A SELECT run for its effect ("SELECT pg_catalog.setval(...)"): as
+ * conn_query_bin with any number of fields, the rows discarded.  false
+ * after logging. */
+bool conn_call(PGconn *conn, const char *ctx, const char *sql, int nparams,
+               const char *const *params, const int *lengths, const int *formats, int nrows);
+
+/* One statement with text parameters that returns no rows: it must return
+ * PGRES_COMMAND_OK.  false after logging. */
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params);
-
-/* conn_command with per-parameter lengths and formats (1 = binary), as in
- * PQexecParams; either may be NULL. */
-bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, const int *formats);
 
 /* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT. */
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx);

@@ -171,8 +171,16 @@ static ChunkResult mark_done(Worker *w, const StateChunk *c, int64_t rows, int64
     snprintf(b, sizeof(b), "%lld", (long long)bytes);
     snprintf(s, sizeof(s), "%.3f", seconds);
     res = PQexecParams(w->tgt, state_chunk_done_sql, 5, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(res), "1") != 0)
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return failure(w->tgt, res, ctx, true);
+    if (strcmp(PQcmdTuples(res), "1") != 0) {
+        /* the chunk's row is gone from pgrelocate.chunks (or doubled):
+         * the state is not the plan this run copies by */
+        log_error("[%s] marking the chunk done updated %s rows of pgrelocate.chunks, expected 1",
+                  ctx, PQcmdTuples(res));
+        PQclear(res);
+        return CHUNK_FAIL;
+    }
     PQclear(res);
     return exec_expect(w->tgt, "COMMIT", PGRES_COMMAND_OK, ctx);
 }
@@ -447,7 +455,7 @@ static void *stmt_worker_main(void *arg)
         if (i < 0)
             break;
         progress_worker_status(sh->progress, w->no, sh->statements[i]);
-        if (!conn_exec(tgt, "analyze", sh->statements[i])) {
+        if (!conn_script(tgt, "analyze", sh->statements[i])) {
             pthread_mutex_lock(&sh->lock);
             sh->failed = true;
             pthread_mutex_unlock(&sh->lock);

@@ -336,7 +336,7 @@ static bool begin_snapshot(PGconn *conn, const char *snapshot)
     char *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                           "SET TRANSACTION SNAPSHOT %s",
                           lit);
-    bool ok = conn_exec(conn, "snapshot", sql);
+    bool ok = conn_script(conn, "snapshot", sql);
 
     free(lit);
     free(sql);
@@ -356,7 +356,7 @@ static bool plan_copy(CopyRun *r)
 
     if (!begin_snapshot(r->src, r->keeper.name) ||
         !catalog_read_subset(r->src, r->tables.excluded_oids, &cat) ||
-        !conn_exec(r->src, "catalog", "COMMIT"))
+        !conn_script(r->src, "catalog", "COMMIT"))
         return false;
     pt = xcalloc((size_t)cat.ntables + 1, sizeof(PlanTable));
     for (int i = 0; i < cat.ntables; i++)
@@ -424,7 +424,7 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
  * would mix two points in time; empty them and copy them whole again. */
 static bool reset_partial_tables(CopyRun *r)
 {
-    bool ok = conn_exec(r->tgt, "state", "BEGIN");
+    bool ok = conn_script(r->tgt, "state", "BEGIN");
 
     for (int t = 0; ok && t < r->st.ntables; t++) {
         const StateTable *tb = &r->st.tables[t];
@@ -442,14 +442,14 @@ static bool reset_partial_tables(CopyRun *r)
             log_notice("[copy %s.%s] %d of %d chunks were copied from the old snapshot: "
                        "copying the whole table again",
                        tb->schema_name, tb->table_name, done, total);
-            ok = conn_exec(r->tgt, "state", sql) && state_reset_table(r->tgt, tb->table_no);
+            ok = conn_script(r->tgt, "state", sql) && state_reset_table(r->tgt, tb->table_no);
             free(q);
             free(sql);
         }
     }
-    ok = ok && conn_exec(r->tgt, "state", "COMMIT");
+    ok = ok && conn_script(r->tgt, "state", "COMMIT");
     if (!ok)
-        conn_exec(r->tgt, "state", "ROLLBACK");
+        conn_script(r->tgt, "state", "ROLLBACK");
     return ok;
 }
 
@@ -556,19 +556,21 @@ static bool restart_follow_copy(CopyRun *r)
     /* Empty the tables first: if we die before the new slot exists, the
      * next run comes back here; it never finds rows of the old snapshot
      * next to a new slot. */
-    ok = conn_exec(r->tgt, "state", "BEGIN");
+    ok = conn_script(r->tgt, "state", "BEGIN");
     for (int t = 0; ok && t < r->st.ntables; t++) {
         char *q = conn_qualify(r->tgt, r->st.tables[t].schema_name, r->st.tables[t].table_name);
         char *sql = xasprintf("TRUNCATE ONLY %s", q);
 
-        ok = conn_exec(r->tgt, "state", sql) && state_reset_table(r->tgt, r->st.tables[t].table_no);
+        ok = conn_script(r->tgt, "state", sql) &&
+             state_reset_table(r->tgt, r->st.tables[t].table_no);
         free(q);
         free(sql);
     }
-    ok = ok && conn_exec(r->tgt, "state",
-                         "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL; COMMIT");
+    ok = ok &&
+         conn_script(r->tgt, "state",
+                     "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL; COMMIT");
     if (!ok) {
-        conn_exec(r->tgt, "state", "ROLLBACK");
+        conn_script(r->tgt, "state", "ROLLBACK");
         return false;
     }
     if (!slot_drop(r->src, r->st.replication_name) || !take_slot_snapshot(r))
@@ -718,7 +720,7 @@ static bool run_large_objects(CopyRun *r)
     progress_phase_begin(r->progress, "large objects");
     ok = begin_snapshot(r->src, r->keeper.name) &&
          largeobject_copy(r->src, r->tgt, r->progress, &count, &bytes) &&
-         conn_exec(r->src, "large objects", "COMMIT");
+         conn_script(r->src, "large objects", "COMMIT");
     if (!ok)
         return false;
     if (count > 0) {
@@ -1005,7 +1007,7 @@ static void undo_new_state(CopyRun *r)
         log_warning("could not undo everything on the source: run pgrelocate cleanup");
         return;
     }
-    if (conn_exec(r->tgt, "cleanup", "DROP SCHEMA IF EXISTS pgrelocate CASCADE"))
+    if (conn_script(r->tgt, "cleanup", "DROP SCHEMA IF EXISTS pgrelocate CASCADE"))
         log_info("the source and the target are as they were");
 }
 

@@ -159,6 +159,10 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
         _exit(0);
     }
     res = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        child_report(result_fd, "ERR", PQresultErrorMessage(res));
+        _exit(1);
+    }
     PQclear(res);
     if (import_name) {
         char *lit = conn_quote_literal(conn, import_name);

@@ -977,8 +977,8 @@ static bool prepare(Cutover *c, bool *already)
     }
     c->slot =
         c->rollback ? state_reverse_name(c->st.replication_name) : xstrdup(c->st.replication_name);
-    if (!conn_exec(c->tgt, "cutover", record_table_sql) ||
-        !conn_exec(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
+    if (!conn_script(c->tgt, "cutover", record_table_sql) ||
+        !conn_script(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
         return false;
     if (c->o->pgbouncer && !prepare_bouncer(c, already))
         return false;

@@ -1072,7 +1072,7 @@ static PGconn *open_side(CheckRun *r, const char *text, ConnSide side, ConnInfo 
                    "could not connect to %s (see the error above)", conninfo_display(*ci));
         return NULL;
     }
-    if (!conn_exec(conn, "check", "SET default_transaction_read_only = on") ||
+    if (!conn_script(conn, "check", "SET default_transaction_read_only = on") ||
         !catalog_server_info(conn, si)) {
         add_result(r, name, CHECK_FAIL, NULL, "could not read server facts (see the error above)");
         conn_close(conn);

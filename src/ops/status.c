@@ -459,13 +459,13 @@ static bool load_origin(PGconn *tgt, Report *r)
 /* Read the target in one read-only snapshot, so the numbers agree. */
 static bool load_target(PGconn *tgt, TableFilter *filter, Report *r)
 {
-    bool ok = conn_exec(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
+    bool ok = conn_script(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
               load_migration(tgt, r) && load_tables(tgt, filter, r) && load_totals(tgt, r) &&
               load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) &&
               (!r->replication_name || load_origin(tgt, r));
 
     if (PQtransactionStatus(tgt) != PQTRANS_IDLE)
-        ok = conn_exec(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
+        ok = conn_script(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
     return ok;
 }
 

@@ -326,8 +326,8 @@ Apply *apply_create(PGconn *tgt, const char *origin)
     Apply *a;
     PGresult *res;
 
-    if (!conn_exec(tgt, "apply",
-                   "SET session_replication_role = replica; SET synchronous_commit = on"))
+    if (!conn_script(tgt, "apply",
+                     "SET session_replication_role = replica; SET synchronous_commit = on"))
         return NULL;
     res = conn_query(tgt, "apply",
                      "SELECT pg_catalog.pg_replication_origin_create($1) WHERE "

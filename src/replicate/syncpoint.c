@@ -92,7 +92,7 @@ bool syncpoint_follower_running(PGconn *tgt, bool *running)
 
 static bool notify(PGconn *conn)
 {
-    return conn_exec(conn, "sync", "NOTIFY pgrelocate_sync");
+    return conn_script(conn, "sync", "NOTIFY pgrelocate_sync");
 }
 
 /* The row's state (and applied_lsn, detail) as the follower left it. */
@@ -181,10 +181,10 @@ SyncPoint *syncpoint_hold(PGconn *tgt, int wait_ms, int expire_ms)
         return NULL;
     }
     /* a caller that died leaves its row live until it expires */
-    if (!conn_exec(tgt, "sync",
-                   "UPDATE pgrelocate.sync_points SET state = 'expired' WHERE state IN "
-                   "('requested', 'holding', 'advancing', 'reached') "
-                   "AND expires_at < clock_timestamp()"))
+    if (!conn_script(tgt, "sync",
+                     "UPDATE pgrelocate.sync_points SET state = 'expired' WHERE state IN "
+                     "('requested', 'holding', 'advancing', 'reached') "
+                     "AND expires_at < clock_timestamp()"))
         return NULL;
     snprintf(expire, sizeof(expire), "%d", expire_ms);
     res = PQexecParams(tgt,
@@ -317,7 +317,7 @@ SyncFollower *syncpoint_follower_open(const ConnInfo *control)
 
     if (!conn)
         return NULL;
-    if (!ensure_table(conn) || !conn_exec(conn, "sync", "LISTEN pgrelocate_sync")) {
+    if (!ensure_table(conn) || !conn_script(conn, "sync", "LISTEN pgrelocate_sync")) {
         conn_close(conn);
         return NULL;
     }

@@ -121,7 +121,7 @@ static bool open_side(VerifyRun *r, int side)
     }
     r->conn[side] = conn_open(r->ci[side], &co);
     return r->conn[side] &&
-           conn_exec(r->conn[side], side ? "target" : "source", verifyscan_session_sql);
+           conn_script(r->conn[side], side ? "target" : "source", verifyscan_session_sql);
 }
 
 /* Row hashes must be computed the same way by both servers (hashtext is

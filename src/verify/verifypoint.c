@@ -43,14 +43,14 @@ static bool begin_export(PGconn *conn, int side, const char *import, char **name
 {
     PGresult *res;
 
-    if (!conn_exec(conn, side_ctx(side), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    if (!conn_script(conn, side_ctx(side), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         return false;
     if (import) {
         char *lit = conn_quote_literal(conn, import), *sql;
         bool ok;
 
         sql = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
-        ok = conn_exec(conn, side_ctx(side), sql);
+        ok = conn_script(conn, side_ctx(side), sql);
         free(lit);
         free(sql);
         if (!ok)
@@ -303,7 +303,7 @@ bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn
 bool verifypoint_release(VerifyPoint *vp, PGconn *conn[2])
 {
     bool ok =
-        conn_exec(conn[0], side_ctx(0), "COMMIT") && conn_exec(conn[1], side_ctx(1), "COMMIT");
+        conn_script(conn[0], side_ctx(0), "COMMIT") && conn_script(conn[1], side_ctx(1), "COMMIT");
 
     for (int side = 0; side < 2; side++) {
         free(vp->snapshot[side]);

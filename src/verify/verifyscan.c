@@ -395,8 +395,9 @@ static PGconn *open_worker(const Pool *p)
                     lit);
     /* The planner cannot know a bucket number has few values and would sort
      * a whole range to group it: hash aggregation instead, no JIT set-up. */
-    ok = conn_exec(conn, ctx, verifyscan_session_sql) &&
-         conn_exec(conn, ctx, "SET enable_sort = off; SET jit = off") && conn_exec(conn, ctx, sql);
+    ok = conn_script(conn, ctx, verifyscan_session_sql) &&
+         conn_script(conn, ctx, "SET enable_sort = off; SET jit = off") &&
+         conn_script(conn, ctx, sql);
     free(lit);
     free(sql);
     if (!ok) {
