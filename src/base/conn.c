@@ -3,12 +3,21 @@
  */
 #include "conn.h"
 
+#include "clock.h"
 #include "log.h"
 #include "strbuf.h"
 
+#include <libpq-events.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static const char *side_name(ConnSide side)
 {
@@ -34,20 +43,262 @@ static bool pin_settings(PGconn *conn, const ConnOpts *co)
     return ok;
 }
 
-static const char *connect_hint(const char *msg)
+ConnStage conn_stage_of(ConnStatusType status)
 {
-    if (strstr(msg, "password authentication failed") || strstr(msg, "no password supplied"))
+    switch (status) {
+    case CONNECTION_NEEDED:
+    case CONNECTION_STARTED:
+        return CONN_STAGE_RESOLVING;
+    case CONNECTION_MADE:
+    case CONNECTION_SSL_STARTUP:
+    case CONNECTION_GSS_STARTUP:
+        return CONN_STAGE_NEGOTIATING;
+    case CONNECTION_AWAITING_RESPONSE:
+        return CONN_STAGE_AUTHENTICATING;
+    case CONNECTION_AUTH_OK:
+        return CONN_STAGE_AUTHENTICATED;
+    default:
+        return CONN_STAGE_CHECKING;
+    }
+}
+
+ConnFailure conn_classify_failure(ConnStage stage, bool timed_out, bool needs_password,
+                                  bool used_password, const char *sqlstate)
+{
+    if (needs_password)
+        return CONN_FAILURE_PASSWORD;
+    if (timed_out || stage == CONN_STAGE_RESOLVING)
+        return CONN_FAILURE_UNREACHABLE;
+    if (stage != CONN_STAGE_AUTHENTICATING && stage != CONN_STAGE_AUTHENTICATED)
+        return CONN_FAILURE_OTHER;
+    /* The server's verdict on the login and its first check of the session
+     * come in one read: the stage cannot tell 28P01 and pg_hba.conf's 28000
+     * from 3D000 or a missing role's 28000 after authentication. */
+    if (sqlstate && (strcmp(sqlstate, "3D000") == 0 || strcmp(sqlstate, "28000") == 0))
+        return CONN_FAILURE_NAMES;
+    if (sqlstate && sqlstate[0])
+        return CONN_FAILURE_OTHER;
+    if (used_password)
+        return CONN_FAILURE_LOGIN; /* 28P01, or a name after a good password */
+    return CONN_FAILURE_REFUSED;   /* refused during authentication: pg_hba.conf */
+}
+
+const char *conn_failure_hint(ConnFailure failure)
+{
+    switch (failure) {
+    case CONN_FAILURE_UNREACHABLE:
+        return "Check that the server is running and accepts connections at that host and port.";
+    case CONN_FAILURE_PASSWORD:
         return "Check the user name and the password in ~/.pgpass, PGPASSFILE or PGPASSWORD.";
-    if (strstr(msg, "does not exist"))
-        return "Check the database and user names in the connection string.";
-    if (strstr(msg, "Connection refused") || strstr(msg, "No such file or directory") ||
-        strstr(msg, "could not translate host name") || strstr(msg, "timeout expired"))
-        return "Check that the server is running and accepts connections at that host and "
-               "port.";
-    if (strstr(msg, "pg_hba.conf"))
+    case CONN_FAILURE_REFUSED:
         return "Allow this client in the server's pg_hba.conf (for replication connections, "
                "a \"replication\" line).";
-    return NULL;
+    case CONN_FAILURE_NAMES:
+        return "Check the database and user names in the connection string.";
+    case CONN_FAILURE_LOGIN:
+        return "Check the user name and the password in ~/.pgpass, PGPASSFILE or PGPASSWORD, "
+               "and the database name in the connection string.";
+    default:
+        return NULL;
+    }
+}
+
+/* The value of keyword in the parameters, else in the environment variable
+ * env (as libpq falls back to it), else NULL. */
+static const char *param_or_env(const char *const *kw, const char *const *val, const char *keyword,
+                                const char *env)
+{
+    const char *v = NULL;
+
+    for (int i = 0; kw[i]; i++)
+        if (strcmp(kw[i], keyword) == 0 && val[i] && val[i][0])
+            v = val[i];
+    return v ? v : getenv(env);
+}
+
+/* connect_timeout as libpq reads it, in ms: 0 (none) when absent or not
+ * positive, else at least 2 s. */
+static int64_t connect_timeout_ms(const char *const *kw, const char *const *val)
+{
+    const char *v = param_or_env(kw, val, "connect_timeout", "PGCONNECT_TIMEOUT");
+    int s = v ? atoi(v) : 0;
+
+    return s <= 0 ? 0 : (int64_t)(s < 2 ? 2 : s) * 1000;
+}
+
+static bool several_hosts(const char *const *kw, const char *const *val)
+{
+    const char *h = param_or_env(kw, val, "host", "PGHOST");
+    const char *a = param_or_env(kw, val, "hostaddr", "PGHOSTADDR");
+
+    return (h && strchr(h, ',')) || (a && strchr(a, ','));
+}
+
+/* Whether a server accepts connections on the Unix socket of dir and port
+ * (a connect() and close: the server's child sees no startup packet and
+ * logs nothing). */
+static bool unix_socket_answers(const char *dir, const char *port)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+    bool ok;
+
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%s", dir,
+                         port && port[0] ? port : "5432") >= sizeof(sa.sun_path))
+        return false;
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return true; /* cannot tell */
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* libpq failed before its first poll: at the host lookup or at a Unix
+ * socket nobody listens on (unreachable), or at a setting it refused (a
+ * value libpq checks).  Tell them apart by trying the host it tried. */
+static ConnFailure failure_at_start(PGconn *conn)
+{
+    const char *host = PQhost(conn);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    bool found;
+
+    if (!host || !host[0] || host[0] == '@')
+        return CONN_FAILURE_OTHER;
+    if (host[0] == '/')
+        found = unix_socket_answers(host, PQport(conn));
+    else {
+        found = getaddrinfo(host, NULL, &hints, &ai) == 0;
+        if (ai)
+            freeaddrinfo(ai);
+    }
+    return found ? CONN_FAILURE_OTHER : CONN_FAILURE_UNREACHABLE;
+}
+
+bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
+{
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
+
+    for (;;) {
+        int64_t left = deadline_ms - clock_now_ms();
+        int rc;
+
+        if (left <= 0)
+            return false;
+        rc = poll(&pfd, 1, (int)(left > INT32_MAX ? INT32_MAX : left));
+        if (rc > 0 || (rc < 0 && errno != EINTR))
+            return true; /* ready, or a poll error that the next libpq call reports */
+        if (rc == 0)
+            return false;
+    }
+}
+
+/* Poll a started connection until it is made or fails, or the deadline
+ * passes (0: per_host_ms per host, or no limit).  *at: the status the
+ * failing poll began in. */
+static bool poll_connect(PGconn *conn, int64_t deadline_ms, int64_t per_host_ms, ConnStatusType *at,
+                         bool *timed_out)
+{
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    char host[1024] = "";
+
+    *at = CONNECTION_NEEDED;
+    *timed_out = false;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        char now[sizeof(host)];
+
+        /* connect_timeout counts per host, as in PQconnectdbParams */
+        snprintf(now, sizeof(now), "%s:%s", PQhost(conn) ? PQhost(conn) : "",
+                 PQport(conn) ? PQport(conn) : "");
+        if (per_host_ms && strcmp(now, host) != 0) {
+            memcpy(host, now, sizeof(host));
+            deadline_ms = clock_now_ms() + per_host_ms;
+        }
+        if (!conn_wait_socket(conn, st == PGRES_POLLING_WRITING,
+                              deadline_ms ? deadline_ms : INT64_MAX)) {
+            *timed_out = true;
+            return false;
+        }
+        *at = PQstatus(conn);
+        st = PQconnectPoll(conn);
+    }
+    return st == PGRES_POLLING_OK;
+}
+
+/* Keeps the SQLSTATE of the results libpq makes; the server's refusal after
+ * authentication (3D000, 28000) is one of them. */
+static int keep_sqlstate(PGEventId id, void *info, void *pass)
+{
+    if (id == PGEVT_RESULTCREATE) {
+        const char *s = PQresultErrorField(((PGEventResultCreate *)info)->result, PG_DIAG_SQLSTATE);
+
+        if (s)
+            snprintf(pass, 6, "%s", s);
+    }
+    return 1;
+}
+
+/* A failed attempt whose stage cannot tell pg_hba.conf's refusal from a
+ * missing database or role: try once more with an event procedure that
+ * keeps the SQLSTATE (libpq keeps none of a failed connection for us).
+ * Only without a password, so a wrong one is never sent twice; an event
+ * procedure on every connection would cost an allocation per result. */
+static ConnFailure diagnose(const char *const *keywords, const char *const *values,
+                            int64_t deadline_ms, int64_t per_host_ms)
+{
+    char sqlstate[6] = "";
+    PGconn *conn = PQconnectStartParams(keywords, values, 0);
+    ConnStatusType at;
+    bool timed_out, ok;
+
+    if (!conn || PQstatus(conn) == CONNECTION_BAD ||
+        !PQregisterEventProc(conn, keep_sqlstate, "pgrelocate", sqlstate)) {
+        PQfinish(conn);
+        return CONN_FAILURE_OTHER;
+    }
+    ok = poll_connect(conn, deadline_ms, per_host_ms, &at, &timed_out);
+    PQfinish(conn);
+    return ok ? CONN_FAILURE_OTHER
+              : conn_classify_failure(conn_stage_of(at), timed_out, false, false, sqlstate);
+}
+
+PGconn *conn_connect(const char *const *keywords, const char *const *values, int64_t deadline_ms,
+                     ConnFailure *failure, bool *timed_out)
+{
+    int64_t per_host_ms = deadline_ms ? 0 : connect_timeout_ms(keywords, values);
+    ConnStatusType at;
+    PGconn *conn;
+    ConnStage stage;
+
+    *timed_out = false;
+    *failure = CONN_FAILURE_OTHER;
+    if (per_host_ms && several_hosts(keywords, values)) {
+        /* libpq moves on to the next host when one times out; only its
+         * blocking connect can make it (no stage to judge by then) */
+        conn = PQconnectdbParams(keywords, values, 0);
+        if (conn && PQstatus(conn) == CONNECTION_OK)
+            *failure = CONN_FAILURE_NONE;
+        else if (conn && PQconnectionNeedsPassword(conn))
+            *failure = CONN_FAILURE_PASSWORD;
+        return conn;
+    }
+    conn = PQconnectStartParams(keywords, values, 0);
+    if (!conn)
+        return NULL;
+    if (PQstatus(conn) == CONNECTION_BAD) {
+        *failure = failure_at_start(conn);
+        return conn;
+    }
+    if (poll_connect(conn, deadline_ms, per_host_ms, &at, timed_out)) {
+        *failure = CONN_FAILURE_NONE;
+        return conn;
+    }
+    stage = conn_stage_of(at);
+    *failure = conn_classify_failure(stage, *timed_out, PQconnectionNeedsPassword(conn),
+                                     PQconnectionUsedPassword(conn), NULL);
+    if (*failure == CONN_FAILURE_REFUSED)
+        *failure = diagnose(keywords, values, deadline_ms, per_host_ms);
+    return conn;
 }
 
 char *conn_one_line(const char *msg)
@@ -87,6 +338,8 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
     const char *extra[8];
     const char **kw, **val;
     PGconn *conn;
+    ConnFailure failure;
+    bool timed_out;
     int e = 0;
 
     extra[e++] = "fallback_application_name";
@@ -97,13 +350,15 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
     }
     extra[e] = NULL;
     conninfo_params(ci, extra, &kw, &val);
-    conn = PQconnectdbParams(kw, val, 0);
+    conn = conn_connect(kw, val, 0, &failure, &timed_out);
     free(kw);
     free(val);
-    if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        char *msg = conn_one_line(conn ? PQerrorMessage(conn) : "out of memory");
+    if (failure != CONN_FAILURE_NONE) {
+        char *msg = conn_one_line(!conn       ? "out of memory"
+                                  : timed_out ? "timeout expired"
+                                              : PQerrorMessage(conn));
 
-        log_msg(LOG_ERROR, msg, connect_hint(msg), "could not connect to the %s%s (%s)",
+        log_msg(LOG_ERROR, msg, conn_failure_hint(failure), "could not connect to the %s%s (%s)",
                 side_name(co->side), co->replication ? " for replication" : "",
                 conninfo_display(ci));
         free(msg);
