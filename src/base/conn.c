@@ -179,6 +179,8 @@ bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
 {
     struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
 
+    if (pfd.fd < 0)
+        return true; /* nothing to wait on: the next libpq call says what is wrong */
     for (;;) {
         int64_t left = deadline_ms - clock_now_ms();
         int rc;
@@ -258,8 +260,11 @@ static ConnFailure diagnose(const char *const *keywords, const char *const *valu
     }
     ok = poll_connect(conn, deadline_ms, per_host_ms, &at, &timed_out);
     PQfinish(conn);
-    return ok ? CONN_FAILURE_OTHER
-              : conn_classify_failure(conn_stage_of(at), timed_out, false, false, sqlstate);
+    if (ok)
+        return CONN_FAILURE_OTHER; /* it went away: nothing to tell */
+    if (timed_out)
+        return CONN_FAILURE_REFUSED; /* no time to look closer: the first verdict */
+    return conn_classify_failure(conn_stage_of(at), false, false, false, sqlstate);
 }
 
 PGconn *conn_connect(const char *const *keywords, const char *const *values, int64_t deadline_ms,
