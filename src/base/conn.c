@@ -462,12 +462,16 @@ PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int npa
         return NULL;
     }
     if ((nrows >= 0 && PQntuples(res) != nrows) || (nfields >= 0 && PQnfields(res) != nfields)) {
-        char rows[32], fields[32];
+        char want[64];
 
-        snprintf(rows, sizeof(rows), nrows >= 0 ? "%d" : "any number of", nrows);
-        snprintf(fields, sizeof(fields), nfields >= 0 ? "%d" : "any number of", nfields);
-        log_error("[%s] got %d rows and %d fields, expected %s rows and %s fields", ctx,
-                  PQntuples(res), PQnfields(res), rows, fields);
+        if (nrows >= 0 && nfields >= 0)
+            snprintf(want, sizeof(want), "%d rows and %d fields", nrows, nfields);
+        else if (nrows >= 0)
+            snprintf(want, sizeof(want), "%d rows", nrows);
+        else
+            snprintf(want, sizeof(want), "%d fields", nfields);
+        log_error("[%s] got %d rows and %d fields, expected %s", ctx, PQntuples(res),
+                  PQnfields(res), want);
         PQclear(res);
         return NULL;
     }
