@@ -134,9 +134,9 @@ static bool several_hosts(const char *const *kw, const char *const *val)
     return (h && strchr(h, ',')) || (a && strchr(a, ','));
 }
 
-/* Whether a server accepts connections on the Unix socket of dir and port
- * (a connect() and close: the server's child sees no startup packet and
- * logs nothing). */
+/* Whether a server accepts connections on the Unix socket of dir and port:
+ * a connect() and close, only after a failure (the server's child sees no
+ * startup packet; log_connections logs "connection received"). */
 static bool unix_socket_answers(const char *dir, const char *port)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
