@@ -35,11 +35,13 @@ UNIT_EXTRA_strbuf   =
 UNIT_EXTRA_pgoutput = lsn
 UNIT_EXTRA_names    = strbuf
 UNIT_EXTRA_walmsg   = lsn
-UNIT_EXTRA_progress = log size strbuf
+UNIT_EXTRA_progress = clock log size strbuf
 UNIT_EXTRA_digest   = names strbuf
 UNIT_EXTRA_bouncerconf = strbuf
 UNIT_EXTRA_applysql = strbuf
+UNIT_EXTRA_conn     = clock conninfo log strbuf
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
+UNIT_LIBS_conn      = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 # A first `make` on a machine without the -dev packages: say what is missing

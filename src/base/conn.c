@@ -3,11 +3,21 @@
  */
 #include "conn.h"
 
+#include "clock.h"
 #include "log.h"
 #include "strbuf.h"
 
+#include <libpq-events.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static const char *side_name(ConnSide side)
 {
@@ -28,29 +38,275 @@ static bool pin_settings(PGconn *conn, const ConnOpts *co)
                    co->client_encoding ? co->client_encoding : "UTF8");
     if (co->side == CONN_SOURCE)
         strbuf_append(&sql, " SET row_security = off;");
-    ok = conn_exec(conn, co->side == CONN_SOURCE ? "source" : "target", sql.data);
+    ok = conn_script(conn, co->side == CONN_SOURCE ? "source" : "target", sql.data);
     strbuf_free(&sql);
     return ok;
 }
 
-static const char *connect_hint(const char *msg)
+ConnStage conn_stage_of(ConnStatusType status)
 {
-    if (strstr(msg, "password authentication failed") || strstr(msg, "no password supplied"))
-        return "Check the user name and the password in ~/.pgpass, PGPASSFILE or PGPASSWORD.";
-    if (strstr(msg, "does not exist"))
-        return "Check the database and user names in the connection string.";
-    if (strstr(msg, "Connection refused") || strstr(msg, "No such file or directory") ||
-        strstr(msg, "could not translate host name") || strstr(msg, "timeout expired"))
-        return "Check that the server is running and accepts connections at that host and "
-               "port.";
-    if (strstr(msg, "pg_hba.conf"))
-        return "Allow this client in the server's pg_hba.conf (for replication connections, "
-               "a \"replication\" line).";
-    return NULL;
+    switch (status) {
+    case CONNECTION_NEEDED:
+    case CONNECTION_STARTED:
+        return CONN_STAGE_RESOLVING;
+    case CONNECTION_MADE:
+    case CONNECTION_SSL_STARTUP:
+    case CONNECTION_GSS_STARTUP:
+        return CONN_STAGE_NEGOTIATING;
+    case CONNECTION_AWAITING_RESPONSE:
+        return CONN_STAGE_AUTHENTICATING;
+    case CONNECTION_AUTH_OK:
+        return CONN_STAGE_AUTHENTICATED;
+    default:
+        return CONN_STAGE_CHECKING;
+    }
 }
 
-/* libpq's message may span lines; keep it to one line per reason. */
-static char *one_line(const char *msg)
+ConnFailure conn_classify_failure(ConnStage stage, bool timed_out, bool needs_password,
+                                  bool used_password, const char *sqlstate)
+{
+    if (needs_password)
+        return CONN_FAILURE_PASSWORD;
+    if (timed_out || stage == CONN_STAGE_RESOLVING)
+        return CONN_FAILURE_UNREACHABLE;
+    if (stage != CONN_STAGE_AUTHENTICATING && stage != CONN_STAGE_AUTHENTICATED)
+        return CONN_FAILURE_OTHER;
+    /* The server's verdict on the login and its first check of the session
+     * come in one read: the stage cannot tell 28P01 and pg_hba.conf's 28000
+     * from 3D000 or a missing role's 28000 after authentication. */
+    if (sqlstate && (strcmp(sqlstate, "3D000") == 0 || strcmp(sqlstate, "28000") == 0))
+        return CONN_FAILURE_NAMES;
+    if (sqlstate && sqlstate[0])
+        return CONN_FAILURE_OTHER;
+    if (used_password)
+        return CONN_FAILURE_LOGIN; /* 28P01, or a name after a good password */
+    return CONN_FAILURE_REFUSED;   /* refused during authentication: pg_hba.conf */
+}
+
+const char *conn_failure_hint(ConnFailure failure)
+{
+    switch (failure) {
+    case CONN_FAILURE_UNREACHABLE:
+        return "Check that the server is running and accepts connections at that host and port.";
+    case CONN_FAILURE_PASSWORD:
+        return "Check the user name and the password in ~/.pgpass, PGPASSFILE or PGPASSWORD.";
+    case CONN_FAILURE_REFUSED:
+        return "Allow this client in the server's pg_hba.conf (for replication connections, "
+               "a \"replication\" line).";
+    case CONN_FAILURE_NAMES:
+        return "Check the database and user names in the connection string.";
+    case CONN_FAILURE_LOGIN:
+        return "Check the user name and the password in ~/.pgpass, PGPASSFILE or PGPASSWORD, "
+               "and the database name in the connection string.";
+    default:
+        return NULL;
+    }
+}
+
+/* The value of keyword in the parameters, else in the environment variable
+ * env (as libpq falls back to it), else NULL. */
+static const char *param_or_env(const char *const *kw, const char *const *val, const char *keyword,
+                                const char *env)
+{
+    const char *v = NULL;
+
+    for (int i = 0; kw[i]; i++)
+        if (strcmp(kw[i], keyword) == 0 && val[i] && val[i][0])
+            v = val[i];
+    return v ? v : getenv(env);
+}
+
+/* connect_timeout as libpq reads it, in ms: 0 (none) when absent or not
+ * positive, else at least 2 s. */
+static int64_t connect_timeout_ms(const char *const *kw, const char *const *val)
+{
+    const char *v = param_or_env(kw, val, "connect_timeout", "PGCONNECT_TIMEOUT");
+    int s = v ? atoi(v) : 0;
+
+    return s <= 0 ? 0 : (int64_t)(s < 2 ? 2 : s) * 1000;
+}
+
+static bool several_hosts(const char *const *kw, const char *const *val)
+{
+    const char *h = param_or_env(kw, val, "host", "PGHOST");
+    const char *a = param_or_env(kw, val, "hostaddr", "PGHOSTADDR");
+
+    return (h && strchr(h, ',')) || (a && strchr(a, ','));
+}
+
+/* Whether a server accepts connections on the Unix socket of dir and port:
+ * a connect() and close, only after a failure (the server's child sees no
+ * startup packet; log_connections logs "connection received"). */
+static bool unix_socket_answers(const char *dir, const char *port)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+    bool ok;
+
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%s", dir,
+                         port && port[0] ? port : "5432") >= sizeof(sa.sun_path))
+        return false;
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return true; /* cannot tell */
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* libpq failed before its first poll: at the host lookup or at a Unix
+ * socket nobody listens on (unreachable), or at a setting it refused (a
+ * value libpq checks).  Tell them apart by trying the host it tried. */
+static ConnFailure failure_at_start(PGconn *conn)
+{
+    const char *host = PQhost(conn);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    bool found;
+
+    if (!host || !host[0] || host[0] == '@')
+        return CONN_FAILURE_OTHER;
+    if (host[0] == '/')
+        found = unix_socket_answers(host, PQport(conn));
+    else {
+        found = getaddrinfo(host, NULL, &hints, &ai) == 0;
+        if (ai)
+            freeaddrinfo(ai);
+    }
+    return found ? CONN_FAILURE_OTHER : CONN_FAILURE_UNREACHABLE;
+}
+
+bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
+{
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
+
+    if (pfd.fd < 0)
+        return true; /* nothing to wait on: the next libpq call says what is wrong */
+    for (;;) {
+        int64_t left = deadline_ms - clock_now_ms();
+        int rc;
+
+        if (left <= 0)
+            return false;
+        rc = poll(&pfd, 1, (int)(left > INT32_MAX ? INT32_MAX : left));
+        if (rc > 0 || (rc < 0 && errno != EINTR))
+            return true; /* ready, or a poll error that the next libpq call reports */
+        if (rc == 0)
+            return false;
+    }
+}
+
+/* Poll a started connection until it is made or fails, or the deadline
+ * passes (0: per_host_ms per host, or no limit).  *at: the status the
+ * failing poll began in. */
+static bool poll_connect(PGconn *conn, int64_t deadline_ms, int64_t per_host_ms, ConnStatusType *at,
+                         bool *timed_out)
+{
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    char host[1024] = "";
+
+    *at = CONNECTION_NEEDED;
+    *timed_out = false;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        char now[sizeof(host)];
+
+        /* connect_timeout counts per host, as in PQconnectdbParams */
+        snprintf(now, sizeof(now), "%s:%s", PQhost(conn) ? PQhost(conn) : "",
+                 PQport(conn) ? PQport(conn) : "");
+        if (per_host_ms && strcmp(now, host) != 0) {
+            memcpy(host, now, sizeof(host));
+            deadline_ms = clock_now_ms() + per_host_ms;
+        }
+        if (!conn_wait_socket(conn, st == PGRES_POLLING_WRITING,
+                              deadline_ms ? deadline_ms : INT64_MAX)) {
+            *timed_out = true;
+            return false;
+        }
+        *at = PQstatus(conn);
+        st = PQconnectPoll(conn);
+    }
+    return st == PGRES_POLLING_OK;
+}
+
+/* Keeps the SQLSTATE of the results libpq makes; the server's refusal after
+ * authentication (3D000, 28000) is one of them. */
+static int keep_sqlstate(PGEventId id, void *info, void *pass)
+{
+    if (id == PGEVT_RESULTCREATE) {
+        const char *s = PQresultErrorField(((PGEventResultCreate *)info)->result, PG_DIAG_SQLSTATE);
+
+        if (s)
+            snprintf(pass, 6, "%s", s);
+    }
+    return 1;
+}
+
+/* A failed attempt whose stage cannot tell pg_hba.conf's refusal from a
+ * missing database or role: try once more with an event procedure that
+ * keeps the SQLSTATE (libpq keeps none of a failed connection for us).
+ * Only without a password, so a wrong one is never sent twice; an event
+ * procedure on every connection would cost an allocation per result. */
+static ConnFailure diagnose(const char *const *keywords, const char *const *values,
+                            int64_t deadline_ms, int64_t per_host_ms)
+{
+    char sqlstate[6] = "";
+    PGconn *conn = PQconnectStartParams(keywords, values, 0);
+    ConnStatusType at;
+    bool timed_out, ok;
+
+    if (!conn || PQstatus(conn) == CONNECTION_BAD ||
+        !PQregisterEventProc(conn, keep_sqlstate, "pgrelocate", sqlstate)) {
+        PQfinish(conn);
+        return CONN_FAILURE_OTHER;
+    }
+    ok = poll_connect(conn, deadline_ms, per_host_ms, &at, &timed_out);
+    PQfinish(conn);
+    if (ok)
+        return CONN_FAILURE_OTHER; /* it went away: nothing to tell */
+    if (timed_out)
+        return CONN_FAILURE_REFUSED; /* no time to look closer: the first verdict */
+    return conn_classify_failure(conn_stage_of(at), false, false, false, sqlstate);
+}
+
+PGconn *conn_connect(const char *const *keywords, const char *const *values, int64_t deadline_ms,
+                     ConnFailure *failure, bool *timed_out)
+{
+    int64_t per_host_ms = deadline_ms ? 0 : connect_timeout_ms(keywords, values);
+    ConnStatusType at;
+    PGconn *conn;
+    ConnStage stage;
+
+    *timed_out = false;
+    *failure = CONN_FAILURE_OTHER;
+    if (per_host_ms && several_hosts(keywords, values)) {
+        /* libpq moves on to the next host when one times out; only its
+         * blocking connect can make it (no stage to judge by then) */
+        conn = PQconnectdbParams(keywords, values, 0);
+        if (conn && PQstatus(conn) == CONNECTION_OK)
+            *failure = CONN_FAILURE_NONE;
+        else if (conn && PQconnectionNeedsPassword(conn))
+            *failure = CONN_FAILURE_PASSWORD;
+        return conn;
+    }
+    conn = PQconnectStartParams(keywords, values, 0);
+    if (!conn)
+        return NULL;
+    if (PQstatus(conn) == CONNECTION_BAD) {
+        *failure = failure_at_start(conn);
+        return conn;
+    }
+    if (poll_connect(conn, deadline_ms, per_host_ms, &at, timed_out)) {
+        *failure = CONN_FAILURE_NONE;
+        return conn;
+    }
+    stage = conn_stage_of(at);
+    *failure = conn_classify_failure(stage, *timed_out, PQconnectionNeedsPassword(conn),
+                                     PQconnectionUsedPassword(conn), NULL);
+    if (*failure == CONN_FAILURE_REFUSED)
+        *failure = diagnose(keywords, values, deadline_ms, per_host_ms);
+    return conn;
+}
+
+char *conn_one_line(const char *msg)
 {
     char *s = xstrdup(msg ? msg : "");
     size_t n = strlen(s);
@@ -75,7 +331,7 @@ static char *one_line(const char *msg)
  * go through the log so they never break the progress display. */
 static void on_notice(void *arg, const char *message)
 {
-    char *msg = one_line(message);
+    char *msg = conn_one_line(message);
 
     (void)arg;
     log_debug("[server] %s", msg);
@@ -87,6 +343,8 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
     const char *extra[8];
     const char **kw, **val;
     PGconn *conn;
+    ConnFailure failure;
+    bool timed_out;
     int e = 0;
 
     extra[e++] = "fallback_application_name";
@@ -97,13 +355,15 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
     }
     extra[e] = NULL;
     conninfo_params(ci, extra, &kw, &val);
-    conn = PQconnectdbParams(kw, val, 0);
+    conn = conn_connect(kw, val, 0, &failure, &timed_out);
     free(kw);
     free(val);
-    if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        char *msg = one_line(conn ? PQerrorMessage(conn) : "out of memory");
+    if (failure != CONN_FAILURE_NONE) {
+        char *msg = conn_one_line(!conn       ? "out of memory"
+                                  : timed_out ? "timeout expired"
+                                              : PQerrorMessage(conn));
 
-        log_msg(LOG_ERROR, msg, connect_hint(msg), "could not connect to the %s%s (%s)",
+        log_msg(LOG_ERROR, msg, conn_failure_hint(failure), "could not connect to the %s%s (%s)",
                 side_name(co->side), co->replication ? " for replication" : "",
                 conninfo_display(ci));
         free(msg);
@@ -150,7 +410,7 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
         primary = PQresultErrorMessage(res);
     if (!primary)
         primary = conn ? PQerrorMessage(conn) : "unknown error";
-    msg = one_line(primary);
+    msg = conn_one_line(primary);
     if (!*msg && res)
         log_msg(LOG_ERROR, detail, hint, "[%s] unexpected result status %s", ctx,
                 PQresStatus(PQresultStatus(res)));
@@ -163,14 +423,28 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
         log_note_lasting_error();
 }
 
-bool conn_exec(PGconn *conn, const char *ctx, const char *sql)
+/* true when res has the one status it must have; else logs the server's
+ * error, or "[ctx] got result status X, expected Y" for a result of another
+ * kind (rows where none were expected, or none where rows were). */
+static bool expect_status(const PGresult *res, PGconn *conn, const char *ctx, ExecStatusType want)
+{
+    ExecStatusType st = PQresultStatus(res);
+
+    if (st == want)
+        return true;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        log_error("[%s] got result status %s, expected %s", ctx, PQresStatus(st),
+                  PQresStatus(want));
+    else
+        conn_log_result_error(res, conn, ctx);
+    return false;
+}
+
+bool conn_script(PGconn *conn, const char *ctx, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(res);
-    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    bool ok = expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
-    if (!ok)
-        conn_log_result_error(res, conn, ctx);
     PQclear(res);
     return ok;
 }
@@ -178,35 +452,51 @@ bool conn_exec(PGconn *conn, const char *ctx, const char *sql)
 PGresult *conn_query(PGconn *conn, const char *ctx, const char *sql, int nparams,
                      const char *const *params, int nfields)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return conn_query_bin(conn, ctx, sql, nparams, params, NULL, NULL, -1, nfields);
+}
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        conn_log_result_error(res, conn, ctx);
+PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                         const char *const *params, const int *lengths, const int *formats,
+                         int nrows, int nfields)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
+
+    if (!expect_status(res, conn, ctx, PGRES_TUPLES_OK)) {
         PQclear(res);
         return NULL;
     }
-    if (nfields >= 0 && PQnfields(res) != nfields) {
-        log_error("[%s] got %d fields, expected %d", ctx, PQnfields(res), nfields);
+    if ((nrows >= 0 && PQntuples(res) != nrows) || (nfields >= 0 && PQnfields(res) != nfields)) {
+        char want[64];
+
+        if (nrows >= 0 && nfields >= 0)
+            snprintf(want, sizeof(want), "%d rows and %d fields", nrows, nfields);
+        else if (nrows >= 0)
+            snprintf(want, sizeof(want), "%d rows", nrows);
+        else
+            snprintf(want, sizeof(want), "%d fields", nfields);
+        log_error("[%s] got %d rows and %d fields, expected %s", ctx, PQntuples(res),
+                  PQnfields(res), want);
         PQclear(res);
         return NULL;
     }
     return res;
 }
 
+bool conn_call(PGconn *conn, const char *ctx, const char *sql, int nparams,
+               const char *const *params, const int *lengths, const int *formats, int nrows)
+{
+    PGresult *res = conn_query_bin(conn, ctx, sql, nparams, params, lengths, formats, nrows, -1);
+
+    PQclear(res);
+    return res != NULL;
+}
+
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params)
 {
-    return conn_command_bin(conn, ctx, sql, nparams, params, NULL, NULL);
-}
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    bool ok = expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
-bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, const int *formats)
-{
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-
-    if (!ok)
-        conn_log_result_error(res, conn, ctx);
     PQclear(res);
     return ok;
 }

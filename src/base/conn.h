@@ -14,6 +14,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum { CONN_SOURCE, CONN_TARGET } ConnSide;
 
@@ -24,33 +25,100 @@ typedef struct ConnOpts {
     const char *client_encoding; /* NULL: UTF8 */
 } ConnOpts;
 
+/* Why a connection attempt failed, as far as libpq lets us tell without
+ * reading its message (which the server and libpq may translate): libpq
+ * keeps no SQLSTATE of a failed connection for its caller, so this comes
+ * from how far the attempt got and whether a password was asked for. */
+typedef enum {
+    CONN_FAILURE_NONE,        /* connected */
+    CONN_FAILURE_OTHER,       /* no better guess: the message must say it */
+    CONN_FAILURE_UNREACHABLE, /* no server answered: refused, no socket, unknown host, timeout */
+    CONN_FAILURE_PASSWORD,    /* a password was wanted and missing, or sent and refused */
+    CONN_FAILURE_REFUSED,     /* refused before any password exchange: pg_hba.conf */
+    CONN_FAILURE_NAMES,       /* authenticated, then refused: no such database or role */
+    CONN_FAILURE_LOGIN,       /* a password was sent, then refused: it, or a name */
+} ConnFailure;
+
+/* How far a failed attempt got, from the libpq status it was in when it
+ * failed. */
+typedef enum {
+    CONN_STAGE_RESOLVING,      /* not connected: host lookup, socket, connect() */
+    CONN_STAGE_NEGOTIATING,    /* connected: startup packet, SSL or GSS negotiation */
+    CONN_STAGE_AUTHENTICATING, /* waiting for the server's verdict on who we are */
+    CONN_STAGE_AUTHENTICATED,  /* the server accepted us, then set up the session */
+    CONN_STAGE_CHECKING,       /* target_session_attrs and other checks after that */
+} ConnStage;
+
+/* The stage a libpq status belongs to. */
+ConnStage conn_stage_of(ConnStatusType status);
+
+/* Classify a failed attempt from its stage, whether our deadline or
+ * connect_timeout ended it, libpq's PQconnectionNeedsPassword and
+ * PQconnectionUsedPassword, and the SQLSTATE of the server's refusal when
+ * it came after authentication (NULL or "": none seen); pure. */
+ConnFailure conn_classify_failure(ConnStage stage, bool timed_out, bool needs_password,
+                                  bool used_password, const char *sqlstate);
+
+/* The HINT for a failure of a PostgreSQL server connection, or NULL. */
+const char *conn_failure_hint(ConnFailure failure);
+
+/* Start a connection with PQconnectStartParams and poll it until it is
+ * made or fails, or deadline_ms passes (clock_now_ms; 0: libpq's own
+ * connect_timeout, per host, as PQconnectdbParams).  Never NULL but out of
+ * memory; on failure *failure says why (*timed_out: our deadline or
+ * connect_timeout passed, PQerrorMessage may be empty).  A refusal during
+ * authentication without a password is tried once more to tell pg_hba.conf
+ * from a missing database or role.  Caller PQfinishes. */
+PGconn *conn_connect(const char *const *keywords, const char *const *values, int64_t deadline_ms,
+                     ConnFailure *failure, bool *timed_out);
+
+/* Wait until conn's socket is readable (or writable) or deadline_ms
+ * passes (clock_now_ms); false on timeout. */
+bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms);
+
 /* Connect and pin the session settings.  On failure logs
  * "could not connect to the source (host=...)" with the server's reason and
  * a hint, and returns NULL. */
 PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co);
 void conn_close(PGconn *conn);
 
-/* Run sql (no parameters) expecting PGRES_COMMAND_OK or PGRES_TUPLES_OK;
- * logs the server's error with ctx and returns false otherwise. */
-bool conn_exec(PGconn *conn, const char *ctx, const char *sql);
+/* Run sql, one or more statements without parameters (simple protocol:
+ * "SET a = 1; SET b = 2", "UPDATE ...; COMMIT"), none of which returns
+ * rows: the last result must be PGRES_COMMAND_OK.  Logs the server's
+ * error (or the unexpected status) with ctx and returns false otherwise. */
+bool conn_script(PGconn *conn, const char *ctx, const char *sql);
 
-/* Run sql with text parameters, expect rows with exactly nfields columns
- * (nfields < 0: any).  Returns the result (caller PQclears) or NULL after
- * logging. */
+/* Run one query with text parameters; it must return PGRES_TUPLES_OK with
+ * exactly nfields columns (nfields < 0: any).  Returns the result (caller
+ * PQclears) or NULL after logging. */
 PGresult *conn_query(PGconn *conn, const char *ctx, const char *sql, int nparams,
                      const char *const *params, int nfields);
 
-/* Same for a statement that returns no rows (PGRES_COMMAND_OK). */
+/* conn_query with per-parameter lengths and formats (1 = binary) as in
+ * PQexecParams (either may be NULL), and a row count (nrows < 0: any): a
+ * result of another shape is logged as "got N rows and M fields, expected
+ * ..." and gives NULL. */
+PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                         const char *const *params, const int *lengths, const int *formats,
+                         int nrows, int nfields);
+
+/* A SELECT run for its effect ("SELECT pg_catalog.setval(...)"): as
+ * conn_query_bin with any number of fields, the rows discarded.  false
+ * after logging. */
+bool conn_call(PGconn *conn, const char *ctx, const char *sql, int nparams,
+               const char *const *params, const int *lengths, const int *formats, int nrows);
+
+/* One statement with text parameters that returns no rows: it must return
+ * PGRES_COMMAND_OK.  false after logging. */
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params);
 
-/* conn_command with per-parameter lengths and formats (1 = binary), as in
- * PQexecParams; either may be NULL. */
-bool conn_command_bin(PGconn *conn, const char *ctx, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, const int *formats);
-
 /* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT. */
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx);
+
+/* libpq's message (which may span lines, end in a newline, or be NULL) on
+ * one line: newlines and tabs become single spaces.  Caller frees. */
+char *conn_one_line(const char *msg);
 
 /* SQLSTATE of a failed result, or "" (never NULL). */
 const char *conn_sqlstate(const PGresult *res);

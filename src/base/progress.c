@@ -11,6 +11,7 @@
  */
 #include "progress.h"
 
+#include "clock.h"
 #include "log.h"
 #include "size.h"
 #include "strbuf.h"
@@ -106,14 +107,6 @@ struct Progress {
     TableStat *tables;
     int ntables, tables_cap;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- text: UTF-8, display width, fitting ---- */
 
@@ -634,7 +627,7 @@ static void hook_after_log(void *arg)
     if (p->hidden) {
         p->hidden = false;
         if (!p->stopping)
-            draw_locked(p, now_s());
+            draw_locked(p, clock_now_s());
         pthread_cond_broadcast(&p->unhidden);
     }
     pthread_mutex_unlock(&p->lock);
@@ -647,7 +640,7 @@ static void *display_main(void *arg)
     pthread_mutex_lock(&p->lock);
     while (!p->stopping) {
         struct timespec deadline;
-        double t = now_s();
+        double t = clock_now_s();
 
         sample_locked(p, t);
         if (!p->hidden)
@@ -679,7 +672,7 @@ Progress *progress_create(ProgressMode mode, int nworkers)
     p->line_cols = xcalloc((size_t)p->nworkers + 2, sizeof *p->line_cols);
     for (int w = 0; w < p->nworkers; w++)
         atomic_init(&p->workers[w].moved_bytes, 0);
-    p->created_s = now_s();
+    p->created_s = clock_now_s();
     pthread_mutex_init(&p->lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -735,9 +728,9 @@ void progress_start(Progress *p)
     log_set_hooks(hook_before_log, hook_after_log, p);
 
     pthread_mutex_lock(&p->lock);
-    sample_locked(p, now_s());
+    sample_locked(p, clock_now_s());
     if (!p->hidden)
-        draw_locked(p, now_s());
+        draw_locked(p, clock_now_s());
     err = pthread_create(&p->thread, NULL, display_main, p);
     if (err != 0) {
         while (p->hidden)
@@ -778,7 +771,7 @@ void progress_stop(Progress *p)
 
         terminal_size(&cols, &rows);
         strbuf_init(&line);
-        render_overall(p, cols, now_s(), &line);
+        render_overall(p, cols, clock_now_s(), &line);
         strbuf_reset(&p->frame);
         frame_line(p, &line, cols);
         fwrite(p->frame.data, 1, p->frame.len, stderr);
@@ -815,7 +808,7 @@ static void log_phase_end(Progress *p, char *ended, double seconds)
 
 void progress_phase_begin(Progress *p, const char *phase)
 {
-    double t = now_s(), seconds = 0;
+    double t = clock_now_s(), seconds = 0;
     char *ended, *name;
 
     if (p == NULL)
@@ -843,7 +836,7 @@ void progress_phase_end(Progress *p)
     if (p == NULL)
         return;
     pthread_mutex_lock(&p->lock);
-    ended = end_phase_locked(p, now_s(), &seconds);
+    ended = end_phase_locked(p, clock_now_s(), &seconds);
     pthread_mutex_unlock(&p->lock);
     log_phase_end(p, ended, seconds);
 }
@@ -868,7 +861,7 @@ static void worker_set_locked(WorkerSlot *wk, WorkerState state, char *label, in
     wk->state = label ? state : WORKER_IDLE;
     wk->chunk_base_bytes = atomic_load_explicit(&wk->moved_bytes, memory_order_relaxed);
     wk->chunk_est_bytes = est > 0 ? est : 0;
-    wk->since_s = now_s();
+    wk->since_s = clock_now_s();
 }
 
 static void worker_set(Progress *p, int w, WorkerState state, const char *label, int64_t est)
@@ -935,7 +928,7 @@ void progress_table_done(Progress *p, const char *table, int64_t rows, int64_t b
         p->tables = xrealloc(p->tables, (size_t)p->tables_cap * sizeof *p->tables);
     }
     p->tables[p->ntables++] = (TableStat){
-        .name = name, .rows = rows, .bytes = bytes, .seconds = seconds, .end_s = now_s()};
+        .name = name, .rows = rows, .bytes = bytes, .seconds = seconds, .end_s = clock_now_s()};
     pthread_mutex_unlock(&p->lock);
 
     if (p->mode == PROGRESS_PLAIN)
@@ -951,7 +944,7 @@ void progress_get_snapshot(Progress *p, ProgressSnapshot *out)
     if (p == NULL)
         return;
     pthread_mutex_lock(&p->lock);
-    sample_locked(p, now_s());
+    sample_locked(p, clock_now_s());
     out->done_bytes = done_bytes_locked(p);
     out->total_bytes = p->total_bytes;
     for (int w = 0; w < p->nworkers; w++)
@@ -1141,7 +1134,7 @@ void progress_print_summary(Progress *p, FILE *out, int max_tables)
         return;
     pthread_mutex_lock(&p->lock);
     if (p->nphases > 0)
-        print_phases_locked(p, out, now_s());
+        print_phases_locked(p, out, clock_now_s());
     if (p->nphases > 0 && p->ntables > 0)
         fputc('\n', out);
     if (p->ntables > 0)

@@ -114,16 +114,16 @@ bool state_create(PGconn *tgt, const char *source_display, const char *source_db
 {
     const char *params[4] = {source_display, source_dbname, replication_name, tables_filter};
 
-    if (!conn_exec(tgt, "state", create_sql))
+    if (!conn_script(tgt, "state", create_sql))
         goto fail;
     if (!conn_command(tgt, "state",
                       "INSERT INTO pgrelocate.migration (source, source_database, phase, "
                       "replication_name, tables_filter) VALUES ($1, $2, 'schema', $3, $4)",
                       4, params))
         goto fail;
-    return conn_exec(tgt, "state", "COMMIT");
+    return conn_script(tgt, "state", "COMMIT");
 fail:
-    conn_exec(tgt, "state", "ROLLBACK");
+    conn_script(tgt, "state", "ROLLBACK");
     return false;
 }
 
@@ -383,7 +383,7 @@ bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const S
         strbuf_appendf(&c, "%d\t%d\t%d\t%lld\t%lld\t%lld\t%d\n", chunks[i].table_no,
                        chunks[i].chunk_no, chunks[i].nchunks, (long long)chunks[i].blk_start,
                        (long long)chunks[i].blk_end, (long long)chunks[i].est_bytes, i);
-    ok = conn_exec(tgt, "state", "BEGIN") &&
+    ok = conn_script(tgt, "state", "BEGIN") &&
          copy_rows(tgt,
                    "COPY pgrelocate.tables (table_no, schema_name, table_name, columns, "
                    "copy_binary, bytes_estimate, heap_blocks, toast_bytes) FROM STDIN",
@@ -392,9 +392,9 @@ bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const S
                    "COPY pgrelocate.chunks (table_no, chunk_no, nchunks, blk_start, blk_end, "
                    "est_bytes, plan_order) FROM STDIN",
                    &c) &&
-         conn_exec(tgt, "state", "UPDATE pgrelocate.migration SET phase = 'data'; COMMIT");
+         conn_script(tgt, "state", "UPDATE pgrelocate.migration SET phase = 'data'; COMMIT");
     if (!ok)
-        conn_exec(tgt, "state", "ROLLBACK");
+        conn_script(tgt, "state", "ROLLBACK");
     strbuf_free(&t);
     strbuf_free(&c);
     return ok;

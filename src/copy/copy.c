@@ -3,6 +3,7 @@
  */
 #include "copy.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "names.h"
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_ATTEMPTS 3
 
@@ -44,14 +44,6 @@ typedef struct Worker {
     PGconn *tgt;
     bool ok;
 } Worker;
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const StateTable *table_of(const CopyJob *job, int table_no)
 {
@@ -179,8 +171,16 @@ static ChunkResult mark_done(Worker *w, const StateChunk *c, int64_t rows, int64
     snprintf(b, sizeof(b), "%lld", (long long)bytes);
     snprintf(s, sizeof(s), "%.3f", seconds);
     res = PQexecParams(w->tgt, state_chunk_done_sql, 5, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(res), "1") != 0)
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return failure(w->tgt, res, ctx, true);
+    if (strcmp(PQcmdTuples(res), "1") != 0) {
+        /* the chunk's row is gone from pgrelocate.chunks (or doubled):
+         * the state is not the plan this run copies by */
+        log_error("[%s] marking the chunk done updated %s rows of pgrelocate.chunks, expected 1",
+                  ctx, PQcmdTuples(res));
+        PQclear(res);
+        return CHUNK_FAIL;
+    }
     PQclear(res);
     return exec_expect(w->tgt, "COMMIT", PGRES_COMMAND_OK, ctx);
 }
@@ -215,7 +215,7 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
 {
     const StateTable *t = table_of(w->sh->job, c->table_no);
     char *src_sql, *tgt_sql, *lit, *begin;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     ChunkResult r;
 
     *rows = *bytes = 0;
@@ -238,7 +238,7 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     if (r == CHUNK_OK)
         r = PQputCopyEnd(w->tgt, NULL) == 1 ? finish_copy(w->tgt, ctx, rows) : CHUNK_RETRY;
     if (r == CHUNK_OK)
-        r = mark_done(w, c, *rows, *bytes, now_s() - t0, ctx);
+        r = mark_done(w, c, *rows, *bytes, clock_now_s() - t0, ctx);
     if (r == CHUNK_OK)
         r = exec_expect(w->src, "COMMIT", PGRES_COMMAND_OK, ctx);
     if (r != CHUNK_OK)
@@ -308,7 +308,7 @@ static void account(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
         char *name = names_display(t->schema_name, t->table_name);
 
         progress_table_done(sh->job->progress, name, tt->rows, tt->bytes,
-                            now_s() - tt->first_start);
+                            clock_now_s() - tt->first_start);
         free(name);
     }
 }
@@ -346,7 +346,7 @@ static void *worker_main(void *arg)
         const StateChunk *c = &sh->job->chunks[i];
         char *label = chunk_label(table_of(sh->job, c->table_no), c);
         char *ctx = xasprintf("copy %s", label);
-        double start = now_s();
+        double start = clock_now_s();
         int64_t rows = 0, bytes = 0;
         ChunkResult r = CHUNK_RETRY;
 
@@ -455,7 +455,7 @@ static void *stmt_worker_main(void *arg)
         if (i < 0)
             break;
         progress_worker_status(sh->progress, w->no, sh->statements[i]);
-        if (!conn_exec(tgt, "analyze", sh->statements[i])) {
+        if (!conn_script(tgt, "analyze", sh->statements[i])) {
             pthread_mutex_lock(&sh->lock);
             sh->failed = true;
             pthread_mutex_unlock(&sh->lock);

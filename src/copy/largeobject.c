@@ -21,14 +21,14 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
 
     snprintf(ctx, sizeof(ctx), "large objects %s", oid);
     snprintf(len, sizeof(len), "%d", PIECE_BYTES);
-    ok = conn_exec(tgt, ctx, "BEGIN") &&
-         conn_command_bin(tgt, ctx,
-                          "SELECT pg_catalog.lo_create($1::oid) WHERE NOT EXISTS (SELECT 1 FROM "
-                          "pg_catalog.pg_largeobject_metadata WHERE oid = $1::oid)",
-                          1, (const char *[]){oid}, NULL, NULL) &&
-         conn_command_bin(tgt, ctx,
-                          "SELECT pg_catalog.lo_truncate(pg_catalog.lo_open($1::oid, 131072), 0)",
-                          1, (const char *[]){oid}, NULL, NULL);
+    ok =
+        conn_script(tgt, ctx, "BEGIN") &&
+        conn_call(tgt, ctx,
+                  "SELECT pg_catalog.lo_create($1::oid) WHERE NOT EXISTS (SELECT 1 FROM "
+                  "pg_catalog.pg_largeobject_metadata WHERE oid = $1::oid)",
+                  1, (const char *[]){oid}, NULL, NULL, -1) &&
+        conn_call(tgt, ctx, "SELECT pg_catalog.lo_truncate(pg_catalog.lo_open($1::oid, 131072), 0)",
+                  1, (const char *[]){oid}, NULL, NULL, 1);
     for (int64_t pos = 0; ok;) {
         const char *sp[3] = {oid, off, len};
         PGresult *res;
@@ -48,9 +48,8 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
             const char *tv[3] = {oid, off, PQgetvalue(res, 0, 0)};
             int tl[3] = {0, 0, got}, tf[3] = {0, 0, 1};
 
-            ok = conn_command_bin(tgt, ctx,
-                                  "SELECT pg_catalog.lo_put($1::oid, $2::bigint, $3::bytea)", 3, tv,
-                                  tl, tf);
+            ok = conn_call(tgt, ctx, "SELECT pg_catalog.lo_put($1::oid, $2::bigint, $3::bytea)", 3,
+                           tv, tl, tf, 1);
         }
         PQclear(res);
         pos += got;
@@ -59,8 +58,8 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
             break;
     }
     if (ok)
-        return conn_exec(tgt, ctx, "COMMIT");
-    conn_exec(tgt, ctx, "ROLLBACK");
+        return conn_script(tgt, ctx, "COMMIT");
+    conn_script(tgt, ctx, "ROLLBACK");
     return false;
 }
 

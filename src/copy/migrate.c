@@ -20,6 +20,7 @@
 #include "copyplan.h"
 #include "earlyindex.h"
 #include "follow.h"
+#include "interrupt.h"
 #include "largeobject.h"
 #include "log.h"
 #include "metrics.h"
@@ -70,14 +71,6 @@ typedef struct CopyRun {
     bool retiring;    /* retire runs (joined by finish) */
     char cause[512];  /* the error that ended the run, for the event log */
 } CopyRun;
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    interrupted = 1;
-    signal(sig, SIG_DFL); /* a second signal stops at once */
-}
 
 static bool make_tmpdir(CopyRun *r)
 {
@@ -308,7 +301,7 @@ static bool open_and_check(CopyRun *r)
     return make_tmpdir(r);
 }
 
-/* Import the interrupted run's snapshot into a new keeper.  The state
+/* Import the interrupt_requested run's snapshot into a new keeper.  The state
  * names the new keeper's snapshot before the old keeper is told to let go,
  * so a crash in between never leaves the state naming a dead snapshot. */
 static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
@@ -325,11 +318,11 @@ static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
         return SNAPSHOT_ERROR;
     snapshot_keeper_confirm(&r->keeper);
     snapshot_end_keeper_backend(r->src, old_pid);
-    log_info("continuing at the snapshot of the interrupted run");
+    log_info("continuing at the snapshot of the interrupt_requested run");
     return SNAPSHOT_OK;
 }
 
-/* copy: the interrupted run's snapshot when it still exists, else a new
+/* copy: the interrupt_requested run's snapshot when it still exists, else a new
  * one (*gone tells the caller the previous one was lost). */
 static bool take_snapshot(CopyRun *r, const char *previous, bool *gone)
 {
@@ -358,7 +351,7 @@ static bool begin_snapshot(PGconn *conn, const char *snapshot)
     char *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                           "SET TRANSACTION SNAPSHOT %s",
                           lit);
-    bool ok = conn_exec(conn, "snapshot", sql);
+    bool ok = conn_script(conn, "snapshot", sql);
 
     free(lit);
     free(sql);
@@ -378,7 +371,7 @@ static bool plan_copy(CopyRun *r)
 
     if (!begin_snapshot(r->src, r->keeper.name) ||
         !catalog_read_subset(r->src, r->tables.excluded_oids, &cat) ||
-        !conn_exec(r->src, "catalog", "COMMIT"))
+        !conn_script(r->src, "catalog", "COMMIT"))
         return false;
     pt = xcalloc((size_t)cat.ntables + 1, sizeof(PlanTable));
     for (int i = 0; i < cat.ntables; i++)
@@ -446,7 +439,7 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
  * would mix two points in time; empty them and copy them whole again. */
 static bool reset_partial_tables(CopyRun *r)
 {
-    bool ok = conn_exec(r->tgt, "state", "BEGIN");
+    bool ok = conn_script(r->tgt, "state", "BEGIN");
 
     for (int t = 0; ok && t < r->st.ntables; t++) {
         const StateTable *tb = &r->st.tables[t];
@@ -464,14 +457,14 @@ static bool reset_partial_tables(CopyRun *r)
             log_notice("[copy %s.%s] %d of %d chunks were copied from the old snapshot: "
                        "copying the whole table again",
                        tb->schema_name, tb->table_name, done, total);
-            ok = conn_exec(r->tgt, "state", sql) && state_reset_table(r->tgt, tb->table_no);
+            ok = conn_script(r->tgt, "state", sql) && state_reset_table(r->tgt, tb->table_no);
             free(q);
             free(sql);
         }
     }
-    ok = ok && conn_exec(r->tgt, "state", "COMMIT");
+    ok = ok && conn_script(r->tgt, "state", "COMMIT");
     if (!ok)
-        conn_exec(r->tgt, "state", "ROLLBACK");
+        conn_script(r->tgt, "state", "ROLLBACK");
     return ok;
 }
 
@@ -572,24 +565,27 @@ static bool restart_follow_copy(CopyRun *r)
 {
     bool ok;
 
-    log_warning("the snapshot of the interrupted copy is gone: recreating the replication slot "
-                "and copying all tables again (tables, not the schema)");
+    log_warning(
+        "the snapshot of the interrupt_requested copy is gone: recreating the replication slot "
+        "and copying all tables again (tables, not the schema)");
     /* Empty the tables first: if we die before the new slot exists, the
      * next run comes back here; it never finds rows of the old snapshot
      * next to a new slot. */
-    ok = conn_exec(r->tgt, "state", "BEGIN");
+    ok = conn_script(r->tgt, "state", "BEGIN");
     for (int t = 0; ok && t < r->st.ntables; t++) {
         char *q = conn_qualify(r->tgt, r->st.tables[t].schema_name, r->st.tables[t].table_name);
         char *sql = xasprintf("TRUNCATE ONLY %s", q);
 
-        ok = conn_exec(r->tgt, "state", sql) && state_reset_table(r->tgt, r->st.tables[t].table_no);
+        ok = conn_script(r->tgt, "state", sql) &&
+             state_reset_table(r->tgt, r->st.tables[t].table_no);
         free(q);
         free(sql);
     }
-    ok = ok && conn_exec(r->tgt, "state",
-                         "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL; COMMIT");
+    ok = ok &&
+         conn_script(r->tgt, "state",
+                     "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL; COMMIT");
     if (!ok) {
-        conn_exec(r->tgt, "state", "ROLLBACK");
+        conn_script(r->tgt, "state", "ROLLBACK");
         return false;
     }
     if (!slot_drop(r->src, r->st.replication_name) || !take_slot_snapshot(r))
@@ -598,7 +594,7 @@ static bool restart_follow_copy(CopyRun *r)
     return state_load(r->tgt, &r->st);
 }
 
-/* The snapshot of the interrupted run is gone while some chunks were
+/* The snapshot of the interrupt_requested run is gone while some chunks were
  * copied under it: go on only when the user accepts a newer point in time. */
 static bool accept_new_snapshot(CopyRun *r)
 {
@@ -618,15 +614,15 @@ static bool accept_new_snapshot(CopyRun *r)
                 "--new-snapshot (tables copied in part are copied again whole). To copy "
                 "everything from one point in time, recreate the target database and start "
                 "over.",
-                "the snapshot of the interrupted copy is gone");
+                "the snapshot of the interrupt_requested copy is gone");
         return false;
     }
-    log_warning("the snapshot of the interrupted copy is gone; continuing from a new one "
+    log_warning("the snapshot of the interrupt_requested copy is gone; continuing from a new one "
                 "(--new-snapshot)");
     return reset_partial_tables(r) && (state_free(&r->st), state_load(r->tgt, &r->st));
 }
 
-/* The snapshot for the phases that read under it: the interrupted run's
+/* The snapshot for the phases that read under it: the interrupt_requested run's
  * when it still exists.  Otherwise a copy asks the user (--new-snapshot),
  * and a start recreates its slot (and copies the tables again if any were
  * copied under the old one).  *fresh: a new snapshot was taken. */
@@ -703,9 +699,9 @@ static bool prepare_early_indexes(CopyRun *r, EarlyIndexes *ei)
 
 static bool run_data(CopyRun *r)
 {
-    CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name, r->tgt_info.encoding,
-                   r->st.tables, r->st.ntables, r->st.chunks,   r->st.nchunks,
-                   r->o->jobs,   r->progress,   &interrupted,   &r->metrics,
+    CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name,       r->tgt_info.encoding,
+                   r->st.tables, r->st.ntables, r->st.chunks,         r->st.nchunks,
+                   r->o->jobs,   r->progress,   &interrupt_requested, &r->metrics,
                    NULL,         NULL};
     EarlyIndexes ei;
     int64_t total = 0;
@@ -739,7 +735,7 @@ static bool run_large_objects(CopyRun *r)
     progress_phase_begin(r->progress, "large objects");
     ok = begin_snapshot(r->src, r->keeper.name) &&
          largeobject_copy(r->src, r->tgt, r->progress, &count, &bytes) &&
-         conn_exec(r->src, "large objects", "COMMIT");
+         conn_script(r->src, "large objects", "COMMIT");
     if (!ok)
         return false;
     if (count > 0) {
@@ -823,7 +819,7 @@ static bool run_analyze(CopyRun *r)
     stmts = xcalloc((size_t)n + 1, sizeof(char *));
     for (int i = 0; i < n; i++)
         stmts[i] = PQgetvalue(res, i, 0);
-    ok = copy_run_statements(r->tgt_ci, stmts, n, r->o->jobs, r->progress, &interrupted) &&
+    ok = copy_run_statements(r->tgt_ci, stmts, n, r->o->jobs, r->progress, &interrupt_requested) &&
          advance(r, r->follow ? PHASE_FOLLOW : PHASE_DONE);
     free(stmts);
     PQclear(res);
@@ -896,7 +892,7 @@ static bool run_reverse(CopyRun *r)
                      .status_interval_ms = 10000,
                      .max_retained_wal = r->o->max_retained_wal,
                      .metrics = &r->metrics,
-                     .stop = &interrupted,
+                     .stop = &interrupt_requested,
                      .control = r->tgt_ci,
                      .skip_origin = r->st.replication_name,
                      .label = "reverse"};
@@ -944,7 +940,7 @@ static bool run_follow(CopyRun *r)
                      .status_interval_ms = 10000,
                      .max_retained_wal = r->o->max_retained_wal,
                      .metrics = &r->metrics,
-                     .stop = &interrupted};
+                     .stop = &interrupt_requested};
     SlotInfo si;
 
     if (!slot_info(r->src, r->st.replication_name, &si))
@@ -1026,7 +1022,7 @@ static void undo_new_state(CopyRun *r)
         log_warning("could not undo everything on the source: run pgrelocate cleanup");
         return;
     }
-    if (conn_exec(r->tgt, "cleanup", "DROP SCHEMA IF EXISTS pgrelocate CASCADE"))
+    if (conn_script(r->tgt, "cleanup", "DROP SCHEMA IF EXISTS pgrelocate CASCADE"))
         log_info("the source and the target are as they were");
 }
 
@@ -1036,10 +1032,11 @@ static void finish(CopyRun *r, bool ok)
         const char *msg = r->cause;
 
         PQclear(PQexec(r->tgt, "ROLLBACK")); /* a failed step may have left a transaction open */
-        state_event(r->tgt, interrupted ? "interrupted" : "error", r->follow ? "start" : "copy",
-                    interrupted ? "interrupted by a signal"
-                    : msg[0]    ? msg
-                                : "failed");
+        state_event(r->tgt, interrupt_requested ? "interrupt_requested" : "error",
+                    r->follow ? "start" : "copy",
+                    interrupt_requested ? "interrupt_requested by a signal"
+                    : msg[0]            ? msg
+                                        : "failed");
     }
     if (r->keeper.pid > 0) {
         if (ok || r->o->snapshot_grace_ms == 0)
@@ -1083,14 +1080,14 @@ static int conclude(CopyRun *r, bool ok, bool was_done)
     int rc;
 
     log_last_error(r->cause, sizeof(r->cause)); /* before the summary lines below */
-    if (ok && !interrupted && !was_done && !followed && !r->o->quiet)
+    if (ok && !interrupt_requested && !was_done && !followed && !r->o->quiet)
         progress_print_summary(r->progress, stdout, 20);
-    if (ok && !interrupted && !was_done && !followed)
+    if (ok && !interrupt_requested && !was_done && !followed)
         log_info("copy complete: the target holds the source's schema and data");
-    if (ok && (followed || !interrupted))
+    if (ok && (followed || !interrupt_requested))
         rc = EXIT_OK;
-    else if (interrupted) {
-        log_msg(LOG_ERROR, NULL, again, "%s interrupted", r->follow ? "start" : "copy");
+    else if (interrupt_requested) {
+        log_msg(LOG_ERROR, NULL, again, "%s interrupt_requested", r->follow ? "start" : "copy");
         rc = EXIT_INTERRUPTED;
     } else {
         if (r->state_created || r->resuming)
@@ -1108,8 +1105,7 @@ static int migrate_main(const Options *o, bool follow)
     bool ok;
 
     r.progress = progress_create(progress_mode(o), o->jobs);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    interrupt_catch();
     signal(SIGPIPE, SIG_IGN);
     atomic_store(&r.metrics.retained_wal_bytes, -1);
     ok = (!o->metrics_listen || metrics_start(&r.metrics, o->metrics_listen)) && open_and_check(&r);
@@ -1126,7 +1122,7 @@ static int migrate_main(const Options *o, bool follow)
     if (was_done)
         log_info("this copy was already complete");
     progress_start(r.progress);
-    while (ok && r.st.phase < PHASE_DONE && !interrupted) {
+    while (ok && r.st.phase < PHASE_DONE && !interrupt_requested) {
         Phase before = r.st.phase;
 
         ok = phase_fns[r.st.phase](&r);
@@ -1136,9 +1132,9 @@ static int migrate_main(const Options *o, bool follow)
     /* A cutover turns the direction around, a rollback or an aborted
      * cutover may turn it back: follow whichever the migration is in until
      * asked to stop. */
-    while (ok && follow && !interrupted && r.st.phase == PHASE_REVERSE) {
+    while (ok && follow && !interrupt_requested && r.st.phase == PHASE_REVERSE) {
         ok = run_reverse(&r) && state_read_phase(r.tgt, &r.st.phase);
-        if (ok && !interrupted && r.st.phase == PHASE_FOLLOW)
+        if (ok && !interrupt_requested && r.st.phase == PHASE_FOLLOW)
             ok = run_follow(&r) && state_read_phase(r.tgt, &r.st.phase);
     }
     if (ok && follow && r.st.phase == PHASE_ROLLED_BACK)

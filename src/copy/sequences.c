@@ -23,8 +23,8 @@ static bool copy_one(PGconn *src, PGconn *tgt, const CatSequence *s)
         const char *params[3] = {q, PQgetvalue(res, 0, 0),
                                  PQgetvalue(res, 0, 1)[0] == 't' ? "true" : "false"};
 
-        ok = conn_command(tgt, ctx, "SELECT pg_catalog.setval($1::regclass, $2::bigint, $3::bool)",
-                          3, params);
+        ok = conn_call(tgt, ctx, "SELECT pg_catalog.setval($1::regclass, $2::bigint, $3::bool)", 3,
+                       params, NULL, NULL, 1);
     }
     PQclear(res);
     free(q);

@@ -9,6 +9,7 @@
  */
 #include "snapshot.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "strbuf.h"
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static void close_inherited_fds(int keep1, int keep2)
@@ -54,14 +54,6 @@ static void child_report(int fd, const char *kind, const char *text)
         _exit(3);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait for release or parent death; on death hold up to grace_ms.  Returns
  * when the connection should end. */
 static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
@@ -80,7 +72,7 @@ static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
         sock = n;
         pf[n++] = (struct pollfd){PQsocket(conn), POLLIN, 0};
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - clock_now_ms();
 
             if (left <= 0)
                 return;
@@ -103,7 +95,7 @@ static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
                     return;
                 close(control_fd);
                 control_fd = -1;
-                deadline = now_ms() + grace_ms;
+                deadline = clock_now_ms() + grace_ms;
             }
         }
         /* the server closed us (a resuming run took over, or a restart) */
@@ -167,6 +159,10 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
         _exit(0);
     }
     res = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        child_report(result_fd, "ERR", PQresultErrorMessage(res));
+        _exit(1);
+    }
     PQclear(res);
     if (import_name) {
         char *lit = conn_quote_literal(conn, import_name);
@@ -223,19 +219,19 @@ static void report_blockers(const ConnInfo *source)
 
 static bool wait_readable(const ConnInfo *source, int fd, int64_t wait_ms)
 {
-    int64_t deadline = now_ms() + wait_ms, next_report = now_ms() + 5000;
+    int64_t deadline = clock_now_ms() + wait_ms, next_report = clock_now_ms() + 5000;
 
     for (;;) {
         struct pollfd pf = {fd, POLLIN, 0};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_now_ms();
 
         if (left <= 0)
             break;
         if (poll(&pf, 1, (int)(left < 1000 ? left : 1000)) > 0)
             return true;
-        if (now_ms() >= next_report) {
+        if (clock_now_ms() >= next_report) {
             report_blockers(source);
-            next_report = now_ms() + 15000;
+            next_report = clock_now_ms() + 15000;
         }
     }
     log_msg(LOG_ERROR,

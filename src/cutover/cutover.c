@@ -27,6 +27,7 @@
 #include "commands.h"
 #include "conn.h"
 #include "catalog.h"
+#include "clock.h"
 #include "conninfo.h"
 #include "follow.h"
 #include "log.h"
@@ -124,7 +125,7 @@ static void kill_point(const char *name)
 
 static void step_done(Cutover *c, const char *name)
 {
-    int64_t now = bouncer_now_ms();
+    int64_t now = clock_now_ms();
 
     kill_point(name);
 
@@ -210,7 +211,7 @@ static void hook_environment(const Cutover *c)
  * at the deadline.  true when it exited 0 in time. */
 static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_ms)
 {
-    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    int64_t deadline = clock_now_ms() + timeout_ms;
     pid_t pid;
     int status = 0;
 
@@ -231,7 +232,7 @@ static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_
             break;
         if (r < 0 && errno != EINTR)
             return false;
-        if (bouncer_now_ms() >= deadline) {
+        if (clock_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             log_error("%s the %s command did not finish within %d ms", c->ctx, what, timeout_ms);
@@ -575,7 +576,7 @@ static bool check_lag_once(Cutover *c, bool quiet)
 
 static int64_t pause_left_ms(const Cutover *c)
 {
-    return c->pause_start_ms + c->o->max_pause_ms - bouncer_now_ms();
+    return c->pause_start_ms + c->o->max_pause_ms - clock_now_ms();
 }
 
 static bool do_pause(Cutover *c)
@@ -587,7 +588,7 @@ static bool do_pause(Cutover *c)
         set_reason(c, "could not arm the watchdog or record the step");
         return false;
     }
-    c->pause_start_ms = bouncer_now_ms();
+    c->pause_start_ms = clock_now_ms();
     c->paused = true;
     if (!c->o->pgbouncer) {
         if (run_hook(c, "pause", c->o->pause_command, (int)c->o->max_pause_ms))
@@ -768,7 +769,7 @@ static bool do_resume(Cutover *c)
                   ? bouncer_run(c->admin, "RESUME", c->o->database, ADMIN_TIMEOUT_MS) == BOUNCER_OK
                   : run_hook(c, "resume", c->o->resume_command, ADMIN_TIMEOUT_MS);
 
-    c->pause_ms = bouncer_now_ms() - c->pause_start_ms;
+    c->pause_ms = clock_now_ms() - c->pause_start_ms;
     if (ok) {
         c->paused = false;
         watchdog_disarm(c->wd);
@@ -976,8 +977,8 @@ static bool prepare(Cutover *c, bool *already)
     }
     c->slot =
         c->rollback ? state_reverse_name(c->st.replication_name) : xstrdup(c->st.replication_name);
-    if (!conn_exec(c->tgt, "cutover", record_table_sql) ||
-        !conn_exec(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
+    if (!conn_script(c->tgt, "cutover", record_table_sql) ||
+        !conn_script(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
         return false;
     if (c->o->pgbouncer && !prepare_bouncer(c, already))
         return false;
@@ -998,7 +999,7 @@ static int run(Cutover *c)
 {
     bool already = false;
 
-    c->mark_ms = bouncer_now_ms();
+    c->mark_ms = clock_now_ms();
     if (!prepare(c, &already))
         return EXIT_FAILED;
     if (already) {

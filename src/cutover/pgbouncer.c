@@ -6,82 +6,31 @@
  */
 #include "pgbouncer.h"
 
+#include "clock.h"
+#include "conn.h"
 #include "conninfo.h"
 #include "log.h"
 #include "strbuf.h"
 
 #include <libpq-fe.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct Bouncer {
     PGconn *conn;
     char *display;
 };
 
-int64_t bouncer_now_ms(void)
+/* pgbouncer answers every refusal with FATAL 08P01 ("not allowed", a
+ * wrong password, an unknown user): what libpq saw of the attempt decides. */
+static const char *connect_hint(ConnFailure failure)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait for the socket to become readable (or writable) until deadline;
- * false on timeout. */
-static bool wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
-{
-    struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
-
-    for (;;) {
-        int64_t left = deadline_ms - bouncer_now_ms();
-        int rc;
-
-        if (left <= 0)
-            return false;
-        rc = poll(&pfd, 1, (int)left);
-        if (rc > 0)
-            return true;
-        if (rc == 0)
-            return false;
-    }
-}
-
-static char *one_line(const char *msg)
-{
-    char *s = xstrdup(msg ? msg : "");
-    size_t n = strlen(s);
-
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-        s[--n] = '\0';
-    for (char *p = s; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    return s;
-}
-
-/* Non-blocking connect with a deadline. */
-static PGconn *connect_by(const char *const *kw, const char *const *val, int timeout_ms,
-                          bool *timed_out)
-{
-    int64_t deadline = bouncer_now_ms() + timeout_ms;
-    PGconn *conn = PQconnectStartParams(kw, val, 0);
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-
-    *timed_out = false;
-    if (!conn || PQstatus(conn) == CONNECTION_BAD)
-        return conn;
-    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        if (!wait_socket(conn, st == PGRES_POLLING_WRITING, deadline)) {
-            *timed_out = true;
-            break;
-        }
-        st = PQconnectPoll(conn);
-    }
-    return conn;
+    if (failure == CONN_FAILURE_UNREACHABLE)
+        return "Check that pgbouncer listens at that host and port.";
+    if (failure == CONN_FAILURE_PASSWORD)
+        return conn_failure_hint(failure);
+    return "Check that this user is listed in pgbouncer's admin_users setting.";
 }
 
 Bouncer *bouncer_connect(const char *uri, int timeout_ms)
@@ -92,6 +41,7 @@ Bouncer *bouncer_connect(const char *uri, int timeout_ms)
     ConnInfo *ci = conninfo_parse(uri, err, sizeof(err));
     const char **kw, **val;
     Bouncer *b;
+    ConnFailure failure;
     bool timed_out;
     char *msg;
 
@@ -102,17 +52,17 @@ Bouncer *bouncer_connect(const char *uri, int timeout_ms)
     }
     b = xcalloc(1, sizeof(*b));
     conninfo_params(ci, extra, &kw, &val);
-    b->conn = connect_by(kw, val, timeout_ms, &timed_out);
+    b->conn = conn_connect(kw, val, clock_now_ms() + timeout_ms, &failure, &timed_out);
     free(kw);
     free(val);
     b->display = xasprintf("%s", conninfo_display(ci));
     conninfo_destroy(ci);
-    if (b->conn && !timed_out && PQstatus(b->conn) == CONNECTION_OK)
+    if (failure == CONN_FAILURE_NONE)
         return b;
-    msg = one_line(timed_out ? "no answer in time" : PQerrorMessage(b->conn));
-    log_msg(LOG_ERROR, msg,
-            "Check that pgbouncer listens there and that this user is listed in its admin_users "
-            "setting.",
+    msg = conn_one_line(!b->conn    ? "out of memory"
+                        : timed_out ? "no answer in time"
+                                    : PQerrorMessage(b->conn));
+    log_msg(LOG_ERROR, msg, connect_hint(failure),
             "could not connect to the pgbouncer admin console (%s)", b->display);
     free(msg);
     bouncer_close(b);
@@ -156,7 +106,7 @@ bool bouncer_send(Bouncer *b, const char *verb, const char *dbname)
     bool ok = PQsendQuery(b->conn, sql) == 1;
 
     if (!ok) {
-        char *msg = one_line(PQerrorMessage(b->conn));
+        char *msg = conn_one_line(PQerrorMessage(b->conn));
 
         log_msg(LOG_ERROR, msg, NULL, "[pgbouncer] could not send %s", sql);
         free(msg);
@@ -168,14 +118,14 @@ bool bouncer_send(Bouncer *b, const char *verb, const char *dbname)
 
 BouncerStatus bouncer_wait(Bouncer *b, int timeout_ms, char *err, size_t errlen)
 {
-    int64_t deadline = bouncer_now_ms() + timeout_ms;
+    int64_t deadline = clock_now_ms() + timeout_ms;
     BouncerStatus st = BOUNCER_OK;
     PGresult *res;
 
     err[0] = '\0';
     for (;;) {
         if (!PQconsumeInput(b->conn)) {
-            char *msg = one_line(PQerrorMessage(b->conn));
+            char *msg = conn_one_line(PQerrorMessage(b->conn));
 
             snprintf(err, errlen, "%s", msg);
             free(msg);
@@ -183,14 +133,14 @@ BouncerStatus bouncer_wait(Bouncer *b, int timeout_ms, char *err, size_t errlen)
         }
         if (!PQisBusy(b->conn))
             break;
-        if (!wait_socket(b->conn, false, deadline))
+        if (!conn_wait_socket(b->conn, false, deadline))
             return BOUNCER_TIMEOUT;
     }
     while ((res = PQgetResult(b->conn)) != NULL) {
         ExecStatusType rs = PQresultStatus(res);
 
         if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK && st == BOUNCER_OK) {
-            char *msg = one_line(PQresultErrorMessage(res));
+            char *msg = conn_one_line(PQresultErrorMessage(res));
 
             snprintf(err, errlen, "%s", msg[0] ? msg : PQresStatus(rs));
             free(msg);
@@ -201,16 +151,58 @@ BouncerStatus bouncer_wait(Bouncer *b, int timeout_ms, char *err, size_t errlen)
     return st;
 }
 
-static const char *hint_for(const char *verb, const char *err)
+/* Whether the console's user is in pgbouncer's admin_users: 1 yes, 0 no,
+ * -1 cannot tell. */
+static int user_is_admin(Bouncer *b)
 {
-    if (strstr(err, "No such database") || strstr(err, "no such database"))
+    PGresult *res = PQexec(b->conn, "SHOW CONFIG");
+    const char *user = PQuser(b->conn);
+    int key = PQfnumber(res, "key"), value = PQfnumber(res, "value"), admin = -1;
+
+    for (int i = 0;
+         PQresultStatus(res) == PGRES_TUPLES_OK && key >= 0 && value >= 0 && i < PQntuples(res);
+         i++) {
+        char *list, *save = NULL;
+
+        if (strcmp(PQgetvalue(res, i, key), "admin_users") != 0)
+            continue;
+        list = xstrdup(PQgetvalue(res, i, value));
+        admin = 0;
+        for (char *u = strtok_r(list, ", ", &save); u; u = strtok_r(NULL, ", ", &save))
+            if (user && strcmp(u, user) == 0)
+                admin = 1;
+        free(list);
+    }
+    PQclear(res);
+    return admin;
+}
+
+/* The hint for a failed command.  pgbouncer sends SQLSTATE 08P01 for every
+ * console error, so its state decides: the user's rights, then whether the
+ * database exists. */
+static const char *hint_for(Bouncer *b, const char *verb, const char *dbname)
+{
+    BouncerDatabase d;
+    bool found;
+
+    if (user_is_admin(b) == 0)
+        return "List this user in pgbouncer's admin_users setting.";
+    if (dbname && bouncer_show_database(b, dbname, &d, &found) && !found)
         return "Name the database as it appears in the [databases] section of pgbouncer.ini "
                "(--database).";
-    if (strstr(err, "admin access") || strstr(err, "not allowed"))
-        return "List this user in pgbouncer's admin_users setting.";
     if (strcmp(verb, "RELOAD") == 0)
         return "Check pgbouncer's log: it may not be able to read the config file.";
     return NULL;
+}
+
+/* A RESUME that failed left the database running when SHOW DATABASES says
+ * it is not paused (pgbouncer refuses to resume what is not paused). */
+static bool not_paused(Bouncer *b, const char *dbname)
+{
+    BouncerDatabase d;
+    bool found;
+
+    return dbname && bouncer_show_database(b, dbname, &d, &found) && found && !d.paused;
 }
 
 BouncerStatus bouncer_run(Bouncer *b, const char *verb, const char *dbname, int timeout_ms)
@@ -221,10 +213,10 @@ BouncerStatus bouncer_run(Bouncer *b, const char *verb, const char *dbname, int 
     if (!bouncer_send(b, verb, dbname))
         return BOUNCER_FAILED;
     st = bouncer_wait(b, timeout_ms, err, sizeof(err));
-    if (st == BOUNCER_FAILED && strcmp(verb, "RESUME") == 0 && strstr(err, "is not paused"))
+    if (st == BOUNCER_FAILED && strcmp(verb, "RESUME") == 0 && not_paused(b, dbname))
         return BOUNCER_OK;
     if (st == BOUNCER_FAILED)
-        log_msg(LOG_ERROR, err, hint_for(verb, err), "[pgbouncer] %s%s%s failed", verb,
+        log_msg(LOG_ERROR, err, hint_for(b, verb, dbname), "[pgbouncer] %s%s%s failed", verb,
                 dbname ? " " : "", dbname ? dbname : "");
     else if (st == BOUNCER_TIMEOUT)
         log_msg(LOG_ERROR, NULL, NULL, "[pgbouncer] %s%s%s: no answer within %d ms", verb,
@@ -249,7 +241,8 @@ BouncerStatus bouncer_pause(Bouncer *b, Bouncer *spare, const char *dbname, int 
                 "Run RESUME on the pgbouncer admin console by hand if clients still wait.",
                 "[pgbouncer] could not resume %s after an unfinished PAUSE", dbname);
     if (st == BOUNCER_FAILED)
-        log_msg(LOG_ERROR, err, hint_for("PAUSE", err), "[pgbouncer] PAUSE %s failed", dbname);
+        log_msg(LOG_ERROR, err, hint_for(spare, "PAUSE", dbname), "[pgbouncer] PAUSE %s failed",
+                dbname);
     return st;
 }
 
@@ -272,7 +265,7 @@ bool bouncer_show_database(Bouncer *b, const char *dbname, BouncerDatabase *out,
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQfnumber(res, "name") < 0 ||
         PQfnumber(res, "host") < 0 || PQfnumber(res, "port") < 0 ||
         PQfnumber(res, "database") < 0) {
-        char *msg = one_line(PQresultErrorMessage(res));
+        char *msg = conn_one_line(PQresultErrorMessage(res));
 
         log_msg(LOG_ERROR,
                 msg[0] ? msg : "the answer lacks the name, host, port or database column", NULL,

@@ -61,7 +61,4 @@ typedef struct BouncerDatabase {
  * false after logging. */
 bool bouncer_show_database(Bouncer *b, const char *dbname, BouncerDatabase *out, bool *found);
 
-/* Monotonic milliseconds, for deadlines and measured pauses. */
-int64_t bouncer_now_ms(void);
-
 #endif

@@ -8,6 +8,7 @@
  */
 #include "watchdog.h"
 
+#include "clock.h"
 #include "log.h"
 #include "pgbouncer.h"
 #include "strbuf.h"
@@ -74,7 +75,7 @@ static void child_loop(const WatchdogOpts *o, Bouncer *b, int sock)
 
     for (;;) {
         struct pollfd pfd = {.fd = sock, .events = POLLIN};
-        int timeout = armed ? (int)(deadline - bouncer_now_ms()) : -1;
+        int timeout = armed ? (int)(deadline - clock_now_ms()) : -1;
         ssize_t n;
         char *nl;
 
@@ -99,7 +100,7 @@ static void child_loop(const WatchdogOpts *o, Bouncer *b, int sock)
             *nl = '\0';
             if (buf[0] == 'A') {
                 armed = true;
-                deadline = bouncer_now_ms() + atoi(buf + 1);
+                deadline = clock_now_ms() + atoi(buf + 1);
             } else if (buf[0] == 'D') {
                 armed = false;
             }

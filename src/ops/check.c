@@ -13,6 +13,7 @@
 #include "commands.h"
 
 #include "catalog.h"
+#include "clock.h"
 #include "conn.h"
 #include "conninfo.h"
 #include "log.h"
@@ -29,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* A transaction holding an xid for longer than this gets named. */
 #define CHECK_LONG_XACT "5 minutes"
@@ -856,14 +856,6 @@ static void check_locale(CheckRun *r)
 
 /* ---- data size and copy rate ------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Stop a COPY OUT still running: cancel, drop what is in flight. */
 static void cancel_copy(PGconn *conn)
 {
@@ -889,7 +881,7 @@ static bool sample_copy(PGconn *src, const StateTable *t, int64_t *bytes, double
     char *sql = xasprintf("COPY (SELECT * FROM ONLY %s) TO STDOUT", q);
     PGresult *res = PQexec(src, sql);
     bool complete = false, ok = PQresultStatus(res) == PGRES_COPY_OUT;
-    double start = now_s();
+    double start = clock_now_s();
     char *buf;
     int n;
 
@@ -897,7 +889,7 @@ static bool sample_copy(PGconn *src, const StateTable *t, int64_t *bytes, double
         conn_log_result_error(res, src, "check");
     PQclear(res);
     *bytes = 0;
-    while (ok && now_s() - start < CHECK_SAMPLE_SECONDS && *bytes < CHECK_SAMPLE_MAX_BYTES) {
+    while (ok && clock_now_s() - start < CHECK_SAMPLE_SECONDS && *bytes < CHECK_SAMPLE_MAX_BYTES) {
         if ((n = PQgetCopyData(src, &buf, 0)) < 0) {
             complete = true;
             break;
@@ -905,7 +897,7 @@ static bool sample_copy(PGconn *src, const StateTable *t, int64_t *bytes, double
         *bytes += n;
         PQfreemem(buf);
     }
-    *seconds = now_s() - start;
+    *seconds = clock_now_s() - start;
     if (ok && !complete)
         cancel_copy(src);
     while ((res = PQgetResult(src)) != NULL) {
@@ -1104,7 +1096,7 @@ static PGconn *open_side(CheckRun *r, const char *text, ConnSide side, ConnInfo 
                    "could not connect to %s (see the error above)", conninfo_display(*ci));
         return NULL;
     }
-    if (!conn_exec(conn, "check", "SET default_transaction_read_only = on") ||
+    if (!conn_script(conn, "check", "SET default_transaction_read_only = on") ||
         !catalog_server_info(conn, si)) {
         add_result(r, name, CHECK_FAIL, NULL, "could not read server facts (see the error above)");
         conn_close(conn);

@@ -76,7 +76,7 @@ static bool clean(PGconn *src, PGconn *tgt)
             log_info("[cleanup] dropped publication %s and replication origin %s",
                      st.replication_name, st.replication_name);
     }
-    if (ok && conn_exec(tgt, "cleanup", "DROP SCHEMA pgrelocate CASCADE"))
+    if (ok && conn_script(tgt, "cleanup", "DROP SCHEMA pgrelocate CASCADE"))
         log_info("[cleanup] dropped the pgrelocate schema on the target");
     else
         ok = false;

@@ -11,6 +11,7 @@
 #include "commands.h"
 
 #include "conn.h"
+#include "interrupt.h"
 #include "log.h"
 #include "lsn.h"
 #include "names.h"
@@ -36,14 +37,6 @@
 #define STATUS_EVENTS      5
 #define STATUS_CUTOVERS    5
 #define STATUS_MAX_WARN    8
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    stop_requested = 1;
-    signal(sig, SIG_DFL); /* a second signal stops at once */
-}
 
 typedef struct TableStatus {
     char *name;        /* display form (names_display) */
@@ -477,13 +470,13 @@ static bool load_origin(PGconn *down, Report *r)
 /* Read the target in one read-only snapshot, so the numbers agree. */
 static bool load_target(PGconn *tgt, TableFilter *filter, Report *r)
 {
-    bool ok = conn_exec(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
+    bool ok = conn_script(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
               load_migration(tgt, r) && load_tables(tgt, filter, r) && load_totals(tgt, r) &&
               load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) &&
               (!r->direction || strcmp(r->direction, "forward") != 0 || load_origin(tgt, r));
 
     if (PQtransactionStatus(tgt) != PQTRANS_IDLE)
-        ok = conn_exec(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
+        ok = conn_script(tgt, "status", ok ? "COMMIT" : "ROLLBACK") && ok;
     return ok;
 }
 
@@ -1009,7 +1002,7 @@ static bool report_once(StatusCtx *c, bool *no_state)
 /* Sleep ms, waking early when a signal asks to stop. */
 static void pause_ms(int64_t ms)
 {
-    for (int64_t left = ms; left > 0 && !stop_requested; left -= 100) {
+    for (int64_t left = ms; left > 0 && !interrupt_requested; left -= 100) {
         struct timespec ts = {0, (left < 100 ? left : 100) * 1000000L};
 
         nanosleep(&ts, NULL);
@@ -1021,9 +1014,8 @@ static int watch(StatusCtx *c)
     bool no_state = false;
 
     c->clear_screen = isatty(STDOUT_FILENO) && !c->o->json;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    for (int n = 0; !stop_requested; n++) {
+    interrupt_catch();
+    for (int n = 0; !interrupt_requested; n++) {
         if (n > 0 && !c->clear_screen && !c->o->json)
             fputs("\n", stdout);
         report_once(c, &no_state);

@@ -4,6 +4,7 @@
 #include "apply.h"
 
 #include "applysql.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "strbuf.h"
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define REL_BUCKETS     512
 #define SYNC_STATEMENTS 512 /* statements per pipeline sync */
@@ -107,14 +107,6 @@ struct Apply {
     int *lengths;
     int values_cap;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- pipeline bookkeeping ----
  *
@@ -336,8 +328,8 @@ Apply *apply_create(PGconn *tgt, const char *origin)
     Apply *a;
     PGresult *res;
 
-    if (!conn_exec(tgt, "apply",
-                   "SET session_replication_role = replica; SET synchronous_commit = on"))
+    if (!conn_script(tgt, "apply",
+                     "SET session_replication_role = replica; SET synchronous_commit = on"))
         return NULL;
     res = conn_query(tgt, "apply",
                      "SELECT pg_catalog.pg_replication_origin_create($1) WHERE "
@@ -1125,7 +1117,7 @@ static bool on_begin(Apply *a, const PgoBegin *b)
     if (a->batch_open)
         return true;
     a->batch_open = true;
-    a->batch_start = now_s();
+    a->batch_start = clock_now_s();
     return send_query(a, "BEGIN", 0, NULL, xstrdup("begin"));
 }
 
@@ -1137,7 +1129,7 @@ static bool on_commit(Apply *a, const PgoCommit *c)
     a->last_commit_time_us = c->commit_time_us;
     a->batch_txns++;
     if (a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
-        now_s() - a->batch_start >= BATCH_SECONDS)
+        clock_now_s() - a->batch_start >= BATCH_SECONDS)
         return apply_commit(a);
     return true;
 }

@@ -4,6 +4,7 @@
 #include "follow.h"
 
 #include "apply.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "pgoutput.h"
@@ -69,14 +70,6 @@ typedef struct Session {
 static const char *label(const FollowOpts *o)
 {
     return o->label ? o->label : "follow";
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void deadline_in(struct timespec *ts, int ms)
@@ -272,7 +265,7 @@ static bool send_feedback(Session *s, StreamLoop *lp)
     lp->sent_flush = flush;
     if (!stream_send_status(s->stream, atomic_load(&s->server_end_lsn), flush, flush, false))
         return false;
-    lp->next_feedback_ms = now_ms() + FEEDBACK_MS;
+    lp->next_feedback_ms = clock_now_ms() + FEEDBACK_MS;
     return true;
 }
 
@@ -281,8 +274,8 @@ static bool send_feedback(Session *s, StreamLoop *lp)
 static void *stream_main(void *arg)
 {
     Session *s = arg;
-    StreamLoop lp = {.next_feedback_ms = now_ms() + FEEDBACK_MS,
-                     .window_end_ms = now_ms() + BATCH_WINDOW_MS};
+    StreamLoop lp = {.next_feedback_ms = clock_now_ms() + FEEDBACK_MS,
+                     .window_end_ms = clock_now_ms() + BATCH_WINDOW_MS};
     bool alive = true; /* the server has not ended the stream */
 
     for (;;) {
@@ -290,7 +283,7 @@ static void *stream_main(void *arg)
         StreamStatus st;
         bool reply = false;
 
-        update_read_mode(s, &lp, now_ms());
+        update_read_mode(s, &lp, clock_now_ms());
         if (!hand_over_full_group(s, &lp))
             break;
         st = stream_read(s->stream, read_timeout_ms(&lp), &msg);
@@ -305,7 +298,7 @@ static void *stream_main(void *arg)
         }
         if (st == STREAM_FRAME && !dispatch_frame(s, &lp, &msg, &reply))
             break;
-        if (feedback_due(s, &lp, reply, now_ms()) && !send_feedback(s, &lp))
+        if (feedback_due(s, &lp, reply, clock_now_ms()) && !send_feedback(s, &lp))
             break;
     }
     /* what arrived is still good to apply; then, last word: what is durable */
@@ -571,7 +564,7 @@ static void log_status(Session *s, PGconn **monitor, int64_t *last_ms, int64_t *
     int64_t txns = atomic_load(&s->applied_txns), rows = atomic_load(&s->applied_rows);
     Lsn end = atomic_load(&s->server_end_lsn);
     Lsn done = flush_position(s, atomic_load(&s->keepalive_lsn));
-    int64_t t = now_ms(), kept = retained_wal(s->o, monitor);
+    int64_t t = clock_now_ms(), kept = retained_wal(s->o, monitor);
     char lag[32], wal[32];
 
     if (s->o->metrics)
@@ -611,9 +604,9 @@ typedef struct Control {
 
 static void control_poll(Control *c)
 {
-    if (!c->sync && now_ms() >= c->retry_ms) {
+    if (!c->sync && clock_now_ms() >= c->retry_ms) {
         c->sync = syncpoint_follower_open(c->ci);
-        c->retry_ms = now_ms() + 1000;
+        c->retry_ms = clock_now_ms() + 1000;
     }
     if (c->sync && !syncpoint_follower_poll(c->sync, &c->hold)) {
         log_notice("[sync] lost the control session to the target; reopening");
@@ -657,7 +650,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         .side = CONN_TARGET, .app_name = "pgrelocate apply", .client_encoding = o->client_encoding};
     Session s = {.o = o, .hold = &c->hold};
     pthread_t st, at;
-    int64_t next_status, last_ms = now_ms(), last_txns = 0;
+    int64_t next_status, last_ms = clock_now_ms(), last_txns = 0;
     char lsn[LSN_TEXT_SIZE];
     PGconn *monitor = NULL;
 
@@ -696,7 +689,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     pthread_cond_init(&s.not_full, NULL);
     pthread_create(&st, NULL, stream_main, &s);
     pthread_create(&at, NULL, apply_main, &s);
-    next_status = now_ms() + o->status_interval_ms;
+    next_status = clock_now_ms() + o->status_interval_ms;
     for (;;) {
         bool done, busy;
 
@@ -715,9 +708,9 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         }
         usleep(busy ? 1000 : 20000);
         publish_lag(&s);
-        if (o->status_interval_ms > 0 && now_ms() >= next_status) {
+        if (o->status_interval_ms > 0 && clock_now_ms() >= next_status) {
             log_status(&s, &monitor, &last_ms, &last_txns);
-            next_status = now_ms() + o->status_interval_ms;
+            next_status = clock_now_ms() + o->status_interval_ms;
         }
     }
     pthread_join(st, NULL);

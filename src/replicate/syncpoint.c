@@ -13,13 +13,13 @@
  */
 #include "syncpoint.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Advisory lock key held by a running follower: ('pgrl', 'sync'). */
@@ -52,14 +52,6 @@ struct SyncFollower {
     int64_t next_check;  /* ms: next unconditional poll */
     SyncStatus reported; /* last status written back */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool ensure_table(PGconn *conn)
 {
@@ -100,7 +92,7 @@ bool syncpoint_follower_running(PGconn *tgt, bool *running)
 
 static bool notify(PGconn *conn)
 {
-    return conn_exec(conn, "sync", "NOTIFY pgrelocate_sync");
+    return conn_script(conn, "sync", "NOTIFY pgrelocate_sync");
 }
 
 /* The row's state (and applied_lsn, detail) as the follower left it. */
@@ -140,7 +132,7 @@ static bool set_state(PGconn *conn, const char *id, const char *state)
 /* Wait until the row reaches want; false (logged) on failed/expired/timeout. */
 static bool wait_for(SyncPoint *sp, const char *want, int wait_ms, const char *what)
 {
-    int64_t deadline = now_ms() + wait_ms;
+    int64_t deadline = clock_now_ms() + wait_ms;
     char state[16];
 
     for (;;) {
@@ -160,7 +152,7 @@ static bool wait_for(SyncPoint *sp, const char *want, int wait_ms, const char *w
             return false;
         }
         free(detail);
-        if (now_ms() >= deadline) {
+        if (clock_now_ms() >= deadline) {
             log_msg(LOG_ERROR,
                     "The follower (pgrelocate start) did not answer in time: it may be far "
                     "behind, blocked on the target, or reconnecting.",
@@ -189,10 +181,10 @@ SyncPoint *syncpoint_hold(PGconn *tgt, int wait_ms, int expire_ms)
         return NULL;
     }
     /* a caller that died leaves its row live until it expires */
-    if (!conn_exec(tgt, "sync",
-                   "UPDATE pgrelocate.sync_points SET state = 'expired' WHERE state IN "
-                   "('requested', 'holding', 'advancing', 'reached') "
-                   "AND expires_at < clock_timestamp()"))
+    if (!conn_script(tgt, "sync",
+                     "UPDATE pgrelocate.sync_points SET state = 'expired' WHERE state IN "
+                     "('requested', 'holding', 'advancing', 'reached') "
+                     "AND expires_at < clock_timestamp()"))
         return NULL;
     snprintf(expire, sizeof(expire), "%d", expire_ms);
     res = PQexecParams(tgt,
@@ -325,7 +317,7 @@ SyncFollower *syncpoint_follower_open(const ConnInfo *control)
 
     if (!conn)
         return NULL;
-    if (!ensure_table(conn) || !conn_exec(conn, "sync", "LISTEN pgrelocate_sync")) {
+    if (!ensure_table(conn) || !conn_script(conn, "sync", "LISTEN pgrelocate_sync")) {
         conn_close(conn);
         return NULL;
     }
@@ -440,9 +432,9 @@ bool syncpoint_follower_poll(SyncFollower *f, SyncHold *h)
             !write_back(f, "reached", applied, NULL))
             return false;
     }
-    if (!notified && !f->id && now_ms() < f->next_check)
+    if (!notified && !f->id && clock_now_ms() < f->next_check)
         return true;
-    f->next_check = now_ms() + 1000;
+    f->next_check = clock_now_ms() + 1000;
     if (!read_request(f, &id, state, sizeof(state), &target, &expired))
         return false;
     if (f->id && id != f->id) {

@@ -8,8 +8,10 @@
  */
 #include "commands.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "digest.h"
+#include "interrupt.h"
 #include "log.h"
 #include "names.h"
 #include "schemadiff.h"
@@ -23,7 +25,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct VerifyRun {
     const Options *o;
@@ -39,24 +40,6 @@ typedef struct VerifyRun {
     VerifyScan scan;
     double seconds;
 } VerifyRun;
-
-/* Ctrl-C or SIGTERM: cancel the queries in flight and stop (nothing to
- * save: verify changes nothing).  A second signal stops at once. */
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    interrupted = 1;
-    signal(sig, SIG_DFL);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static bool keep_table(const char *schema, const char *name, void *arg)
 {
@@ -138,7 +121,7 @@ static bool open_side(VerifyRun *r, int side)
     }
     r->conn[side] = conn_open(r->ci[side], &co);
     return r->conn[side] &&
-           conn_exec(r->conn[side], side ? "target" : "source", verifyscan_session_sql);
+           conn_script(r->conn[side], side ? "target" : "source", verifyscan_session_sql);
 }
 
 /* Row hashes must be computed the same way by both servers (hashtext is
@@ -380,7 +363,7 @@ static bool compare_group(VerifyRun *r, int first, int end)
                              .snapshot = {r->point.snapshot[0], r->point.snapshot[1]},
                              .jobs = r->o->jobs,
                              .max_differences = r->o->max_differences - r->scan.ndiffs,
-                             .stop = &interrupted};
+                             .stop = &interrupt_requested};
     bool ok;
 
     verifyscan_utf8_sides(&setup, r->conn[0], r->conn[1]);
@@ -409,7 +392,7 @@ static bool compare_groups(VerifyRun *r)
     for (int first = 0, end; first < r->scan.ntables; first = end) {
         end = group_end(r, first);
         if (first > 0) {
-            if (interrupted || !verifypoint_release(&r->point, r->conn) ||
+            if (interrupt_requested || !verifypoint_release(&r->point, r->conn) ||
                 !verifypoint_take(&r->point, ci, r->conn))
                 return false;
             add_point(r);
@@ -422,7 +405,7 @@ static bool compare_groups(VerifyRun *r)
 
 static int run(VerifyRun *r)
 {
-    double t0 = now_s();
+    double t0 = clock_now_s();
 
     if (!parse_filter(r))
         return EXIT_USAGE;
@@ -440,13 +423,13 @@ static int run(VerifyRun *r)
     log_info("[verify] comparing %d table%s with %d worker%s per side", r->scan.ntables,
              r->scan.ntables == 1 ? "" : "s", r->o->jobs, r->o->jobs == 1 ? "" : "s");
     if (!compare_groups(r)) {
-        if (!interrupted)
+        if (!interrupt_requested)
             return EXIT_FAILED;
         log_msg(LOG_ERROR, NULL, "Run it again to compare.",
-                "verify interrupted: no result (nothing was changed)");
+                "verify interrupt_requested: no result (nothing was changed)");
         return EXIT_INTERRUPTED;
     }
-    r->seconds = now_s() - t0;
+    r->seconds = clock_now_s() - t0;
     if (r->o->json)
         print_json(r, stdout);
     else
@@ -459,8 +442,9 @@ int cmd_verify(const Options *o)
     VerifyRun r = {.o = o};
     int rc;
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    /* Ctrl-C or SIGTERM: cancel the queries in flight and stop (nothing to
+     * save: verify changes nothing). */
+    interrupt_catch();
     signal(SIGPIPE, SIG_IGN);
     rc = run(&r);
     for (int side = 0; side < 2; side++) {

@@ -5,6 +5,7 @@
 #include "verifypoint.h"
 
 #include "catalog.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "lsn.h"
@@ -42,14 +43,14 @@ static bool begin_export(PGconn *conn, int side, const char *import, char **name
 {
     PGresult *res;
 
-    if (!conn_exec(conn, side_ctx(side), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    if (!conn_script(conn, side_ctx(side), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         return false;
     if (import) {
         char *lit = conn_quote_literal(conn, import), *sql;
         bool ok;
 
         sql = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
-        ok = conn_exec(conn, side_ctx(side), sql);
+        ok = conn_script(conn, side_ctx(side), sql);
         free(lit);
         free(sql);
         if (!ok)
@@ -105,14 +106,6 @@ static bool following_migration(PGconn *tgt, VerifyPoint *vp, bool *follows)
         vp->replication_name = xstrdup(st.replication_name);
     state_free(&st);
     return true;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 static void sleep_ms(int ms)
@@ -255,18 +248,20 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     Lsn lsn = 0;
     bool own = vp->follower != NULL;
     bool ok = ctl && wait_older_transactions(conn[up], up) && (rep = conn_open(ci[up], &ro));
-    double held_at = now_ms(), held_ms = 0; /* from the request: an upper bound of the pause */
+    double held_at = (double)clock_now_ms(),
+           held_ms = 0; /* from the request: an upper bound of the pause */
 
     ok = ok && (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS));
-    log_debug("[verify] follower held after %.0f ms", now_ms() - held_at);
+    log_debug("[verify] follower held after %.0f ms", (double)clock_now_ms() - held_at);
     ok = ok && create_temp_slot(rep, &lsn, &slot_snapshot);
-    log_debug("[verify] temporary slot at %.0f ms", now_ms() - held_at);
+    log_debug("[verify] temporary slot at %.0f ms", (double)clock_now_ms() - held_at);
     ok = ok && syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
          begin_export(conn[down], down, NULL, &vp->snapshot[down], when[down], sizeof(when[0]));
-    log_debug("[verify] follower at the slot's position at %.0f ms", now_ms() - held_at);
+    log_debug("[verify] follower at the slot's position at %.0f ms",
+              (double)clock_now_ms() - held_at);
     if (sp) {
         syncpoint_release(sp); /* at once: apply goes on while we compare */
-        held_ms = now_ms() - held_at;
+        held_ms = (double)clock_now_ms() - held_at;
     }
     ok = ok &&
          begin_export(conn[up], up, slot_snapshot, &vp->snapshot[up], when[up], sizeof(when[0]));
@@ -308,7 +303,7 @@ bool verifypoint_take(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn
 bool verifypoint_release(VerifyPoint *vp, PGconn *conn[2])
 {
     bool ok =
-        conn_exec(conn[0], side_ctx(0), "COMMIT") && conn_exec(conn[1], side_ctx(1), "COMMIT");
+        conn_script(conn[0], side_ctx(0), "COMMIT") && conn_script(conn[1], side_ctx(1), "COMMIT");
 
     for (int side = 0; side < 2; side++) {
         free(vp->snapshot[side]);

@@ -3,6 +3,7 @@
  */
 #include "verifyscan.h"
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "names.h"
@@ -322,14 +323,6 @@ typedef struct Worker {
     atomic_bool done;
 } Worker;
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static bool run_digest(PGconn *conn, Item *it, bool utf8, const char *ctx)
 {
     char *sql = digest_sql(conn, it->table, it->range, utf8);
@@ -402,8 +395,9 @@ static PGconn *open_worker(const Pool *p)
                     lit);
     /* The planner cannot know a bucket number has few values and would sort
      * a whole range to group it: hash aggregation instead, no JIT set-up. */
-    ok = conn_exec(conn, ctx, verifyscan_session_sql) &&
-         conn_exec(conn, ctx, "SET enable_sort = off; SET jit = off") && conn_exec(conn, ctx, sql);
+    ok = conn_script(conn, ctx, verifyscan_session_sql) &&
+         conn_script(conn, ctx, "SET enable_sort = off; SET jit = off") &&
+         conn_script(conn, ctx, sql);
     free(lit);
     free(sql);
     if (!ok) {
@@ -438,12 +432,12 @@ static void work(Worker *w, PGconn *conn)
         it = &p->items[i];
         snprintf(ctx, sizeof(ctx), "verify %s %s", p->side ? "target" : "source",
                  it->table->display);
-        t0 = now_s();
+        t0 = clock_now_s();
         utf8 = p->setup->utf8_bytes[p->side];
         if (!(it->buckets_param ? run_drill(conn, it, utf8, ctx) : run_digest(conn, it, utf8, ctx)))
             atomic_store(p->failed, true);
         log_debug("[%s] %s blocks %lld..%lld in %.2f s", ctx, it->buckets_param ? "rows" : "digest",
-                  (long long)it->range.start, (long long)it->range.end, now_s() - t0);
+                  (long long)it->range.start, (long long)it->range.end, clock_now_s() - t0);
     }
 }
 
