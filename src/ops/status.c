@@ -17,6 +17,7 @@
 #include "size.h"
 #include "slot.h"
 #include "state.h"
+#include "stateschema.h"
 #include "strbuf.h"
 #include "tablefilter.h"
 
@@ -940,7 +941,7 @@ static bool report_once(StatusCtx *c, bool *no_state)
     Report r = {.lag_bytes = -1, .lag_s = -1, .filter = c->spec};
     bool exists, ok;
 
-    if (!ensure_conn(&c->tgt, c->tci, CONN_TARGET) || !state_exists(c->tgt, &exists))
+    if (!ensure_conn(&c->tgt, c->tci, CONN_TARGET) || !state_open(c->tgt, STATE_READ, &exists))
         return false;
     if (!exists) {
         *no_state = true;
