@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "log.h"
 #include "names.h"
+#include "stateschema.h"
 #include "strbuf.h"
 
 #include <stdio.h>
@@ -395,8 +396,12 @@ void state_event(PGconn *tgt, const char *level, const char *context, const char
 {
     const char *params[3] = {level, context, message};
     PGresult *res;
+    int version;
 
-    if (!tgt || PQstatus(tgt) != CONNECTION_OK)
+    if (!tgt || PQstatus(tgt) != CONNECTION_OK || PQtransactionStatus(tgt) == PQTRANS_INERROR)
+        return;
+    /* never into state this binary refused (or that is not there) */
+    if (!state_read_version(tgt, &version) || version < 1 || version > STATE_VERSION)
         return;
     res = PQexecParams(tgt,
                        "INSERT INTO pgrelocate.events (level, context, message) "

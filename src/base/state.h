@@ -118,7 +118,8 @@ bool state_restart_data(PGconn *tgt);
 bool state_load_post_done(PGconn *tgt, int **ids, int *n);
 bool state_mark_post_done(PGconn *tgt, int dump_id, const char *desc);
 
-/* Append to the event log (best effort: failures are logged, not fatal). */
+/* Append to the event log (best effort: failures are logged, not fatal;
+ * nothing is written into state of a version this binary refuses). */
 void state_event(PGconn *tgt, const char *level, const char *context, const char *message);
 
 /* Target emptiness: counts user relations, routines and types outside
