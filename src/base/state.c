@@ -359,7 +359,8 @@ PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t
 
 bool state_restart_data(PGconn *tgt)
 {
-    return conn_exec(tgt, "state", "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL");
+    return conn_exec(tgt, "state",
+                     "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL");
 }
 
 bool state_load_post_done(PGconn *tgt, int **ids, int *n)
@@ -526,8 +527,8 @@ bool state_cutover_step(PGconn *tgt, int id, const char *step)
     const char *p[2] = {no, step};
 
     snprintf(no, sizeof(no), "%d", id);
-    return conn_command(tgt, "cutover", "UPDATE pgrelocate.cutovers SET step = $2 WHERE id = $1",
-                        2, p);
+    return conn_command(tgt, "cutover", "UPDATE pgrelocate.cutovers SET step = $2 WHERE id = $1", 2,
+                        p);
 }
 
 bool state_cutover_end(PGconn *tgt, int id, const char *outcome, const char *reason,

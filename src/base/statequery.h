@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 typedef struct StateMigrationRow {
-    char *source, *phase, *replication_name; /* replication_name: NULL for copy */
+    char *source, *phase, *replication_name;           /* replication_name: NULL for copy */
     char *started_at, *updated_at, *finished_at, *now; /* finished_at may be NULL */
 } StateMigrationRow;
 
@@ -32,8 +32,8 @@ typedef struct StateTableRow {
 typedef struct StateCopyTotals {
     int chunks, chunks_done;
     int64_t rows_done, bytes_done, bytes_estimate;
-    int64_t est_done;  /* estimate of the done chunks */
-    double elapsed_s;  /* first chunk's start to the last done (or now); -1 unknown */
+    int64_t est_done; /* estimate of the done chunks */
+    double elapsed_s; /* first chunk's start to the last done (or now); -1 unknown */
 } StateCopyTotals;
 
 typedef struct StateEvent {

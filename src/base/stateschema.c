@@ -148,11 +148,10 @@ fail:
 
 bool state_read_version(PGconn *tgt, int *version)
 {
-    PGresult *res =
-        conn_query(tgt, "state",
-                   "SELECT pg_catalog.to_regclass('pgrelocate.migration') IS NOT NULL, "
-                   "pg_catalog.to_regclass('pgrelocate.schema_version') IS NOT NULL",
-                   0, NULL, 2);
+    PGresult *res = conn_query(tgt, "state",
+                               "SELECT pg_catalog.to_regclass('pgrelocate.migration') IS NOT NULL, "
+                               "pg_catalog.to_regclass('pgrelocate.schema_version') IS NOT NULL",
+                               0, NULL, 2);
     bool has_migration, has_version;
 
     if (!res)
@@ -163,8 +162,8 @@ bool state_read_version(PGconn *tgt, int *version)
     *version = has_version || has_migration ? 1 : 0;
     if (!has_version)
         return true;
-    res = conn_query(tgt, "state", "SELECT max(version) FROM pgrelocate.schema_version", 0, NULL,
-                     1);
+    res =
+        conn_query(tgt, "state", "SELECT max(version) FROM pgrelocate.schema_version", 0, NULL, 1);
     if (!res)
         return false;
     if (!PQgetisnull(res, 0, 0))

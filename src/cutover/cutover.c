@@ -413,8 +413,8 @@ static bool settle_row(Cutover *c, const StateCutoverRun *run)
     if (c->o->pgbouncer) {
         if (!bouncer_show_database(c->admin, c->o->database, &d, &found))
             return false;
-        switched = found && strcmp(d.host, run->new_ep.host) == 0 &&
-                   d.port == atoi(run->new_ep.port);
+        switched =
+            found && strcmp(d.host, run->new_ep.host) == 0 && d.port == atoi(run->new_ep.port);
         if (!switched && strcmp(run->step, "switching") == 0)
             ok = restore_entry(c, &run->old_ep);
         ok = ok && bouncer_run(c->admin, "RESUME", c->o->database, ADMIN_TIMEOUT_MS) == BOUNCER_OK;

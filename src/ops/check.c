@@ -977,8 +977,7 @@ static char *recorded_tables(CheckRun *r)
     int version;
 
     /* a version this binary cannot read is check_target_empty's FAIL */
-    if (!r->tgt || !state_read_version(r->tgt, &version) || version < 1 ||
-        version > STATE_VERSION)
+    if (!r->tgt || !state_read_version(r->tgt, &version) || version < 1 || version > STATE_VERSION)
         return NULL;
     memset(&st, 0, sizeof(st));
     if (state_load(r->tgt, &st) && st.tables_filter)
