@@ -1,11 +1,15 @@
 /*
- * state.c: the pgrelocate schema on the target.
+ * state.c: what the migration's state holds on the target, read and
+ * written: the migration row, the copy plan, post-data progress, replica
+ * identity changes, events and cutover runs.  The DDL and its version are
+ * stateschema.c's; status's reads are statequery.c's.
  */
 #include "state.h"
 
 #include "conn.h"
 #include "log.h"
 #include "names.h"
+#include "stateschema.h"
 #include "strbuf.h"
 
 #include <stdio.h>
@@ -48,83 +52,6 @@ bool state_read_phase(PGconn *tgt, Phase *phase)
     *phase = phase_from_name(PQgetvalue(res, 0, 0));
     PQclear(res);
     return true;
-}
-
-static const char *const create_sql =
-    "BEGIN;"
-    "CREATE SCHEMA pgrelocate;"
-    "COMMENT ON SCHEMA pgrelocate IS 'pgrelocate migration state; "
-    "removed by pgrelocate cleanup';"
-    "CREATE TABLE pgrelocate.migration ("
-    "  id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
-    "  source text NOT NULL, source_database text,"
-    "  phase text NOT NULL,"
-    "  replication_name text, slot_lsn pg_lsn, tables_filter text,"
-    "  snapshot text, snapshot_backend_pid int, snapshot_taken_at timestamptz,"
-    "  schema_archive bytea,"
-    "  started_at timestamptz NOT NULL DEFAULT now(),"
-    "  updated_at timestamptz NOT NULL DEFAULT now(),"
-    "  finished_at timestamptz);"
-    "CREATE TABLE pgrelocate.tables ("
-    "  table_no int PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL,"
-    "  columns text NOT NULL, copy_binary bool NOT NULL,"
-    "  bytes_estimate bigint NOT NULL, heap_blocks bigint NOT NULL,"
-    "  toast_bytes bigint NOT NULL DEFAULT 0,"
-    "  UNIQUE (schema_name, table_name));"
-    "CREATE TABLE pgrelocate.chunks ("
-    "  table_no int NOT NULL REFERENCES pgrelocate.tables, chunk_no int NOT NULL,"
-    "  nchunks int NOT NULL, blk_start bigint NOT NULL, blk_end bigint NOT NULL,"
-    "  est_bytes bigint NOT NULL, plan_order int NOT NULL DEFAULT 0,"
-    "  state text NOT NULL DEFAULT 'pending'"
-    "    CHECK (state IN ('pending', 'done')),"
-    "  rows_copied bigint, bytes_copied bigint, seconds float8, done_at timestamptz,"
-    "  PRIMARY KEY (table_no, chunk_no));"
-    "CREATE TABLE pgrelocate.post_data ("
-    "  dump_id int PRIMARY KEY, description text NOT NULL,"
-    "  done_at timestamptz NOT NULL DEFAULT now());"
-    "CREATE TABLE pgrelocate.replica_identity ("
-    "  qualified_name text PRIMARY KEY, original \"char\" NOT NULL);"
-    "CREATE TABLE pgrelocate.events ("
-    "  id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),"
-    "  level text NOT NULL, context text NOT NULL, message text NOT NULL);"
-    "CREATE VIEW pgrelocate.table_progress AS"
-    "  SELECT t.schema_name, t.table_name, count(*) AS chunks,"
-    "         count(*) FILTER (WHERE c.state = 'done') AS chunks_done,"
-    "         sum(c.rows_copied) AS rows_copied, sum(c.bytes_copied) AS bytes_copied,"
-    "         CASE WHEN bool_and(c.state = 'done') THEN 'copied'"
-    "              WHEN bool_or(c.state = 'done') THEN 'copying' ELSE 'pending' END AS state"
-    "  FROM pgrelocate.tables t JOIN pgrelocate.chunks c USING (table_no)"
-    "  GROUP BY t.schema_name, t.table_name;";
-
-bool state_exists(PGconn *tgt, bool *exists)
-{
-    PGresult *res =
-        conn_query(tgt, "state",
-                   "SELECT pg_catalog.to_regclass('pgrelocate.migration') IS NOT NULL", 0, NULL, 1);
-
-    if (!res)
-        return false;
-    *exists = PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    return true;
-}
-
-bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname,
-                  const char *replication_name, const char *tables_filter)
-{
-    const char *params[4] = {source_display, source_dbname, replication_name, tables_filter};
-
-    if (!conn_script(tgt, "state", create_sql))
-        goto fail;
-    if (!conn_command(tgt, "state",
-                      "INSERT INTO pgrelocate.migration (source, source_database, phase, "
-                      "replication_name, tables_filter) VALUES ($1, $2, 'schema', $3, $4)",
-                      4, params))
-        goto fail;
-    return conn_script(tgt, "state", "COMMIT");
-fail:
-    conn_script(tgt, "state", "ROLLBACK");
-    return false;
 }
 
 static char *dup_or_null(PGresult *res, int row, int col)
@@ -412,9 +339,29 @@ bool state_reset_table(PGconn *tgt, int table_no)
                         1, params);
 }
 
-const char *const state_chunk_done_sql =
-    "UPDATE pgrelocate.chunks SET state = 'done', rows_copied = $3, bytes_copied = $4, "
-    "seconds = $5, done_at = now() WHERE table_no = $1 AND chunk_no = $2";
+PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t rows,
+                                int64_t bytes, double seconds)
+{
+    char tno[16], cno[16], r[24], b[24], s[32];
+    const char *params[5] = {tno, cno, r, b, s};
+
+    snprintf(tno, sizeof(tno), "%d", table_no);
+    snprintf(cno, sizeof(cno), "%d", chunk_no);
+    snprintf(r, sizeof(r), "%lld", (long long)rows);
+    snprintf(b, sizeof(b), "%lld", (long long)bytes);
+    snprintf(s, sizeof(s), "%.3f", seconds);
+    return PQexecParams(tgt,
+                        "UPDATE pgrelocate.chunks SET state = 'done', rows_copied = $3, "
+                        "bytes_copied = $4, seconds = $5, done_at = now() "
+                        "WHERE table_no = $1 AND chunk_no = $2",
+                        5, NULL, params, NULL, NULL, 0);
+}
+
+bool state_restart_data(PGconn *tgt)
+{
+    return conn_script(tgt, "state",
+                       "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL");
+}
 
 bool state_load_post_done(PGconn *tgt, int **ids, int *n)
 {
@@ -450,8 +397,12 @@ void state_event(PGconn *tgt, const char *level, const char *context, const char
 {
     const char *params[3] = {level, context, message};
     PGresult *res;
+    int version;
 
-    if (!tgt || PQstatus(tgt) != CONNECTION_OK)
+    if (!tgt || PQstatus(tgt) != CONNECTION_OK || PQtransactionStatus(tgt) == PQTRANS_INERROR)
+        return;
+    /* never into state this binary refused (or that is not there) */
+    if (!state_read_version(tgt, &version) || version < 1 || version > STATE_VERSION)
         return;
     res = PQexecParams(tgt,
                        "INSERT INTO pgrelocate.events (level, context, message) "
@@ -542,4 +493,101 @@ bool state_load_identity(PGconn *tgt, char ***qualified, char **original, int *n
     }
     PQclear(res);
     return true;
+}
+
+bool state_cutover_begin(PGconn *tgt, bool rollback, bool dry_run, const char *database,
+                         const StateEndpoint *old_ep, const StateEndpoint *new_ep, int *id)
+{
+    const char *p[9] = {rollback ? "rollback" : "cutover",
+                        dry_run ? "true" : "false",
+                        database,
+                        old_ep->host,
+                        old_ep->port,
+                        old_ep->dbname,
+                        new_ep->host,
+                        new_ep->port,
+                        new_ep->dbname};
+    PGresult *res = conn_query(tgt, "cutover",
+                               "INSERT INTO pgrelocate.cutovers (direction, dry_run, database, "
+                               "step, old_host, old_port, old_dbname, new_host, new_port, "
+                               "new_dbname) VALUES ($1, $2, $3, 'prepared', $4, $5, $6, $7, $8, "
+                               "$9) RETURNING id",
+                               9, p, 1);
+
+    if (!res)
+        return false;
+    *id = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
+
+bool state_cutover_step(PGconn *tgt, int id, const char *step)
+{
+    char no[16];
+    const char *p[2] = {no, step};
+
+    snprintf(no, sizeof(no), "%d", id);
+    return conn_command(tgt, "cutover", "UPDATE pgrelocate.cutovers SET step = $2 WHERE id = $1", 2,
+                        p);
+}
+
+bool state_cutover_end(PGconn *tgt, int id, const char *outcome, const char *reason,
+                       int64_t pause_ms, Lsn fence)
+{
+    char no[16], ms[32], lsn[LSN_TEXT_SIZE];
+    const char *p[5] = {no, outcome, reason, pause_ms > 0 ? ms : NULL,
+                        fence ? lsn_format(fence, lsn) : NULL};
+
+    snprintf(no, sizeof(no), "%d", id);
+    snprintf(ms, sizeof(ms), "%lld", (long long)pause_ms);
+    return conn_command(tgt, "cutover",
+                        "UPDATE pgrelocate.cutovers SET outcome = $2, reason = $3, pause_ms = $4, "
+                        "fence_lsn = $5, finished_at = now() WHERE id = $1",
+                        5, p);
+}
+
+static void copy_field(char *dst, size_t len, const PGresult *res, int row, int col)
+{
+    snprintf(dst, len, "%s", PQgetvalue(res, row, col));
+}
+
+bool state_cutover_unfinished(PGconn *tgt, StateCutoverRun **runs, int *n)
+{
+    PGresult *res = conn_query(tgt, "cutover",
+                               "SELECT id, step, old_host, old_port, old_dbname, new_host, "
+                               "new_port, new_dbname, direction = 'rollback' "
+                               "FROM pgrelocate.cutovers WHERE outcome IS NULL ORDER BY id",
+                               0, NULL, 9);
+
+    if (!res)
+        return false;
+    *n = PQntuples(res);
+    *runs = xcalloc((size_t)*n + 1, sizeof(StateCutoverRun));
+    for (int i = 0; i < *n; i++) {
+        StateCutoverRun *r = &(*runs)[i];
+
+        r->id = atoi(PQgetvalue(res, i, 0));
+        copy_field(r->step, sizeof(r->step), res, i, 1);
+        copy_field(r->old_ep.host, sizeof(r->old_ep.host), res, i, 2);
+        copy_field(r->old_ep.port, sizeof(r->old_ep.port), res, i, 3);
+        copy_field(r->old_ep.dbname, sizeof(r->old_ep.dbname), res, i, 4);
+        copy_field(r->new_ep.host, sizeof(r->new_ep.host), res, i, 5);
+        copy_field(r->new_ep.port, sizeof(r->new_ep.port), res, i, 6);
+        copy_field(r->new_ep.dbname, sizeof(r->new_ep.dbname), res, i, 7);
+        r->rollback = PQgetvalue(res, i, 8)[0] == 't';
+    }
+    PQclear(res);
+    return true;
+}
+
+bool state_cutover_settle(PGconn *tgt, int id, bool switched)
+{
+    char no[16];
+    const char *p[2] = {no, switched ? "recovered" : "aborted"};
+
+    snprintf(no, sizeof(no), "%d", id);
+    return conn_command(tgt, "cutover",
+                        "UPDATE pgrelocate.cutovers SET outcome = $2, finished_at = now(), "
+                        "reason = 'interrupted at step ' || step WHERE id = $1",
+                        2, p);
 }

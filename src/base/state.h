@@ -8,6 +8,10 @@
  *              'done' mark commit in the same target transaction (copy.c)
  *   post_data  post-data entries already restored
  *   events     what happened, with time (errors and milestones)
+ *   cutovers   one row per cutover, rollback or dry run, with its step
+ * The DDL and its version are stateschema.c's; every command opens the
+ * state through state_open() (stateschema.h) first.  status reads through
+ * statequery.h, the sync point protocol through syncpoint.h.
  */
 #ifndef PGRELOCATE_STATE_H
 #define PGRELOCATE_STATE_H
@@ -78,13 +82,6 @@ typedef struct MigrationState {
     int nchunks;
 } MigrationState;
 
-/* Does the target hold pgrelocate state?  Sets *exists. */
-bool state_exists(PGconn *tgt, bool *exists);
-/* Create the schema and the migration row (phase schema), in one
- * transaction.  replication_name: NULL for a copy; tables_filter: the
- * --tables spec, NULL for all tables. */
-bool state_create(PGconn *tgt, const char *source_display, const char *source_dbname,
-                  const char *replication_name, const char *tables_filter);
 /* Record the slot's consistent point. */
 bool state_set_slot_lsn(PGconn *tgt, Lsn lsn);
 /* Replica identity changes made on the source (to undo at cleanup). */
@@ -108,19 +105,57 @@ bool state_save_plan(PGconn *tgt, const StateTable *tables, int ntables, const S
  * snapshot); runs in the caller's transaction. */
 bool state_reset_table(PGconn *tgt, int table_no);
 
-/* SQL that marks a chunk done: parameters table_no, chunk_no, rows, bytes,
- * seconds.  Run inside the chunk's transaction. */
-extern const char *const state_chunk_done_sql;
+/* Mark a chunk done, inside the chunk's transaction.  Returns the
+ * server's result as is (caller checks it for PGRES_COMMAND_OK and one row,
+ * decides from its SQLSTATE whether to retry, and PQclears it). */
+PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t rows,
+                                int64_t bytes, double seconds);
+/* Back to phase data with no snapshot, so every table is copied again;
+ * runs in the caller's transaction. */
+bool state_restart_data(PGconn *tgt);
 
 /* Post-data entries already restored, by dump id. */
 bool state_load_post_done(PGconn *tgt, int **ids, int *n);
 bool state_mark_post_done(PGconn *tgt, int dump_id, const char *desc);
 
-/* Append to the event log (best effort: failures are logged, not fatal). */
+/* Append to the event log (best effort: failures are logged, not fatal;
+ * nothing is written into state of a version this binary refuses). */
 void state_event(PGconn *tgt, const char *level, const char *context, const char *message);
 
 /* Target emptiness: counts user relations, routines and types outside
  * extensions and pgrelocate; example names one.  false on query failure. */
 bool state_target_is_empty(PGconn *tgt, bool *empty, char **example);
+
+/* ---- pgrelocate.cutovers ---- */
+
+/* Where a pgbouncer entry points (before or after the switch). */
+typedef struct StateEndpoint {
+    char host[256];
+    char port[32];
+    char dbname[256];
+} StateEndpoint;
+
+/* A run that did not record its outcome (it was interrupted). */
+typedef struct StateCutoverRun {
+    int id;
+    bool rollback;
+    char step[32];
+    StateEndpoint old_ep, new_ep;
+} StateCutoverRun;
+
+/* A new run at step 'prepared'; sets *id.  database: pgbouncer's entry,
+ * may be NULL. */
+bool state_cutover_begin(PGconn *tgt, bool rollback, bool dry_run, const char *database,
+                         const StateEndpoint *old_ep, const StateEndpoint *new_ep, int *id);
+bool state_cutover_step(PGconn *tgt, int id, const char *step);
+/* The outcome (done, aborted); reason may be NULL; pause_ms <= 0 and a
+ * fence of 0 are recorded as unknown. */
+bool state_cutover_end(PGconn *tgt, int id, const char *outcome, const char *reason,
+                       int64_t pause_ms, Lsn fence);
+/* The unfinished runs, oldest first (caller frees *runs). */
+bool state_cutover_unfinished(PGconn *tgt, StateCutoverRun **runs, int *n);
+/* Close an interrupted run: recovered (its switch took effect) or aborted;
+ * the reason names the step it stopped at. */
+bool state_cutover_settle(PGconn *tgt, int id, bool switched);
 
 #endif

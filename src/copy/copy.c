@@ -161,16 +161,8 @@ static ChunkResult pump(Worker *w, const char *ctx, int64_t *bytes)
 static ChunkResult mark_done(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
                              double seconds, const char *ctx)
 {
-    char tno[16], cno[16], r[24], b[24], s[32];
-    const char *params[5] = {tno, cno, r, b, s};
-    PGresult *res;
+    PGresult *res = state_mark_chunk_done(w->tgt, c->table_no, c->chunk_no, rows, bytes, seconds);
 
-    snprintf(tno, sizeof(tno), "%d", c->table_no);
-    snprintf(cno, sizeof(cno), "%d", c->chunk_no);
-    snprintf(r, sizeof(r), "%lld", (long long)rows);
-    snprintf(b, sizeof(b), "%lld", (long long)bytes);
-    snprintf(s, sizeof(s), "%.3f", seconds);
-    res = PQexecParams(w->tgt, state_chunk_done_sql, 5, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return failure(w->tgt, res, ctx, true);
     if (strcmp(PQcmdTuples(res), "1") != 0) {

@@ -32,6 +32,7 @@
 #include "stream.h"
 #include "snapshot.h"
 #include "state.h"
+#include "stateschema.h"
 #include "strbuf.h"
 #include "tableset.h"
 
@@ -240,7 +241,7 @@ static bool open_and_check(CopyRun *r)
                     r->tgt_info.version_num / 10000, r->src_info.version_num / 10000);
     if (r->follow && (!slot_check_source(r->src) || !check_target_for_apply(r)))
         return false;
-    if (!state_exists(r->tgt, &exists))
+    if (!state_open(r->tgt, STATE_WRITE, &exists))
         return false;
     if (exists && !state_load(r->tgt, &r->st))
         return false;
@@ -581,9 +582,7 @@ static bool restart_follow_copy(CopyRun *r)
         free(q);
         free(sql);
     }
-    ok = ok &&
-         conn_script(r->tgt, "state",
-                     "UPDATE pgrelocate.migration SET phase = 'data', snapshot = NULL; COMMIT");
+    ok = ok && state_restart_data(r->tgt) && conn_script(r->tgt, "state", "COMMIT");
     if (!ok) {
         conn_script(r->tgt, "state", "ROLLBACK");
         return false;

@@ -38,6 +38,7 @@
 #include "slot.h"
 #include "stream.h"
 #include "state.h"
+#include "stateschema.h"
 #include "strbuf.h"
 #include "syncpoint.h"
 #include "watchdog.h"
@@ -69,11 +70,7 @@ typedef struct Step {
     int64_t ms;
 } Step;
 
-typedef struct Endpoint {
-    char host[256];
-    char port[32];
-    char dbname[256];
-} Endpoint;
+typedef StateEndpoint Endpoint;
 
 typedef struct Cutover {
     const Options *o;
@@ -249,74 +246,23 @@ static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_
 
 /* ---- the record in pgrelocate.cutovers -------------------------------- */
 
-static const char *const record_table_sql =
-    "CREATE TABLE IF NOT EXISTS pgrelocate.cutovers ("
-    "  id serial PRIMARY KEY,"
-    "  direction text NOT NULL CHECK (direction IN ('cutover', 'rollback')),"
-    "  dry_run bool NOT NULL,"
-    "  database text,"
-    "  step text NOT NULL,"
-    "  old_host text, old_port text, old_dbname text,"
-    "  new_host text, new_port text, new_dbname text,"
-    "  reverse_name text,"
-    "  fence_lsn pg_lsn,"
-    "  pause_ms bigint,"
-    "  outcome text CHECK (outcome IN ('done', 'aborted', 'recovered')),"
-    "  reason text,"
-    "  started_at timestamptz NOT NULL DEFAULT now(),"
-    "  finished_at timestamptz)";
-
 static bool record_begin(Cutover *c)
 {
-    const char *p[10] = {c->rollback ? "rollback" : "cutover",
-                         c->o->dry_run ? "true" : "false",
-                         c->o->database,
-                         c->old_ep.host,
-                         c->old_ep.port,
-                         c->old_ep.dbname,
-                         c->new_ep.host,
-                         c->new_ep.port,
-                         c->new_ep.dbname,
-                         NULL};
-    PGresult *res = conn_query(c->tgt, "cutover",
-                               "INSERT INTO pgrelocate.cutovers (direction, dry_run, database, "
-                               "step, old_host, old_port, old_dbname, new_host, new_port, "
-                               "new_dbname) VALUES ($1, $2, $3, 'prepared', $4, $5, $6, $7, $8, "
-                               "$9) RETURNING id",
-                               9, p, 1);
-
-    if (!res)
-        return false;
-    c->id = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return true;
+    return state_cutover_begin(c->tgt, c->rollback, c->o->dry_run, c->o->database, &c->old_ep,
+                               &c->new_ep, &c->id);
 }
 
 static bool record_step(Cutover *c, const char *step)
 {
-    char id[16];
-    const char *p[2] = {id, step};
-
-    snprintf(id, sizeof(id), "%d", c->id);
-    return conn_command(c->tgt, "cutover", "UPDATE pgrelocate.cutovers SET step = $2 WHERE id = $1",
-                        2, p);
+    return state_cutover_step(c->tgt, c->id, step);
 }
 
 static void record_end(Cutover *c, const char *outcome)
 {
-    char id[16], ms[32], fence[LSN_TEXT_SIZE];
-    const char *p[5] = {id, outcome, c->reason[0] ? c->reason : NULL, c->pause_ms > 0 ? ms : NULL,
-                        c->fence ? fence : NULL};
-
     if (!c->id)
         return;
-    snprintf(id, sizeof(id), "%d", c->id);
-    snprintf(ms, sizeof(ms), "%lld", (long long)c->pause_ms);
-    lsn_format(c->fence, fence);
-    conn_command(c->tgt, "cutover",
-                 "UPDATE pgrelocate.cutovers SET outcome = $2, reason = $3, pause_ms = $4, "
-                 "fence_lsn = $5, finished_at = now() WHERE id = $1",
-                 5, p);
+    state_cutover_end(c->tgt, c->id, outcome, c->reason[0] ? c->reason : NULL, c->pause_ms,
+                      c->fence);
     state_event(c->tgt, strcmp(outcome, "done") == 0 ? "info" : "warning", c->ctx + 1,
                 c->reason[0] ? c->reason : outcome);
 }
@@ -460,55 +406,44 @@ static bool settle_phase(Cutover *c, bool rollback, bool switched)
 /* Settle one unfinished row: if pgbouncer runs with its new entry the
  * switch happened (recovered, done); otherwise the old side is restored
  * and writes resume there (aborted). */
-static bool settle_row(Cutover *c, PGresult *res, int i)
+static bool settle_row(Cutover *c, const StateCutoverRun *run)
 {
-    const char *id = PQgetvalue(res, i, 0);
-    const char *step = PQgetvalue(res, i, 1);
-    Endpoint old, neu;
     BouncerDatabase d;
     bool found, switched = false, ok = true;
-    const char *p[2] = {id, NULL};
 
-    snprintf(old.host, sizeof(old.host), "%s", PQgetvalue(res, i, 2));
-    snprintf(old.port, sizeof(old.port), "%s", PQgetvalue(res, i, 3));
-    snprintf(old.dbname, sizeof(old.dbname), "%s", PQgetvalue(res, i, 4));
-    snprintf(neu.host, sizeof(neu.host), "%s", PQgetvalue(res, i, 5));
-    snprintf(neu.port, sizeof(neu.port), "%s", PQgetvalue(res, i, 6));
     if (c->o->pgbouncer) {
         if (!bouncer_show_database(c->admin, c->o->database, &d, &found))
             return false;
-        switched = found && strcmp(d.host, neu.host) == 0 && d.port == atoi(neu.port);
-        if (!switched && strcmp(step, "switching") == 0)
-            ok = restore_entry(c, &old);
+        switched =
+            found && strcmp(d.host, run->new_ep.host) == 0 && d.port == atoi(run->new_ep.port);
+        if (!switched && strcmp(run->step, "switching") == 0)
+            ok = restore_entry(c, &run->old_ep);
         ok = ok && bouncer_run(c->admin, "RESUME", c->o->database, ADMIN_TIMEOUT_MS) == BOUNCER_OK;
     } else {
         ok = run_hook(c, "resume", c->o->resume_command, ADMIN_TIMEOUT_MS);
-        switched = strcmp(step, "switching") == 0;
+        switched = strcmp(run->step, "switching") == 0;
     }
-    if (!ok || !settle_phase(c, strcmp(PQgetvalue(res, i, 7), "rollback") == 0, switched))
+    if (!ok || !settle_phase(c, run->rollback, switched))
         return false;
-    p[1] = switched ? "recovered" : "aborted";
-    log_warning("%s an earlier run (cutover %s) was interrupted at step %s: %s", c->ctx, id, step,
+    log_warning("%s an earlier run (cutover %d) was interrupted at step %s: %s", c->ctx, run->id,
+                run->step,
                 switched ? "its switch had taken effect; writes resumed on the new side"
                          : "writes resumed on the old side, which stays in use");
-    return conn_command(c->tgt, "cutover",
-                        "UPDATE pgrelocate.cutovers SET outcome = $2, finished_at = now(), "
-                        "reason = 'interrupted at step ' || step WHERE id = $1",
-                        2, p);
+    return state_cutover_settle(c->tgt, run->id, switched);
 }
 
 static bool recover(Cutover *c)
 {
-    PGresult *res = conn_query(c->tgt, "cutover",
-                               "SELECT id, step, old_host, old_port, old_dbname, new_host, "
-                               "new_port, direction FROM pgrelocate.cutovers WHERE outcome IS "
-                               "NULL ORDER BY id",
-                               0, NULL, 8);
-    bool ok = res != NULL;
+    StateCutoverRun *runs;
+    int n;
+    bool ok;
 
-    for (int i = 0; ok && i < PQntuples(res); i++)
-        ok = settle_row(c, res, i);
-    PQclear(res);
+    if (!state_cutover_unfinished(c->tgt, &runs, &n))
+        return false;
+    ok = true;
+    for (int i = 0; ok && i < n; i++)
+        ok = settle_row(c, &runs[i]);
+    free(runs);
     return ok;
 }
 
@@ -968,7 +903,7 @@ static bool prepare(Cutover *c, bool *already)
                                 &(ConnOpts){c->rollback ? CONN_SOURCE : CONN_TARGET, false,
                                             "pgrelocate cutover", NULL})))
         return false;
-    if (!state_exists(c->tgt, &exists))
+    if (!state_open(c->tgt, STATE_WRITE, &exists))
         return false;
     if (!exists || !state_load(c->tgt, &c->st) || !c->st.replication_name) {
         log_msg(LOG_ERROR, NULL, "Run `pgrelocate start` first and let it reach the follow phase.",
@@ -977,8 +912,7 @@ static bool prepare(Cutover *c, bool *already)
     }
     c->slot =
         c->rollback ? state_reverse_name(c->st.replication_name) : xstrdup(c->st.replication_name);
-    if (!conn_script(c->tgt, "cutover", record_table_sql) ||
-        !conn_script(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
+    if (!conn_script(c->from, "cutover", "SET synchronous_commit = on") || !lock_run(c))
         return false;
     if (c->o->pgbouncer && !prepare_bouncer(c, already))
         return false;

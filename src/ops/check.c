@@ -22,6 +22,7 @@
 #include "size.h"
 #include "slot.h"
 #include "state.h"
+#include "stateschema.h"
 #include "strbuf.h"
 #include "tableset.h"
 
@@ -598,17 +599,18 @@ static void check_extensions(CheckRun *r)
 
 static void check_target_state(CheckRun *r)
 {
-    PGresult *res = check_query(r, r->tgt, "target.empty",
-                                "SELECT phase, replication_name IS NOT NULL"
-                                " FROM pgrelocate.migration",
-                                0, NULL, 2);
+    MigrationState st;
     const char *phase;
     bool follow;
 
-    if (!res)
+    if (!state_load(r->tgt, &st)) {
+        add_result(r, "target.empty", CHECK_WARN, NULL,
+                   "could not be checked: the query failed (see above)");
+        state_free(&st);
         return;
-    phase = PQntuples(res) ? PQgetvalue(res, 0, 0) : "unknown";
-    follow = PQntuples(res) && PQgetvalue(res, 0, 1)[0] == 't';
+    }
+    phase = state_phase_name(st.phase);
+    follow = st.follow;
     if (strcmp(phase, "done") == 0)
         add_result(r, "target.empty", CHECK_FAIL,
                    "use another, empty target database (DROP DATABASE and CREATE DATABASE on the "
@@ -623,19 +625,28 @@ static void check_target_state(CheckRun *r)
                             "new empty database to start over",
                    "the target holds an unfinished pgrelocate %s in phase %s: it can be resumed",
                    follow ? "start" : "copy", phase);
-    PQclear(res);
+    state_free(&st);
 }
 
 static void check_target_empty(CheckRun *r)
 {
-    bool exists = false, empty = false;
+    bool empty = false;
     char *example = NULL;
+    int version;
 
-    if (!state_exists(r->tgt, &exists)) {
+    if (!state_read_version(r->tgt, &version)) {
         add_result(r, "target.empty", CHECK_WARN, NULL, "could not be checked (see above)");
         return;
     }
-    if (exists) {
+    if (version > STATE_VERSION) {
+        add_result(r, "target.empty", CHECK_FAIL,
+                   "run the pgrelocate release that last worked on this migration, or a newer one",
+                   "the pgrelocate state on the target is version %d, newer than this pgrelocate "
+                   "(%s) understands (1 to %d)",
+                   version, PGRELOCATE_VERSION, STATE_VERSION);
+        return;
+    }
+    if (version > 0) {
         check_target_state(r);
         return;
     }
@@ -978,10 +989,11 @@ static void check_tools(CheckRun *r)
 static char *recorded_tables(CheckRun *r)
 {
     MigrationState st;
-    bool exists = false;
     char *spec = NULL;
+    int version;
 
-    if (!r->tgt || !state_exists(r->tgt, &exists) || !exists)
+    /* a version this binary cannot read is check_target_empty's FAIL */
+    if (!r->tgt || !state_read_version(r->tgt, &version) || version < 1 || version > STATE_VERSION)
         return NULL;
     memset(&st, 0, sizeof(st));
     if (state_load(r->tgt, &st) && st.tables_filter)

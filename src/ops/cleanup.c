@@ -13,6 +13,7 @@
 #include "slot.h"
 #include "snapshot.h"
 #include "state.h"
+#include "stateschema.h"
 #include "strbuf.h"
 
 #include <stdio.h>
@@ -51,7 +52,7 @@ static bool clean(PGconn *src, PGconn *tgt)
     MigrationState st;
     bool exists, ok = true;
 
-    if (!state_exists(tgt, &exists))
+    if (!state_open(tgt, STATE_READ, &exists))
         return false;
     if (!exists) {
         log_info("[cleanup] no pgrelocate state on the target: nothing to clean up");

@@ -6,7 +6,8 @@
  * one READ ONLY transaction, the source through catalog views only.
  * --tables narrows the tables shown and the copy totals to the matching
  * ones (a partition goes by its root's name, as in verify).  Does not own
- * the schema (state.c) nor the slot (slot.c).
+ * the schema (stateschema.c), its queries (statequery.c) nor the slot
+ * (slot.c).
  */
 #include "commands.h"
 
@@ -18,6 +19,8 @@
 #include "size.h"
 #include "slot.h"
 #include "state.h"
+#include "statequery.h"
+#include "stateschema.h"
 #include "strbuf.h"
 #include "tablefilter.h"
 
@@ -48,20 +51,6 @@ typedef struct TableStatus {
     int64_t bytes_estimate;
 } TableStatus;
 
-typedef struct EventStatus {
-    char *at, *level, *context, *message;
-} EventStatus;
-
-/* A row of pgrelocate.cutovers: a cutover, rollback or dry run. */
-typedef struct CutoverStatus {
-    int id;
-    char *direction, *step, *started_at; /* never NULL */
-    char *outcome;                       /* done, aborted, recovered; NULL: unfinished */
-    char *reason, *finished_at, *fence_lsn;
-    bool dry_run;
-    int64_t pause_ms; /* -1: none measured (it never paused) */
-} CutoverStatus;
-
 /* Everything one report shows.  Unknown numbers are -1 (printed "unknown",
  * JSON null); unknown LSNs are LSN_INVALID with the have_ flag false. */
 typedef struct Report {
@@ -88,9 +77,9 @@ typedef struct Report {
     Lsn source_lsn;
     int64_t lag_bytes;
     double lag_s;
-    EventStatus events[STATUS_EVENTS];
+    StateEvent events[STATUS_EVENTS];
     int nevents;
-    CutoverStatus cutovers[STATUS_CUTOVERS]; /* the latest, oldest first */
+    StateCutoverRecord cutovers[STATUS_CUTOVERS]; /* the latest, oldest first */
     int ncutovers, cutovers_total;
     char *warnings[STATUS_MAX_WARN];
     int nwarnings;
@@ -104,11 +93,6 @@ typedef struct StatusCtx {
     TableFilter *filter; /* parsed spec */
     bool clear_screen;   /* --watch on a terminal: redraw in place */
 } StatusCtx;
-
-static char *dup_value(const PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
-}
 
 static double real_value(const PGresult *res, int row, int col)
 {
@@ -138,23 +122,10 @@ static void report_free(Report *r)
         free(r->tables[i].name);
     free(r->tables);
     free(r->table_nos);
-    for (int i = 0; i < r->nevents; i++) {
-        free(r->events[i].at);
-        free(r->events[i].level);
-        free(r->events[i].context);
-        free(r->events[i].message);
-    }
-    for (int i = 0; i < r->ncutovers; i++) {
-        CutoverStatus *c = &r->cutovers[i];
-
-        free(c->direction);
-        free(c->step);
-        free(c->started_at);
-        free(c->outcome);
-        free(c->reason);
-        free(c->finished_at);
-        free(c->fence_lsn);
-    }
+    for (int i = 0; i < r->nevents; i++)
+        statequery_free_event(&r->events[i]);
+    for (int i = 0; i < r->ncutovers; i++)
+        statequery_free_cutover(&r->cutovers[i]);
     for (int i = 0; i < r->nwarnings; i++)
         free(r->warnings[i]);
     memset(r, 0, sizeof(*r));
@@ -167,70 +138,6 @@ static int phase_from_text(const char *name)
             return p;
     return -1;
 }
-
-/* Timestamps as ISO 8601 in UTC (the session's TimeZone is pinned to UTC). */
-#define ISO "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'"
-
-static const char migration_sql[] =
-    "SELECT source, phase, replication_name, to_char(started_at, " ISO "), "
-    "to_char(updated_at, " ISO "), to_char(finished_at, " ISO "), to_char(now(), " ISO ") "
-    "FROM pgrelocate.migration";
-
-static const char tables_sql_head[] =
-    "SELECT t.schema_name, t.table_name, t.bytes_estimate, count(c.chunk_no), "
-    "count(c.chunk_no) FILTER (WHERE c.state = 'done'), "
-    "coalesce(sum(c.rows_copied) FILTER (WHERE c.state = 'done'), 0)::bigint, "
-    "coalesce(sum(c.bytes_copied) FILTER (WHERE c.state = 'done'), 0)::bigint, ";
-/* A COPY into the table running now (PostgreSQL 14+): the table is being
- * copied even before its first chunk is done. */
-static const char tables_sql_inflight[] =
-    "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_copy p WHERE p.command = 'COPY FROM' "
-    "AND p.datid = (SELECT oid FROM pg_catalog.pg_database "
-    "WHERE datname = pg_catalog.current_database()) "
-    "AND p.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema_name, "
-    "t.table_name))) ";
-/* The name --tables matches: a partition's root's (PostgreSQL 12+). */
-static const char tables_sql_root[] =
-    ", t.table_no, coalesce(r.nspname, t.schema_name), coalesce(r.relname, t.table_name) "
-    "FROM pgrelocate.tables t LEFT JOIN pgrelocate.chunks c USING (table_no) "
-    "LEFT JOIN LATERAL (SELECT rn.nspname, rc.relname FROM pg_catalog.pg_class rc "
-    "  JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace "
-    "  WHERE rc.oid = pg_catalog.pg_partition_root(pg_catalog.to_regclass("
-    "    pg_catalog.format('%I.%I', t.schema_name, t.table_name)))) r ON true ";
-static const char tables_sql_noroot[] =
-    ", t.table_no, t.schema_name, t.table_name "
-    "FROM pgrelocate.tables t LEFT JOIN pgrelocate.chunks c USING (table_no) "
-    "LEFT JOIN LATERAL (SELECT NULL::name AS nspname, NULL::name AS relname) r ON true ";
-static const char tables_sql_tail[] = "GROUP BY t.table_no, r.nspname, r.relname "
-                                      "ORDER BY t.bytes_estimate DESC, t.schema_name, t.table_name";
-
-/* Elapsed: from the start of the first chunk to the last done_at, or to now
- * while chunks are pending (an interrupted copy counts its pause). */
-static const char totals_sql[] =
-    "SELECT count(*), count(*) FILTER (WHERE state = 'done'), "
-    "coalesce(sum(rows_copied) FILTER (WHERE state = 'done'), 0)::bigint, "
-    "coalesce(sum(bytes_copied) FILTER (WHERE state = 'done'), 0)::bigint, "
-    "coalesce(sum(est_bytes), 0)::bigint, "
-    "coalesce(sum(est_bytes) FILTER (WHERE state = 'done'), 0)::bigint, "
-    "extract(epoch FROM (CASE WHEN bool_and(state = 'done') THEN max(done_at) ELSE now() END) "
-    "  - min(done_at - seconds * interval '1 second'))::float8 "
-    "FROM pgrelocate.chunks WHERE $1::int[] IS NULL OR table_no = ANY ($1::int[])";
-
-static const char post_data_sql[] =
-    "SELECT count(*), to_char(max(done_at), " ISO ") FROM pgrelocate.post_data";
-
-static const char events_sql[] =
-    "SELECT to_char(at, " ISO "), level, context, message FROM pgrelocate.events "
-    "ORDER BY level = 'error' DESC, id DESC LIMIT 5";
-
-/* pgrelocate.cutovers exists once a cutover or rollback has run (cutover.c
- * creates it).  The latest runs, newest first, with how many there are. */
-static const char cutovers_exist_sql[] =
-    "SELECT pg_catalog.to_regclass('pgrelocate.cutovers') IS NOT NULL";
-static const char cutovers_sql[] =
-    "SELECT id, direction, dry_run, step, outcome, reason, pause_ms, to_char(started_at, " ISO
-    "), to_char(finished_at, " ISO "), fence_lsn::text, count(*) OVER () "
-    "FROM pgrelocate.cutovers ORDER BY id DESC LIMIT $1";
 
 static const char origin_privilege_sql[] =
     "SELECT pg_catalog.has_function_privilege("
@@ -252,19 +159,14 @@ static const char source_sql[] =
 
 static bool load_migration(PGconn *tgt, Report *r)
 {
-    PGresult *res = conn_query(tgt, "status", migration_sql, 0, NULL, 7);
+    StateMigrationRow m;
 
-    if (!res)
+    if (!statequery_load_migration(tgt, &m))
         return false;
-    if (PQntuples(res) != 1) {
-        log_error("[status] pgrelocate.migration has %d rows, expected 1", PQntuples(res));
-        PQclear(res);
-        return false;
-    }
-    r->source = dup_value(res, 0, 0);
-    r->phase_name = dup_value(res, 0, 1);
+    r->source = m.source;
+    r->phase_name = m.phase;
     r->phase = phase_from_text(r->phase_name);
-    r->replication_name = dup_value(res, 0, 2);
+    r->replication_name = m.replication_name;
     if (r->replication_name && r->phase == PHASE_REVERSE) {
         r->direction = "reverse";
         r->stream_name = state_reverse_name(r->replication_name);
@@ -272,11 +174,10 @@ static bool load_migration(PGconn *tgt, Report *r)
         r->direction = "forward";
         r->stream_name = xstrdup(r->replication_name);
     } /* done or rolled back: nothing follows */
-    r->started_at = dup_value(res, 0, 3);
-    r->updated_at = dup_value(res, 0, 4);
-    r->finished_at = dup_value(res, 0, 5);
-    r->now = dup_value(res, 0, 6);
-    PQclear(res);
+    r->started_at = m.started_at;
+    r->updated_at = m.updated_at;
+    r->finished_at = m.finished_at;
+    r->now = m.now;
     return true;
 }
 
@@ -296,36 +197,31 @@ static const char *table_state(const Report *r, const TableStatus *t, bool in_fl
  * given (their table_no then in r->table_nos). */
 static bool load_tables(PGconn *tgt, TableFilter *filter, Report *r)
 {
-    StrBuf sql, nos;
-    PGresult *res;
+    StateTableRow *rows;
+    StrBuf nos;
+    int n;
 
-    strbuf_init(&sql);
-    strbuf_append(&sql, tables_sql_head);
-    strbuf_append(&sql, PQserverVersion(tgt) >= 140000 ? tables_sql_inflight : "false ");
-    strbuf_append(&sql, PQserverVersion(tgt) >= 120000 ? tables_sql_root : tables_sql_noroot);
-    strbuf_append(&sql, tables_sql_tail);
-    res = conn_query(tgt, "status", sql.data, 0, NULL, 11);
-    strbuf_free(&sql);
-    if (!res)
+    if (!statequery_load_tables(tgt, &rows, &n))
         return false;
-    r->ntables_all = PQntuples(res);
-    r->tables = xcalloc((size_t)r->ntables_all + 1, sizeof(TableStatus));
+    r->ntables_all = n;
+    r->tables = xcalloc((size_t)n + 1, sizeof(TableStatus));
     strbuf_init(&nos);
     strbuf_append(&nos, "{");
-    for (int i = 0; i < r->ntables_all; i++) {
+    for (int i = 0; i < n; i++) {
+        const StateTableRow *row = &rows[i];
         TableStatus *t = &r->tables[r->ntables];
 
-        if (filter && !tablefilter_match(filter, PQgetvalue(res, i, 9), PQgetvalue(res, i, 10)))
+        if (filter && !tablefilter_match(filter, row->root_schema, row->root_name))
             continue;
-        strbuf_appendf(&nos, "%s%s", r->ntables++ ? "," : "", PQgetvalue(res, i, 8));
+        strbuf_appendf(&nos, "%s%d", r->ntables++ ? "," : "", row->table_no);
 
-        t->name = names_display(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-        t->bytes_estimate = atoll(PQgetvalue(res, i, 2));
-        t->chunks = atoi(PQgetvalue(res, i, 3));
-        t->chunks_done = atoi(PQgetvalue(res, i, 4));
-        t->rows_done = atoll(PQgetvalue(res, i, 5));
-        t->bytes_done = atoll(PQgetvalue(res, i, 6));
-        t->state = table_state(r, t, PQgetvalue(res, i, 7)[0] == 't');
+        t->name = names_display(row->schema_name, row->table_name);
+        t->bytes_estimate = row->bytes_estimate;
+        t->chunks = row->chunks;
+        t->chunks_done = row->chunks_done;
+        t->rows_done = row->rows_done;
+        t->bytes_done = row->bytes_done;
+        t->state = table_state(r, t, row->in_flight);
         if (t->chunks > 0 && t->chunks_done == t->chunks)
             r->tables_copied++;
     }
@@ -333,7 +229,7 @@ static bool load_tables(PGconn *tgt, TableFilter *filter, Report *r)
     if (filter)
         r->table_nos = strbuf_detach(&nos);
     strbuf_free(&nos);
-    PQclear(res);
+    statequery_free_tables(rows, n);
     return true;
 }
 
@@ -363,84 +259,32 @@ static void derive_copy(Report *r)
 
 static bool load_totals(PGconn *tgt, Report *r)
 {
-    const char *p[1] = {r->table_nos};
-    PGresult *res = conn_query(tgt, "status", totals_sql, 1, p, 7);
+    StateCopyTotals t;
 
-    if (!res)
+    if (!statequery_load_totals(tgt, r->table_nos, &t))
         return false;
-    r->chunks = atoi(PQgetvalue(res, 0, 0));
-    r->chunks_done = atoi(PQgetvalue(res, 0, 1));
-    r->rows_done = atoll(PQgetvalue(res, 0, 2));
-    r->bytes_done = atoll(PQgetvalue(res, 0, 3));
-    r->bytes_estimate = atoll(PQgetvalue(res, 0, 4));
-    r->est_done = atoll(PQgetvalue(res, 0, 5));
-    r->elapsed_s = real_value(res, 0, 6);
-    PQclear(res);
+    r->chunks = t.chunks;
+    r->chunks_done = t.chunks_done;
+    r->rows_done = t.rows_done;
+    r->bytes_done = t.bytes_done;
+    r->bytes_estimate = t.bytes_estimate;
+    r->est_done = t.est_done;
+    r->elapsed_s = t.elapsed_s;
     derive_copy(r);
     return true;
 }
 
 static bool load_post_data_and_events(PGconn *tgt, Report *r)
 {
-    PGresult *res = conn_query(tgt, "status", post_data_sql, 0, NULL, 2);
-
-    if (!res)
-        return false;
-    r->post_data_done = atoll(PQgetvalue(res, 0, 0));
-    r->post_data_last_at = dup_value(res, 0, 1);
-    PQclear(res);
-    if (!(res = conn_query(tgt, "status", events_sql, 0, NULL, 4)))
-        return false;
-    for (int i = 0; i < PQntuples(res) && i < STATUS_EVENTS; i++) {
-        EventStatus *e = &r->events[r->nevents++];
-
-        e->at = dup_value(res, i, 0);
-        e->level = dup_value(res, i, 1);
-        e->context = dup_value(res, i, 2);
-        e->message = dup_value(res, i, 3);
-    }
-    PQclear(res);
-    return true;
+    return statequery_load_post_data(tgt, &r->post_data_done, &r->post_data_last_at) &&
+           statequery_load_events(tgt, r->events, STATUS_EVENTS, &r->nevents);
 }
 
-/* The latest runs of pgrelocate.cutovers into r->cutovers, oldest first;
- * none when the table does not exist (no cutover ran yet). */
+/* The latest runs of pgrelocate.cutovers into r->cutovers, oldest first. */
 static bool load_cutovers(PGconn *tgt, Report *r)
 {
-    PGresult *res = conn_query(tgt, "status", cutovers_exist_sql, 0, NULL, 1);
-    char limit[16];
-    const char *p[1] = {limit};
-    bool exists;
-    int n;
-
-    if (!res)
-        return false;
-    exists = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    if (!exists)
-        return true;
-    snprintf(limit, sizeof(limit), "%d", STATUS_CUTOVERS);
-    if (!(res = conn_query(tgt, "status", cutovers_sql, 1, p, 11)))
-        return false;
-    n = PQntuples(res) < STATUS_CUTOVERS ? PQntuples(res) : STATUS_CUTOVERS;
-    r->cutovers_total = n > 0 ? atoi(PQgetvalue(res, 0, 10)) : 0;
-    for (int i = 0; i < n; i++) {
-        CutoverStatus *c = &r->cutovers[n - 1 - i];
-
-        c->id = atoi(PQgetvalue(res, i, 0));
-        c->direction = dup_value(res, i, 1);
-        c->dry_run = PQgetvalue(res, i, 2)[0] == 't';
-        c->step = dup_value(res, i, 3);
-        c->outcome = dup_value(res, i, 4);
-        c->reason = dup_value(res, i, 5);
-        c->pause_ms = PQgetisnull(res, i, 6) ? -1 : atoll(PQgetvalue(res, i, 6));
-        c->started_at = dup_value(res, i, 7);
-        c->finished_at = dup_value(res, i, 8);
-        c->fence_lsn = dup_value(res, i, 9);
-    }
-    r->ncutovers = n;
-    PQclear(res);
-    return true;
+    return statequery_load_cutovers(tgt, r->cutovers, STATUS_CUTOVERS, &r->ncutovers,
+                                    &r->cutovers_total);
 }
 
 /* Origin progress: what the downstream side (the target, or the source in
@@ -696,7 +540,7 @@ static json_t *json_cutovers(const Report *r)
     json_t *a = json_array();
 
     for (int i = 0; i < r->ncutovers; i++) {
-        const CutoverStatus *c = &r->cutovers[i];
+        const StateCutoverRecord *c = &r->cutovers[i];
 
         json_array_append_new(
             a,
@@ -852,7 +696,7 @@ static void print_cutovers(const Report *r, FILE *out)
     else
         fprintf(out, "\ncutovers and rollbacks (%d, most recent last)\n", r->cutovers_total);
     for (int i = 0; i < r->ncutovers; i++) {
-        const CutoverStatus *c = &r->cutovers[i];
+        const StateCutoverRecord *c = &r->cutovers[i];
         char what[32], pause[48];
 
         snprintf(what, sizeof(what), "%s%s", c->direction, c->dry_run ? " (dry run)" : "");
@@ -970,7 +814,7 @@ static bool report_once(StatusCtx *c, bool *no_state)
     Report r = {.lag_bytes = -1, .lag_s = -1, .filter = c->spec};
     bool exists, ok;
 
-    if (!ensure_conn(&c->tgt, c->tci, CONN_TARGET) || !state_exists(c->tgt, &exists))
+    if (!ensure_conn(&c->tgt, c->tci, CONN_TARGET) || !state_open(c->tgt, STATE_READ, &exists))
         return false;
     if (!exists) {
         *no_state = true;

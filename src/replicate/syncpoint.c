@@ -1,6 +1,7 @@
 /*
- * syncpoint.c: the table pgrelocate.sync_points and both sides of its
- * protocol.  A row's state moves:
+ * syncpoint.c: both sides of the protocol on the table
+ * pgrelocate.sync_points (its DDL is stateschema.c's: the callers and the
+ * follower work on state that state_open has checked).  A row's state moves:
  *
  *   caller:   requested -> advancing (target_lsn set) -> released | finish
  *   follower: holding (after requested), reached (after advancing),
@@ -26,17 +27,6 @@
 #define LOCK_K1 "1886810732"
 #define LOCK_K2 "1937337955"
 
-static const char *const table_sql =
-    "CREATE TABLE IF NOT EXISTS pgrelocate.sync_points ("
-    "  id bigserial PRIMARY KEY,"
-    "  state text NOT NULL DEFAULT 'requested',"
-    "  target_lsn pg_lsn, applied_lsn pg_lsn,"
-    "  expires_at timestamptz NOT NULL,"
-    "  requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-    "  reached_at timestamptz, detail text);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS sync_points_one_live ON pgrelocate.sync_points ((true))"
-    "  WHERE state IN ('requested', 'holding', 'advancing', 'reached', 'finish')";
-
 static const char *const live_states = "('requested', 'holding', 'advancing', 'reached', 'finish')";
 
 struct SyncPoint {
@@ -52,26 +42,6 @@ struct SyncFollower {
     int64_t next_check;  /* ms: next unconditional poll */
     SyncStatus reported; /* last status written back */
 };
-
-static bool ensure_table(PGconn *conn)
-{
-    /* Two sessions creating it at once can collide on the catalog
-     * (23505); the second attempt then finds it. */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        PGresult *res = PQexec(conn, table_sql);
-        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-        if (!ok && attempt == 0 && strcmp(conn_sqlstate(res), "23505") == 0) {
-            PQclear(res);
-            continue;
-        }
-        if (!ok)
-            conn_log_result_error(res, conn, "sync");
-        PQclear(res);
-        return ok;
-    }
-    return false;
-}
 
 bool syncpoint_follower_running(PGconn *tgt, bool *running)
 {
@@ -173,7 +143,7 @@ SyncPoint *syncpoint_hold(PGconn *tgt, int wait_ms, int expire_ms)
     PGresult *res;
     SyncPoint *sp;
 
-    if (!ensure_table(tgt) || !syncpoint_follower_running(tgt, &running))
+    if (!syncpoint_follower_running(tgt, &running))
         return NULL;
     if (!running) {
         log_msg(LOG_ERROR, NULL, "Run pgrelocate start (it resumes where it stopped).",
@@ -317,7 +287,7 @@ SyncFollower *syncpoint_follower_open(const ConnInfo *control)
 
     if (!conn)
         return NULL;
-    if (!ensure_table(conn) || !conn_script(conn, "sync", "LISTEN pgrelocate_sync")) {
+    if (!conn_script(conn, "sync", "LISTEN pgrelocate_sync")) {
         conn_close(conn);
         return NULL;
     }

@@ -17,6 +17,7 @@
 #include "schemadiff.h"
 #include "strbuf.h"
 #include "state.h"
+#include "stateschema.h"
 #include "tablefilter.h"
 #include "verifypoint.h"
 #include "verifyscan.h"
@@ -77,7 +78,7 @@ static bool default_filter(VerifyRun *r)
 
     if (r->filter)
         return true;
-    if (!state_exists(r->conn[1], &exists))
+    if (!state_open(r->conn[1], STATE_WRITE, &exists))
         return false;
     if (!exists)
         return true;

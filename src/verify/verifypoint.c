@@ -11,6 +11,7 @@
 #include "lsn.h"
 #include "slot.h"
 #include "state.h"
+#include "stateschema.h"
 #include "strbuf.h"
 #include "stream.h"
 #include "syncpoint.h"
@@ -90,7 +91,7 @@ static bool following_migration(PGconn *tgt, VerifyPoint *vp, bool *follows)
     bool exists = false;
 
     *follows = false;
-    if (!state_exists(tgt, &exists))
+    if (!state_open(tgt, STATE_WRITE, &exists))
         return false;
     if (!exists)
         return true;
