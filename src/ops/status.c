@@ -150,10 +150,13 @@ static const char origin_sql[] =
     "ELSE pg_catalog.pg_replication_origin_progress($1, true)::text END";
 
 /* The source's WAL position, and the lag time its walsender measured from
- * our feedback (NULL when not streaming, idle, or not visible to us). */
+ * our feedback (NULL when not streaming, idle, or not visible to us).  The
+ * insert position, not the write position: with synchronous_commit off a
+ * commit is visible before its record is written, and lag 0 must mean
+ * every committed transaction is on the target. */
 static const char source_sql[] =
     "SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
-    "ELSE pg_catalog.pg_current_wal_lsn() END)::text, "
+    "ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text, "
     "(SELECT extract(epoch FROM coalesce(replay_lag, flush_lag))::float8 "
     " FROM pg_catalog.pg_stat_replication WHERE pid = $1::int)";
 
