@@ -948,24 +948,32 @@ static bool check_phase(Cutover *c)
     return running || spawn_follower(c);
 }
 
+/* Cutover's connections run catalog, state and sequence queries only: each
+ * is bounded, so a lock or a stalled server inside the pause is named. */
+static PGconn *cutover_conn(const ConnInfo *ci, ConnSide side)
+{
+    ConnOpts co = {.side = side,
+                   .app_name = "pgrelocate cutover",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+
+    return conn_open(ci, &co);
+}
+
 /* Everything that can happen before the pause. */
 static bool prepare(Cutover *c, bool *already)
 {
     bool exists;
 
-    if (!(c->src =
-              conn_open(c->src_ci, &(ConnOpts){CONN_SOURCE, false, "pgrelocate cutover", NULL})) ||
-        !(c->tgt =
-              conn_open(c->tgt_ci, &(ConnOpts){CONN_TARGET, false, "pgrelocate cutover", NULL})))
+    if (!(c->src = cutover_conn(c->src_ci, CONN_SOURCE)) ||
+        !(c->tgt = cutover_conn(c->tgt_ci, CONN_TARGET)))
         return false;
     c->from = c->rollback ? c->tgt : c->src;
     c->to = c->rollback ? c->src : c->tgt;
-    if (!(c->seq_from = conn_open(c->rollback ? c->tgt_ci : c->src_ci,
-                                  &(ConnOpts){c->rollback ? CONN_TARGET : CONN_SOURCE, false,
-                                              "pgrelocate cutover", NULL})) ||
-        !(c->seq_to = conn_open(c->rollback ? c->src_ci : c->tgt_ci,
-                                &(ConnOpts){c->rollback ? CONN_SOURCE : CONN_TARGET, false,
-                                            "pgrelocate cutover", NULL})))
+    if (!(c->seq_from = cutover_conn(c->rollback ? c->tgt_ci : c->src_ci,
+                                     c->rollback ? CONN_TARGET : CONN_SOURCE)) ||
+        !(c->seq_to = cutover_conn(c->rollback ? c->src_ci : c->tgt_ci,
+                                   c->rollback ? CONN_SOURCE : CONN_TARGET)))
         return false;
     if (!state_exists(c->tgt, &exists))
         return false;

@@ -1064,7 +1064,10 @@ static PGconn *open_side(CheckRun *r, const char *text, ConnSide side, ConnInfo 
                          ServerInfo *si)
 {
     const char *name = side == CONN_SOURCE ? "source.connection" : "target.connection";
-    ConnOpts co = {.side = side, .app_name = "pgrelocate check"};
+    ConnOpts co = {.side = side,
+                   .app_name = "pgrelocate check",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     char err[256], ver[16];
     PGconn *conn;
 

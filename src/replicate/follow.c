@@ -229,7 +229,8 @@ static void *stream_main(void *arg)
                 break;
             continue;
         }
-        if (st == STREAM_END || st == STREAM_ERROR) {
+        if (st == STREAM_END || st == STREAM_ERROR ||
+            (st == STREAM_TIMEOUT && !stream_check_silence(s->stream))) {
             alive = false;
             break;
         }
@@ -497,7 +498,10 @@ static void free_queue(Session *s)
 /* Retained WAL of our slot on the source, or -1 when it cannot be read. */
 static int64_t retained_wal(const FollowOpts *o, PGconn **monitor)
 {
-    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate monitor"};
+    ConnOpts co = {.side = CONN_SOURCE,
+                   .app_name = "pgrelocate monitor",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     const char *p[1] = {o->slot};
     PGresult *res;
     int64_t bytes = -1;

@@ -128,7 +128,10 @@ static bool open_side(VerifyRun *r, int side)
 {
     const char *text = side ? r->o->target : r->o->source;
     const char *what = side ? "--target" : "--source";
-    ConnOpts co = {.side = side ? CONN_TARGET : CONN_SOURCE, .app_name = "pgrelocate verify"};
+    ConnOpts co = {.side = side ? CONN_TARGET : CONN_SOURCE,
+                   .app_name = "pgrelocate verify",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     char err[256];
 
     if (!(r->ci[side] = conninfo_parse(text, err, sizeof(err)))) {
