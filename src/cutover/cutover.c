@@ -31,6 +31,7 @@
 #include "follow.h"
 #include "log.h"
 #include "lsn.h"
+#include "pauseguard.h"
 #include "pgbouncer.h"
 #include "sequences.h"
 #include "size.h"
@@ -99,6 +100,7 @@ typedef struct Cutover {
     bool phase_set;    /* this run changed it */
     Bouncer *admin, *spare;
     Watchdog *wd;
+    PauseGuard *guard; /* during the pause: ends a call a stalled server holds */
     StrBuf conf, new_conf;
     int id; /* row in pgrelocate.cutovers; 0 before it exists */
     Lsn fence;
@@ -578,6 +580,36 @@ static int64_t pause_left_ms(const Cutover *c)
     return c->pause_start_ms + c->o->max_pause_ms - bouncer_now_ms();
 }
 
+/* At --max-pause (plus the watchdog's margin: aborts at the deadline come
+ * first), the old side's connections are shut down (the fence,
+ * the drain and the sequences use them), 2 s later the new side's: a
+ * server stopped inside the pause ends the call at hand, not the cutover's
+ * chance to resume writes. */
+static void start_guard(Cutover *c)
+{
+    PauseGuardSide from = {c->from_side,
+                           conninfo_display(c->rollback ? c->tgt_ci : c->src_ci),
+                           {c->from, c->seq_from}};
+    PauseGuardSide to = {
+        c->to_side, conninfo_display(c->rollback ? c->src_ci : c->tgt_ci), {c->to, c->seq_to}};
+
+    c->guard =
+        pauseguard_start(c->ctx, (int)c->o->max_pause_ms + WATCHDOG_MARGIN_MS, 2000, &from, &to);
+}
+
+/* Stop the guard; false (with the reason set) when it fired. */
+static bool stop_guard(Cutover *c)
+{
+    bool quiet = pauseguard_stop(c->guard);
+
+    c->guard = NULL;
+    if (!quiet)
+        set_reason(c,
+                   "a server did not answer within --max-pause %lld ms: writes resumed on the %s",
+                   (long long)c->o->max_pause_ms, c->from_side);
+    return quiet;
+}
+
 static bool do_pause(Cutover *c)
 {
     BouncerStatus st;
@@ -589,6 +621,7 @@ static bool do_pause(Cutover *c)
     }
     c->pause_start_ms = bouncer_now_ms();
     c->paused = true;
+    start_guard(c);
     if (!c->o->pgbouncer) {
         if (run_hook(c, "pause", c->o->pause_command, (int)c->o->max_pause_ms))
             return true;
@@ -783,6 +816,9 @@ static void abort_switch(Cutover *c, bool switching)
         pthread_join(c->seq_thread, NULL);
         c->seq_running = false;
     }
+    /* after the join: the guard may be what ends a blocked sequence pass */
+    if (c->guard)
+        stop_guard(c);
     if (switching && c->o->pgbouncer) {
         char err[512];
 
@@ -1032,6 +1068,8 @@ static int run(Cutover *c)
     if (!do_sequences(c, true))
         goto abort;
     step_done(c, "sequences");
+    if (!stop_guard(c))
+        goto abort;
     if (c->o->dry_run) {
         if (!do_resume(c))
             goto abort;
@@ -1120,6 +1158,7 @@ static int cutover_main(const Options *o, bool rollback)
 done:
     if (c.follower && follow_join(c.follower) == FOLLOW_FAILED)
         log_warning("%s the follower run in this process failed (see above)", c.ctx);
+    pauseguard_stop(c.guard);
     watchdog_stop(c.wd);
     bouncer_close(c.admin);
     bouncer_close(c.spare);
