@@ -30,6 +30,7 @@
 #include "conninfo.h"
 #include "follow.h"
 #include "log.h"
+#include "largeobject.h"
 #include "lsn.h"
 #include "pauseguard.h"
 #include "pgbouncer.h"
@@ -742,6 +743,32 @@ static bool do_sequences(Cutover *c, bool final)
     return true;
 }
 
+/* Logical decoding carries no large object: bring them over, once before
+ * the pause (the bulk) and again inside it, when the old side's are final
+ * (what changed since).  Inside the pause, it must end within --max-pause. */
+static bool do_large_objects(Cutover *c, bool final)
+{
+    LoSyncResult lo = {0};
+
+    if (!largeobject_sync(c->from, c->to, c->ctx, &lo)) {
+        set_reason(c, "could not bring the large objects over to the %s", c->to_side);
+        return false;
+    }
+    if (lo.created || lo.changed || lo.removed || lo.fixed)
+        log_info("%s large objects on the %s%s: %d created, %d rewritten (%lld bytes), %d "
+                 "removed, %d given their owner or privileges",
+                 c->ctx, c->to_side, final ? "" : " (before the pause; again in it)", lo.created,
+                 lo.changed, (long long)lo.bytes, lo.removed, lo.fixed);
+    if (final && pause_left_ms(c) <= 0) {
+        set_reason(c,
+                   "bringing the large objects over reached --max-pause %lld ms: writes resumed "
+                   "on the %s",
+                   (long long)c->o->max_pause_ms, c->from_side);
+        return false;
+    }
+    return true;
+}
+
 static bool do_switch(Cutover *c)
 {
     char err[512];
@@ -1035,7 +1062,7 @@ static bool prepare(Cutover *c, bool *already)
         return false;
     /* Sequences once before the pause (again, final, during it): the
      * catalogs are cached then, and the pass in the pause is quick. */
-    return do_sequences(c, false);
+    return do_sequences(c, false) && do_large_objects(c, false);
 }
 
 static int run(Cutover *c)
@@ -1065,6 +1092,9 @@ static int run(Cutover *c)
     if (!do_drain(c))
         goto abort;
     step_done(c, "drain");
+    if (!do_large_objects(c, true))
+        goto abort;
+    step_done(c, "large objects");
     if (!do_sequences(c, true))
         goto abort;
     step_done(c, "sequences");
