@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <time.h>
 
 static const char *side_name(ConnSide side)
 {
@@ -33,8 +34,9 @@ static bool pin_settings(PGconn *conn, const ConnOpts *co)
     strbuf_appendf(&sql,
                    "SET search_path = pg_catalog; SET DateStyle = ISO; "
                    "SET IntervalStyle = postgres; SET extra_float_digits = 3; "
-                   "SET TimeZone = 'UTC'; SET statement_timeout = 0; SET lock_timeout = 0; "
+                   "SET TimeZone = 'UTC'; SET statement_timeout = %d; SET lock_timeout = %d; "
                    "SET idle_in_transaction_session_timeout = 0; SET client_encoding = '%s';",
+                   co->statement_timeout_ms, co->lock_timeout_ms,
                    co->client_encoding ? co->client_encoding : "UTF8");
     if (co->side == CONN_SOURCE)
         strbuf_append(&sql, " SET row_security = off;");
@@ -338,9 +340,22 @@ static void on_notice(void *arg, const char *message)
     free(msg);
 }
 
+/* A connection attempt that ran into connect_timeout: the host took the TCP
+ * connection (or dropped the packets) but no server answered. */
+static void log_connect_timeout(const ConnInfo *ci, const ConnOpts *co, const char *msg)
+{
+    log_msg(LOG_ERROR, msg,
+            "Check that this host and port reach a running PostgreSQL server that is not "
+            "stopped or overloaded, and not a stalled proxy, load balancer or a firewall that "
+            "drops packets.  Set connect_timeout in the connection string to wait longer.",
+            "timed out after %d s waiting for the %s to answer a connection%s (%s)",
+            conninfo_connect_timeout_s(ci), side_name(co->side),
+            co->replication ? " for replication" : "", conninfo_display(ci));
+}
+
 PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
 {
-    const char *extra[8];
+    const char *extra[8 + CONNINFO_TIMEOUTS_MAX];
     const char **kw, **val;
     PGconn *conn;
     ConnFailure failure;
@@ -353,7 +368,7 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
         extra[e++] = "replication";
         extra[e++] = "database";
     }
-    extra[e] = NULL;
+    e += conninfo_timeouts(ci, extra + e);
     conninfo_params(ci, extra, &kw, &val);
     conn = conn_connect(kw, val, 0, &failure, &timed_out);
     free(kw);
@@ -363,9 +378,12 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
                                   : timed_out ? "timeout expired"
                                               : PQerrorMessage(conn));
 
-        log_msg(LOG_ERROR, msg, conn_failure_hint(failure), "could not connect to the %s%s (%s)",
-                side_name(co->side), co->replication ? " for replication" : "",
-                conninfo_display(ci));
+        if (timed_out)
+            log_connect_timeout(ci, co, msg);
+        else
+            log_msg(LOG_ERROR, msg, conn_failure_hint(failure),
+                    "could not connect to the %s%s (%s)", side_name(co->side),
+                    co->replication ? " for replication" : "", conninfo_display(ci));
         free(msg);
         PQfinish(conn);
         return NULL;
@@ -399,13 +417,37 @@ bool conn_error_is_transient(const char *sqlstate, PGconn *conn)
            strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0;
 }
 
+/* A hint for a query a timeout ended (the server's own message says only
+ * "canceling statement due to ..."): which server, and what to look at. */
+static char *timeout_hint(const PGresult *res, PGconn *conn)
+{
+    const char *state = conn_sqlstate(res);
+    const char *host = conn && PQhost(conn) ? PQhost(conn) : "?";
+    const char *port = conn && PQport(conn) ? PQport(conn) : "?";
+
+    if (strcmp(state, "55P03") == 0)
+        return xasprintf("Another session on host=%s port=%s holds a lock this query waited "
+                         "for longer than lock_timeout; find it with pg_blocking_pids() and "
+                         "pg_stat_activity, then end it or run again once it is done.",
+                         host, port);
+    if (strcmp(state, "57014") == 0)
+        return xasprintf("The server at host=%s port=%s did not finish within its "
+                         "statement_timeout, or the query was cancelled; check that it is not "
+                         "overloaded and that no long-held lock blocks the query.",
+                         host, port);
+    return NULL;
+}
+
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
 {
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+    char *ours = hint ? NULL : timeout_hint(res, conn);
     char *msg;
 
+    if (ours)
+        hint = ours;
     if (!primary && res && PQresultErrorMessage(res)[0])
         primary = PQresultErrorMessage(res);
     if (!primary)
@@ -417,6 +459,7 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
     else
         log_msg(LOG_ERROR, detail, hint, "[%s] %s", ctx, msg);
     free(msg);
+    free(ours);
     /* syntax or access rule violation, feature not supported: the same
      * statement fails the same way next time */
     if (strncmp(conn_sqlstate(res), "42", 2) == 0 || strncmp(conn_sqlstate(res), "0A", 2) == 0)

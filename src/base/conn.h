@@ -4,8 +4,11 @@
  * context, and identifier quoting.  Every session gets pinned settings:
  * search_path=pg_catalog (so no user object can shadow what we call),
  * DateStyle=ISO, IntervalStyle=postgres, extra_float_digits=3, TimeZone=UTC,
- * no statement/idle/lock timeouts of the user's, and on the source
- * row_security=off (an RLS table errors instead of being copied short).
+ * no statement/idle/lock timeouts of the user's (only the ones the caller
+ * asks for in ConnOpts), and on the source row_security=off (an RLS table
+ * errors instead of being copied short).  Every connection gets
+ * connect_timeout, TCP keepalives and tcp_user_timeout unless the user's
+ * connection string sets them (conninfo_timeouts).
  */
 #ifndef PGRELOCATE_CONN_H
 #define PGRELOCATE_CONN_H
@@ -23,6 +26,11 @@ typedef struct ConnOpts {
     bool replication;            /* replication=database walsender connection */
     const char *app_name;        /* fallback_application_name, e.g. "pgrelocate copy" */
     const char *client_encoding; /* NULL: UTF8 */
+    /* statement_timeout and lock_timeout of the session (0: none): catalog
+     * and state connections take CONN_CATALOG_*; connections that COPY,
+     * build indexes, ANALYZE, apply or compare rows take none */
+    int statement_timeout_ms;
+    int lock_timeout_ms;
 } ConnOpts;
 
 /* Why a connection attempt failed, as far as libpq lets us tell without
@@ -75,6 +83,11 @@ PGconn *conn_connect(const char *const *keywords, const char *const *values, int
 /* Wait until conn's socket is readable (or writable) or deadline_ms
  * passes (clock_now_ms); false on timeout. */
 bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms);
+
+/* Bounds of catalog and state queries: a lock held by someone else is
+ * named after 10 s instead of waited on for ever. */
+#define CONN_CATALOG_STATEMENT_MS 60000
+#define CONN_CATALOG_LOCK_MS      10000
 
 /* Connect and pin the session settings.  On failure logs
  * "could not connect to the source (host=...)" with the server's reason and

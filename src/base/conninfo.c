@@ -133,6 +133,56 @@ const char *conninfo_password(const ConnInfo *ci)
     return conninfo_get(ci, "password");
 }
 
+/* Keyword, value: what a connection gets unless the user set it. */
+static const char *const timeout_defaults[] = {"connect_timeout",
+                                               "10",
+                                               "keepalives",
+                                               "1",
+                                               "keepalives_idle",
+                                               "10",
+                                               "keepalives_interval",
+                                               "5",
+                                               "keepalives_count",
+                                               "3",
+                                               "tcp_user_timeout",
+                                               "30000",
+                                               NULL};
+
+static const char *env_connect_timeout(void)
+{
+    const char *e = getenv("PGCONNECT_TIMEOUT");
+
+    return e && *e ? e : NULL;
+}
+
+int conninfo_timeouts(const ConnInfo *ci, const char **out)
+{
+    int n = 0;
+
+    for (const char *const *d = timeout_defaults; *d; d += 2) {
+        if (conninfo_get(ci, d[0]) ||
+            (strcmp(d[0], "connect_timeout") == 0 && env_connect_timeout()))
+            continue;
+        out[n++] = d[0];
+        out[n++] = d[1];
+    }
+    out[n] = NULL;
+    return n;
+}
+
+int conninfo_connect_timeout_s(const ConnInfo *ci)
+{
+    const char *v = conninfo_get(ci, "connect_timeout");
+    int s;
+
+    if (!v)
+        v = env_connect_timeout();
+    if (!v)
+        v = timeout_defaults[1];
+    s = atoi(v);
+    return s <= 0 ? 0 : s < 2 ? 2 : s;
+}
+
 static bool in_extra(const char *const *extra, const char *keyword)
 {
     for (const char *const *e = extra; e && *e; e += 2)

@@ -37,6 +37,20 @@ void conninfo_params(const ConnInfo *ci, const char *const *extra, const char **
  * extra pairs; for children.  Caller frees. */
 char *conninfo_for_child(const ConnInfo *ci, const char *const *extra);
 
+/* The timeouts every connection gets unless the user's string (or, for
+ * connect_timeout, PGCONNECT_TIMEOUT) sets them: connect_timeout 10 s, TCP
+ * keepalives (idle 10 s, interval 5 s, 3 probes) and tcp_user_timeout 30 s,
+ * so a dead or black-holed peer is found in well under a minute.  Writes
+ * keyword, value pairs and a NULL into out (CONNINFO_TIMEOUTS_MAX entries
+ * at most); returns the number of strings written.  The strings are
+ * static. */
+#define CONNINFO_TIMEOUTS_MAX 13
+int conninfo_timeouts(const ConnInfo *ci, const char **out);
+
+/* The connect_timeout in force, in seconds (0: none), as libpq reads it:
+ * the string's, else PGCONNECT_TIMEOUT, else ours; 1 counts as 2. */
+int conninfo_connect_timeout_s(const ConnInfo *ci);
+
 /* The password given in the string, or NULL. */
 const char *conninfo_password(const ConnInfo *ci);
 

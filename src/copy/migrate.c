@@ -210,8 +210,10 @@ static bool server_supported(const char *side, int version_num)
 /* Everything that can refuse the run before anything changes. */
 static bool open_and_check(CopyRun *r)
 {
-    ConnOpts so = {.side = CONN_SOURCE, .app_name = "pgrelocate"};
-    ConnOpts to = {.side = CONN_TARGET, .app_name = "pgrelocate"};
+    ConnOpts so = {
+        .side = CONN_SOURCE, .app_name = "pgrelocate", .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+    ConnOpts to = {
+        .side = CONN_TARGET, .app_name = "pgrelocate", .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     char err[256];
     char *unreadable = NULL, *example = NULL;
     bool exists = false, empty = false;

@@ -154,8 +154,12 @@ static void log_child_failure(const char *ctx, const char *what, ProcResult *r)
 bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path,
                  char *const *excludes, int nexcludes)
 {
-    const char *extra[] = {"fallback_application_name", "pgrelocate pg_dump", NULL};
-    char *conn = conninfo_for_child(src, extra);
+    const char *extra[2 + CONNINFO_TIMEOUTS_MAX] = {"fallback_application_name",
+                                                    "pgrelocate pg_dump"};
+    char *conn;
+
+    conninfo_timeouts(src, extra + 2);
+    conn = conninfo_for_child(src, extra);
     char *dbarg = xasprintf("--dbname=%s", conn);
     char *snaparg = xasprintf("--snapshot=%s", snapshot);
     char *filearg = xasprintf("--file=%s", path);
@@ -217,9 +221,13 @@ static const char **restore_argv(const PgTools *t, const char *dbarg, const Sche
 
 static char *target_dbarg(const ConnInfo *tgt)
 {
-    const char *extra[] = {"fallback_application_name", "pgrelocate pg_restore", NULL};
-    char *conn = conninfo_for_child(tgt, extra);
-    char *dbarg = xasprintf("--dbname=%s", conn);
+    const char *extra[2 + CONNINFO_TIMEOUTS_MAX] = {"fallback_application_name",
+                                                    "pgrelocate pg_restore"};
+    char *conn, *dbarg;
+
+    conninfo_timeouts(tgt, extra + 2);
+    conn = conninfo_for_child(tgt, extra);
+    dbarg = xasprintf("--dbname=%s", conn);
 
     free(conn);
     return dbarg;

@@ -31,7 +31,9 @@
 #include "conninfo.h"
 #include "follow.h"
 #include "log.h"
+#include "largeobject.h"
 #include "lsn.h"
+#include "pauseguard.h"
 #include "pgbouncer.h"
 #include "sequences.h"
 #include "size.h"
@@ -97,6 +99,7 @@ typedef struct Cutover {
     bool phase_set;    /* this run changed it */
     Bouncer *admin, *spare;
     Watchdog *wd;
+    PauseGuard *guard; /* during the pause: ends a call a stalled server holds */
     StrBuf conf, new_conf;
     int id; /* row in pgrelocate.cutovers; 0 before it exists */
     Lsn fence;
@@ -514,6 +517,36 @@ static int64_t pause_left_ms(const Cutover *c)
     return c->pause_start_ms + c->o->max_pause_ms - clock_now_ms();
 }
 
+/* At --max-pause (plus the watchdog's margin: aborts at the deadline come
+ * first), the old side's connections are shut down (the fence,
+ * the drain and the sequences use them), 2 s later the new side's: a
+ * server stopped inside the pause ends the call at hand, not the cutover's
+ * chance to resume writes. */
+static void start_guard(Cutover *c)
+{
+    PauseGuardSide from = {c->from_side,
+                           conninfo_display(c->rollback ? c->tgt_ci : c->src_ci),
+                           {c->from, c->seq_from}};
+    PauseGuardSide to = {
+        c->to_side, conninfo_display(c->rollback ? c->src_ci : c->tgt_ci), {c->to, c->seq_to}};
+
+    c->guard =
+        pauseguard_start(c->ctx, (int)c->o->max_pause_ms + WATCHDOG_MARGIN_MS, 2000, &from, &to);
+}
+
+/* Stop the guard; false (with the reason set) when it fired. */
+static bool stop_guard(Cutover *c)
+{
+    bool quiet = pauseguard_stop(c->guard);
+
+    c->guard = NULL;
+    if (!quiet)
+        set_reason(c,
+                   "a server did not answer within --max-pause %lld ms: writes resumed on the %s",
+                   (long long)c->o->max_pause_ms, c->from_side);
+    return quiet;
+}
+
 static bool do_pause(Cutover *c)
 {
     BouncerStatus st;
@@ -525,6 +558,7 @@ static bool do_pause(Cutover *c)
     }
     c->pause_start_ms = clock_now_ms();
     c->paused = true;
+    start_guard(c);
     if (!c->o->pgbouncer) {
         if (run_hook(c, "pause", c->o->pause_command, (int)c->o->max_pause_ms))
             return true;
@@ -645,6 +679,32 @@ static bool do_sequences(Cutover *c, bool final)
     return true;
 }
 
+/* Logical decoding carries no large object: bring them over, once before
+ * the pause (the bulk) and again inside it, when the old side's are final
+ * (what changed since).  Inside the pause, it must end within --max-pause. */
+static bool do_large_objects(Cutover *c, bool final)
+{
+    LoSyncResult lo = {0};
+
+    if (!largeobject_sync(c->from, c->to, c->ctx, &lo)) {
+        set_reason(c, "could not bring the large objects over to the %s", c->to_side);
+        return false;
+    }
+    if (lo.created || lo.changed || lo.removed || lo.fixed)
+        log_info("%s large objects on the %s%s: %d created, %d rewritten (%lld bytes), %d "
+                 "removed, %d given their owner or privileges",
+                 c->ctx, c->to_side, final ? "" : " (before the pause; again in it)", lo.created,
+                 lo.changed, (long long)lo.bytes, lo.removed, lo.fixed);
+    if (final && pause_left_ms(c) <= 0) {
+        set_reason(c,
+                   "bringing the large objects over reached --max-pause %lld ms: writes resumed "
+                   "on the %s",
+                   (long long)c->o->max_pause_ms, c->from_side);
+        return false;
+    }
+    return true;
+}
+
 static bool do_switch(Cutover *c)
 {
     char err[512];
@@ -719,6 +779,9 @@ static void abort_switch(Cutover *c, bool switching)
         pthread_join(c->seq_thread, NULL);
         c->seq_running = false;
     }
+    /* after the join: the guard may be what ends a blocked sequence pass */
+    if (c->guard)
+        stop_guard(c);
     if (switching && c->o->pgbouncer) {
         char err[512];
 
@@ -884,24 +947,32 @@ static bool check_phase(Cutover *c)
     return running || spawn_follower(c);
 }
 
+/* Cutover's connections run catalog, state and sequence queries only: each
+ * is bounded, so a lock or a stalled server inside the pause is named. */
+static PGconn *cutover_conn(const ConnInfo *ci, ConnSide side)
+{
+    ConnOpts co = {.side = side,
+                   .app_name = "pgrelocate cutover",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+
+    return conn_open(ci, &co);
+}
+
 /* Everything that can happen before the pause. */
 static bool prepare(Cutover *c, bool *already)
 {
     bool exists;
 
-    if (!(c->src =
-              conn_open(c->src_ci, &(ConnOpts){CONN_SOURCE, false, "pgrelocate cutover", NULL})) ||
-        !(c->tgt =
-              conn_open(c->tgt_ci, &(ConnOpts){CONN_TARGET, false, "pgrelocate cutover", NULL})))
+    if (!(c->src = cutover_conn(c->src_ci, CONN_SOURCE)) ||
+        !(c->tgt = cutover_conn(c->tgt_ci, CONN_TARGET)))
         return false;
     c->from = c->rollback ? c->tgt : c->src;
     c->to = c->rollback ? c->src : c->tgt;
-    if (!(c->seq_from = conn_open(c->rollback ? c->tgt_ci : c->src_ci,
-                                  &(ConnOpts){c->rollback ? CONN_TARGET : CONN_SOURCE, false,
-                                              "pgrelocate cutover", NULL})) ||
-        !(c->seq_to = conn_open(c->rollback ? c->src_ci : c->tgt_ci,
-                                &(ConnOpts){c->rollback ? CONN_SOURCE : CONN_TARGET, false,
-                                            "pgrelocate cutover", NULL})))
+    if (!(c->seq_from = cutover_conn(c->rollback ? c->tgt_ci : c->src_ci,
+                                     c->rollback ? CONN_TARGET : CONN_SOURCE)) ||
+        !(c->seq_to = cutover_conn(c->rollback ? c->src_ci : c->tgt_ci,
+                                   c->rollback ? CONN_SOURCE : CONN_TARGET)))
         return false;
     if (!state_open(c->tgt, STATE_WRITE, &exists))
         return false;
@@ -926,7 +997,7 @@ static bool prepare(Cutover *c, bool *already)
         return false;
     /* Sequences once before the pause (again, final, during it): the
      * catalogs are cached then, and the pass in the pause is quick. */
-    return do_sequences(c, false);
+    return do_sequences(c, false) && do_large_objects(c, false);
 }
 
 static int run(Cutover *c)
@@ -956,9 +1027,14 @@ static int run(Cutover *c)
     if (!do_drain(c))
         goto abort;
     step_done(c, "drain");
+    if (!do_large_objects(c, true))
+        goto abort;
+    step_done(c, "large objects");
     if (!do_sequences(c, true))
         goto abort;
     step_done(c, "sequences");
+    if (!stop_guard(c))
+        goto abort;
     if (c->o->dry_run) {
         if (!do_resume(c))
             goto abort;
@@ -1047,6 +1123,7 @@ static int cutover_main(const Options *o, bool rollback)
 done:
     if (c.follower && follow_join(c.follower) == FOLLOW_FAILED)
         log_warning("%s the follower run in this process failed (see above)", c.ctx);
+    pauseguard_stop(c.guard);
     watchdog_stop(c.wd);
     bouncer_close(c.admin);
     bouncer_close(c.spare);

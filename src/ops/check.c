@@ -348,9 +348,10 @@ static const ListCheck list_checks[] = {
      "no unlogged tables"},
     {"tables.large_objects", false, false, CHECK_WARN, "large object",
      "SELECT 'oid ' || oid, NULL FROM pg_catalog.pg_largeobject_metadata",
-     "copied once, but their later changes are not replicated (logical decoding does not "
-     "carry large objects)",
-     "stop changing large objects once start runs, or store them in bytea columns", NULL,
+     "copied once; logical decoding does not carry their later changes, so cutover and "
+     "rollback compare both sides' large objects and copy what changed, before the pause and "
+     "again inside it (many changed ones lengthen the pause)",
+     "change few large objects once start runs, or store them in bytea columns", NULL,
      "no large objects"},
     {"tables.materialized_views", false, true, CHECK_WARN, "materialized view",
      "SELECT " QNAME ", 'REFRESH MATERIALIZED VIEW ' || " QNAME " || ';'" FROM_REL
@@ -1092,7 +1093,10 @@ static PGconn *open_side(CheckRun *r, const char *text, ConnSide side, ConnInfo 
                          ServerInfo *si)
 {
     const char *name = side == CONN_SOURCE ? "source.connection" : "target.connection";
-    ConnOpts co = {.side = side, .app_name = "pgrelocate check"};
+    ConnOpts co = {.side = side,
+                   .app_name = "pgrelocate check",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     char err[256], ver[16];
     PGconn *conn;
 

@@ -87,8 +87,14 @@ static bool clean(PGconn *src, PGconn *tgt)
 
 int cmd_cleanup(const Options *o)
 {
-    ConnOpts so = {.side = CONN_SOURCE, .app_name = "pgrelocate cleanup"};
-    ConnOpts to = {.side = CONN_TARGET, .app_name = "pgrelocate cleanup"};
+    ConnOpts so = {.side = CONN_SOURCE,
+                   .app_name = "pgrelocate cleanup",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+    ConnOpts to = {.side = CONN_TARGET,
+                   .app_name = "pgrelocate cleanup",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     char err[256];
     ConnInfo *sci = NULL, *tci = NULL;
     PGconn *src = NULL, *tgt = NULL;

@@ -755,7 +755,10 @@ static void print_text(const Report *r, FILE *out)
  * migration follows changes. */
 static bool ensure_conn(PGconn **conn, const ConnInfo *ci, ConnSide side)
 {
-    ConnOpts co = {.side = side, .app_name = "pgrelocate status"};
+    ConnOpts co = {.side = side,
+                   .app_name = "pgrelocate status",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
 
     if (*conn && PQstatus(*conn) == CONNECTION_OK)
         return true;

@@ -160,8 +160,10 @@ static bool connection_error(const PGconn *conn, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+    /* 53100 disk_full: the same batch goes through on a new session once
+     * space is freed (the transaction rolled back, nothing was confirmed) */
     return !res || PQstatus(conn) == CONNECTION_BAD || !state || strncmp(state, "08", 2) == 0 ||
-           strncmp(state, "57P0", 4) == 0;
+           strncmp(state, "57P0", 4) == 0 || strcmp(state, "53100") == 0;
 }
 
 /* Judge one result of the oldest unread statement p; false when it failed

@@ -16,6 +16,7 @@
 #include "walmsg.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #define FEEDBACK_MS      5000
 #define FEEDBACK_SOON_MS 100 /* after a commit, tell the server within this */
 #define BACKOFF_MAX_S    30
+#define MONITOR_WAIT_MS  2000 /* the status line's query on the source */
 /* Backlog reading: over BATCH_RATE_BYTES per BATCH_WINDOW_MS, the stream
  * thread asks to be woken once per BATCH_WAKE_BYTES (not once per send of
  * the walsender, whose wake-ups of a sleeping reader cost it about a third
@@ -292,7 +294,8 @@ static void *stream_main(void *arg)
                 break;
             continue;
         }
-        if (st == STREAM_END || st == STREAM_ERROR) {
+        if (st == STREAM_END || st == STREAM_ERROR ||
+            (st == STREAM_TIMEOUT && !stream_check_silence(s->stream))) {
             alive = false;
             break;
         }
@@ -534,10 +537,43 @@ static void free_queue(Session *s)
     atomic_store(&s->bytes, 0);
 }
 
+/* The slot's retained WAL, waiting at most MONITOR_WAIT_MS for the answer;
+ * NULL when none came (the connection is then unusable). */
+static PGresult *monitor_query(PGconn *conn, const char *const *p)
+{
+    int64_t deadline = clock_now_ms() + MONITOR_WAIT_MS;
+    PGresult *res = NULL, *r;
+
+    if (!PQsendQueryParams(conn,
+                           "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
+                           "restart_lsn)::bigint FROM pg_catalog.pg_replication_slots "
+                           "WHERE slot_name = $1",
+                           1, NULL, p, NULL, NULL, 0))
+        return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+    while (PQisBusy(conn)) {
+        struct pollfd pf = {PQsocket(conn), POLLIN, 0};
+        int64_t left = deadline - clock_now_ms();
+
+        if (left <= 0 || (poll(&pf, 1, (int)left) < 0 && errno != EINTR))
+            return NULL;
+        if (!PQconsumeInput(conn))
+            break;
+    }
+    while ((r = PQgetResult(conn)) != NULL) {
+        if (res)
+            PQclear(res);
+        res = r;
+    }
+    return res ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+}
+
 /* Retained WAL of our slot on the source, or -1 when it cannot be read. */
 static int64_t retained_wal(const FollowOpts *o, PGconn **monitor)
 {
-    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate monitor"};
+    ConnOpts co = {.side = CONN_SOURCE,
+                   .app_name = "pgrelocate monitor",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     const char *p[1] = {o->slot};
     PGresult *res;
     int64_t bytes = -1;
@@ -548,11 +584,16 @@ static int64_t retained_wal(const FollowOpts *o, PGconn **monitor)
     }
     if (!*monitor && !(*monitor = conn_open(o->source, &co)))
         return -1;
-    res = PQexecParams(*monitor,
-                       "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), "
-                       "restart_lsn)::bigint FROM pg_catalog.pg_replication_slots "
-                       "WHERE slot_name = $1",
-                       1, NULL, p, NULL, NULL, 0);
+    res = monitor_query(*monitor, p);
+    if (!res) {
+        /* a stopped source: the status line must not hold the session
+         * (it would not notice its stream ended, nor reconnect) */
+        log_debug("[follow] no answer from the source to the status query within %d ms",
+                  MONITOR_WAIT_MS);
+        conn_close(*monitor);
+        *monitor = NULL;
+        return -1;
+    }
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         bytes = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);

@@ -3,6 +3,8 @@
  */
 #include "stream.h"
 
+#include "clock.h"
+
 #include "conn.h"
 #include "log.h"
 #include "strbuf.h"
@@ -13,12 +15,37 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
+
+/* On top of wal_sender_timeout before a silent source counts as gone: its
+ * keepalives come after half of it, so this is slack for a busy server. */
+#define SILENCE_MARGIN_MIN_MS 5000
 
 struct Stream {
     PGconn *conn;
-    char *frame;    /* last frame from PQgetCopyData, freed on the next read */
-    int wake_bytes; /* SO_RCVLOWAT in force (1: the kernel's default) */
+    char *frame;           /* last frame from PQgetCopyData, freed on the next read */
+    int wake_bytes;        /* SO_RCVLOWAT in force (1: the kernel's default) */
+    char *where;           /* "host=... port=..." of the source, for messages */
+    int sender_timeout_ms; /* the source's wal_sender_timeout (0: off) */
+    int64_t silent_ms;     /* waited in poll() since the last frame */
+    bool probed;           /* a reply was asked for in this silence */
+    Lsn last_write, last_flush, last_apply; /* last status sent */
 };
+
+/* The walsender's own wal_sender_timeout, in ms; 0 when off or unknown. */
+static int sender_timeout_ms(PGconn *conn)
+{
+    PGresult *res = PQexec(conn, "SELECT setting FROM pg_catalog.pg_settings "
+                                 "WHERE name = 'wal_sender_timeout'");
+    int ms = 0;
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
+        ms = atoi(PQgetvalue(res, 0, 0));
+    else
+        log_debug("[stream] could not read wal_sender_timeout: %s", PQerrorMessage(conn));
+    PQclear(res);
+    return ms > 0 ? ms : 0;
+}
 
 int stream_proto_for_server(int v)
 {
@@ -35,9 +62,11 @@ Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, in
     PGconn *conn = conn_open(source, &co);
     char *qslot, *qpub, *sql, lsn[LSN_TEXT_SIZE];
     PGresult *res;
+    int wst;
 
     if (!conn)
         return NULL;
+    wst = sender_timeout_ms(conn);
     qslot = conn_quote_ident(conn, slot);
     qpub = conn_quote_literal(conn, publication);
     /* messages (14+): the logical message a sync point writes on the
@@ -60,6 +89,8 @@ Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, in
     s = xcalloc(1, sizeof(*s));
     s->conn = conn;
     s->wake_bytes = 1;
+    s->where = xstrdup(conninfo_display(source));
+    s->sender_timeout_ms = wst;
     return s;
 }
 
@@ -70,6 +101,7 @@ void stream_close(Stream *s)
     if (s->frame)
         PQfreemem(s->frame);
     PQfinish(s->conn);
+    free(s->where);
     free(s);
 }
 
@@ -103,6 +135,8 @@ StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg)
                 log_error("[stream] malformed frame from the source: %s", err);
                 return STREAM_ERROR;
             }
+            s->silent_ms = 0;
+            s->probed = false;
             return STREAM_FRAME;
         }
         if (n == -1) {
@@ -119,8 +153,11 @@ StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg)
         }
         if (timed_out)
             return STREAM_TIMEOUT;
+        int64_t waited = clock_now_ms();
+
         if (poll(&pf, 1, timeout_ms) < 0 && errno != EINTR)
             return STREAM_ERROR;
+        s->silent_ms += clock_now_ms() - waited;
         if (!(pf.revents & (POLLIN | POLLERR | POLLHUP))) {
             /* fewer than wake_bytes may be waiting: take them, once */
             if (s->wake_bytes <= 1)
@@ -132,6 +169,40 @@ StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg)
             return STREAM_ERROR;
         }
     }
+}
+
+int stream_silence_limit_ms(const Stream *s)
+{
+    int margin = s->sender_timeout_ms / 2;
+
+    if (s->sender_timeout_ms == 0)
+        return 0;
+    return s->sender_timeout_ms + (margin > SILENCE_MARGIN_MIN_MS ? margin : SILENCE_MARGIN_MIN_MS);
+}
+
+bool stream_check_silence(Stream *s)
+{
+    int limit = stream_silence_limit_ms(s);
+
+    if (limit == 0)
+        return true;
+    if (s->silent_ms >= limit) {
+        log_msg(LOG_WARNING, NULL,
+                "Check that the source server is running and not stopped or overloaded, and "
+                "the network between this host and the source.",
+                "[stream] no message from the source for %d s, not even a keepalive "
+                "(wal_sender_timeout %d ms plus %d ms) (%s)",
+                (int)(s->silent_ms / 1000), s->sender_timeout_ms, limit - s->sender_timeout_ms,
+                s->where);
+        return false;
+    }
+    if (!s->probed && s->silent_ms >= s->sender_timeout_ms / 2) {
+        s->probed = true;
+        log_debug("[stream] nothing from the source for %d ms: asking for a reply",
+                  (int)s->silent_ms);
+        return stream_send_status(s, s->last_write, s->last_flush, s->last_apply, true);
+    }
+    return true;
 }
 
 bool stream_send_status(Stream *s, Lsn write_lsn, Lsn flush_lsn, Lsn apply_lsn,
@@ -147,6 +218,9 @@ bool stream_send_status(Stream *s, Lsn write_lsn, Lsn flush_lsn, Lsn apply_lsn,
     st.apply_lsn = apply_lsn;
     st.client_time_us = walmsg_time_from_unix_us((int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
     st.reply_requested = reply_requested;
+    s->last_write = write_lsn;
+    s->last_flush = flush_lsn;
+    s->last_apply = apply_lsn;
     walmsg_build_status_update(&st, buf, sizeof(buf));
     if (PQputCopyData(s->conn, (const char *)buf, (int)sizeof(buf)) != 1 || PQflush(s->conn) != 0) {
         log_error("[stream] could not send feedback: %s", PQerrorMessage(s->conn));

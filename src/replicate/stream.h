@@ -38,6 +38,19 @@ void stream_set_wake_bytes(Stream *s, int bytes);
 /* Wait up to timeout_ms for one frame. */
 StreamStatus stream_read(Stream *s, int timeout_ms, WalMsg *msg);
 
+/* After a read that timed out: true while the source is heard from.  Once
+ * no frame (not even a keepalive) has come for half of the source's
+ * wal_sender_timeout, asks it for a reply (a status update with the last
+ * positions sent and reply requested); once none has come for
+ * wal_sender_timeout plus a margin (stream_silence_limit_ms), logs what it
+ * waited for and on which host, and returns false: reconnect.  Only time
+ * spent waiting for the socket counts.  Never gives up when the source's
+ * wal_sender_timeout is 0 (TCP keepalives and tcp_user_timeout remain). */
+bool stream_check_silence(Stream *s);
+
+/* The silence stream_check_silence tolerates, in ms (0: no limit). */
+int stream_silence_limit_ms(const Stream *s);
+
 /* Send a standby status update.  false when the connection is gone. */
 bool stream_send_status(Stream *s, Lsn write_lsn, Lsn flush_lsn, Lsn apply_lsn,
                         bool reply_requested);

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -331,9 +332,81 @@ static void test_child_conninfo_exact_quoting(void **state)
     conninfo_destroy(ci);
 }
 
+/* Every default the user did not set, in order; the user's own value (or
+ * PGCONNECT_TIMEOUT for connect_timeout) wins. */
+static void test_timeouts_added_only_where_the_user_set_none(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *env;
+        const char *want; /* "k=v k=v" */
+    } cases[] = {
+        {"host=h", NULL,
+         "connect_timeout=10 keepalives=1 keepalives_idle=10 keepalives_interval=5 "
+         "keepalives_count=3 tcp_user_timeout=30000"},
+        {"postgresql://h/db?connect_timeout=3&tcp_user_timeout=0", NULL,
+         "keepalives=1 keepalives_idle=10 keepalives_interval=5 keepalives_count=3"},
+        {"host=h keepalives=0 keepalives_idle=60 keepalives_interval=1 keepalives_count=9", "4",
+         "tcp_user_timeout=30000"},
+        {"host=h", "", /* empty: libpq ignores it, so do we */
+         "connect_timeout=10 keepalives=1 keepalives_idle=10 keepalives_interval=5 "
+         "keepalives_count=3 tcp_user_timeout=30000"},
+    };
+    (void)state;
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        ConnInfo *ci = must_parse(cases[i].text);
+        const char *out[CONNINFO_TIMEOUTS_MAX];
+        char got[512] = "";
+        int n;
+
+        if (cases[i].env)
+            setenv("PGCONNECT_TIMEOUT", cases[i].env, 1);
+        else
+            unsetenv("PGCONNECT_TIMEOUT");
+        n = conninfo_timeouts(ci, out);
+        assert_null(out[n]);
+        for (int k = 0; k < n; k += 2)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s=%s", k ? " " : "", out[k],
+                     out[k + 1]);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("\"%s\": got \"%s\", want \"%s\"", cases[i].text, got, cases[i].want);
+        conninfo_destroy(ci);
+    }
+    unsetenv("PGCONNECT_TIMEOUT");
+}
+
+static void test_connect_timeout_in_force(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *env;
+        int want;
+    } cases[] = {
+        {"host=h", NULL, 10},
+        {"host=h connect_timeout=3", "7", 3},
+        {"host=h", "7", 7},
+        {"host=h connect_timeout=1", NULL, 2},
+        {"host=h connect_timeout=0", NULL, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        ConnInfo *ci = must_parse(cases[i].text);
+
+        if (cases[i].env)
+            setenv("PGCONNECT_TIMEOUT", cases[i].env, 1);
+        else
+            unsetenv("PGCONNECT_TIMEOUT");
+        assert_int_equal(conninfo_connect_timeout_s(ci), cases[i].want);
+        conninfo_destroy(ci);
+    }
+    unsetenv("PGCONNECT_TIMEOUT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timeouts_added_only_where_the_user_set_none),
+        cmocka_unit_test(test_connect_timeout_in_force),
         cmocka_unit_test(test_password_never_rendered_but_kept),
         cmocka_unit_test(test_params_carry_the_password_for_connecting),
         cmocka_unit_test(test_display_shows_where_and_who_in_fixed_order),
