@@ -159,8 +159,8 @@ static bool sync_visit(void *arg, const char *oid, const PGresult *a, int ia, co
 
     if (ia < 0) {
         w->out->removed++;
-        return conn_command(w->to, w->ctx, "SELECT pg_catalog.lo_unlink($1::oid)", 1,
-                            (const char *[]){oid});
+        return conn_call(w->to, w->ctx, "SELECT pg_catalog.lo_unlink($1::oid)", 1,
+                         (const char *[]){oid}, NULL, NULL, 1);
     }
     if (ib < 0 || field_differs(a, ia, b, ib, LO_DIGEST)) {
         if (ib < 0)

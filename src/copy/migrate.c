@@ -304,7 +304,7 @@ static bool open_and_check(CopyRun *r)
     return make_tmpdir(r);
 }
 
-/* Import the interrupt_requested run's snapshot into a new keeper.  The state
+/* Import the interrupted run's snapshot into a new keeper.  The state
  * names the new keeper's snapshot before the old keeper is told to let go,
  * so a crash in between never leaves the state naming a dead snapshot. */
 static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
@@ -321,11 +321,11 @@ static SnapshotStatus import_snapshot(CopyRun *r, const char *previous)
         return SNAPSHOT_ERROR;
     snapshot_keeper_confirm(&r->keeper);
     snapshot_end_keeper_backend(r->src, old_pid);
-    log_info("continuing at the snapshot of the interrupt_requested run");
+    log_info("continuing at the snapshot of the interrupted run");
     return SNAPSHOT_OK;
 }
 
-/* copy: the interrupt_requested run's snapshot when it still exists, else a new
+/* copy: the interrupted run's snapshot when it still exists, else a new
  * one (*gone tells the caller the previous one was lost). */
 static bool take_snapshot(CopyRun *r, const char *previous, bool *gone)
 {
@@ -568,9 +568,8 @@ static bool restart_follow_copy(CopyRun *r)
 {
     bool ok;
 
-    log_warning(
-        "the snapshot of the interrupt_requested copy is gone: recreating the replication slot "
-        "and copying all tables again (tables, not the schema)");
+    log_warning("the snapshot of the interrupted copy is gone: recreating the replication slot "
+                "and copying all tables again (tables, not the schema)");
     /* Empty the tables first: if we die before the new slot exists, the
      * next run comes back here; it never finds rows of the old snapshot
      * next to a new slot. */
@@ -595,7 +594,7 @@ static bool restart_follow_copy(CopyRun *r)
     return state_load(r->tgt, &r->st);
 }
 
-/* The snapshot of the interrupt_requested run is gone while some chunks were
+/* The snapshot of the interrupted run is gone while some chunks were
  * copied under it: go on only when the user accepts a newer point in time. */
 static bool accept_new_snapshot(CopyRun *r)
 {
@@ -615,15 +614,15 @@ static bool accept_new_snapshot(CopyRun *r)
                 "--new-snapshot (tables copied in part are copied again whole). To copy "
                 "everything from one point in time, recreate the target database and start "
                 "over.",
-                "the snapshot of the interrupt_requested copy is gone");
+                "the snapshot of the interrupted copy is gone");
         return false;
     }
-    log_warning("the snapshot of the interrupt_requested copy is gone; continuing from a new one "
+    log_warning("the snapshot of the interrupted copy is gone; continuing from a new one "
                 "(--new-snapshot)");
     return reset_partial_tables(r) && (state_free(&r->st), state_load(r->tgt, &r->st));
 }
 
-/* The snapshot for the phases that read under it: the interrupt_requested run's
+/* The snapshot for the phases that read under it: the interrupted run's
  * when it still exists.  Otherwise a copy asks the user (--new-snapshot),
  * and a start recreates its slot (and copies the tables again if any were
  * copied under the old one).  *fresh: a new snapshot was taken. */
@@ -1033,9 +1032,9 @@ static void finish(CopyRun *r, bool ok)
         const char *msg = r->cause;
 
         PQclear(PQexec(r->tgt, "ROLLBACK")); /* a failed step may have left a transaction open */
-        state_event(r->tgt, interrupt_requested ? "interrupt_requested" : "error",
+        state_event(r->tgt, interrupt_requested ? "interrupted" : "error",
                     r->follow ? "start" : "copy",
-                    interrupt_requested ? "interrupt_requested by a signal"
+                    interrupt_requested ? "interrupted by a signal"
                     : msg[0]            ? msg
                                         : "failed");
     }
@@ -1088,7 +1087,7 @@ static int conclude(CopyRun *r, bool ok, bool was_done)
     if (ok && (followed || !interrupt_requested))
         rc = EXIT_OK;
     else if (interrupt_requested) {
-        log_msg(LOG_ERROR, NULL, again, "%s interrupt_requested", r->follow ? "start" : "copy");
+        log_msg(LOG_ERROR, NULL, again, "%s interrupted", r->follow ? "start" : "copy");
         rc = EXIT_INTERRUPTED;
     } else {
         if (r->state_created || r->resuming)

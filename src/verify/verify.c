@@ -450,7 +450,7 @@ static int run(VerifyRun *r)
         if (!interrupt_requested)
             return EXIT_FAILED;
         log_msg(LOG_ERROR, NULL, "Run it again to compare.",
-                "verify interrupt_requested: no result (nothing was changed)");
+                "verify interrupted: no result (nothing was changed)");
         return EXIT_INTERRUPTED;
     }
     r->seconds = clock_now_s() - t0;
