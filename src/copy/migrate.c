@@ -145,10 +145,12 @@ static bool check_identity(CopyRun *r)
     log_msg(LOG_ERROR,
             "Once a table is published, UPDATE and DELETE on it fail on the source with "
             "\"cannot update table ... because it does not have a replica identity\" unless it "
-            "has a primary key or a replica identity: your application would break.",
-            "Add primary keys, or run again with --replica-identity-full to give these tables "
-            "REPLICA IDENTITY FULL (undone by pgrelocate cleanup; UPDATE and DELETE then log "
-            "whole old rows).",
+            "has a primary key or a replica identity: your application would break.  And "
+            "applying a change needs the key of the row as logical decoding sends it: through "
+            "the partitioned root for a partition, never with generated columns.",
+            "Add primary keys (of columns that are not generated, on partitioned roots too), or "
+            "run again with --replica-identity-full to give these tables REPLICA IDENTITY FULL "
+            "(undone by pgrelocate cleanup; UPDATE and DELETE then log whole old rows).",
             "%d table%s without primary key or replica identity: %s", r->n_no_identity,
             r->n_no_identity == 1 ? "" : "s", names);
     free(names);

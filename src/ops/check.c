@@ -334,9 +334,12 @@ static const ListCheck list_checks[] = {
      "when someone commits or rolls it back (copy is not affected)",
      "once you know what they are: ", NULL, "no prepared transactions"},
     {"tables.replica_identity", false, true, CHECK_WARN, "table", NULL,
-     "once published, UPDATE and DELETE on them fail on the source, so start refuses them",
-     "add a primary key to each (ALTER TABLE ... ADD PRIMARY KEY (...)), or run pgrelocate "
-     "start --replica-identity-full (gives them REPLICA IDENTITY FULL; cleanup undoes it)",
+     "once published, UPDATE and DELETE on them fail on the source, or apply cannot find the "
+     "row a change names, so start refuses them",
+     "add a primary key of columns that are not generated to each (ALTER TABLE ... ADD "
+     "PRIMARY KEY (...); on a partitioned table it reaches every partition), or run pgrelocate "
+     "start --replica-identity-full (gives them REPLICA IDENTITY FULL, partitioned roots too; "
+     "cleanup undoes it)",
      NULL, "every table has a primary key or a replica identity"},
     {"tables.unlogged", false, true, CHECK_WARN, "unlogged table",
      "SELECT " QNAME ", 'ALTER TABLE ' || " QNAME " || ' SET LOGGED;'" FROM_REL
