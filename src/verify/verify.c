@@ -198,9 +198,17 @@ static int64_t schema_failures(const VerifyRun *r)
 
 static void print_schema(const VerifyRun *r, FILE *out)
 {
+    int64_t counted = schema_failures(r);
+
     if (r->nschema == 0)
         return;
-    fprintf(out, "schema differences (%d):\n", r->nschema);
+    /* the count the result line gives, and the sequences apart */
+    if (counted == r->nschema)
+        fprintf(out, "schema differences (%lld):\n", (long long)counted);
+    else
+        fprintf(out, "schema differences (%lld, and %lld sequence value%s set at cutover):\n",
+                (long long)counted, (long long)(r->nschema - counted),
+                r->nschema - counted == 1 ? "" : "s");
     for (int i = 0; i < r->nschema; i++) {
         const SchemaDiff *d = &r->schema[i];
 
@@ -426,10 +434,11 @@ static int run(VerifyRun *r)
 
     if (!parse_filter(r))
         return EXIT_USAGE;
+    r->point.stop = &interrupted;
     if (!open_side(r, 0) || !open_side(r, 1) || !default_filter(r) || !same_hash_function(r) ||
         !verifypoint_open(&r->point, (const ConnInfo *const *)r->ci, r->conn) ||
         !verifypoint_take(&r->point, (const ConnInfo *const *)r->ci, r->conn))
-        return EXIT_FAILED;
+        return interrupted ? EXIT_INTERRUPTED : EXIT_FAILED;
     add_point(r);
     if (!schemadiff_run(r->conn[0], r->conn[1], keep_table, r, r->point.live, &r->schema,
                         &r->nschema) ||
