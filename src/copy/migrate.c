@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "progress.h"
 #include "schema.h"
+#include "schemafix.h"
 #include "sequences.h"
 #include "size.h"
 #include "slot.h"
@@ -748,6 +749,20 @@ static bool post_done(const PostEntry *e, void *arg)
     return state_mark_post_done(r->tgt, e->dump_id, e->desc);
 }
 
+/* What pg_restore does not make exactly as on the source (schemafix.h). */
+static bool fix_schema(CopyRun *r)
+{
+    int renamed = 0;
+
+    if (!schemafix_constraint_names(r->src, r->tgt, &renamed) ||
+        !schemafix_database(r->src, r->tgt, r->o->no_acl))
+        return false;
+    if (renamed > 0)
+        log_info("[schema] %d foreign key%s of partitions renamed as on the source", renamed,
+                 renamed == 1 ? "" : "s");
+    return true;
+}
+
 static bool run_post_data(CopyRun *r)
 {
     SchemaOpts so = {r->o->no_owner, r->o->no_acl};
@@ -767,7 +782,7 @@ static bool run_post_data(CopyRun *r)
     ok = ok &&
          schema_restore_post(&r->tools, r->tgt_ci, r->archive, &so, entries, n, r->o->jobs,
                              r->tmpdir, r->resuming, post_done, r) &&
-         advance(r, PHASE_SEQUENCES);
+         fix_schema(r) && advance(r, PHASE_SEQUENCES);
     schema_free_post(entries, n);
     free(done);
     return ok;

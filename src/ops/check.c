@@ -341,6 +341,21 @@ static const ListCheck list_checks[] = {
      "start --replica-identity-full (gives them REPLICA IDENTITY FULL, partitioned roots too; "
      "cleanup undoes it)",
      NULL, "every table has a primary key or a replica identity"},
+    {"source.database_settings", false, false, CHECK_PASS, "database-level setting",
+     "SELECT CASE WHEN r.rolname IS NULL THEN '' ELSE 'role ' || pg_catalog.quote_ident(r.rolname)"
+     " || ': ' END || c.s, NULL FROM pg_catalog.pg_db_role_setting s"
+     " JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
+     "  AND d.datname = pg_catalog.current_database()"
+     " LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole"
+     " CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) c(s)"
+     " UNION ALL SELECT 'privileges ' || d.datacl::text, NULL FROM pg_catalog.pg_database d"
+     " WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NOT NULL"
+     " UNION ALL SELECT 'comment', NULL FROM pg_catalog.pg_database d"
+     " WHERE d.datname = pg_catalog.current_database()"
+     " AND pg_catalog.shobj_description(d.oid, 'pg_database') IS NOT NULL",
+     "copy and start carry them to the target database (role settings only for roles the "
+     "target has), and verify compares them",
+     NULL, NULL, "no database-level settings, privileges or comment"},
     {"tables.unlogged", false, true, CHECK_WARN, "unlogged table",
      "SELECT " QNAME ", 'ALTER TABLE ' || " QNAME " || ' SET LOGGED;'" FROM_REL
      " WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' AND" USER_REL_WHERE CHOSEN,
@@ -395,8 +410,9 @@ static void report_list(CheckRun *r, const ListCheck *lc, int count, const char 
     strbuf_init(&fix);
     strbuf_appendf(&fix, "%s%s%s", lc->fix_prefix ? lc->fix_prefix : "", fix_sql,
                    lc->fix_suffix ? lc->fix_suffix : "");
-    add_result(r, lc->name, lc->status, fix.data, "%d %s%s: %s%s: %s", count, lc->noun,
-               count == 1 ? "" : "s", items, count > CHECK_LIST_MAX ? " and more" : "", lc->why);
+    add_result(r, lc->name, lc->status, fix.len ? fix.data : NULL, "%d %s%s: %s%s: %s", count,
+               lc->noun, count == 1 ? "" : "s", items, count > CHECK_LIST_MAX ? " and more" : "",
+               lc->why);
     strbuf_free(&fix);
 }
 
