@@ -372,8 +372,9 @@ static const ListCheck list_checks[] = {
     {"tables.materialized_views", false, true, CHECK_WARN, "materialized view",
      "SELECT " QNAME ", 'REFRESH MATERIALIZED VIEW ' || " QNAME " || ';'" FROM_REL
      " WHERE c.relkind = 'm' AND" USER_REL_WHERE CHOSEN,
-     "refreshed on the target from the copied rows, but not kept current while changes are "
-     "followed",
+     "refreshed on the target from the copied rows (a view stale on the source differs "
+     "after the cutover; verify compares them apart from the tables), but not kept current "
+     "while changes are followed",
      "on the target after the cutover: ", NULL, "no materialized views"},
     {"tables.foreign_tables", false, false, CHECK_WARN, "foreign table",
      "SELECT " QNAME ", NULL" FROM_REL " WHERE c.relkind = 'f' AND" USER_REL_WHERE,
