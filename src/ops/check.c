@@ -356,6 +356,18 @@ static const ListCheck list_checks[] = {
      "copy and start carry them to the target database (role settings only for roles the "
      "target has), and verify compares them",
      NULL, NULL, "no database-level settings, privileges or comment"},
+    {"tables.column_order", false, true, CHECK_WARN, "table",
+     "SELECT " QNAME ", NULL" FROM_REL " WHERE c.relkind IN ('r', 'p') AND" USER_REL_WHERE CHOSEN
+     " AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute l JOIN pg_catalog.pg_attribute i"
+     "  ON i.attrelid = l.attrelid AND i.attnum > l.attnum"
+     "  WHERE l.attrelid = c.oid AND l.attnum > 0 AND NOT l.attisdropped AND NOT i.attisdropped"
+     "  AND l.attinhcount = 0 AND i.attinhcount > 0)",
+     "a column of their own comes before an inherited one (added to the parent later), and "
+     "pg_dump recreates them with the inherited columns first: on the target SELECT * and "
+     "INSERT without a column list see another order (verify reports it)",
+     "if the application names its columns nothing; otherwise recreate them on the target "
+     "after the copy in the source's order",
+     NULL, "every inheriting table keeps its column order through pg_dump"},
     {"tables.unlogged", false, true, CHECK_WARN, "unlogged table",
      "SELECT " QNAME ", 'ALTER TABLE ' || " QNAME " || ' SET LOGGED;'" FROM_REL
      " WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' AND" USER_REL_WHERE CHOSEN,

@@ -206,14 +206,16 @@ static void print_schema(const VerifyRun *r, FILE *out)
     if (counted == r->nschema)
         fprintf(out, "schema differences (%lld):\n", (long long)counted);
     else
-        fprintf(out, "schema differences (%lld, and %lld sequence value%s set at cutover):\n",
-                (long long)counted, (long long)(r->nschema - counted),
-                r->nschema - counted == 1 ? "" : "s");
+        fprintf(out, "schema differences (%lld, and %lld not counted):\n", (long long)counted,
+                (long long)(r->nschema - counted));
     for (int i = 0; i < r->nschema; i++) {
         const SchemaDiff *d = &r->schema[i];
 
         fprintf(out, "  %s %s: %s%s\n", d->kind, d->object, d->problem,
-                d->counts ? "" : " (sequences are set at cutover)");
+                d->counts                              ? ""
+                : strcmp(d->kind, "column order") == 0 ? " (not counted: rows are compared by "
+                                                         "column name)"
+                                                       : " (sequences are set at cutover)");
         if (d->source)
             fprintf(out, "      source: %s\n", d->source);
         if (d->target)
