@@ -261,21 +261,23 @@ static bool listed(PGresult *in, PGresult *row_of, int i)
 }
 
 /* "GRANT CONNECT ON DATABASE d TO r WITH GRANT OPTION;" and the like.
- * NULL for a row of NULLs (no privileges) or a grantee the target lacks. */
+ * NULL for a row of NULLs (no privileges), a grantee the target lacks, or
+ * a privilege that is not one of a database's (the word goes into SQL). */
 static char *privilege_sql(PGconn *tgt, PGresult *res, int i, const char *dbq, bool grant)
 {
+    const char *priv = PQgetvalue(res, i, 1);
     char *who, *out;
     bool exists = true;
 
-    if (PQgetisnull(res, i, 1))
+    if (PQgetisnull(res, i, 1) || (strcmp(priv, "CONNECT") != 0 && strcmp(priv, "CREATE") != 0 &&
+                                   strcmp(priv, "TEMPORARY") != 0))
         return NULL;
     if (!PQgetisnull(res, i, 0) && (!role_exists(tgt, PQgetvalue(res, i, 0), &exists) || !exists))
         return NULL;
     who = PQgetisnull(res, i, 0) ? xstrdup("PUBLIC") : conn_quote_ident(tgt, PQgetvalue(res, i, 0));
-    out = grant ? xasprintf("GRANT %s ON DATABASE %s TO %s%s;", PQgetvalue(res, i, 1), dbq, who,
+    out = grant ? xasprintf("GRANT %s ON DATABASE %s TO %s%s;", priv, dbq, who,
                             PQgetvalue(res, i, 2)[0] == 't' ? " WITH GRANT OPTION" : "")
-                : xasprintf("REVOKE %s ON DATABASE %s FROM %s CASCADE;", PQgetvalue(res, i, 1), dbq,
-                            who);
+                : xasprintf("REVOKE %s ON DATABASE %s FROM %s CASCADE;", priv, dbq, who);
     free(who);
     return out;
 }
@@ -308,8 +310,23 @@ static bool copy_acl_and_comment(PGconn *src, PGconn *tgt, const char *dbq, bool
         strbuf_appendf(&sql, "COMMENT ON DATABASE %s IS %s;", dbq, lit);
         free(lit);
     }
-    if (ok && sql.len)
-        ok = conn_exec(tgt, "schema", sql.data);
+    if (ok && sql.len) {
+        /* one transaction; a role that does not own the target database may
+         * not grant on it: the copy goes on, and verify shows the difference */
+        char *all = xasprintf("BEGIN; %s COMMIT", sql.data);
+        PGresult *res = PQexec(tgt, all);
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            log_msg(LOG_WARNING, NULL,
+                    "Connect to the target as the owner of its database or a superuser, or set "
+                    "them by hand.",
+                    "[schema] the database's privileges and comment were not carried: %s",
+                    PQresultErrorMessage(res));
+            PQclear(PQexec(tgt, "ROLLBACK"));
+        }
+        PQclear(res);
+        free(all);
+    }
     strbuf_free(&sql);
     PQclear(s);
     PQclear(t);
