@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "progress.h"
 #include "schema.h"
+#include "schemafix.h"
 #include "sequences.h"
 #include "size.h"
 #include "slot.h"
@@ -139,10 +140,12 @@ static bool check_identity(CopyRun *r)
     log_msg(LOG_ERROR,
             "Once a table is published, UPDATE and DELETE on it fail on the source with "
             "\"cannot update table ... because it does not have a replica identity\" unless it "
-            "has a primary key or a replica identity: your application would break.",
-            "Add primary keys, or run again with --replica-identity-full to give these tables "
-            "REPLICA IDENTITY FULL (undone by pgrelocate cleanup; UPDATE and DELETE then log "
-            "whole old rows).",
+            "has a primary key or a replica identity: your application would break.  And "
+            "applying a change needs the key of the row as logical decoding sends it: through "
+            "the partitioned root for a partition, never with generated columns.",
+            "Add primary keys (of columns that are not generated, on partitioned roots too), or "
+            "run again with --replica-identity-full to give these tables REPLICA IDENTITY FULL "
+            "(undone by pgrelocate cleanup; UPDATE and DELETE then log whole old rows).",
             "%d table%s without primary key or replica identity: %s", r->n_no_identity,
             r->n_no_identity == 1 ? "" : "s", names);
     free(names);
@@ -757,6 +760,20 @@ static bool post_done(const PostEntry *e, void *arg)
     return state_mark_post_done(r->tgt, e->dump_id, e->desc);
 }
 
+/* What pg_restore does not make exactly as on the source (schemafix.h). */
+static bool fix_schema(CopyRun *r)
+{
+    int renamed = 0;
+
+    if (!schemafix_constraint_names(r->src, r->tgt, &renamed) ||
+        !schemafix_database(r->src, r->tgt, r->o->no_acl))
+        return false;
+    if (renamed > 0)
+        log_info("[schema] %d foreign key%s of partitions renamed as on the source", renamed,
+                 renamed == 1 ? "" : "s");
+    return true;
+}
+
 static bool run_post_data(CopyRun *r)
 {
     SchemaOpts so = {r->o->no_owner, r->o->no_acl};
@@ -776,7 +793,7 @@ static bool run_post_data(CopyRun *r)
     ok = ok &&
          schema_restore_post(&r->tools, r->tgt_ci, r->archive, &so, entries, n, r->o->jobs,
                              r->tmpdir, r->resuming, post_done, r) &&
-         advance(r, PHASE_SEQUENCES);
+         fix_schema(r) && advance(r, PHASE_SEQUENCES);
     schema_free_post(entries, n);
     free(done);
     return ok;

@@ -335,10 +335,40 @@ static const ListCheck list_checks[] = {
      "when someone commits or rolls it back (copy is not affected)",
      "once you know what they are: ", NULL, "no prepared transactions"},
     {"tables.replica_identity", false, true, CHECK_WARN, "table", NULL,
-     "once published, UPDATE and DELETE on them fail on the source, so start refuses them",
-     "add a primary key to each (ALTER TABLE ... ADD PRIMARY KEY (...)), or run pgrelocate "
-     "start --replica-identity-full (gives them REPLICA IDENTITY FULL; cleanup undoes it)",
+     "once published, UPDATE and DELETE on them fail on the source, or apply cannot find the "
+     "row a change names, so start refuses them",
+     "add a primary key of columns that are not generated to each (ALTER TABLE ... ADD "
+     "PRIMARY KEY (...); on a partitioned table it reaches every partition), or run pgrelocate "
+     "start --replica-identity-full (gives them REPLICA IDENTITY FULL, partitioned roots too; "
+     "cleanup undoes it)",
      NULL, "every table has a primary key or a replica identity"},
+    {"source.database_settings", false, false, CHECK_PASS, "database-level setting",
+     "SELECT CASE WHEN r.rolname IS NULL THEN '' ELSE 'role ' || pg_catalog.quote_ident(r.rolname)"
+     " || ': ' END || c.s, NULL FROM pg_catalog.pg_db_role_setting s"
+     " JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
+     "  AND d.datname = pg_catalog.current_database()"
+     " LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole"
+     " CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) c(s)"
+     " UNION ALL SELECT 'privileges ' || d.datacl::text, NULL FROM pg_catalog.pg_database d"
+     " WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NOT NULL"
+     " UNION ALL SELECT 'comment', NULL FROM pg_catalog.pg_database d"
+     " WHERE d.datname = pg_catalog.current_database()"
+     " AND pg_catalog.shobj_description(d.oid, 'pg_database') IS NOT NULL",
+     "copy and start carry them to the target database (role settings only for roles the "
+     "target has), and verify compares them",
+     NULL, NULL, "no database-level settings, privileges or comment"},
+    {"tables.column_order", false, true, CHECK_WARN, "table",
+     "SELECT " QNAME ", NULL" FROM_REL " WHERE c.relkind IN ('r', 'p') AND" USER_REL_WHERE CHOSEN
+     " AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute l JOIN pg_catalog.pg_attribute i"
+     "  ON i.attrelid = l.attrelid AND i.attnum > l.attnum"
+     "  WHERE l.attrelid = c.oid AND l.attnum > 0 AND NOT l.attisdropped AND NOT i.attisdropped"
+     "  AND l.attinhcount = 0 AND i.attinhcount > 0)",
+     "a column of their own comes before an inherited one (added to the parent later), and "
+     "pg_dump recreates them with the inherited columns first: on the target SELECT * and "
+     "INSERT without a column list see another order (verify reports it)",
+     "if the application names its columns nothing; otherwise recreate them on the target "
+     "after the copy in the source's order",
+     NULL, "every inheriting table keeps its column order through pg_dump"},
     {"tables.unlogged", false, true, CHECK_WARN, "unlogged table",
      "SELECT " QNAME ", 'ALTER TABLE ' || " QNAME " || ' SET LOGGED;'" FROM_REL
      " WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' AND" USER_REL_WHERE CHOSEN,
@@ -356,8 +386,9 @@ static const ListCheck list_checks[] = {
     {"tables.materialized_views", false, true, CHECK_WARN, "materialized view",
      "SELECT " QNAME ", 'REFRESH MATERIALIZED VIEW ' || " QNAME " || ';'" FROM_REL
      " WHERE c.relkind = 'm' AND" USER_REL_WHERE CHOSEN,
-     "refreshed on the target from the copied rows, but not kept current while changes are "
-     "followed",
+     "refreshed on the target from the copied rows (a view stale on the source differs "
+     "after the cutover; verify compares them apart from the tables), but not kept current "
+     "while changes are followed",
      "on the target after the cutover: ", NULL, "no materialized views"},
     {"tables.foreign_tables", false, false, CHECK_WARN, "foreign table",
      "SELECT " QNAME ", NULL" FROM_REL " WHERE c.relkind = 'f' AND" USER_REL_WHERE,
@@ -394,8 +425,9 @@ static void report_list(CheckRun *r, const ListCheck *lc, int count, const char 
     strbuf_init(&fix);
     strbuf_appendf(&fix, "%s%s%s", lc->fix_prefix ? lc->fix_prefix : "", fix_sql,
                    lc->fix_suffix ? lc->fix_suffix : "");
-    add_result(r, lc->name, lc->status, fix.data, "%d %s%s: %s%s: %s", count, lc->noun,
-               count == 1 ? "" : "s", items, count > CHECK_LIST_MAX ? " and more" : "", lc->why);
+    add_result(r, lc->name, lc->status, fix.len ? fix.data : NULL, "%d %s%s: %s%s: %s", count,
+               lc->noun, count == 1 ? "" : "s", items, count > CHECK_LIST_MAX ? " and more" : "",
+               lc->why);
     strbuf_free(&fix);
 }
 

@@ -817,6 +817,7 @@ struct FollowThread {
     FollowOpts opts;
     volatile sig_atomic_t stop;
     FollowResult result;
+    int done; /* set (atomically) when follow_run returned */
 };
 
 static void *follow_thread_main(void *arg)
@@ -824,7 +825,13 @@ static void *follow_thread_main(void *arg)
     FollowThread *t = arg;
 
     t->result = follow_run(&t->opts);
+    __atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+bool follow_thread_alive(const FollowThread *t)
+{
+    return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE) == 0;
 }
 
 FollowThread *follow_spawn(const FollowOpts *o)

@@ -54,6 +54,9 @@ FollowResult follow_run(const FollowOpts *o);
  * its own).  NULL after logging. */
 typedef struct FollowThread FollowThread;
 FollowThread *follow_spawn(const FollowOpts *o);
+/* Whether its follow_run has not returned yet (false once it stopped, on
+ * an error it logged or when asked). */
+bool follow_thread_alive(const FollowThread *t);
 /* Ask it to stop (if it has not finished), wait, and free. */
 FollowResult follow_join(FollowThread *t);
 

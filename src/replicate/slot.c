@@ -50,22 +50,81 @@ bool slot_check_source(PGconn *src)
     return ok;
 }
 
+/* Why the relation OID's own replica identity gives apply no key, or NULL:
+ * NOTHING, DEFAULT without a primary key, INDEX without its index, or a
+ * key with a generated column (pgoutput never sends those). */
+#define KEYLESS_REASON(OID)                                                                        \
+    "(SELECT CASE WHEN k.relreplident = 'f' THEN NULL"                                             \
+    "   WHEN k.relreplident = 'n' THEN 'replica identity NOTHING'"                                 \
+    "   WHEN i.indexrelid IS NULL THEN 'no primary key or replica identity'"                       \
+    "   WHEN g.attname IS NOT NULL THEN pg_catalog.format("                                        \
+    "     'its key includes the generated column %I, which logical decoding never sends',"         \
+    "     g.attname) END"                                                                          \
+    " FROM pg_class k LEFT JOIN pg_index i ON i.indrelid = k.oid AND CASE k.relreplident"          \
+    "   WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END"                \
+    " LEFT JOIN LATERAL (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = k.oid"            \
+    "   AND a.attnum = ANY (i.indkey) AND a.attgenerated <> '' ORDER BY a.attnum LIMIT 1) g"       \
+    "   ON true WHERE k.oid = " OID ")"
+
+/* Every table and partitioned root whose changes apply could not match to
+ * a target row, with the reason (PostgreSQL 13+).  A partition's changes
+ * are published as its root's (publish_via_partition_root): the root's
+ * identity decides what pgoutput sends, and a root with FULL identity
+ * needs whole old rows from every partition. */
+static const char *const identity_sql =
+    "WITH rel AS ("
+    "  SELECT c.oid, c.relkind, c.relreplident, n.nspname, c.relname,"
+    "   CASE WHEN c.relispartition THEN pg_catalog.pg_partition_root(c.oid) END AS root"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND" USER_NS_WHERE
+    "   AND NOT (c.oid = ANY ($1::oid[]))),"
+    " judged AS ("
+    "  SELECT r.*, " KEYLESS_REASON(
+        "r.oid") " AS own,"
+                 "   " KEYLESS_REASON(
+                     "r.root") " IS NOT NULL AS root_keyless,"
+                               "   (SELECT rc.relreplident FROM pg_class rc WHERE rc.oid = r.root) "
+                               "AS root_ident,"
+                               "   (SELECT pg_catalog.format('%I.%I', rn.nspname, rc.relname) FROM "
+                               "pg_class rc"
+                               "    JOIN pg_namespace rn ON rn.oid = rc.relnamespace WHERE rc.oid "
+                               "= r.root) AS root_name"
+                               "  FROM rel r)"
+                               " SELECT pg_catalog.quote_ident(nspname) || '.' || "
+                               "pg_catalog.quote_ident(relname),"
+                               "  CASE WHEN relkind = 'p' THEN 'partitioned, ' || own"
+                               "    || ', and its partitions'' changes are published as its own'"
+                               "   WHEN own IS NOT NULL THEN own"
+                               "   ELSE 'partition of ' || root_name || ', which needs its whole "
+                               "old rows' END"
+                               " FROM judged"
+                               " WHERE (relkind = 'p' AND root IS NULL AND own IS NOT NULL)"
+                               "  OR (relkind = 'r' AND (own IS NOT NULL OR (root IS NOT NULL AND "
+                               "relreplident <> 'f'"
+                               "   AND (root_keyless OR root_ident = 'f'))))"
+                               " ORDER BY 1";
+
+/* Before PostgreSQL 13 partitions are published as themselves: a table's
+ * own identity is all that counts. */
+static const char *const identity_sql_12 =
+    "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),"
+    " 'no primary key or replica identity'"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND" USER_NS_WHERE
+    " AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS ("
+    "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))"
+    "  OR (c.relreplident = 'i' AND NOT EXISTS ("
+    "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))"
+    " AND NOT (c.oid = ANY ($1::oid[]))"
+    " ORDER BY 1";
+
 bool slot_tables_without_identity(PGconn *src, const char *excluded_oids, char **names,
                                   char ***list, int *n)
 {
     const char *excluded = excluded_oids ? excluded_oids : "{}";
-    PGresult *res = conn_query(
-        src, "check",
-        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND" USER_NS_WHERE
-        " AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS ("
-        "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))"
-        "  OR (c.relreplident = 'i' AND NOT EXISTS ("
-        "   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))"
-        " AND NOT (c.oid = ANY ($1::oid[]))"
-        " ORDER BY 1",
-        1, &excluded, 1);
+    PGresult *res =
+        conn_query(src, "check", PQserverVersion(src) >= 130000 ? identity_sql : identity_sql_12, 1,
+                   &excluded, 2);
     StrBuf sb;
 
     if (!res)
@@ -78,6 +137,8 @@ bool slot_tables_without_identity(PGconn *src, const char *excluded_oids, char *
         (*list)[i] = xstrdup(PQgetvalue(res, i, 0));
         if (i < 10)
             strbuf_appendf(&sb, "%s%s", i ? ", " : "", PQgetvalue(res, i, 0));
+        if (i < 10 && strcmp(PQgetvalue(res, i, 1), "no primary key or replica identity") != 0)
+            strbuf_appendf(&sb, " (%s)", PQgetvalue(res, i, 1));
     }
     if (*n > 10)
         strbuf_appendf(&sb, " and %d more", *n - 10);

@@ -20,9 +20,14 @@
  * the fix. */
 bool slot_check_source(PGconn *src);
 
-/* Tables whose UPDATE/DELETE would fail on the source once published (no
- * primary key, no replica identity): "a, b (2 tables)" or NULL.  Relations
- * in excluded_oids (oid[] literal, tableset.h; NULL: none) are skipped. */
+/* Tables and partitioned roots that need REPLICA IDENTITY FULL: those whose
+ * UPDATE/DELETE would fail on the source once published (no primary key,
+ * no replica identity), those whose key apply never receives (a generated
+ * column in it), partitioned roots without a usable key (their partitions'
+ * changes are published through them) and the partitions of a root that
+ * gets FULL.  names: "a, b (why)" (the reason when not the first kind; ten
+ * at most) or NULL; list: every qualified name.  Relations in
+ * excluded_oids (oid[] literal, tableset.h; NULL: none) are skipped. */
 bool slot_tables_without_identity(PGconn *src, const char *excluded_oids, char **names,
                                   char ***list, int *n);
 

@@ -33,6 +33,7 @@ struct SyncPoint {
     PGconn *tgt;
     char id[24];
     Lsn applied_lsn;
+    const SyncWatch *watch; /* NULL: only the deadline ends a wait */
 };
 
 struct SyncFollower {
@@ -99,7 +100,27 @@ static bool set_state(PGconn *conn, const char *id, const char *state)
            notify(conn);
 }
 
-/* Wait until the row reaches want; false (logged) on failed/expired/timeout. */
+/* Whether the caller's watch ends the wait (logged). */
+static bool watch_ends(const SyncPoint *sp, const char *what)
+{
+    const SyncWatch *w = sp->watch;
+
+    if (w && w->stop && *w->stop) {
+        log_msg(LOG_ERROR, NULL, NULL, "interrupted while waiting for the follower to %s", what);
+        return true;
+    }
+    if (w && w->alive && !w->alive(w->arg)) {
+        log_msg(LOG_ERROR, "It stopped on the error logged above, and nothing is applied past it.",
+                "Fix the cause the error names, then run pgrelocate start (it resumes from its "
+                "saved position).",
+                "the follower run in this process stopped before it could %s", what);
+        return true;
+    }
+    return false;
+}
+
+/* Wait until the row reaches want; false (logged) on failed/expired/timeout
+ * or when the watch ends it. */
 static bool wait_for(SyncPoint *sp, const char *want, int wait_ms, const char *what)
 {
     int64_t deadline = clock_now_ms() + wait_ms;
@@ -107,6 +128,9 @@ static bool wait_for(SyncPoint *sp, const char *want, int wait_ms, const char *w
 
     for (;;) {
         char *detail = NULL;
+
+        if (watch_ends(sp, what))
+            return false;
 
         if (!read_state(sp, state, sizeof(state), &detail))
             return false;
@@ -136,6 +160,11 @@ static bool wait_for(SyncPoint *sp, const char *want, int wait_ms, const char *w
 }
 
 SyncPoint *syncpoint_hold(PGconn *tgt, int wait_ms, int expire_ms)
+{
+    return syncpoint_hold_watched(tgt, wait_ms, expire_ms, NULL);
+}
+
+SyncPoint *syncpoint_hold_watched(PGconn *tgt, int wait_ms, int expire_ms, const SyncWatch *w)
 {
     char expire[32];
     const char *p[1] = {expire};
@@ -173,6 +202,7 @@ SyncPoint *syncpoint_hold(PGconn *tgt, int wait_ms, int expire_ms)
     }
     sp = xcalloc(1, sizeof(*sp));
     sp->tgt = tgt;
+    sp->watch = w;
     snprintf(sp->id, sizeof(sp->id), "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     if (!notify(tgt) || !wait_for(sp, "holding", wait_ms, "pause at a transaction boundary")) {

@@ -32,6 +32,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +48,19 @@ bool syncpoint_follower_running(PGconn *tgt, bool *running);
  * (no follower, timeout, ...).  tgt stays the caller's; it must not be in a
  * transaction. */
 SyncPoint *syncpoint_hold(PGconn *tgt, int wait_ms, int expire_ms);
+
+/* What ends a caller's waits early: a signal flag (stop: "interrupted"),
+ * or a follower the caller runs in-process that returned (alive(arg)
+ * false: it stopped on an error it logged).  Either field may be NULL. */
+typedef struct SyncWatch {
+    volatile sig_atomic_t *stop;
+    bool (*alive)(void *arg);
+    void *arg;
+} SyncWatch;
+
+/* syncpoint_hold, with every wait of this sync point (hold and advance)
+ * also ended by w (NULL: never; it must outlive the sync point). */
+SyncPoint *syncpoint_hold_watched(PGconn *tgt, int wait_ms, int expire_ms, const SyncWatch *w);
 
 /* Move a held follower to exactly lsn (see above); src is a normal
  * connection to the source, used to emit a logical message after lsn so an

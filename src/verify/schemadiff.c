@@ -17,6 +17,28 @@
     " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"            \
     "                 AND d.objid = c.oid AND d.deptype = 'e')"
 
+/* The database's own settings (per role too), privileges other than its
+ * owner's, and comment: rows of objects_sql without a table (compared
+ * whatever --tables says). */
+#define DATABASE_OBJECTS                                                                           \
+    " SELECT 'database setting', CASE WHEN r.rolname IS NULL THEN '' ELSE 'role '"                 \
+    "  || quote_ident(r.rolname) || ' ' END || split_part(c.s, '=', 1),"                           \
+    "  substr(c.s, strpos(c.s, '=') + 1), NULL, NULL"                                              \
+    " FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"                       \
+    "  AND d.datname = current_database()"                                                         \
+    " LEFT JOIN pg_roles r ON r.oid = s.setrole CROSS JOIN LATERAL unnest(s.setconfig) c(s)"       \
+    " UNION ALL"                                                                                   \
+    " SELECT 'database', 'privileges', coalesce((SELECT string_agg(CASE WHEN a.grantee = 0"        \
+    "  THEN 'PUBLIC' ELSE quote_ident(g.rolname) END || ' ' || a.privilege_type"                   \
+    "  || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, ', '"                    \
+    "  ORDER BY a.n) FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba)))"               \
+    "  WITH ORDINALITY a(grantor, grantee, privilege_type, is_grantable, n)"                       \
+    "  LEFT JOIN pg_roles g ON g.oid = a.grantee WHERE a.grantee <> d.datdba), '(none)'),"         \
+    "  NULL, NULL FROM pg_database d WHERE d.datname = current_database()"                         \
+    " UNION ALL"                                                                                   \
+    " SELECT 'database', 'comment', coalesce(shobj_description(d.oid, 'pg_database'), '(none)'),"  \
+    "  NULL, NULL FROM pg_database d WHERE d.datname = current_database()"
+
 /* Rows: kind, name (the merge key, compared bytewise), definition, and the
  * schema and name of the table it belongs to (for --tables; a partition's
  * root, since a partitioned table is chosen whole). */
@@ -53,6 +75,11 @@ static const char *const objects_sql =
     " JOIN pg_type ty ON ty.oid = a.atttypid"
     " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
     " UNION ALL"
+    " SELECT 'column order', t.q, string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),"
+    "  min(t.nspname), min(t.relname)"
+    " FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped"
+    " GROUP BY t.q"
+    " UNION ALL"
     " SELECT 'index', quote_ident(n.nspname) || '.' || quote_ident(ic.relname),"
     "  pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END,"
     "  t.nspname, t.relname"
@@ -74,7 +101,7 @@ static const char *const objects_sql =
     "  AND dp.refclassid = 'pg_class'::regclass AND dp.deptype IN ('a', 'i')"
     " LEFT JOIN pg_class oc ON oc.oid = dp.refobjid"
     " LEFT JOIN pg_namespace on_ ON on_.oid = oc.relnamespace"
-    " WHERE c.relkind = 'S' AND " USER_RELS_WHERE
+    " WHERE c.relkind = 'S' AND " USER_RELS_WHERE " UNION ALL" DATABASE_OBJECTS
     ") u ORDER BY kind COLLATE \"C\", name COLLATE \"C\"";
 
 /* The value a sequence has reached: its last value, or one step before
@@ -116,7 +143,9 @@ static SchemaDiff *add(Diffs *ds, const char *kind, const char *object, const ch
 /* The static spelling of a kind, so SchemaDiff.kind needs no freeing. */
 static const char *kind_name(const char *k)
 {
-    static const char *const kinds[] = {"table", "column", "index", "constraint", "sequence"};
+    static const char *const kinds[] = {"table",    "column",          "column order",
+                                        "index",    "constraint",      "sequence",
+                                        "database", "database setting"};
 
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (strcmp(k, kinds[i]) == 0)
@@ -131,6 +160,25 @@ static int cmp_row(const PGresult *a, int i, const PGresult *b, int j)
     return c ? c : strcmp(PQgetvalue(a, i, 1), PQgetvalue(b, j, 1));
 }
 
+/* One merged row: c < 0 only the source has it, c > 0 only the target,
+ * 0 both.  A column order is reported only when it differs (a table
+ * missing is reported as such), and not counted: rows are compared by
+ * column name.  A database setting only the target has is the target's
+ * own choice. */
+static void merge_one(Diffs *ds, const char *kind, const PGresult *s, int i, const PGresult *t,
+                      int j, int c)
+{
+    bool order = strcmp(kind, "column order") == 0;
+
+    if (c < 0 && !order)
+        add(ds, kind, PQgetvalue(s, i, 1), "missing on target", PQgetvalue(s, i, 2), NULL);
+    else if (c > 0 && !order && strcmp(kind, "database setting") != 0)
+        add(ds, kind, PQgetvalue(t, j, 1), "extra on target", NULL, PQgetvalue(t, j, 2));
+    else if (c == 0 && strcmp(PQgetvalue(s, i, 2), PQgetvalue(t, j, 2)) != 0)
+        add(ds, kind, PQgetvalue(s, i, 1), "different", PQgetvalue(s, i, 2), PQgetvalue(t, j, 2))
+            ->counts = !order;
+}
+
 static void merge_objects(const PGresult *s, const PGresult *t, SchemaKeepFn keep, void *arg,
                           Diffs *ds)
 {
@@ -141,17 +189,8 @@ static void merge_objects(const PGresult *s, const PGresult *t, SchemaKeepFn kee
         const PGresult *r = c <= 0 ? s : t;
         int k = c <= 0 ? i : j;
 
-        if (!keep || keep(PQgetvalue(r, k, 3), PQgetvalue(r, k, 4), arg)) {
-            const char *kind = kind_name(PQgetvalue(r, k, 0));
-
-            if (c < 0)
-                add(ds, kind, PQgetvalue(s, i, 1), "missing on target", PQgetvalue(s, i, 2), NULL);
-            else if (c > 0)
-                add(ds, kind, PQgetvalue(t, j, 1), "extra on target", NULL, PQgetvalue(t, j, 2));
-            else if (strcmp(PQgetvalue(s, i, 2), PQgetvalue(t, j, 2)) != 0)
-                add(ds, kind, PQgetvalue(s, i, 1), "different", PQgetvalue(s, i, 2),
-                    PQgetvalue(t, j, 2));
-        }
+        if (!keep || PQgetisnull(r, k, 3) || keep(PQgetvalue(r, k, 3), PQgetvalue(r, k, 4), arg))
+            merge_one(ds, kind_name(PQgetvalue(r, k, 0)), s, i, t, j, c);
         if (c <= 0)
             i++;
         if (c >= 0)

@@ -186,14 +186,24 @@ static int64_t schema_failures(const VerifyRun *r)
 
 static void print_schema(const VerifyRun *r, FILE *out)
 {
+    int64_t counted = schema_failures(r);
+
     if (r->nschema == 0)
         return;
-    fprintf(out, "schema differences (%d):\n", r->nschema);
+    /* the count the result line gives, and the sequences apart */
+    if (counted == r->nschema)
+        fprintf(out, "schema differences (%lld):\n", (long long)counted);
+    else
+        fprintf(out, "schema differences (%lld, and %lld not counted):\n", (long long)counted,
+                (long long)(r->nschema - counted));
     for (int i = 0; i < r->nschema; i++) {
         const SchemaDiff *d = &r->schema[i];
 
         fprintf(out, "  %s %s: %s%s\n", d->kind, d->object, d->problem,
-                d->counts ? "" : " (sequences are set at cutover)");
+                d->counts                              ? ""
+                : strcmp(d->kind, "column order") == 0 ? " (not counted: rows are compared by "
+                                                         "column name)"
+                                                       : " (sequences are set at cutover)");
         if (d->source)
             fprintf(out, "      source: %s\n", d->source);
         if (d->target)
@@ -201,21 +211,75 @@ static void print_schema(const VerifyRun *r, FILE *out)
     }
 }
 
-static void print_rows(const VerifyRun *r, FILE *out)
+/* Rows that differ in materialized views (not counted in the result). */
+static int64_t matview_diffs(const VerifyRun *r, int *nviews, int *ndiffer)
+{
+    int64_t n = 0;
+
+    *nviews = *ndiffer = 0;
+    for (int i = 0; i < r->scan.ntables; i++) {
+        const VerifyTable *t = &r->scan.tables[i];
+
+        if (!t->matview)
+            continue;
+        (*nviews)++;
+        *ndiffer += t->missing + t->extra + t->changed > 0;
+        n += t->missing + t->extra + t->changed;
+    }
+    return n;
+}
+
+/* Row differences of tables: the count the result gives. */
+static int64_t row_failures(const VerifyRun *r)
+{
+    int nviews, ndiffer;
+
+    return r->scan.total_diffs - matview_diffs(r, &nviews, &ndiffer);
+}
+
+/* The rows of tables (matviews: false) or of materialized views. */
+static void print_diff_lines(const VerifyRun *r, FILE *out, bool matviews)
 {
     const VerifyScan *s = &r->scan;
 
-    if (s->total_diffs == 0)
-        return;
-    fprintf(out, "row differences (%lld%s):\n", (long long)s->total_diffs,
-            s->ndiffs < s->total_diffs ? "" : ", all shown");
     for (int i = 0; i < s->ndiffs; i++) {
-        char *shown = diff_shown(&s->diffs[i]);
+        char *shown;
 
+        if (s->diffs[i].table->matview != matviews)
+            continue;
+        shown = diff_shown(&s->diffs[i]);
         fprintf(out, "  %s: %s %s\n", s->diffs[i].table->display, kind_text(s->diffs[i].kind),
                 shown);
         free(shown);
     }
+}
+
+static void print_matviews(const VerifyRun *r, FILE *out)
+{
+    int nviews, ndiffer;
+    int64_t n = matview_diffs(r, &nviews, &ndiffer);
+
+    if (nviews == 0)
+        return;
+    fprintf(out,
+            "materialized views (%d compared, %d differ%s; not counted: the target refreshed "
+            "them from the copied rows, a source view not refreshed since its tables changed "
+            "differs):\n",
+            nviews, ndiffer, ndiffer == 1 ? "s" : "");
+    if (n > 0)
+        print_diff_lines(r, out, true);
+}
+
+static void print_rows(const VerifyRun *r, FILE *out)
+{
+    const VerifyScan *s = &r->scan;
+    int64_t counted = row_failures(r);
+
+    if (counted == 0)
+        return;
+    fprintf(out, "row differences (%lld%s):\n", (long long)counted,
+            s->ndiffs < s->total_diffs ? "" : ", all shown");
+    print_diff_lines(r, out, false);
     if (s->ndiffs < s->total_diffs)
         fprintf(out, "  ... and %lld more (--max-differences %d)\n",
                 (long long)(s->total_diffs - s->ndiffs), r->o->max_differences);
@@ -251,7 +315,7 @@ static void print_table_summary(const VerifyRun *r, FILE *out)
 
 static void print_text(const VerifyRun *r, FILE *out)
 {
-    int64_t sf = schema_failures(r);
+    int64_t sf = schema_failures(r), rf = row_failures(r);
 
     if (r->npoints <= 1)
         fprintf(out, "consistent point: %s\n", r->npoints ? r->points[0] : "none");
@@ -266,14 +330,14 @@ static void print_text(const VerifyRun *r, FILE *out)
         }
     }
     print_rows(r, out);
+    print_matviews(r, out);
     print_schema(r, out);
     print_table_summary(r, out);
-    if (r->scan.total_diffs == 0 && sf == 0)
+    if (rf == 0 && sf == 0)
         fprintf(out, "result: MATCH\n");
     else
         fprintf(out, "result: DIFFERENT (%lld row difference%s, %lld schema difference%s)\n",
-                (long long)r->scan.total_diffs, r->scan.total_diffs == 1 ? "" : "s", (long long)sf,
-                sf == 1 ? "" : "s");
+                (long long)rf, rf == 1 ? "" : "s", (long long)sf, sf == 1 ? "" : "s");
 }
 
 static json_t *diff_json(const VerifyDiff *d)
@@ -303,7 +367,9 @@ static void print_json(const VerifyRun *r, FILE *out)
 {
     json_t *tables = json_array(), *diffs = json_array(), *schema = json_array(), *root;
     json_t *points = json_array();
-    int64_t sf = schema_failures(r);
+    int64_t sf = schema_failures(r), rf = row_failures(r);
+    int nviews, ndiffer;
+    int64_t mf = matview_diffs(r, &nviews, &ndiffer);
 
     for (int i = 0; i < r->npoints; i++)
         json_array_append_new(points, json_string(r->points[i]));
@@ -312,12 +378,13 @@ static void print_json(const VerifyRun *r, FILE *out)
 
         json_array_append_new(
             tables,
-            json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:i}", "schema",
-                      t->schema_name, "table", t->table_name, "has_key", t->nkey > 0, "source_rows",
-                      (json_int_t)t->rows[0], "target_rows", (json_int_t)t->rows[1], "missing",
-                      (json_int_t)t->missing, "extra", (json_int_t)t->extra, "changed",
-                      (json_int_t)t->changed, "match", t->missing + t->extra + t->changed == 0,
-                      "consistent_point", r->table_point ? r->table_point[i] : 0));
+            json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:i}", "schema",
+                      t->schema_name, "table", t->table_name, "materialized_view", t->matview,
+                      "has_key", t->nkey > 0, "source_rows", (json_int_t)t->rows[0], "target_rows",
+                      (json_int_t)t->rows[1], "missing", (json_int_t)t->missing, "extra",
+                      (json_int_t)t->extra, "changed", (json_int_t)t->changed, "match",
+                      t->missing + t->extra + t->changed == 0, "consistent_point",
+                      r->table_point ? r->table_point[i] : 0));
     }
     for (int i = 0; i < r->scan.ndiffs; i++)
         json_array_append_new(diffs, diff_json(&r->scan.diffs[i]));
@@ -329,9 +396,9 @@ static void print_json(const VerifyRun *r, FILE *out)
                                         "object", d->object, "problem", d->problem, "source",
                                         d->source, "target", d->target, "counts", d->counts));
     }
-    root = json_pack("{s:b, s:o, s:o, s:I, s:o, s:I, s:o, s:f}", "match",
-                     r->scan.total_diffs == 0 && sf == 0, "consistent_points", points, "tables",
-                     tables, "row_differences_total", (json_int_t)r->scan.total_diffs,
+    root = json_pack("{s:b, s:o, s:o, s:I, s:I, s:o, s:I, s:o, s:f}", "match", rf == 0 && sf == 0,
+                     "consistent_points", points, "tables", tables, "row_differences_total",
+                     (json_int_t)rf, "materialized_view_differences_total", (json_int_t)mf,
                      "row_differences", diffs, "schema_differences_total", (json_int_t)sf,
                      "schema_differences", schema, "seconds", r->seconds);
     json_dumpf(root, out, JSON_INDENT(2));
@@ -432,10 +499,11 @@ static int run(VerifyRun *r)
 
     if (!parse_filter(r))
         return EXIT_USAGE;
+    r->point.stop = &interrupt_requested;
     if (!open_side(r, 0) || !open_side(r, 1) || !default_filter(r) || !same_hash_function(r) ||
         !verifypoint_open(&r->point, (const ConnInfo *const *)r->ci, r->conn) ||
         !verifypoint_take(&r->point, (const ConnInfo *const *)r->ci, r->conn))
-        return EXIT_FAILED;
+        return interrupt_requested ? EXIT_INTERRUPTED : EXIT_FAILED;
     add_point(r);
     if (!schemadiff_run(r->conn[0], r->conn[1], keep_table, r, r->point.live, &r->schema,
                         &r->nschema) ||
@@ -458,7 +526,7 @@ static int run(VerifyRun *r)
         print_json(r, stdout);
     else
         print_text(r, stdout);
-    return r->scan.total_diffs == 0 && schema_failures(r) == 0 ? EXIT_OK : EXIT_DIFFERENT;
+    return row_failures(r) == 0 && schema_failures(r) == 0 ? EXIT_OK : EXIT_DIFFERENT;
 }
 
 int cmd_verify(const Options *o)

@@ -116,6 +116,20 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+static bool stopped(const VerifyPoint *vp)
+{
+    if (vp->stop && *vp->stop) {
+        log_msg(LOG_ERROR, NULL, NULL, "[verify] interrupted");
+        return true;
+    }
+    return false;
+}
+
+static bool own_follower_alive(void *arg)
+{
+    return follow_thread_alive(arg);
+}
+
 /* No `pgrelocate start` runs: follow in a thread of ours for the while. */
 static bool spawn_follower(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
 {
@@ -155,11 +169,20 @@ static bool spawn_follower(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn 
     log_info("[verify] no pgrelocate start runs: following changes in this process meanwhile");
     if (!(vp->follower = follow_spawn(&vp->fo)))
         return false;
+    vp->watch.alive = own_follower_alive;
+    vp->watch.arg = vp->follower;
     for (int waited = 0; waited < SPAWN_WAIT_MS; waited += 100) {
-        if (!syncpoint_follower_running(conn[1], &running))
+        if (stopped(vp) || !syncpoint_follower_running(conn[1], &running))
             return false;
         if (running)
             return true;
+        if (!follow_thread_alive(vp->follower)) {
+            log_msg(LOG_ERROR, NULL,
+                    "Fix the cause the error above names, then run pgrelocate start or verify "
+                    "again.",
+                    "the follower started for verify stopped before it came up");
+            return false;
+        }
         sleep_ms(100);
     }
     log_msg(LOG_ERROR, NULL, "Run pgrelocate start and verify again.",
@@ -198,7 +221,7 @@ static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
  * moment to end, and the follower is held meanwhile.  So first wait,
  * without holding anything, for the transactions running now (a long
  * report, say) to end; the slot then waits only for younger ones. */
-static bool wait_older_transactions(PGconn *up, int side)
+static bool wait_older_transactions(const VerifyPoint *vp, PGconn *up, int side)
 {
     const char *p[1];
     PGresult *res = conn_query(
@@ -223,6 +246,8 @@ static bool wait_older_transactions(PGconn *up, int side)
         PQclear(res);
         if (done)
             return true;
+        if (stopped(vp) || (vp->watch.alive && !vp->watch.alive(vp->watch.arg)))
+            return false;
         if ((double)time(NULL) - logged >= 10) {
             logged = (double)time(NULL);
             log_info("[verify] waiting %.0f s so far for %s transactions older than verify to "
@@ -248,11 +273,12 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     char *slot_snapshot = NULL, when[2][64], lsn_text[LSN_TEXT_SIZE];
     Lsn lsn = 0;
     bool own = vp->follower != NULL;
-    bool ok = ctl && wait_older_transactions(conn[up], up) && (rep = conn_open(ci[up], &ro));
+    bool ok = ctl && wait_older_transactions(vp, conn[up], up) && (rep = conn_open(ci[up], &ro));
     double held_at = (double)clock_now_ms(),
            held_ms = 0; /* from the request: an upper bound of the pause */
 
-    ok = ok && (sp = syncpoint_hold(ctl, HOLD_WAIT_MS, own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS));
+    ok = ok && (sp = syncpoint_hold_watched(ctl, HOLD_WAIT_MS,
+                                            own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS, &vp->watch));
     log_debug("[verify] follower held after %.0f ms", (double)clock_now_ms() - held_at);
     ok = ok && create_temp_slot(rep, &lsn, &slot_snapshot);
     log_debug("[verify] temporary slot at %.0f ms", (double)clock_now_ms() - held_at);
@@ -281,8 +307,11 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
 bool verifypoint_open(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2])
 {
     bool running = false, follows;
+    volatile sig_atomic_t *stop = vp->stop;
 
     memset(vp, 0, sizeof(*vp));
+    vp->stop = stop;
+    vp->watch.stop = stop;
     if (!following_migration(conn[1], vp, &follows))
         return false;
     if (!follows)

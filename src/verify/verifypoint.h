@@ -19,15 +19,18 @@
 
 #include "conninfo.h"
 #include "follow.h"
+#include "syncpoint.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
 
 typedef struct VerifyPoint {
-    char *snapshot[2];     /* exported snapshot names: [source, target] */
-    char description[512]; /* for the report */
-    bool live;             /* at a replication position: changes are still flowing */
+    char *snapshot[2];           /* exported snapshot names: [source, target] */
+    char description[512];       /* for the report */
+    bool live;                   /* at a replication position: changes are still flowing */
+    volatile sig_atomic_t *stop; /* set before verifypoint_open: ends every wait at once */
     /* internal */
+    SyncWatch watch; /* what ends a sync point's waits: stop, our follower's end */
     FollowOpts fo;
     FollowThread *follower; /* one this process runs, or NULL */
     int up;                 /* the side changes flow from: 0 source, 1 target (reverse) */
@@ -38,6 +41,8 @@ typedef struct VerifyPoint {
 
 /* Find out how points can be taken (a following migration: live; else
  * separate snapshots) and start an in-process follower if one is needed.
+ * Every wait then ends as soon as *vp->stop is set (vp->stop may be NULL)
+ * or that follower stops on an error.
  * conn[side]: idle connections.  false after logging; verifypoint_end
  * frees what was set up either way. */
 bool verifypoint_open(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *conn[2]);

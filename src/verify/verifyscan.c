@@ -24,20 +24,22 @@ const char *const verifyscan_session_sql =
     " SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0";
 
 /* One row per column (a table without columns: one row, attname NULL),
- * with its position in the primary key (0: not in it), and the name --tables
- * matches: a partition's root's (a partitioned table is chosen whole). */
+ * with its position in the primary key (0: not in it), the name --tables
+ * matches: a partition's root's (a partitioned table is chosen whole), and
+ * the kind: tables, and materialized views that hold rows. */
 static const char *const tables_sql =
     "SELECT n.nspname, c.relname, pg_table_size(c.oid),"
     "  pg_relation_size(c.oid) / current_setting('block_size')::int, c.reltuples::int8,"
     "  a.attname, coalesce((SELECT p.ord FROM unnest(i.indkey::int2[]) WITH ORDINALITY"
     "                       AS p(attnum, ord) WHERE p.attnum = a.attnum), 0),"
-    "  coalesce(rn.nspname, n.nspname), coalesce(rc.relname, c.relname)"
+    "  coalesce(rn.nspname, n.nspname), coalesce(rc.relname, c.relname), c.relkind"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " LEFT JOIN pg_class rc ON rc.oid = pg_partition_root(c.oid) AND c.relispartition"
     " LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace"
     " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
     " LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary"
-    " WHERE c.relkind = 'r' AND c.relpersistence <> 't'"
+    " WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated))"
+    " AND c.relpersistence <> 't'"
     " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgrelocate')"
     " AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"
     " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
@@ -122,16 +124,17 @@ static void add_table(VerifyScan *vs, const PGresult *s, int i, int ie, const PG
     if (est < 0) /* never analyzed */
         est = vt->blocks[0] * 50;
     vt->bucket_bits = digest_bucket_bits(est);
+    vt->matview = PQgetvalue(s, i, 9)[0] == 'm';
     fill_columns(vt, s, i, ie, t, j, je);
 }
 
 bool verifyscan_list_tables(PGconn *src, PGconn *tgt, VerifyKeepFn keep, void *arg, VerifyScan *out)
 {
-    PGresult *s = conn_query(src, "verify source", tables_sql, 0, NULL, 9), *t = NULL;
+    PGresult *s = conn_query(src, "verify source", tables_sql, 0, NULL, 10), *t = NULL;
     int i = 0, j = 0;
 
     memset(out, 0, sizeof(*out));
-    if (!s || !(t = conn_query(tgt, "verify target", tables_sql, 0, NULL, 9))) {
+    if (!s || !(t = conn_query(tgt, "verify target", tables_sql, 0, NULL, 10))) {
         PQclear(s);
         return false;
     }

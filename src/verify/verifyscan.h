@@ -37,6 +37,8 @@ typedef struct VerifyTable {
     DigestBucket *buckets[2];
     int64_t rows[2];
     int64_t missing, extra, changed; /* rows, every one counted */
+    bool matview; /* a materialized view: refreshed on the target from the copied rows, so
+                   * reported apart (a stale one on the source differs) */
 } VerifyTable;
 
 /* One reported difference (the first max_differences of the run). */

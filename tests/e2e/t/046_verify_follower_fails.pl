@@ -1,0 +1,111 @@
+# verify never hangs on its in-process follower (issue 13, item 4).  With
+# `pgrelocate start` stopped, verify follows in its own process for the
+# while; then:
+#   A. its summary counts schema differences the same way in the list and
+#      in the result line (a sequence value behind is listed, not counted);
+#   B. the first SIGINT while it waits stops it at once (exit 130), and it
+#      leaves no session, snapshot or temporary slot on the source;
+#   C. when its follower stops on an apply error (a unique index only the
+#      target has) while verify waits for it to reach the consistent point,
+#      verify ends within seconds with the follower's own error, and
+#      leaves nothing on the source either.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+use RelocateTest;
+use FollowTest;
+
+my $db = 'app';
+my ($src, $tgt) = RelocateTest::new_pair(dbname => $db);
+$src->safe_psql($db, <<'SQL');
+CREATE TABLE public.items (id serial PRIMARY KEY, code text NOT NULL, note text);
+INSERT INTO public.items (code) SELECT 'c' || i FROM generate_series(1, 1000) AS i;
+CREATE TABLE public.bulk (id bigint PRIMARY KEY, filler text);
+SQL
+FollowTest::create_marker($src, $db);
+my %conn = FollowTest::conn($src, $tgt, $db);
+
+my $run = FollowTest::start_bg($src, $tgt, $db);
+ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 180), 'start reached the follow phase');
+$src->safe_psql($db, "INSERT INTO public.items (code) SELECT 'd' || i FROM generate_series(1, 10) AS i");
+ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'the target caught up');
+is(FollowTest::stop_run($run, 'INT')->{exit}, 0, 'start stopped');
+
+# nothing of verify's left on the source: sessions (and so snapshots), slots
+sub source_clean
+{
+	my ($name) = @_;
+	ok(FollowTest::wait_for_no_tool_sessions($src, 10), "$name: no pgrelocate session left on the source");
+	is(RelocateTest::query($src, $db,
+			"SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgrelocate_verify%' OR temporary"),
+		'0', "$name: no temporary slot left on the source");
+}
+
+# --- A. the counts of the summary ---
+$tgt->safe_psql($db, 'CREATE INDEX items_note_target_only ON public.items (note)');
+{
+	my $r = RelocateTest::run_copy(%conn, command => 'verify');
+	is($r->{exit}, 3, 'A: verify finds the difference (exit 3)') or diag($r->{stderr});
+	like($r->{stdout}, qr/^schema differences \(1, and 1 not counted\):\n(.*\n)*  sequence public\.items_id_seq: target behind source \(sequences are set at cutover\)$/m,
+		'A: the list counts what the result counts, and the sequence apart');
+	like($r->{stdout}, qr/^result: DIFFERENT \(0 row differences, 1 schema difference\)$/m,
+		'A: the result line gives the same count');
+}
+$tgt->safe_psql($db, 'DROP INDEX public.items_note_target_only');
+
+# --- B. the first SIGINT stops a waiting verify ---
+{
+	my $long = $src->background_psql($db);
+	$long->query_safe('BEGIN; SELECT txid_current()');
+	my $since = RelocateTest::query($src, $db, 'SELECT clock_timestamp()');
+	my $h = RelocateTest::start_copy(%conn, command => 'verify', timeout => 120);
+	# its own session (not one of A's verify, which may linger a moment),
+	# once its follower runs: it then waits for the older transaction
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
+			  . " AND backend_start > '$since' AND state = 'idle'"
+			  . " AND query LIKE '%txid_snapshot_xmin%'", 't', 60),
+		'B: verify waits for the older source transaction');
+	kill 'INT', $h->{pid};
+	my $t0 = time;
+	FollowTest::poll($src, $db, 'SELECT false', 0) while FollowTest::running($h) && time - $t0 < 15;
+	ok(!FollowTest::running($h), 'B: verify ended within 15 s of the first SIGINT')
+	  or kill 'KILL', $h->{pid};
+	my $r = RelocateTest::finish_copy($h);
+	is($r->{exit}, 130, 'B: exit status 130') or diag($r->{stderr});
+	like($r->{stderr}, qr/^pgrelocate: error: .*interrupted/m, 'B: says it was interrupted');
+	$long->query_safe('COMMIT');
+	$long->quit;
+	source_clean('B');
+}
+
+# --- C. the follower stops on an apply error while verify waits ---
+$tgt->safe_psql($db, 'CREATE UNIQUE INDEX items_code_target_only ON public.items (code)');
+# a backlog for the follower to work through first, then the conflict
+for my $i (0 .. 9)
+{
+	$src->safe_psql($db,
+		"INSERT INTO public.bulk SELECT g, repeat('x', 50) FROM generate_series($i * 20000 + 1, ($i + 1) * 20000) AS g");
+}
+$src->safe_psql($db, "UPDATE public.items SET code = 'c1' WHERE id = 2");
+{
+	my $t0 = time;
+	my $h = RelocateTest::start_copy(%conn, command => 'verify', timeout => 600);
+	1 while FollowTest::running($h) && time - $t0 < 60 && !FollowTest::poll($src, $db, 'SELECT false', 0);
+	my $seconds = time - $t0;
+	ok(!FollowTest::running($h), 'C: verify ended on its own') or kill 'KILL', $h->{pid};
+	my $r = RelocateTest::finish_copy($h);
+	cmp_ok($seconds, '<', 30, 'C: within seconds of the follower\'s error');
+	is($r->{exit}, 1, 'C: exit status 1') or diag($r->{stderr});
+	like($r->{stderr}, qr/duplicate key value violates unique constraint "items_code_target_only"/,
+		'C: the follower\'s own error is shown');
+	like($r->{stderr}, qr/^pgrelocate: error: the follower run in this process stopped before it could/m,
+		'C: verify says its follower stopped');
+	note("verify ended after ${seconds}s");
+	source_clean('C');
+}
+
+done_testing();
