@@ -582,3 +582,8 @@ char *conn_qualify(PGconn *conn, const char *schema, const char *name)
     free(n);
     return out;
 }
+
+char *conn_value_or_null(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}

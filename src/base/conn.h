@@ -121,6 +121,10 @@ PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int npa
 bool conn_call(PGconn *conn, const char *ctx, const char *sql, int nparams,
                const char *const *params, const int *lengths, const int *formats, int nrows);
 
+/* A result field as a new string, or NULL when the field is SQL NULL;
+ * caller frees. */
+char *conn_value_or_null(const PGresult *res, int row, int col);
+
 /* One statement with text parameters that returns no rows: it must return
  * PGRES_COMMAND_OK.  false after logging. */
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,

@@ -54,11 +54,6 @@ bool state_read_phase(PGconn *tgt, Phase *phase)
     return true;
 }
 
-static char *dup_or_null(PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
-}
-
 static bool load_tables(PGconn *tgt, MigrationState *st)
 {
     PGresult *res = conn_query(tgt, "state",
@@ -133,13 +128,13 @@ bool state_load(PGconn *tgt, MigrationState *st)
     }
     st->phase = phase_from_name(PQgetvalue(res, 0, 0));
     st->source = xstrdup(PQgetvalue(res, 0, 1));
-    st->snapshot = dup_or_null(res, 0, 2);
+    st->snapshot = conn_value_or_null(res, 0, 2);
     st->snapshot_backend_pid = PQgetisnull(res, 0, 3) ? 0 : atoi(PQgetvalue(res, 0, 3));
-    st->snapshot_taken_at = dup_or_null(res, 0, 4);
-    st->replication_name = dup_or_null(res, 0, 5);
+    st->snapshot_taken_at = conn_value_or_null(res, 0, 4);
+    st->replication_name = conn_value_or_null(res, 0, 5);
     st->follow = st->replication_name != NULL;
     lsn_parse(PQgetvalue(res, 0, 6), &st->slot_lsn);
-    st->tables_filter = dup_or_null(res, 0, 7);
+    st->tables_filter = conn_value_or_null(res, 0, 7);
     PQclear(res);
     return load_tables(tgt, st) && load_chunks(tgt, st);
 }

@@ -77,11 +77,6 @@ static const char cutovers_sql[] =
     "), to_char(finished_at, " ISO "), fence_lsn::text, count(*) OVER () "
     "FROM pgrelocate.cutovers ORDER BY id DESC LIMIT $1";
 
-static char *dup_value(const PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
-}
-
 bool statequery_load_migration(PGconn *tgt, StateMigrationRow *m)
 {
     PGresult *res = conn_query(tgt, "status", migration_sql, 0, NULL, 7);
@@ -94,13 +89,13 @@ bool statequery_load_migration(PGconn *tgt, StateMigrationRow *m)
         PQclear(res);
         return false;
     }
-    m->source = dup_value(res, 0, 0);
-    m->phase = dup_value(res, 0, 1);
-    m->replication_name = dup_value(res, 0, 2);
-    m->started_at = dup_value(res, 0, 3);
-    m->updated_at = dup_value(res, 0, 4);
-    m->finished_at = dup_value(res, 0, 5);
-    m->now = dup_value(res, 0, 6);
+    m->source = conn_value_or_null(res, 0, 0);
+    m->phase = conn_value_or_null(res, 0, 1);
+    m->replication_name = conn_value_or_null(res, 0, 2);
+    m->started_at = conn_value_or_null(res, 0, 3);
+    m->updated_at = conn_value_or_null(res, 0, 4);
+    m->finished_at = conn_value_or_null(res, 0, 5);
+    m->now = conn_value_or_null(res, 0, 6);
     PQclear(res);
     return true;
 }
@@ -188,7 +183,7 @@ bool statequery_load_post_data(PGconn *tgt, int64_t *done, char **last_at)
     if (!res)
         return false;
     *done = atoll(PQgetvalue(res, 0, 0));
-    *last_at = dup_value(res, 0, 1);
+    *last_at = conn_value_or_null(res, 0, 1);
     PQclear(res);
     return true;
 }
@@ -206,10 +201,10 @@ bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n)
     for (int i = 0; i < PQntuples(res) && i < max; i++) {
         StateEvent *e = &events[(*n)++];
 
-        e->at = dup_value(res, i, 0);
-        e->level = dup_value(res, i, 1);
-        e->context = dup_value(res, i, 2);
-        e->message = dup_value(res, i, 3);
+        e->at = conn_value_or_null(res, i, 0);
+        e->level = conn_value_or_null(res, i, 1);
+        e->context = conn_value_or_null(res, i, 2);
+        e->message = conn_value_or_null(res, i, 3);
     }
     PQclear(res);
     return true;
@@ -246,15 +241,15 @@ bool statequery_load_cutovers(PGconn *tgt, StateCutoverRecord *runs, int max, in
         StateCutoverRecord *c = &runs[*n - 1 - i];
 
         c->id = atoi(PQgetvalue(res, i, 0));
-        c->direction = dup_value(res, i, 1);
+        c->direction = conn_value_or_null(res, i, 1);
         c->dry_run = PQgetvalue(res, i, 2)[0] == 't';
-        c->step = dup_value(res, i, 3);
-        c->outcome = dup_value(res, i, 4);
-        c->reason = dup_value(res, i, 5);
+        c->step = conn_value_or_null(res, i, 3);
+        c->outcome = conn_value_or_null(res, i, 4);
+        c->reason = conn_value_or_null(res, i, 5);
         c->pause_ms = PQgetisnull(res, i, 6) ? -1 : atoll(PQgetvalue(res, i, 6));
-        c->started_at = dup_value(res, i, 7);
-        c->finished_at = dup_value(res, i, 8);
-        c->fence_lsn = dup_value(res, i, 9);
+        c->started_at = conn_value_or_null(res, i, 7);
+        c->finished_at = conn_value_or_null(res, i, 8);
+        c->fence_lsn = conn_value_or_null(res, i, 9);
     }
     PQclear(res);
     return true;

@@ -86,7 +86,7 @@ static bool read_state(SyncPoint *sp, char *state, size_t len, char **detail)
     if (!PQgetisnull(res, 0, 1))
         lsn_parse(PQgetvalue(res, 0, 1), &sp->applied_lsn);
     if (detail)
-        *detail = PQgetisnull(res, 0, 2) ? NULL : xstrdup(PQgetvalue(res, 0, 2));
+        *detail = conn_value_or_null(res, 0, 2);
     PQclear(res);
     return true;
 }
