@@ -15,6 +15,7 @@
 #include "commands.h"
 
 #include "catalog.h"
+#include "childorder.h"
 #include "conn.h"
 #include "copy.h"
 #include "copyplan.h"
@@ -422,6 +423,17 @@ static void skip_own_publication(const CopyRun *r, PostEntry *entries, int n)
     }
 }
 
+/* Pre-data in one transaction, inheritance children in the source's
+ * column order where that takes more than pg_restore (childorder.h). */
+static bool restore_pre_data(CopyRun *r, const SchemaOpts *so)
+{
+    bool handled = false;
+
+    if (!childorder_restore_pre(r->src, r->tgt, &r->tools, r->tgt_ci, r->archive, so, &handled))
+        return false;
+    return handled || schema_restore_pre(&r->tools, r->tgt_ci, r->archive, so);
+}
+
 /* Schema phase: dump (unless the archive is in the state already) and
  * restore pre-data (unless already there), then plan. */
 static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
@@ -433,7 +445,7 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
                                        r->tables.dump_excludes, r->tables.ndump_excludes) ||
                           !state_save_archive(r->tgt, r->archive)))
         return false;
-    if (restore_pre && !schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so))
+    if (restore_pre && !restore_pre_data(r, &so))
         return false;
     if (!plan_copy(r))
         return false;
