@@ -28,8 +28,8 @@
 static const char *const children_sql_fmt =
     "WITH kids AS (SELECT c.oid FROM pg_catalog.pg_class c"
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgrelocate') AND"
-    CHILDORDER_DIFFERS_SQL ")"
+    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgrelocate') "
+    "AND" CHILDORDER_DIFFERS_SQL ")"
     " SELECT k.oid, 0 AS part, 0 AS pos, n.nspname::text, c.relname::text, true, ''"
     " FROM kids k JOIN pg_catalog.pg_class c ON c.oid = k.oid"
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -48,7 +48,8 @@ static const char *const children_sql_fmt =
     " LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation"
     " LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace"
     " UNION ALL SELECT k.oid, 2, 0, o.conname::text, pg_catalog.pg_get_constraintdef(o.oid),"
-    "  o.conislocal, pg_catalog.quote_ident(o.conname) FROM kids k JOIN pg_catalog.pg_constraint o ON o.conrelid = k.oid"
+    "  o.conislocal, pg_catalog.quote_ident(o.conname) FROM kids k JOIN pg_catalog.pg_constraint o "
+    "ON o.conrelid = k.oid"
     "  AND o.contype = 'c' AND o.convalidated"
     " UNION ALL SELECT k.oid, 3, h.inhseqno, pn.nspname::text, p.relname::text, true, ''"
     " FROM kids k JOIN pg_catalog.pg_inherits h ON h.inhrelid = k.oid"
@@ -229,8 +230,8 @@ static int rewrite_child(PGconn *tgt, const Child *c, char **text)
     }
     if (ok) {
         strbuf_append_len(&out, *text, (size_t)(create + 1 - *text));
-        strbuf_appendf(&out, "CREATE %sTABLE %s (\n%s\n)",
-                       create[8] == 'U' ? "UNLOGGED " : "", qname, list.data);
+        strbuf_appendf(&out, "CREATE %sTABLE %s (\n%s\n)", create[8] == 'U' ? "UNLOGGED " : "",
+                       qname, list.data);
         strbuf_append_len(&out, parents_end + 1, (size_t)(stmt_end - parents_end - 1));
         strbuf_append(&out, ";\n");
         append_inherit(tgt, c, qname, &out);
@@ -322,8 +323,8 @@ static char *child_names(PGconn *tgt, const Child *kids, int n)
 
     strbuf_init(&sb);
     for (int i = 0; i < n; i++) {
-        char *q = conn_qualify(tgt, field(&kids[i], kids[i].begin, 3),
-                               field(&kids[i], kids[i].begin, 4));
+        char *q =
+            conn_qualify(tgt, field(&kids[i], kids[i].begin, 3), field(&kids[i], kids[i].begin, 4));
 
         strbuf_appendf(&sb, "%s%s", i ? ", " : "", q);
         free(q);
