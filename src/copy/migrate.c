@@ -972,6 +972,14 @@ static bool run_follow(CopyRun *r)
                      .stop = &interrupt_requested};
     SlotInfo si;
 
+    if (r->o->skip_transaction) {
+        char lsn[LSN_TEXT_SIZE];
+
+        lsn_parse(r->o->skip_transaction, &fo.skip_lsn); /* checked in migrate_main */
+        log_notice("[follow] the source transaction committed at %s is left out if it comes "
+                   "(--skip-transaction)",
+                   lsn_format(fo.skip_lsn, lsn));
+    }
     if (!slot_info(r->src, r->st.replication_name, &si))
         return false;
     if (!si.exists || strcmp(si.wal_status, "lost") == 0) {
@@ -1132,7 +1140,14 @@ static int migrate_main(const Options *o, bool follow)
 {
     CopyRun r = {.o = o, .keeper = {.control_fd = -1}, .follow = follow};
     bool ok;
+    Lsn skip;
 
+    if (o->skip_transaction && (!lsn_parse(o->skip_transaction, &skip) || skip == 0)) {
+        log_msg(LOG_ERROR, NULL,
+                "Give the commit LSN the apply error named, as in --skip-transaction 0/1A2B3C8.",
+                "invalid value for --skip-transaction: \"%s\"", o->skip_transaction);
+        return EXIT_USAGE;
+    }
     r.progress = progress_create(progress_mode(o), o->jobs);
     interrupt_catch();
     signal(SIGPIPE, SIG_IGN);
