@@ -201,13 +201,13 @@ static void report_data_error(Apply *a, const Pending *p, const char *detail, co
         d = xasprintf("%s%sThe statement carried changes of the source transactions committed "
                       "from %s to %s; they are applied again one transaction at a time to find "
                       "the one that fails.",
-                      detail ? detail : "", detail ? "\n" : "", from, to);
+                      detail ? detail : "", detail ? " " : "", from, to);
         log_msg(LOG_NOTICE, d, NULL, "[apply] %s: %s", p->what, primary);
         free(d);
         return;
     }
     d = xasprintf("%s%sThe change comes from source transaction %u, committed at %s.",
-                  detail ? detail : "", detail ? "\n" : "", p->to.xid, from);
+                  detail ? detail : "", detail ? " " : "", p->to.xid, from);
     if (!hint)
         hint = h = xasprintf(
             "Make the target accept the change and run pgrelocate start again, or skip that "
