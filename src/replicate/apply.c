@@ -69,7 +69,8 @@ typedef struct Rel {
     int held_noffs;
     int held_cap;
     bool dirty;          /* in the apply's list of tables holding rows */
-    SourceTxn held_from; /* the source transaction of the first held row */
+    SourceTxn held_from; /* the source transactions of the first and the last held row */
+    SourceTxn held_to;
 } Rel;
 
 typedef struct Pending {
@@ -93,7 +94,8 @@ struct Apply {
     bool conn_lost; /* a failure came from the connection, not the data */
     Lsn txn_final_lsn;
     SourceTxn txn;       /* the current (or last) source transaction */
-    SourceTxn held_from; /* rows being flushed came from here on; 0: txn */
+    SourceTxn held_from; /* rows being flushed came from these; 0: txn */
+    SourceTxn held_to;
     Lsn skip_lsn;        /* --skip-transaction: the commit LSN to leave out */
     bool skip_hit;       /* the current source transaction is that one */
     int64_t skipped_changes;
@@ -154,7 +156,7 @@ static void pend_push(Apply *a, int expect_rows, char *what)
     a->pend[a->npend].what = what;
     a->pend[a->npend].sync = what == NULL;
     a->pend[a->npend].failed = false;
-    a->pend[a->npend].to = a->txn;
+    a->pend[a->npend].to = a->held_from.commit_lsn ? a->held_to : a->txn;
     a->pend[a->npend].from = a->held_from.commit_lsn ? a->held_from : a->txn;
     a->npend++;
     if (what)
@@ -832,6 +834,7 @@ static bool flush_rel(Apply *a, Rel *r)
     }
     per_row += nkey;
     a->held_from = r->held_from;
+    a->held_to = r->held_to;
     while (done < r->held_rows) {
         static const int sizes[] = {HOLD_ROWS, 64, 16, 4, 1};
         ApplySqlShape sh = {.op = r->held_op,
@@ -874,6 +877,7 @@ static bool flush_rel(Apply *a, Rel *r)
         if (!maybe_sync(a))
             return false;
         a->held_from = r->held_from;
+        a->held_to = r->held_to;
     }
     a->held_from.commit_lsn = 0;
     free(r->held_mask);
@@ -967,6 +971,7 @@ static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const c
         if (mask[i] == '1')
             hold_value(r, &t->values[i]);
     r->held_rows++;
+    r->held_to = a->txn;
     a->stats.changes++;
     if (!r->dirty) {
         if (a->ndirty == a->dirty_cap) {
