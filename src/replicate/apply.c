@@ -96,8 +96,8 @@ struct Apply {
     SourceTxn txn;       /* the current (or last) source transaction */
     SourceTxn held_from; /* rows being flushed came from these; 0: txn */
     SourceTxn held_to;
-    Lsn skip_lsn;        /* --skip-transaction: the commit LSN to leave out */
-    bool skip_hit;       /* the current source transaction is that one */
+    Lsn skip_lsn;  /* --skip-transaction: the commit LSN to leave out */
+    bool skip_hit; /* the current source transaction is that one */
     int64_t skipped_changes;
     bool exact;     /* held rows never span source transactions */
     bool ambiguous; /* the failed statement carried several source transactions */
