@@ -69,8 +69,8 @@ typedef struct Rel {
     int held_noffs;
     int held_cap;
     bool dirty;          /* in the apply's list of tables holding rows */
-    SourceTxn held_from; /* the source transactions of the first and the last held row */
-    SourceTxn held_to;
+    SourceTxn *held_txn; /* per held row: its source transaction */
+    int held_txn_cap;
 } Rel;
 
 typedef struct Pending {
@@ -421,6 +421,7 @@ static void free_rel(Rel *r)
     free(r->held_where);
     free(r->held_vals.data);
     free(r->held_offs);
+    free(r->held_txn);
     for (Stmt *s = r->stmts, *n; s; s = n) {
         n = s->next;
         free(s->shape);
@@ -833,8 +834,6 @@ static bool flush_rel(Apply *a, Rel *r)
         per_row += r->held_mask && r->held_mask[i] == '1';
     }
     per_row += nkey;
-    a->held_from = r->held_from;
-    a->held_to = r->held_to;
     while (done < r->held_rows) {
         static const int sizes[] = {HOLD_ROWS, 64, 16, 4, 1};
         ApplySqlShape sh = {.op = r->held_op,
@@ -871,13 +870,13 @@ static bool flush_rel(Apply *a, Rel *r)
                       r->relname, PQerrorMessage(a->tgt));
             return false;
         }
+        a->held_from = r->held_txn[done];
+        a->held_to = r->held_txn[done + k - 1];
         pend_push(a, upd ? k : 0, describe_held(r, done, k, per_row, nkey));
         a->held_from.commit_lsn = 0;
         done += k;
         if (!maybe_sync(a))
             return false;
-        a->held_from = r->held_from;
-        a->held_to = r->held_to;
     }
     a->held_from.commit_lsn = 0;
     free(r->held_mask);
@@ -957,7 +956,6 @@ static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const c
         !flush_rel(a, r))
         return false;
     if (!r->held_mask) {
-        r->held_from = a->txn;
         r->held_op = op;
         r->held_mask = xstrdup(mask);
         r->held_where = op == APPLYSQL_UPDATE_BATCH ? xstrdup(where) : NULL;
@@ -970,8 +968,11 @@ static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const c
     for (int i = 0; i < r->ncols; i++)
         if (mask[i] == '1')
             hold_value(r, &t->values[i]);
-    r->held_rows++;
-    r->held_to = a->txn;
+    if (r->held_rows == r->held_txn_cap) {
+        r->held_txn_cap = r->held_txn_cap ? r->held_txn_cap * 2 : 64;
+        r->held_txn = xrealloc(r->held_txn, (size_t)r->held_txn_cap * sizeof(SourceTxn));
+    }
+    r->held_txn[r->held_rows++] = a->txn;
     a->stats.changes++;
     if (!r->dirty) {
         if (a->ndirty == a->dirty_cap) {

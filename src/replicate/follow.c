@@ -763,13 +763,15 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     pthread_join(st, NULL);
     pthread_join(at, NULL);
     conn_close(monitor);
+    *lost = !s.failed && !s.finished && !*o->stop;
     if (s.failed && s.ambiguous && !c->exact) {
-        /* once more, one source transaction at a time: the failure then
-         * names its transaction (and --skip-transaction can leave it out) */
+        /* once more at once, one source transaction at a time: the failure
+         * then names its transaction (and --skip-transaction can leave it
+         * out) */
+        log_notice("[%s] applying again one source transaction at a time", label(o));
         c->exact = true;
         s.failed = false;
     }
-    *lost = !s.failed && !s.finished && !*o->stop;
     free_queue(&s);
     stream_close(s.stream);
     apply_destroy(s.apply);
