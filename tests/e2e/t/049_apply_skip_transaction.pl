@@ -35,17 +35,17 @@ ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 120), 'start reached the foll
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'caught up before the conflict');
 
 $tgt->safe_psql($db, 'CREATE UNIQUE INDEX items_code_target_only ON public.items (code)');
-# several source transactions in quick succession, so that inserts into
-# items from more than one of them may share a multi-row statement
-$src->safe_psql($db, q{
-INSERT INTO public.items VALUES (6, 'c6', 'fine');
+# many source transactions in quick succession, so that inserts into
+# items from more than one of them may share a multi-row statement (then
+# apply runs them again one transaction at a time to name the one)
+$src->safe_psql($db, join("\n",
+	(map { "INSERT INTO public.items VALUES ($_, 'c$_', 'fine');" } 11 .. 40), q{
 BEGIN;
 INSERT INTO public.items VALUES (10, 'c1', 'duplicate on the target only');
 UPDATE public.other SET v = 100 WHERE id = 1;
 INSERT INTO public.xids SELECT 'bad', pg_current_xact_id()::text::bigint;
-COMMIT;
-INSERT INTO public.items VALUES (7, 'c7', 'fine');
-});
+COMMIT;},
+	(map { "INSERT INTO public.items VALUES ($_, 'c$_', 'fine');" } 41 .. 70)));
 my $r = FollowTest::finish($run);
 is($r->{exit}, 1, 'start stops on the refused insert');
 my $xid = RelocateTest::query($src, $db, "SELECT xid FROM public.xids WHERE what = 'bad'");
@@ -58,8 +58,9 @@ $lsn //= '0/0';
 like($r->{stderr}, qr/^HINT: .*pgrelocate start --skip-transaction \Q$lsn\E and repair its rows on the target by hand/m,
 	'the HINT names the way on');
 note('one transaction at a time: ' . ($r->{stderr} =~ /applied again one transaction at a time/ ? 'yes' : 'not needed'));
-is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.items WHERE id IN (6, 7, 10)'), '0',
-	'nothing of the failed batch is on the target');
+is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.items WHERE id >= 10'),
+	RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.items WHERE id BETWEEN 11 AND 40'),
+	'nothing at or after the refused transaction is on the target');
 
 {
 	my $bad = RelocateTest::run_copy(%conn, command => 'start', args => ['--skip-transaction', 'next']);
@@ -76,8 +77,8 @@ INSERT INTO public.items VALUES (8, 'c8', 'after the skip');
 });
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'with the skip, start catches up');
 ok(FollowTest::running($run), 'and keeps following');
-is(RelocateTest::query($tgt, $db, 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM public.items'),
-	'1,2,3,4,5,6,7,8', 'the transactions before and after the skipped one are applied');
+is(RelocateTest::query($tgt, $db, 'SELECT count(*) || \' \' || bool_and(id <> 10) FROM public.items'),
+	'66 true', 'the transactions before and after the skipped one are applied');
 is(RelocateTest::query($tgt, $db, 'SELECT string_agg(v::text, \',\' ORDER BY id) FROM public.other'),
 	'1,1002,1003,4,5', 'other tables keep streaming; the skipped update is not applied');
 is(RelocateTest::query($tgt, $db, q{SELECT string_agg(message, ' | ') FROM pgrelocate.events
