@@ -28,14 +28,15 @@ typedef struct Options {
     bool new_snapshot;
     bool no_owner;
     bool no_acl;
-    const char *pg_bin;           /* directory holding pg_dump/pg_restore */
-    int64_t snapshot_grace_ms;    /* keep the snapshot this long after a crash */
-    const char *progress;         /* "auto", "tty", "plain", "none" */
-    bool replica_identity_full;   /* start: give tables without a key REPLICA IDENTITY FULL */
-    int64_t slot_wait_ms;         /* start: give up creating the slot after this long */
-    int64_t max_retained_wal;     /* start: warn when the slot keeps more WAL than this */
-    const char *metrics_listen;   /* start: ADDR:PORT for Prometheus metrics, or NULL */
-    const char *skip_transaction; /* start: commit LSN of a source transaction to leave out */
+    const char *pg_bin;         /* directory holding pg_dump/pg_restore */
+    int64_t snapshot_grace_ms;  /* keep the snapshot this long after a crash */
+    const char *progress;       /* "auto", "tty", "plain", "none" */
+    bool replica_identity_full; /* start: give tables without a key REPLICA IDENTITY FULL */
+    int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
+    int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
+    const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
+    /* start: commit LSN of a source transaction to leave out */
+    const char *skip_transaction;
     OptList tables;        /* copy, start, verify: --tables patterns (each may be a comma list) */
     bool json;             /* check, status: machine-readable output on stdout */
     bool watch;            /* status: redraw every interval until Ctrl-C */

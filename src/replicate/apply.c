@@ -68,8 +68,10 @@ typedef struct Rel {
     long *held_offs;  /* per value: offset in held_vals, -1 for NULL */
     int held_noffs;
     int held_cap;
-    bool dirty;          /* in the apply's list of tables holding rows */
-    SourceTxn *held_txn; /* per held row: its source transaction */
+    bool dirty; /* in the apply's list of tables holding rows */
+
+    /* per held row: its source transaction (named when a statement fails) */
+    SourceTxn *held_txn;
     int held_txn_cap;
 } Rel;
 
