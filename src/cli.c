@@ -47,6 +47,10 @@ static const OptionSpec option_table[] = {
      "warn when the replication slot keeps more WAL than this on the source (default: 20GB)"},
     {"metrics-listen", 0, OPT_STRING, OPT(metrics_listen), "PGRELOCATE_METRICS_LISTEN", "ADDR:PORT",
      "serve Prometheus metrics over HTTP at ADDR:PORT (e.g. 127.0.0.1:9187)"},
+    {"skip-transaction", 0, OPT_STRING, OPT(skip_transaction), NULL, "LSN",
+     "for experts: leave out the source transaction committed at LSN (the one an apply error "
+     "names), recorded in the event log; repair its rows on the target by hand (verify names "
+     "them)"},
     {"tables", 0, OPT_LIST, OPT(tables), NULL, "PATTERN",
      "only the tables matching PATTERN (copy, start: moved; verify: compared; check: judged; "
      "status: shown): comma-separated, "

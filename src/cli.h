@@ -35,6 +35,8 @@ typedef struct Options {
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
     int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
     const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
+    /* start: commit LSN of a source transaction to leave out */
+    const char *skip_transaction;
     OptList tables;        /* copy, start, verify: --tables patterns (each may be a comma list) */
     bool json;             /* check, status: machine-readable output on stdout */
     bool watch;            /* status: redraw every interval until Ctrl-C */

@@ -29,6 +29,7 @@ static const char *const start_options[] = {"source",
                                             "max-retained-wal",
                                             "metrics-listen",
                                             "tables",
+                                            "skip-transaction",
                                             NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
 static const char *const check_options[] = {"source", "target", "pg-bin", "json", "tables", NULL};
@@ -96,6 +97,12 @@ static const CommandSpec commands[] = {
      "gives them REPLICA IDENTITY FULL instead (cleanup restores it). The target role must\n"
      "be a superuser (RDS/Aurora: rds_superuser): changes are applied in replica mode and\n"
      "progress is kept in a replication origin.\n"
+     "\n"
+     "When the target refuses a change (a constraint only the target has, a row changed\n"
+     "there), apply stops and names the table, the key and the source transaction (its xid\n"
+     "and commit LSN). Make the target accept it and run start again; or, as an expert,\n"
+     "run start --skip-transaction LSN to leave that one transaction out (status and the\n"
+     "event log keep it) and repair its rows on the target by hand: verify names them.\n"
      "\n"
      "The slot keeps WAL on the source until pgrelocate has applied it: do not leave a\n"
      "stopped migration for long, and run `pgrelocate cleanup` when you are done.\n"

@@ -67,6 +67,12 @@ static const char post_data_sql[] =
 static const char events_sql[] =
     "SELECT to_char(at, " ISO "), level, context, message FROM pgrelocate.events "
     "ORDER BY level = 'error' DESC, id DESC LIMIT $1";
+/* Source transactions left out by --skip-transaction (apply.c), oldest
+ * first: kept apart from the latest events, never pushed out by them. */
+static const char skips_sql[] =
+    "SELECT to_char(at, " ISO "), level, context, message FROM pgrelocate.events "
+    "WHERE context = 'apply' AND message LIKE 'skipped source transaction %' "
+    "ORDER BY id LIMIT $1";
 
 /* State of version 1 has pgrelocate.cutovers once a cutover or rollback
  * has run.  The latest runs, newest first, with how many there are. */
@@ -188,7 +194,7 @@ bool statequery_load_post_data(PGconn *tgt, int64_t *done, char **last_at)
     return true;
 }
 
-bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n)
+static bool load_events(PGconn *tgt, const char *sql, StateEvent *events, int max, int *n)
 {
     char limit[16];
     const char *p[1] = {limit};
@@ -196,7 +202,7 @@ bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n)
 
     snprintf(limit, sizeof(limit), "%d", max);
     *n = 0;
-    if (!(res = conn_query(tgt, "status", events_sql, 1, p, 4)))
+    if (!(res = conn_query(tgt, "status", sql, 1, p, 4)))
         return false;
     for (int i = 0; i < PQntuples(res) && i < max; i++) {
         StateEvent *e = &events[(*n)++];
@@ -208,6 +214,16 @@ bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n)
     }
     PQclear(res);
     return true;
+}
+
+bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n)
+{
+    return load_events(tgt, events_sql, events, max, n);
+}
+
+bool statequery_load_skips(PGconn *tgt, StateEvent *events, int max, int *n)
+{
+    return load_events(tgt, skips_sql, events, max, n);
 }
 
 void statequery_free_event(StateEvent *e)

@@ -63,6 +63,9 @@ bool statequery_load_post_data(PGconn *tgt, int64_t *done, char **last_at);
 /* Up to max events, errors first, then newest first. */
 bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n);
 void statequery_free_event(StateEvent *e);
+/* The first max source transactions --skip-transaction left out, oldest
+ * first (free each with statequery_free_event). */
+bool statequery_load_skips(PGconn *tgt, StateEvent *events, int max, int *n);
 /* The latest max runs, oldest first, and how many there are in all
  * (none before the first cutover in state of version 1). */
 bool statequery_load_cutovers(PGconn *tgt, StateCutoverRecord *runs, int max, int *n, int *total);

@@ -15,6 +15,7 @@
 #include "commands.h"
 
 #include "catalog.h"
+#include "childorder.h"
 #include "conn.h"
 #include "copy.h"
 #include "copyplan.h"
@@ -422,6 +423,17 @@ static void skip_own_publication(const CopyRun *r, PostEntry *entries, int n)
     }
 }
 
+/* Pre-data in one transaction, inheritance children in the source's
+ * column order where that takes more than pg_restore (childorder.h). */
+static bool restore_pre_data(CopyRun *r, const SchemaOpts *so)
+{
+    bool handled = false;
+
+    if (!childorder_restore_pre(r->src, r->tgt, &r->tools, r->tgt_ci, r->archive, so, &handled))
+        return false;
+    return handled || schema_restore_pre(&r->tools, r->tgt_ci, r->archive, so);
+}
+
 /* Schema phase: dump (unless the archive is in the state already) and
  * restore pre-data (unless already there), then plan. */
 static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
@@ -433,7 +445,7 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
                                        r->tables.dump_excludes, r->tables.ndump_excludes) ||
                           !state_save_archive(r->tgt, r->archive)))
         return false;
-    if (restore_pre && !schema_restore_pre(&r->tools, r->tgt_ci, r->archive, &so))
+    if (restore_pre && !restore_pre_data(r, &so))
         return false;
     if (!plan_copy(r))
         return false;
@@ -960,6 +972,14 @@ static bool run_follow(CopyRun *r)
                      .stop = &interrupt_requested};
     SlotInfo si;
 
+    if (r->o->skip_transaction) {
+        char lsn[LSN_TEXT_SIZE];
+
+        lsn_parse(r->o->skip_transaction, &fo.skip_lsn); /* checked in migrate_main */
+        log_notice("[follow] the source transaction committed at %s is left out if it comes "
+                   "(--skip-transaction)",
+                   lsn_format(fo.skip_lsn, lsn));
+    }
     if (!slot_info(r->src, r->st.replication_name, &si))
         return false;
     if (!si.exists || strcmp(si.wal_status, "lost") == 0) {
@@ -1120,7 +1140,14 @@ static int migrate_main(const Options *o, bool follow)
 {
     CopyRun r = {.o = o, .keeper = {.control_fd = -1}, .follow = follow};
     bool ok;
+    Lsn skip;
 
+    if (o->skip_transaction && (!lsn_parse(o->skip_transaction, &skip) || skip == 0)) {
+        log_msg(LOG_ERROR, NULL,
+                "Give the commit LSN the apply error named, as in --skip-transaction 0/1A2B3C8.",
+                "invalid value for --skip-transaction: \"%s\"", o->skip_transaction);
+        return EXIT_USAGE;
+    }
     r.progress = progress_create(progress_mode(o), o->jobs);
     interrupt_catch();
     signal(SIGPIPE, SIG_IGN);

@@ -306,6 +306,27 @@ static bool parse_list_line(char *line, PostEntry *e)
     return true;
 }
 
+char *schema_pre_text(const PgTools *t, const char *archive, const SchemaOpts *so)
+{
+    const char *argv[7] = {t->pg_restore, "--section=pre-data", "--verbose", "--file=-"};
+    int k = 4;
+    ProcResult r;
+    char *text = NULL;
+
+    if (so->no_owner)
+        argv[k++] = "--no-owner";
+    if (so->no_acl)
+        argv[k++] = "--no-acl";
+    argv[k++] = archive;
+    argv[k] = NULL;
+    if (proc_run(argv, NULL, true, &r))
+        text = strbuf_detach(&r.out);
+    else
+        log_child_failure("schema", "writing the pre-data schema as SQL", &r);
+    proc_result_free(&r);
+    return text;
+}
+
 bool schema_list_post(const PgTools *t, const char *archive, PostEntry **out, int *n)
 {
     const char *argv[] = {t->pg_restore, "--list", "--section=post-data", archive, NULL};

@@ -59,6 +59,11 @@ bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, co
 bool schema_restore_pre(const PgTools *t, const ConnInfo *tgt, const char *archive,
                         const SchemaOpts *so);
 
+/* The pre-data section as pg_restore writes it in SQL (no server
+ * involved), with its "-- TOC entry N (class C OID O)" comments.  Caller
+ * frees; NULL after logging pg_restore's failure. */
+char *schema_pre_text(const PgTools *t, const char *archive, const SchemaOpts *so);
+
 /* The archive's post-data entries (done = false), in pg_dump's order. */
 bool schema_list_post(const PgTools *t, const char *archive, PostEntry **out, int *n);
 void schema_free_post(PostEntry *entries, int n);

@@ -38,6 +38,7 @@
 /* Text output lists this many tables (the biggest), then "... and N more". */
 #define STATUS_TEXT_TABLES 20
 #define STATUS_EVENTS      5
+#define STATUS_SKIPS       20
 #define STATUS_CUTOVERS    5
 #define STATUS_MAX_WARN    8
 
@@ -79,6 +80,8 @@ typedef struct Report {
     double lag_s;
     StateEvent events[STATUS_EVENTS];
     int nevents;
+    StateEvent skips[STATUS_SKIPS]; /* transactions --skip-transaction left out */
+    int nskips;
     StateCutoverRecord cutovers[STATUS_CUTOVERS]; /* the latest, oldest first */
     int ncutovers, cutovers_total;
     char *warnings[STATUS_MAX_WARN];
@@ -124,6 +127,8 @@ static void report_free(Report *r)
     free(r->table_nos);
     for (int i = 0; i < r->nevents; i++)
         statequery_free_event(&r->events[i]);
+    for (int i = 0; i < r->nskips; i++)
+        statequery_free_event(&r->skips[i]);
     for (int i = 0; i < r->ncutovers; i++)
         statequery_free_cutover(&r->cutovers[i]);
     for (int i = 0; i < r->nwarnings; i++)
@@ -280,7 +285,8 @@ static bool load_totals(PGconn *tgt, Report *r)
 static bool load_post_data_and_events(PGconn *tgt, Report *r)
 {
     return statequery_load_post_data(tgt, &r->post_data_done, &r->post_data_last_at) &&
-           statequery_load_events(tgt, r->events, STATUS_EVENTS, &r->nevents);
+           statequery_load_events(tgt, r->events, STATUS_EVENTS, &r->nevents) &&
+           statequery_load_skips(tgt, r->skips, STATUS_SKIPS, &r->nskips);
 }
 
 /* The latest runs of pgrelocate.cutovers into r->cutovers, oldest first. */
@@ -441,6 +447,8 @@ static bool load_source(PGconn *src, PGconn *tgt, Report *r)
  *   warnings        [text]
  *   events          [{at, level, context, message}]: up to 5, errors first,
  *                    then newest first
+ *   skipped_transactions [{at, message}]: what --skip-transaction left out,
+ *                    oldest first (up to 20)
  *   cutovers        {total, latest: [{id, direction (cutover, rollback),
  *                    dry_run, outcome (done, aborted, recovered; null while
  *                    unfinished), step, reason, pause_ms, started_at,
@@ -556,12 +564,23 @@ static json_t *json_cutovers(const Report *r)
     return json_pack("{s:i, s:o}", "total", r->cutovers_total, "latest", a);
 }
 
+/* [{at, message}] of the transactions --skip-transaction left out. */
+static json_t *json_skips(const Report *r)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < r->nskips; i++)
+        json_array_append_new(a, json_pack("{s:o, s:o}", "at", opt_str(r->skips[i].at), "message",
+                                           opt_str(r->skips[i].message)));
+    return a;
+}
+
 static void print_json(const Report *r, bool compact)
 {
     json_t *warnings, *events = json_events_and_warnings(r, &warnings);
     json_t *root = json_pack(
         "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:{s:I, s:o}, s:o, "
-        "s:o, s:o}",
+        "s:o, s:o, s:o}",
         "format_version", 1, "at", opt_str(r->now), "source", opt_str(r->source), "mode",
         r->replication_name ? "start" : "copy", "phase", opt_str(r->phase_name), "replication_name",
         opt_str(r->replication_name), "started_at", opt_str(r->started_at), "updated_at",
@@ -569,7 +588,8 @@ static void print_json(const Report *r, bool compact)
         opt_str(r->filter), "tables_in_migration", r->ntables_all, "copy", json_copy_totals(r),
         "tables", json_tables(r), "replication", json_replication(r), "post_data", "entries_done",
         (json_int_t)r->post_data_done, "last_done_at", opt_str(r->post_data_last_at), "warnings",
-        warnings, "events", events, "cutovers", json_cutovers(r));
+        warnings, "events", events, "cutovers", json_cutovers(r), "skipped_transactions",
+        json_skips(r));
     char *text =
         root ? json_dumps(root, JSON_PRESERVE_ORDER | (compact ? JSON_COMPACT : JSON_INDENT(2)))
              : NULL;
@@ -742,6 +762,11 @@ static void print_text(const Report *r, FILE *out)
     if (r->ntables > 0)
         print_tables(r, out);
     print_cutovers(r, out);
+    if (r->nskips > 0)
+        fprintf(out, "\nsource transactions left out (--skip-transaction; repair their rows by "
+                     "hand, verify names them)\n");
+    for (int i = 0; i < r->nskips; i++)
+        fprintf(out, "%s  %s\n", r->skips[i].at, r->skips[i].message);
     if (r->nevents > 0)
         fprintf(out, "\nlast events (errors first)\n");
     for (int i = 0; i < r->nevents; i++)

@@ -23,6 +23,12 @@
 #define HOLD_ROWS       256 /* inserts held per table before they go out */
 #define HOLD_BYTES      (1 << 20)
 
+/* A source transaction, as error messages and --skip-transaction name it. */
+typedef struct SourceTxn {
+    uint32_t xid;
+    Lsn commit_lsn; /* Begin's final LSN: where its commit record is */
+} SourceTxn;
+
 typedef struct Stmt {
     struct Stmt *next;
     char *shape; /* operation and column masks: the cache key */
@@ -63,6 +69,10 @@ typedef struct Rel {
     int held_noffs;
     int held_cap;
     bool dirty; /* in the apply's list of tables holding rows */
+
+    /* per held row: its source transaction (named when a statement fails) */
+    SourceTxn *held_txn;
+    int held_txn_cap;
 } Rel;
 
 typedef struct Pending {
@@ -70,6 +80,8 @@ typedef struct Pending {
     char *what;      /* for error messages: "update public.t (id)=(5)"; NULL: a sync */
     bool sync;       /* a pipeline sync, not a statement */
     bool failed;     /* one of its results failed */
+    SourceTxn from;  /* the source transactions its changes came from */
+    SourceTxn to;
 } Pending;
 
 struct Apply {
@@ -83,6 +95,14 @@ struct Apply {
     bool batch_open;
     bool conn_lost; /* a failure came from the connection, not the data */
     Lsn txn_final_lsn;
+    SourceTxn txn;       /* the current (or last) source transaction */
+    SourceTxn held_from; /* rows being flushed came from these; 0: txn */
+    SourceTxn held_to;
+    Lsn skip_lsn;  /* --skip-transaction: the commit LSN to leave out */
+    bool skip_hit; /* the current source transaction is that one */
+    int64_t skipped_changes;
+    bool exact;     /* held rows never span source transactions */
+    bool ambiguous; /* the failed statement carried several source transactions */
     Lsn last_end_lsn;
     int64_t last_commit_time_us;
     Lsn committed_lsn;
@@ -138,6 +158,8 @@ static void pend_push(Apply *a, int expect_rows, char *what)
     a->pend[a->npend].what = what;
     a->pend[a->npend].sync = what == NULL;
     a->pend[a->npend].failed = false;
+    a->pend[a->npend].to = a->held_from.commit_lsn ? a->held_to : a->txn;
+    a->pend[a->npend].from = a->held_from.commit_lsn ? a->held_from : a->txn;
     a->npend++;
     if (what)
         a->unsynced++;
@@ -166,6 +188,41 @@ static bool connection_error(const PGconn *conn, const PGresult *res)
            strncmp(state, "57P0", 4) == 0 || strcmp(state, "53100") == 0;
 }
 
+/* The target refused a change (not a lost connection): name the source
+ * transaction and the ways on.  A statement that carried rows of several
+ * source transactions cannot name one: *ambiguous, and the follower
+ * applies them again one transaction at a time (apply_set_exact). */
+static void report_data_error(Apply *a, const Pending *p, const char *detail, const char *hint,
+                              const char *primary)
+{
+    char from[LSN_TEXT_SIZE], to[LSN_TEXT_SIZE];
+    char *d, *h = NULL;
+
+    lsn_format(p->from.commit_lsn, from);
+    lsn_format(p->to.commit_lsn, to);
+    a->ambiguous = p->from.commit_lsn != p->to.commit_lsn;
+    if (a->ambiguous) {
+        d = xasprintf("%s%sThe statement carried changes of the source transactions committed "
+                      "from %s to %s; they are applied again one transaction at a time to find "
+                      "the one that fails.",
+                      detail ? detail : "", detail ? " " : "", from, to);
+        log_msg(LOG_NOTICE, d, NULL, "[apply] %s: %s", p->what, primary);
+        free(d);
+        return;
+    }
+    d = xasprintf("%s%sThe change comes from source transaction %u, committed at %s.",
+                  detail ? detail : "", detail ? " " : "", p->to.xid, from);
+    if (!hint)
+        hint = h = xasprintf(
+            "Make the target accept the change and run pgrelocate start again, or skip that "
+            "source transaction with pgrelocate start --skip-transaction %s and repair its "
+            "rows on the target by hand (pgrelocate verify names them).",
+            from);
+    log_msg(LOG_ERROR, d, hint, "[apply] %s: %s", p->what, primary);
+    free(d);
+    free(h);
+}
+
 /* Judge one result of the oldest unread statement p; false when it failed
  * (reported once per apply: later statements fail because of the first). */
 static bool judge_result(Apply *a, const Pending *p, PGresult *res)
@@ -179,7 +236,11 @@ static bool judge_result(Apply *a, const Pending *p, PGresult *res)
 
         if (connection_error(a->tgt, res))
             a->conn_lost = true;
-        if (!a->reported)
+        else if (!a->reported)
+            report_data_error(a, p, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+                              PQresultErrorField(res, PG_DIAG_MESSAGE_HINT),
+                              primary ? primary : PQresultErrorMessage(res));
+        if (!a->reported && a->conn_lost)
             log_msg(LOG_ERROR, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
                     PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), "[apply] %s: %s", p->what,
                     primary ? primary : PQresultErrorMessage(res));
@@ -188,11 +249,10 @@ static bool judge_result(Apply *a, const Pending *p, PGresult *res)
     }
     if (p->expect_rows > 0 && atoi(PQcmdTuples(res)) != p->expect_rows) {
         if (!a->reported)
-            log_msg(LOG_ERROR,
-                    "The target does not hold the row the source changed: something "
-                    "other than pgrelocate wrote to the target table.",
-                    "Find out what wrote to the target; then copy the table again.",
-                    "[apply] %s: no such row on the target (conflict)", p->what);
+            report_data_error(a, p,
+                              "The target does not hold the row the source changed: something "
+                              "other than pgrelocate wrote to the target table.",
+                              NULL, "no such row on the target (conflict)");
         a->reported = true;
         return false;
     }
@@ -363,6 +423,7 @@ static void free_rel(Rel *r)
     free(r->held_where);
     free(r->held_vals.data);
     free(r->held_offs);
+    free(r->held_txn);
     for (Stmt *s = r->stmts, *n; s; s = n) {
         n = s->next;
         free(s->shape);
@@ -811,11 +872,15 @@ static bool flush_rel(Apply *a, Rel *r)
                       r->relname, PQerrorMessage(a->tgt));
             return false;
         }
+        a->held_from = r->held_txn[done];
+        a->held_to = r->held_txn[done + k - 1];
         pend_push(a, upd ? k : 0, describe_held(r, done, k, per_row, nkey));
+        a->held_from.commit_lsn = 0;
         done += k;
         if (!maybe_sync(a))
             return false;
     }
+    a->held_from.commit_lsn = 0;
     free(r->held_mask);
     free(r->held_where);
     r->held_mask = r->held_where = NULL;
@@ -905,7 +970,11 @@ static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const c
     for (int i = 0; i < r->ncols; i++)
         if (mask[i] == '1')
             hold_value(r, &t->values[i]);
-    r->held_rows++;
+    if (r->held_rows == r->held_txn_cap) {
+        r->held_txn_cap = r->held_txn_cap ? r->held_txn_cap * 2 : 64;
+        r->held_txn = xrealloc(r->held_txn, (size_t)r->held_txn_cap * sizeof(SourceTxn));
+    }
+    r->held_txn[r->held_rows++] = a->txn;
     a->stats.changes++;
     if (!r->dirty) {
         if (a->ndirty == a->dirty_cap) {
@@ -1114,8 +1183,11 @@ bool apply_commit(Apply *a)
 static bool on_begin(Apply *a, const PgoBegin *b)
 {
     a->in_txn = true;
-    a->skipping = false;
     a->txn_final_lsn = b->final_lsn;
+    a->txn = (SourceTxn){b->xid, b->final_lsn};
+    a->skip_hit = a->skip_lsn != 0 && b->final_lsn == a->skip_lsn;
+    a->skipping = a->skip_hit;
+    a->skipped_changes = 0;
     if (a->batch_open)
         return true;
     a->batch_open = true;
@@ -1123,8 +1195,34 @@ static bool on_begin(Apply *a, const PgoBegin *b)
     return send_query(a, "BEGIN", 0, NULL, xstrdup("begin"));
 }
 
+/* The skipped transaction's record, in the target transaction that moves
+ * the origin past it: kept exactly once, for status and verify. */
+static bool record_skip(Apply *a)
+{
+    char lsn[LSN_TEXT_SIZE];
+    char *msg =
+        xasprintf("skipped source transaction %u committed at %s (%lld changes not "
+                  "applied, by --skip-transaction)",
+                  a->txn.xid, lsn_format(a->txn.commit_lsn, lsn), (long long)a->skipped_changes);
+    const char *p[1] = {msg};
+    bool ok;
+
+    log_warning("[apply] %s", msg);
+    ok = send_query(a,
+                    "INSERT INTO pgrelocate.events (level, context, message) "
+                    "VALUES ('warning', 'apply', $1)",
+                    1, p, xstrdup("recording the skipped transaction"));
+    free(msg);
+    a->skip_hit = false;
+    return ok;
+}
+
 static bool on_commit(Apply *a, const PgoCommit *c)
 {
+    if (a->skip_hit && !record_skip(a))
+        return false;
+    if (a->exact && !flush_all(a))
+        return false;
     a->in_txn = false;
     a->skipping = false;
     a->last_end_lsn = c->end_lsn;
@@ -1148,8 +1246,10 @@ bool apply_message(Apply *a, const PgoMessage *m)
     case PGO_MSG_INSERT:
     case PGO_MSG_UPDATE:
     case PGO_MSG_DELETE:
-        if (a->skipping)
+        if (a->skipping) {
+            a->skipped_changes += a->skip_hit;
             return true;
+        }
         if (!a->in_txn) {
             log_error("[apply] change outside a transaction (protocol error)");
             return false;
@@ -1170,6 +1270,21 @@ bool apply_message(Apply *a, const PgoMessage *m)
                   (char)m->type);
         return false;
     }
+}
+
+void apply_set_skip_lsn(Apply *a, Lsn commit_lsn)
+{
+    a->skip_lsn = commit_lsn;
+}
+
+void apply_set_exact(Apply *a, bool exact)
+{
+    a->exact = exact;
+}
+
+bool apply_failure_ambiguous(const Apply *a)
+{
+    return a->ambiguous;
 }
 
 void apply_set_skip_origin(Apply *a, const char *origin)

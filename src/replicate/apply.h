@@ -52,6 +52,20 @@ bool apply_message(Apply *a, const PgoMessage *m);
  * applied on the other side) are committed empty: nothing loops back. */
 void apply_set_skip_origin(Apply *a, const char *origin);
 
+/* Leave out the source transaction whose commit record is at commit_lsn
+ * (0: none): its changes are not applied, the origin moves past it, and an
+ * event in the same target transaction records it (pgrelocate start
+ * --skip-transaction). */
+void apply_set_skip_lsn(Apply *a, Lsn commit_lsn);
+
+/* exact: rows held for multi-row statements never span source
+ * transactions, so a failing statement names the one transaction it came
+ * from (slower; the follower turns it on after an ambiguous failure). */
+void apply_set_exact(Apply *a, bool exact);
+/* Did the last failure come from a statement carrying the changes of
+ * several source transactions (then retry with apply_set_exact)? */
+bool apply_failure_ambiguous(const Apply *a);
+
 /* Commit the open batch, if any, when at a transaction boundary. */
 bool apply_commit(Apply *a);
 /* True between Begin and Commit of a source transaction. */

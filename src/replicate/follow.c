@@ -55,6 +55,7 @@ typedef struct Session {
     bool stream_done;    /* stream thread ended (no more items will come) */
     bool apply_done;     /* apply thread ended */
     bool failed;         /* fatal apply error: do not reconnect */
+    bool ambiguous;      /* ... in a statement of several source transactions */
     bool finished;       /* a sync point said: stop following for good */
     SyncHold *hold;      /* owned by follow_run: outlives reconnects */
     atomic_uint_fast64_t committed_lsn;
@@ -519,8 +520,10 @@ static void *apply_main(void *arg)
             free(it);
         }
     }
-    if (!ok && PQstatus(s->tgt) == CONNECTION_OK && !apply_connection_lost(s->apply))
+    if (!ok && PQstatus(s->tgt) == CONNECTION_OK && !apply_connection_lost(s->apply)) {
         s->failed = true; /* not a lost connection: retrying would fail the same way */
+        s->ambiguous = apply_failure_ambiguous(s->apply);
+    }
     pgo_decoder_destroy(d);
     pthread_mutex_lock(&s->lock);
     s->apply_done = true;
@@ -641,6 +644,7 @@ typedef struct Control {
     SyncFollower *sync;
     SyncHold hold;
     int64_t retry_ms; /* when to reopen a lost control session */
+    bool exact;       /* apply one source transaction per statement (apply_set_exact) */
 } Control;
 
 static void control_poll(Control *c)
@@ -707,6 +711,8 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         return up ? FOLLOW_FAILED : FOLLOW_STOPPED;
     }
     apply_set_skip_origin(s.apply, o->skip_origin);
+    apply_set_skip_lsn(s.apply, o->skip_lsn);
+    apply_set_exact(s.apply, c->exact);
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
@@ -758,6 +764,14 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     pthread_join(at, NULL);
     conn_close(monitor);
     *lost = !s.failed && !s.finished && !*o->stop;
+    if (s.failed && s.ambiguous && !c->exact) {
+        /* once more at once, one source transaction at a time: the failure
+         * then names its transaction (and --skip-transaction can leave it
+         * out) */
+        log_notice("[%s] applying again one source transaction at a time", label(o));
+        c->exact = true;
+        s.failed = false;
+    }
     free_queue(&s);
     stream_close(s.stream);
     apply_destroy(s.apply);

@@ -38,6 +38,7 @@ typedef struct FollowOpts {
     const ConnInfo *control;     /* where pgrelocate.sync_points lives (NULL: target) */
     const char *skip_origin;     /* origin of our own changes on the source side, or NULL */
     const char *label;           /* log prefix, e.g. "follow" or "reverse" (NULL: follow) */
+    Lsn skip_lsn; /* --skip-transaction: commit LSN of a source transaction to leave out */
 } FollowOpts;
 
 typedef enum {

@@ -162,9 +162,9 @@ static int cmp_row(const PGresult *a, int i, const PGresult *b, int j)
 
 /* One merged row: c < 0 only the source has it, c > 0 only the target,
  * 0 both.  A column order is reported only when it differs (a table
- * missing is reported as such), and not counted: rows are compared by
- * column name.  A database setting only the target has is the target's
- * own choice. */
+ * missing is reported as such); rows are still compared by column name,
+ * but SELECT * and INSERT without a column list see the difference.  A
+ * database setting only the target has is the target's own choice. */
 static void merge_one(Diffs *ds, const char *kind, const PGresult *s, int i, const PGresult *t,
                       int j, int c)
 {
@@ -175,8 +175,7 @@ static void merge_one(Diffs *ds, const char *kind, const PGresult *s, int i, con
     else if (c > 0 && !order && strcmp(kind, "database setting") != 0)
         add(ds, kind, PQgetvalue(t, j, 1), "extra on target", NULL, PQgetvalue(t, j, 2));
     else if (c == 0 && strcmp(PQgetvalue(s, i, 2), PQgetvalue(t, j, 2)) != 0)
-        add(ds, kind, PQgetvalue(s, i, 1), "different", PQgetvalue(s, i, 2), PQgetvalue(t, j, 2))
-            ->counts = !order;
+        add(ds, kind, PQgetvalue(s, i, 1), "different", PQgetvalue(s, i, 2), PQgetvalue(t, j, 2));
 }
 
 static void merge_objects(const PGresult *s, const PGresult *t, SchemaKeepFn keep, void *arg,

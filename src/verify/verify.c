@@ -200,10 +200,7 @@ static void print_schema(const VerifyRun *r, FILE *out)
         const SchemaDiff *d = &r->schema[i];
 
         fprintf(out, "  %s %s: %s%s\n", d->kind, d->object, d->problem,
-                d->counts                              ? ""
-                : strcmp(d->kind, "column order") == 0 ? " (not counted: rows are compared by "
-                                                         "column name)"
-                                                       : " (sequences are set at cutover)");
+                d->counts ? "" : " (sequences are set at cutover)");
         if (d->source)
             fprintf(out, "      source: %s\n", d->source);
         if (d->target)

@@ -74,7 +74,8 @@ sub tables_of
 }
 
 # Columns are matched by name: the same table with its columns in another
-# order on the target matches.
+# order on the target has the same rows; the order itself is a schema
+# difference (SELECT * and INSERT without a column list see it).
 $src->safe_psql('app', <<'SQL');
 CREATE TABLE public.c (id int PRIMARY KEY, x text, y float8);
 INSERT INTO public.c SELECT i, 'x' || i, i / 3.0 FROM generate_series(1, 500) AS i;
@@ -85,7 +86,11 @@ INSERT INTO public.c (id, x, y) SELECT i, 'x' || i, i / 3.0 FROM generate_series
 SQL
 {
 	my ($r, $j) = verify_json('--tables', 'c');
-	is($r->{exit}, 0, 'columns in another order: exit status 0') or diag($r->{stdout} . $r->{stderr});
+	is($r->{exit}, 3, 'columns in another order: exit status 3') or diag($r->{stdout} . $r->{stderr});
+	is_deeply(
+		[ map { "$_->{kind} $_->{object}: $_->{problem}" } @{ $j->{schema_differences} } ],
+		[ 'column order public.c: different' ], 'columns in another order: the order is the one schema difference');
+	is_deeply($j->{row_differences} // [], [], 'columns in another order: rows matched by column name');
 	is_deeply(tables_of($j), [ 'public.c 500' ], 'columns in another order: compared');
 	$tgt->safe_psql('app', 'UPDATE public.c SET y = y + 1e-12 WHERE id = 250');
 	($r, $j) = verify_json('--tables', 'c');
