@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #define MAX_ATTEMPTS 5
+/* pg_dump of the schema is killed after 30 min (see dump_limit_ms) */
+#define SCHEMA_DUMP_LIMIT_MS (30 * 60 * 1000LL)
 
 /* "pg_dump (PostgreSQL) 15.18 (Debian ...)" -> 15; 0 when it does not run. */
 static int tool_major(const char *path)
@@ -151,6 +153,19 @@ static void log_child_failure(const char *ctx, const char *what, ProcResult *r)
             "[%s] %s failed (exit code %d)", ctx, what, r->exit_code);
 }
 
+/* How long pg_dump of the schema may run: a schema-only dump is short (its
+ * locks wait at most --lock-wait-timeout); one still running after this
+ * waits on a stopped or hung source, which connect_timeout and keepalives
+ * do not end.  PGRELOCATE_TEST_DUMP_LIMIT_MS shortens it for the tests.
+ * pg_restore and the data phase get no such limit: they are legitimately
+ * long. */
+static int64_t dump_limit_ms(void)
+{
+    const char *t = getenv("PGRELOCATE_TEST_DUMP_LIMIT_MS");
+
+    return t && atoll(t) > 0 ? atoll(t) : SCHEMA_DUMP_LIMIT_MS;
+}
+
 bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path,
                  char *const *excludes, int nexcludes)
 {
@@ -185,8 +200,14 @@ bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, co
         argv[k++] = "--exclude-table";
         argv[k++] = excludes[i];
     }
-    ok = proc_run(argv, conninfo_password(src), false, &r);
-    if (!ok)
+    ok = proc_run_limited(argv, conninfo_password(src), false, dump_limit_ms(), &r);
+    if (r.killed)
+        log_msg(LOG_ERROR, NULL,
+                "Check that the source is running and not stopped or overloaded, and that no "
+                "session holds a lock on its catalogs, then run again.",
+                "[schema] pg_dump of the source schema was still running after %lld s: killed (%s)",
+                (long long)(dump_limit_ms() / 1000), conninfo_display(src));
+    else if (!ok)
         log_child_failure("schema", "pg_dump of the source schema", &r);
     proc_result_free(&r);
     free(argv);
