@@ -1,5 +1,8 @@
 /*
- * schema.c: pg_dump / pg_restore driving.
+ * schema.c: pg_dump / pg_restore driving.  pg_restore never connects: it
+ * writes SQL (--file=-) that runs on target sessions opened here, whose
+ * results are judged by SQLSTATE.  Owns those sessions; not the archive's
+ * storage (state.c) nor the order of the post-data waves' callers.
  */
 #include "schema.h"
 
