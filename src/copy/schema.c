@@ -7,6 +7,7 @@
 #include "schema.h"
 
 #include "conn.h"
+#include "interrupt.h"
 #include "log.h"
 #include "proc.h"
 #include "strbuf.h"
@@ -599,9 +600,14 @@ static bool slot_ended(PostSlot *sl)
 {
     PGresult *res;
 
-    if (!PQconsumeInput(sl->conn))
-        return PQstatus(sl->conn) == CONNECTION_BAD ? (PQclear(sl->last), sl->last = NULL, true)
-                                                    : false;
+    if (!PQconsumeInput(sl->conn)) {
+        /* the connection failed: PQgetResult reports it */
+        while ((res = PQgetResult(sl->conn)) != NULL) {
+            PQclear(sl->last);
+            sl->last = res;
+        }
+        return true;
+    }
     while (!PQisBusy(sl->conn)) {
         if ((res = PQgetResult(sl->conn)) == NULL)
             return true;
@@ -626,8 +632,10 @@ static void wait_slots(const PostSlot *slots, int jobs)
 }
 
 /* Run the pending entries of one wave, one entry per session, each in its
- * own transaction, up to jobs at once.  On failure waits for the running
- * entries before returning. */
+ * own transaction, up to jobs at once.  On failure or a first Ctrl-C (the
+ * end of an entry is the safe point) starts no more entries and waits for
+ * the running ones before returning; a second Ctrl-C ends the process and
+ * with it the sessions. */
 static bool run_parallel(const PostRun *pr, PostEntry *entries, int n, PostWave wave, int jobs)
 {
     PostSlot *slots = xcalloc((size_t)jobs, sizeof(PostSlot));
@@ -639,6 +647,8 @@ static bool run_parallel(const PostRun *pr, PostEntry *entries, int n, PostWave 
     for (int s = 0; s < jobs; s++)
         slots[s].entry = -1;
     for (;;) {
+        if (interrupt_requested)
+            ok = false;
         for (int s = 0; s < jobs && ok; s++) {
             if (slots[s].entry >= 0 || (i = next_pending(entries, n, wave, inflight)) < 0)
                 continue;
