@@ -9,6 +9,10 @@
 # as a kill between an entry's commit and its record would leave them.
 # copy --resume finishes without an error and the target equals the source,
 # schema included.
+#
+# B. A table owned by a role the target lacks: the pre-data fails with the
+#    server's German message and the hint to create the roles (chosen by
+#    SQLSTATE 42704, not by the English "role ... does not exist").
 use strict;
 use warnings;
 
@@ -67,5 +71,20 @@ is(RelocateTest::query($tgt, $db,
 	  WHERE indrelid IN ('public.parent'::regclass, 'public.child'::regclass)}),
 	'child_code_key,child_pkey,parent_pkey,parent_slow_idx', 'every index is there once');
 RelocateTest::compare_databases($src, $tgt, $db);
+
+# B: a missing role
+$src->safe_psql('postgres', 'CREATE ROLE only_on_source');
+$src->safe_psql($db, 'CREATE TABLE public.owned (id int); ALTER TABLE public.owned OWNER TO only_on_source');
+$tgt->safe_psql('postgres', 'CREATE DATABASE app2');
+RelocateTest::copy_fails_like(
+	'B: missing role',
+	[
+		qr/\[schema\] restoring the pre-data schema on the target: Rolle .*only_on_source.* existiert nicht/,
+		qr/HINT:\s+If it names a role, create the source's roles on the target first \(pg_dumpall --roles-only\), or run with --no-owner --no-acl\./
+	],
+	source => $src->connstr($db),
+	target => $tgt->connstr('app2'));
+is(RelocateTest::query($tgt, 'app2', q{SELECT count(*) FROM pg_class WHERE relname = 'owned'}), '0',
+	'B: nothing of the pre-data stays on the target');
 
 done_testing();
