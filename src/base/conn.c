@@ -15,14 +15,68 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <time.h>
 
 static const char *side_name(ConnSide side)
 {
     return side == CONN_SOURCE ? "source" : "target";
+}
+
+/* The client-side bound of a session's queries (see conn_set_query_wait):
+ * kept with the connection as libpq instance data, freed with it. */
+typedef struct QueryWait {
+    ConnSide side;
+    int statement_timeout_ms; /* the server's own bound, for the message */
+    int wait_ms;              /* how long a query may go unanswered */
+} QueryWait;
+
+static int query_wait_event(PGEventId id, void *info, void *pass)
+{
+    (void)pass;
+    if (id == PGEVT_CONNDESTROY)
+        free(PQinstanceData(((PGEventConnDestroy *)info)->conn, query_wait_event));
+    return 1;
+}
+
+/* A catalog session's statement_timeout: CONN_CATALOG_STATEMENT_MS, or
+ * for the tests PGRELOCATE_TEST_STATEMENT_MS (so that a stopped server's
+ * deadline comes in seconds, not minutes). */
+static int statement_timeout_of(const ConnOpts *co)
+{
+    const char *t = getenv("PGRELOCATE_TEST_STATEMENT_MS");
+
+    if (co->statement_timeout_ms == CONN_CATALOG_STATEMENT_MS && t && atoi(t) > 0)
+        return atoi(t);
+    return co->statement_timeout_ms;
+}
+
+int conn_query_wait_ms(int statement_timeout_ms)
+{
+    int margin = statement_timeout_ms / 4;
+
+    return statement_timeout_ms + (margin < CONN_QUERY_MARGIN_MS ? CONN_QUERY_MARGIN_MS : margin);
+}
+
+/* From now on conn's queries through this module wait at most
+ * conn_query_wait_ms(statement_timeout_ms).  false when libpq refuses the
+ * event procedure (out of memory): the queries then wait unbounded. */
+static bool set_query_wait(PGconn *conn, ConnSide side, int statement_timeout_ms)
+{
+    QueryWait *w;
+
+    if (!PQregisterEventProc(conn, query_wait_event, "pgrelocate query wait", NULL))
+        return false;
+    w = xmalloc(sizeof(*w));
+    w->side = side;
+    w->statement_timeout_ms = statement_timeout_ms;
+    w->wait_ms = conn_query_wait_ms(statement_timeout_ms);
+    PQsetInstanceData(conn, query_wait_event, w);
+    return true;
 }
 
 static bool pin_settings(PGconn *conn, const ConnOpts *co)
@@ -36,7 +90,7 @@ static bool pin_settings(PGconn *conn, const ConnOpts *co)
                    "SET IntervalStyle = postgres; SET extra_float_digits = 3; "
                    "SET TimeZone = 'UTC'; SET statement_timeout = %d; SET lock_timeout = %d; "
                    "SET idle_in_transaction_session_timeout = 0; SET client_encoding = '%s';",
-                   co->statement_timeout_ms, co->lock_timeout_ms,
+                   statement_timeout_of(co), co->lock_timeout_ms,
                    co->client_encoding ? co->client_encoding : "UTF8");
     if (co->side == CONN_SOURCE)
         strbuf_append(&sql, " SET row_security = off;");
@@ -389,6 +443,8 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
         return NULL;
     }
     PQsetNoticeProcessor(conn, on_notice, NULL);
+    if (statement_timeout_of(co) > 0)
+        set_query_wait(conn, co->side, statement_timeout_of(co));
     if (!pin_settings(conn, co)) {
         PQfinish(conn);
         return NULL;
@@ -483,10 +539,117 @@ static bool expect_status(const PGresult *res, PGconn *conn, const char *ctx, Ex
     return false;
 }
 
+/* Send a cancel request for conn's query, waiting at most
+ * CONN_CANCEL_WAIT_MS: PQcancel waits for the server to close the cancel
+ * connection, which a stopped postmaster never does, so it runs in a child
+ * (PQcancel is safe there, as in a signal handler) that is killed when it
+ * takes longer. */
+static void cancel_bounded(PGconn *conn)
+{
+    PGcancel *cancel = PQgetCancel(conn);
+    pid_t pid;
+    int64_t deadline = clock_now_ms() + CONN_CANCEL_WAIT_MS;
+
+    if (!cancel)
+        return;
+    pid = fork();
+    if (pid == 0) {
+        char err[256];
+
+        _exit(PQcancel(cancel, err, sizeof(err)) ? 0 : 1);
+    }
+    while (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+        struct timespec tick = {0, 20 * 1000000L};
+
+        if (clock_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            break;
+        }
+        nanosleep(&tick, NULL);
+    }
+    PQfreeCancel(cancel);
+}
+
+/* A query on a session with a client-side bound went unanswered for the
+ * whole wait: say which server and what it waited for, cancel the query,
+ * and shut the socket down so that this call and every later one on conn
+ * fail at once (the caller still PQfinishes conn). */
+static void give_up_query(PGconn *conn, const char *ctx, const QueryWait *w)
+{
+    char *hint = xasprintf("The server's statement_timeout (%d s) would have ended a slow query "
+                           "sooner: this server is stopped (SIGSTOP, a debugger), hung, or too "
+                           "overloaded to run.  Check its processes and its log, then run again; "
+                           "the query was cancelled and the connection closed.",
+                           w->statement_timeout_ms / 1000);
+    PGresult *res;
+
+    log_msg(LOG_ERROR, NULL, hint,
+            "[%s] timed out after %d s waiting for the %s to answer a query (host=%s port=%s)", ctx,
+            w->wait_ms / 1000, side_name(w->side), PQhost(conn) ? PQhost(conn) : "?",
+            PQport(conn) ? PQport(conn) : "?");
+    free(hint);
+    cancel_bounded(conn);
+    if (PQsocket(conn) >= 0)
+        shutdown(PQsocket(conn), SHUT_RDWR);
+    while ((res = PQgetResult(conn)) != NULL)
+        PQclear(res);
+}
+
+/* Run sql (simple protocol when params is NULL and nparams 0 and simple,
+ * else extended with text or binary parameters) as PQexec/PQexecParams do,
+ * returning the last result (caller PQclears; NULL: nothing was sent, see
+ * PQerrorMessage).  On a session with a query wait the call is asynchronous
+ * and polled: an answer that does not come in time is logged and gives NULL
+ * with *gave_up set. */
+static PGresult *exec_bounded(PGconn *conn, const char *ctx, const char *sql, bool simple,
+                              int nparams, const char *const *params, const int *lengths,
+                              const int *formats, bool *gave_up)
+{
+    const QueryWait *w = PQinstanceData(conn, query_wait_event);
+    PGresult *last = NULL, *res;
+    int64_t deadline;
+    int rc;
+
+    *gave_up = false;
+    if (!w)
+        return simple ? PQexec(conn, sql)
+                      : PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
+    if (!(simple ? PQsendQuery(conn, sql)
+                 : PQsendQueryParams(conn, sql, nparams, NULL, params, lengths, formats, 0)))
+        return NULL;
+    deadline = clock_now_ms() + w->wait_ms;
+    while ((rc = PQflush(conn)) == 1)
+        if (!conn_wait_socket(conn, true, deadline))
+            goto timed_out;
+    for (;;) {
+        while (rc == 0 && PQisBusy(conn)) {
+            if (!conn_wait_socket(conn, false, deadline))
+                goto timed_out;
+            if (!PQconsumeInput(conn))
+                break; /* PQgetResult reports it */
+        }
+        if ((res = PQgetResult(conn)) == NULL)
+            return last;
+        PQclear(last);
+        last = res;
+        /* as PQexec: a COPY or a lost connection ends the collection */
+        if (PQresultStatus(res) == PGRES_COPY_IN || PQresultStatus(res) == PGRES_COPY_OUT ||
+            PQresultStatus(res) == PGRES_COPY_BOTH || PQstatus(conn) == CONNECTION_BAD)
+            return last;
+    }
+timed_out:
+    PQclear(last);
+    give_up_query(conn, ctx, w);
+    *gave_up = true;
+    return NULL;
+}
+
 bool conn_script(PGconn *conn, const char *ctx, const char *sql)
 {
-    PGresult *res = PQexec(conn, sql);
-    bool ok = expect_status(res, conn, ctx, PGRES_COMMAND_OK);
+    bool gave_up;
+    PGresult *res = exec_bounded(conn, ctx, sql, true, 0, NULL, NULL, NULL, &gave_up);
+    bool ok = !gave_up && expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
     PQclear(res);
     return ok;
@@ -502,9 +665,11 @@ PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int npa
                          const char *const *params, const int *lengths, const int *formats,
                          int nrows, int nfields)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
+    bool gave_up;
+    PGresult *res =
+        exec_bounded(conn, ctx, sql, false, nparams, params, lengths, formats, &gave_up);
 
-    if (!expect_status(res, conn, ctx, PGRES_TUPLES_OK)) {
+    if (gave_up || !expect_status(res, conn, ctx, PGRES_TUPLES_OK)) {
         PQclear(res);
         return NULL;
     }
@@ -537,8 +702,9 @@ bool conn_call(PGconn *conn, const char *ctx, const char *sql, int nparams,
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    bool ok = expect_status(res, conn, ctx, PGRES_COMMAND_OK);
+    bool gave_up;
+    PGresult *res = exec_bounded(conn, ctx, sql, false, nparams, params, NULL, NULL, &gave_up);
+    bool ok = !gave_up && expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
     PQclear(res);
     return ok;

@@ -89,6 +89,23 @@ bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms);
 #define CONN_CATALOG_STATEMENT_MS 60000
 #define CONN_CATALOG_LOCK_MS      10000
 
+/* A session with a statement_timeout also gets a client-side bound on the
+ * queries conn_script, conn_query*, conn_call and conn_command run: a
+ * server that is stopped (SIGSTOP, hung: its kernel still acknowledges TCP,
+ * so keepalives do not end the wait) never fires its statement_timeout.
+ * The query is sent asynchronously and the socket polled; after
+ * conn_query_wait_ms(statement_timeout) without an answer the call logs
+ * "[ctx] timed out after N s waiting for the source to answer a query
+ * (host=... port=...)", cancels the query (waiting at most
+ * CONN_CANCEL_WAIT_MS for the cancel), shuts the connection's socket down
+ * and fails; every later call on that connection fails at once. */
+#define CONN_QUERY_MARGIN_MS 5000
+#define CONN_CANCEL_WAIT_MS  2000
+
+/* The client-side wait of a session with this statement_timeout: a
+ * quarter more, at least CONN_QUERY_MARGIN_MS more; pure. */
+int conn_query_wait_ms(int statement_timeout_ms);
+
 /* Connect and pin the session settings.  On failure logs
  * "could not connect to the source (host=...)" with the server's reason and
  * a hint, and returns NULL. */

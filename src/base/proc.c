@@ -3,6 +3,8 @@
  */
 #include "proc.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -62,8 +64,9 @@ static int decode_status(int status)
     return -1;
 }
 
-/* Read both pipes until both close. */
-static void drain(int out_fd, int err_fd, ProcResult *r)
+/* Read both pipes until both close; false when deadline_ms (clock_now_ms,
+ * 0: none) passes first (the pipes are closed then). */
+static bool drain(int out_fd, int err_fd, int64_t deadline_ms, ProcResult *r)
 {
     char buf[8192];
 
@@ -79,7 +82,18 @@ static void drain(int out_fd, int err_fd, ProcResult *r)
             ie = n;
             pf[n++] = (struct pollfd){err_fd, POLLIN, 0};
         }
-        if (poll(pf, (nfds_t)n, -1) < 0) {
+        int64_t left = deadline_ms ? deadline_ms - clock_now_ms() : -1;
+        int rc;
+
+        if (deadline_ms && left <= 0) {
+            if (out_fd >= 0)
+                close(out_fd);
+            if (err_fd >= 0)
+                close(err_fd);
+            return false;
+        }
+        rc = poll(pf, (nfds_t)n, left < 0 ? -1 : (int)(left > 60000 ? 60000 : left));
+        if (rc < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -100,9 +114,16 @@ static void drain(int out_fd, int err_fd, ProcResult *r)
             }
         }
     }
+    return true;
 }
 
 bool proc_run(const char *const *argv, const char *password, bool capture_out, ProcResult *r)
+{
+    return proc_run_limited(argv, password, capture_out, 0, r);
+}
+
+bool proc_run_limited(const char *const *argv, const char *password, bool capture_out,
+                      int64_t limit_ms, ProcResult *r)
 {
     int outp[2] = {-1, -1}, errp[2];
     pid_t pid;
@@ -112,6 +133,7 @@ bool proc_run(const char *const *argv, const char *password, bool capture_out, P
     strbuf_init(&r->out);
     strbuf_init(&r->err);
     r->exit_code = -1;
+    r->killed = false;
     if ((capture_out && pipe(outp) < 0) || pipe(errp) < 0) {
         strbuf_appendf(&r->err, "could not create a pipe: %s", strerror(errno));
         return false;
@@ -136,7 +158,10 @@ bool proc_run(const char *const *argv, const char *password, bool capture_out, P
     if (capture_out)
         close(outp[1]);
     close(errp[1]);
-    drain(capture_out ? outp[0] : -1, errp[0], r);
+    if (!drain(capture_out ? outp[0] : -1, errp[0], limit_ms ? clock_now_ms() + limit_ms : 0, r)) {
+        kill(pid, SIGKILL);
+        r->killed = true;
+    }
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return false;

@@ -10,18 +10,26 @@
 #include "strbuf.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct ProcResult {
     int exit_code; /* 0..255, or 128+signal, or -1 when it could not start */
     StrBuf out;    /* captured stdout (when requested) */
     StrBuf err;    /* captured stderr */
+    bool killed;   /* proc_run_limited: the limit passed, the child was killed */
 } ProcResult;
 
 /* Run argv[0] (a path) with argv; password may be NULL.  When capture_out
  * is false the child's stdout goes to /dev/null.  Returns true when the
  * child exited 0.  Always initialises *r; free it with proc_result_free. */
 bool proc_run(const char *const *argv, const char *password, bool capture_out, ProcResult *r);
+/* proc_run that kills the child (SIGKILL: pg_dump's SIGTERM handler sends
+ * a cancel request and waits for the server, which a stopped one never
+ * answers) when it is still running limit_ms after it started (0: no
+ * limit); r->killed says so. */
+bool proc_run_limited(const char *const *argv, const char *password, bool capture_out,
+                      int64_t limit_ms, ProcResult *r);
 void proc_result_free(ProcResult *r);
 
 /* Start a child whose stderr goes to err_path (a file created 0600); returns

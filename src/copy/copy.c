@@ -13,8 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_ATTEMPTS 3
+/* a chunk that failed on a full target disk is tried again after 1 s,
+ * doubling up to this, for as long as it takes (Ctrl-C stops) */
+#define DISK_FULL_BACKOFF_MAX_S 30
 
 typedef struct TableTally {
     int remaining; /* chunks of this table still to copy in this run */
@@ -90,17 +94,20 @@ static void chunk_sql(PGconn *conn, const StateTable *t, const StateChunk *c, ch
     free(q);
 }
 
-typedef enum { CHUNK_OK, CHUNK_RETRY, CHUNK_FAIL } ChunkResult;
+/* CHUNK_DISK_FULL: the target ran out of disk space (53100); the chunk's
+ * transaction rolled back and it goes through once space is freed. */
+typedef enum { CHUNK_OK, CHUNK_RETRY, CHUNK_DISK_FULL, CHUNK_FAIL } ChunkResult;
 
 /* Classify a failed result (already logged by the caller or here). */
 static ChunkResult failure(PGconn *conn, PGresult *res, const char *ctx, bool log)
 {
     bool transient = conn_error_is_transient(conn_sqlstate(res), conn);
+    bool disk_full = strcmp(conn_sqlstate(res), "53100") == 0;
 
     if (log)
         conn_log_result_error(res, conn, ctx);
     PQclear(res);
-    return transient ? CHUNK_RETRY : CHUNK_FAIL;
+    return disk_full ? CHUNK_DISK_FULL : transient ? CHUNK_RETRY : CHUNK_FAIL;
 }
 
 /* PQexec expecting one status. */
@@ -242,6 +249,61 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     return r;
 }
 
+/* Whether the run goes on: no other worker failed, no Ctrl-C. */
+static bool run_goes_on(Shared *sh)
+{
+    bool on;
+
+    pthread_mutex_lock(&sh->lock);
+    on = !sh->failed && !*sh->job->interrupted;
+    pthread_mutex_unlock(&sh->lock);
+    return on;
+}
+
+/* The target's disk is full: wait *backoff_s (doubled for next time) and
+ * say so; false when the run stops meanwhile. */
+static bool wait_for_space(Worker *w, const char *ctx, int *backoff_s)
+{
+    log_notice("[%s] the target's disk is full; trying the chunk again in %d s, once space is "
+               "freed on the target's tablespace",
+               ctx, *backoff_s);
+    progress_worker_status(w->sh->job->progress, w->no, "waiting for disk space on the target");
+    for (int i = 0; i < *backoff_s * 10; i++) {
+        struct timespec tick = {0, 100 * 1000000L};
+
+        if (!run_goes_on(w->sh))
+            return false;
+        nanosleep(&tick, NULL);
+    }
+    *backoff_s =
+        *backoff_s * 2 > DISK_FULL_BACKOFF_MAX_S ? DISK_FULL_BACKOFF_MAX_S : *backoff_s * 2;
+    return run_goes_on(w->sh);
+}
+
+/* copy_chunk until it is done: a lost connection, deadlock or
+ * serialization failure MAX_ATTEMPTS times in all, a full target disk for
+ * as long as it lasts. */
+static ChunkResult copy_with_retries(Worker *w, const StateChunk *c, const char *label,
+                                     const char *ctx, int64_t *rows, int64_t *bytes)
+{
+    Progress *p = w->sh->job->progress;
+    int attempt = 1, backoff_s = 1;
+    ChunkResult r;
+
+    progress_worker_begin(p, w->no, label, c->est_bytes);
+    while ((r = copy_chunk(w, c, ctx, rows, bytes)) != CHUNK_OK) {
+        if (r == CHUNK_DISK_FULL) {
+            if (!wait_for_space(w, ctx, &backoff_s))
+                return CHUNK_FAIL;
+        } else if (r == CHUNK_RETRY && attempt < MAX_ATTEMPTS)
+            log_notice("[%s] trying again (attempt %d of %d)", ctx, ++attempt, MAX_ATTEMPTS);
+        else
+            return r;
+        progress_worker_begin(p, w->no, label, c->est_bytes);
+    }
+    return r;
+}
+
 /* The next task: a ready table's work first (*i = table_no), else the next
  * pending chunk (*i = chunk index); TASK_NONE when nothing is left or the
  * run stops. */
@@ -340,16 +402,8 @@ static void *worker_main(void *arg)
         char *ctx = xasprintf("copy %s", label);
         double start = clock_now_s();
         int64_t rows = 0, bytes = 0;
-        ChunkResult r = CHUNK_RETRY;
+        ChunkResult r = copy_with_retries(w, c, label, ctx, &rows, &bytes);
 
-        progress_worker_begin(sh->job->progress, w->no, label, c->est_bytes);
-        for (int attempt = 1; attempt <= MAX_ATTEMPTS && r == CHUNK_RETRY; attempt++) {
-            if (attempt > 1) {
-                log_notice("[%s] trying again (attempt %d of %d)", ctx, attempt, MAX_ATTEMPTS);
-                progress_worker_begin(sh->job->progress, w->no, label, c->est_bytes);
-            }
-            r = copy_chunk(w, c, ctx, &rows, &bytes);
-        }
         if (r == CHUNK_OK)
             account(w, c, rows, bytes, start);
         else {

@@ -1,13 +1,20 @@
 /*
- * schema.c: pg_dump / pg_restore driving.
+ * schema.c: pg_dump / pg_restore driving.  pg_restore never connects: it
+ * writes SQL (--file=-) that runs on target sessions opened here, whose
+ * results are judged by SQLSTATE.  Owns those sessions; not the archive's
+ * storage (state.c) nor the order of the post-data waves' callers.
  */
 #include "schema.h"
 
+#include "conn.h"
+#include "interrupt.h"
 #include "log.h"
 #include "proc.h"
 #include "strbuf.h"
 
+#include <ctype.h>
 #include <glob.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +22,8 @@
 #include <unistd.h>
 
 #define MAX_ATTEMPTS 5
+/* pg_dump of the schema is killed after 30 min (see dump_limit_ms) */
+#define SCHEMA_DUMP_LIMIT_MS (30 * 60 * 1000LL)
 
 /* "pg_dump (PostgreSQL) 15.18 (Debian ...)" -> 15; 0 when it does not run. */
 static int tool_major(const char *path)
@@ -143,12 +152,21 @@ static void log_child_failure(const char *ctx, const char *what, ProcResult *r)
         text[--n] = '\0';
     if (n > 4000)
         text[4000] = '\0';
-    log_msg(LOG_ERROR, text[0] ? text : NULL,
-            strstr(text, "role \"") && strstr(text, "does not exist")
-                ? "Create the source's roles on the target first (pg_dumpall --roles-only), "
-                  "or run with --no-owner --no-acl."
-                : NULL,
-            "[%s] %s failed (exit code %d)", ctx, what, r->exit_code);
+    log_msg(LOG_ERROR, text[0] ? text : NULL, NULL, "[%s] %s failed (exit code %d)", ctx, what,
+            r->exit_code);
+}
+
+/* How long pg_dump of the schema may run: a schema-only dump is short (its
+ * locks wait at most --lock-wait-timeout); one still running after this
+ * waits on a stopped or hung source, which connect_timeout and keepalives
+ * do not end.  PGRELOCATE_TEST_DUMP_LIMIT_MS shortens it for the tests.
+ * pg_restore and the data phase get no such limit: they are legitimately
+ * long. */
+static int64_t dump_limit_ms(void)
+{
+    const char *t = getenv("PGRELOCATE_TEST_DUMP_LIMIT_MS");
+
+    return t && atoll(t) > 0 ? atoll(t) : SCHEMA_DUMP_LIMIT_MS;
 }
 
 bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, const char *path,
@@ -185,8 +203,14 @@ bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, co
         argv[k++] = "--exclude-table";
         argv[k++] = excludes[i];
     }
-    ok = proc_run(argv, conninfo_password(src), false, &r);
-    if (!ok)
+    ok = proc_run_limited(argv, conninfo_password(src), false, dump_limit_ms(), &r);
+    if (r.killed)
+        log_msg(LOG_ERROR, NULL,
+                "Check that the source is running and not stopped or overloaded, and that no "
+                "session holds a lock on its catalogs, then run again.",
+                "[schema] pg_dump of the source schema was still running after %lld s: killed (%s)",
+                (long long)(dump_limit_ms() / 1000), conninfo_display(src));
+    else if (!ok)
         log_child_failure("schema", "pg_dump of the source schema", &r);
     proc_result_free(&r);
     free(argv);
@@ -197,56 +221,189 @@ bool schema_dump(const PgTools *t, const ConnInfo *src, const char *snapshot, co
     return ok;
 }
 
-/* argv for pg_restore into the target; extra_args NULL-terminated. */
-static const char **restore_argv(const PgTools *t, const char *dbarg, const SchemaOpts *so,
-                                 const char *const *extra_args, const char *archive)
+/* argv for pg_restore writing the SQL of archive (the entries of list when
+ * not NULL, else of section) to stdout: it never connects, the SQL runs on
+ * our connections so that each outcome is judged by its SQLSTATE, not by
+ * pg_restore's (translatable) message text.  Caller frees argv and *listarg. */
+static const char **script_argv(const PgTools *t, const SchemaOpts *so, const char *section,
+                                const char *list, char **listarg, const char *archive)
 {
-    const char **argv = xcalloc(16, sizeof(char *));
+    const char **argv = xcalloc(12, sizeof(char *));
     int k = 0;
 
     argv[k++] = t->pg_restore;
-    argv[k++] = "--exit-on-error";
     argv[k++] = "--single-transaction";
+    argv[k++] = "--file=-";
     if (so->no_owner)
         argv[k++] = "--no-owner";
     if (so->no_acl)
         argv[k++] = "--no-acl";
-    for (const char *const *e = extra_args; e && *e && k < 13; e++)
-        argv[k++] = *e;
-    argv[k++] = dbarg;
+    *listarg = list ? xasprintf("--use-list=%s", list) : xasprintf("--section=%s", section);
+    argv[k++] = *listarg;
     argv[k++] = archive;
     argv[k] = NULL;
     return argv;
 }
 
-static char *target_dbarg(const ConnInfo *tgt)
+/* Blank out pg_restore's "\\restrict KEY" and "\\unrestrict KEY" lines
+ * (psql meta-commands guarding a plain dump, CVE-2025-8714): they are no
+ * SQL.  The first comes before any entry (after the header comments), the
+ * other last; a line starting with a backslash inside a function body
+ * between them is the body's. */
+static void strip_restrict(char *sql)
 {
-    const char *extra[2 + CONNINFO_TIMEOUTS_MAX] = {"fallback_application_name",
-                                                    "pgrelocate pg_restore"};
-    char *conn, *dbarg;
+    char *p = strncmp(sql, "\\restrict ", 10) == 0 ? sql : strstr(sql, "\n\\restrict ");
+    char *last = NULL;
 
-    conninfo_timeouts(tgt, extra + 2);
-    conn = conninfo_for_child(tgt, extra);
-    dbarg = xasprintf("--dbname=%s", conn);
+    if (p)
+        for (p += *p == '\n'; *p && *p != '\n'; p++)
+            *p = ' ';
+    for (char *q = strstr(sql, "\n\\unrestrict "); q; q = strstr(q + 1, "\n\\unrestrict "))
+        last = q;
+    if (last)
+        for (p = last + 1; *p && *p != '\n'; p++)
+            *p = ' ';
+}
 
-    free(conn);
-    return dbarg;
+/* The SQL pg_restore writes for section (list NULL) or for the entries of
+ * the list file list; NULL after logging. Caller frees. */
+static char *restore_script(const PgTools *t, const SchemaOpts *so, const char *section,
+                            const char *list, const char *archive, const char *what)
+{
+    char *listarg;
+    const char **argv = script_argv(t, so, section, list, &listarg, archive);
+    ProcResult r;
+    char *sql = NULL;
+
+    if (proc_run(argv, NULL, true, &r)) {
+        sql = strbuf_detach(&r.out);
+        strip_restrict(sql);
+    } else
+        log_child_failure("schema", what, &r);
+    proc_result_free(&r);
+    free(argv);
+    free(listarg);
+    return sql;
+}
+
+/* The encoding pg_restore wrote script in (its "SET client_encoding = 'X';"
+ * line, the source database's), into enc; "UTF8" when none is there. */
+static void script_encoding(const char *script, char *enc, size_t enclen)
+{
+    const char *p = strstr(script, "\nSET client_encoding = '");
+    size_t n = 0;
+
+    if (p) {
+        p += strlen("\nSET client_encoding = '");
+        while (n + 1 < enclen && (isalnum((unsigned char)p[n]) || p[n] == '_'))
+            n++;
+    }
+    if (p && n > 0 && p[n] == '\'')
+        snprintf(enc, enclen, "%.*s", (int)n, p);
+    else
+        snprintf(enc, enclen, "UTF8");
+}
+
+/* A session for script: its client_encoding from the start (the server
+ * converts the whole query string on receipt, before the script's own SET
+ * runs), standard_conforming_strings on (the whole string is parsed
+ * before its SETs run), no timeouts (index builds are long). */
+static PGconn *restore_conn(const ConnInfo *tgt, const char *script)
+{
+    char enc[64];
+    ConnOpts co = {
+        .side = CONN_TARGET, .app_name = "pgrelocate pg_restore", .client_encoding = enc};
+    PGconn *conn;
+
+    script_encoding(script, enc, sizeof(enc));
+    conn = conn_open(tgt, &co);
+    if (conn && !conn_script(conn, "target", "SET standard_conforming_strings = on")) {
+        conn_close(conn);
+        conn = NULL;
+    }
+    return conn;
+}
+
+typedef enum { BATCH_DONE, BATCH_RETRY, BATCH_FAILED } BatchOutcome;
+
+/* Whether a failed entry's SQLSTATE means its object is there already: a
+ * resumed run whose previous one committed it and died before recording
+ * it.  42P07 duplicate_table (an index's relation), 42710
+ * duplicate_object (a constraint, trigger, rule, policy), 42P16
+ * invalid_table_definition ("multiple primary keys"). */
+static bool already_there(const char *state)
+{
+    return strcmp(state, "42P07") == 0 || strcmp(state, "42710") == 0 ||
+           strcmp(state, "42P16") == 0;
+}
+
+/* "[ctx] what: the server's message" with its DETAIL and HINT; a missing
+ * object (42704, roles among them: ALTER ... OWNER TO, GRANT) gets our hint
+ * when the server gave none. */
+static void log_entry_failure(PGconn *conn, const PGresult *res, const char *ctx, const char *what)
+{
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+    char *msg;
+
+    if (!res || PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        conn_log_result_error(res, conn, ctx);
+        return;
+    }
+    if (!hint && strcmp(conn_sqlstate(res), "42704") == 0)
+        hint = "If it names a role, create the source's roles on the target first "
+               "(pg_dumpall --roles-only), or run with --no-owner --no-acl.";
+    msg = conn_one_line(primary ? primary : PQresultErrorMessage(res));
+    log_msg(LOG_ERROR, detail, hint, "[%s] %s: %s", ctx, what, msg);
+    free(msg);
+    if (strncmp(conn_sqlstate(res), "42", 2) == 0)
+        log_note_lasting_error();
+}
+
+/* Judge the last result of an entry's script (NULL: out of memory, see
+ * PQerrorMessage), by its status and SQLSTATE; logs a failure as
+ * "[ctx] what: the server's message".  A failed script's transaction is
+ * rolled back so the session can run the next.  Frees res. */
+static BatchOutcome judge_result(PGconn *conn, PGresult *res, bool resuming, const char *ctx,
+                                 const char *what)
+{
+    const char *state = conn_sqlstate(res);
+    BatchOutcome o = BATCH_FAILED;
+
+    if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
+        o = BATCH_DONE;
+    else if (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0)
+        o = BATCH_RETRY;
+    else if (resuming && already_there(state)) {
+        log_debug("[%s] %s: there already (SQLSTATE %s)", ctx, what, state);
+        o = BATCH_DONE;
+    } else
+        log_entry_failure(conn, res, ctx, what);
+    PQclear(res);
+    if (PQtransactionStatus(conn) == PQTRANS_INERROR ||
+        PQtransactionStatus(conn) == PQTRANS_INTRANS)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return o;
+}
+
+/* Run script on conn (blocking) and judge it. */
+static BatchOutcome run_script(PGconn *conn, const char *script, bool resuming, const char *ctx,
+                               const char *what)
+{
+    return judge_result(conn, PQexec(conn, script), resuming, ctx, what);
 }
 
 bool schema_restore_pre(const PgTools *t, const ConnInfo *tgt, const char *archive,
                         const SchemaOpts *so)
 {
-    const char *extra[] = {"--section=pre-data", NULL};
-    char *dbarg = target_dbarg(tgt);
-    const char **argv = restore_argv(t, dbarg, so, extra, archive);
-    ProcResult r;
-    bool ok = proc_run(argv, conninfo_password(tgt), false, &r);
+    const char *what = "restoring the pre-data schema on the target";
+    char *sql = restore_script(t, so, "pre-data", NULL, archive, what);
+    PGconn *conn = sql ? restore_conn(tgt, sql) : NULL;
+    bool ok = conn && run_script(conn, sql, false, "schema", what) == BATCH_DONE;
 
-    if (!ok)
-        log_child_failure("schema", "restoring the pre-data schema on the target", &r);
-    proc_result_free(&r);
-    free(argv);
-    free(dbarg);
+    conn_close(conn);
+    free(sql);
     return ok;
 }
 
@@ -376,84 +533,29 @@ static bool write_list(const char *path, const PostEntry *entries, const int *id
     return fclose(f) == 0;
 }
 
-static char *read_file_text(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    StrBuf sb;
-    char buf[4096];
-    size_t n;
-
-    strbuf_init(&sb);
-    if (f) {
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-            strbuf_append_len(&sb, buf, n);
-        fclose(f);
-    }
-    return strbuf_detach(&sb);
-}
-
 typedef struct PostRun {
     const PgTools *tools;
     const SchemaOpts *so;
+    const ConnInfo *tgt;
     const char *archive;
-    const char *dbarg;
-    const char *password;
     const char *tmpdir;
     bool resuming;
     PostDoneFn done;
     void *arg;
 } PostRun;
 
-/* Run one pg_restore over entries idx[0..nidx) in one transaction, in the
- * background.  Returns the pid or -1. */
-static pid_t spawn_batch(const PostRun *pr, const PostEntry *entries, const int *idx, int nidx,
-                         int slot)
+/* The SQL of entries idx[0..nidx) in one transaction; NULL after logging. */
+static char *batch_script(const PostRun *pr, const PostEntry *entries, const int *idx, int nidx,
+                          int slot, const char *what)
 {
     char *list = xasprintf("%s/post-%d.list", pr->tmpdir, slot);
-    char *errp = xasprintf("%s/post-%d.err", pr->tmpdir, slot);
-    char *listarg = xasprintf("--use-list=%s", list);
-    const char *extra[] = {listarg, NULL};
-    const char **argv = restore_argv(pr->tools, pr->dbarg, pr->so, extra, pr->archive);
-    pid_t pid = -1;
+    char *sql = NULL;
 
     if (write_list(list, entries, idx, nidx))
-        pid = proc_spawn(argv, pr->password, errp);
-    free(argv);
-    free(listarg);
+        sql = restore_script(pr->tools, pr->so, NULL, list, pr->archive, what);
+    unlink(list);
     free(list);
-    free(errp);
-    return pid;
-}
-
-typedef enum { BATCH_DONE, BATCH_RETRY, BATCH_FAILED } BatchOutcome;
-
-static BatchOutcome judge_batch(const PostRun *pr, int exit_code, int slot, const char *what)
-{
-    char *errp = xasprintf("%s/post-%d.err", pr->tmpdir, slot);
-    char *text = read_file_text(errp);
-    BatchOutcome o = BATCH_DONE;
-
-    if (exit_code != 0) {
-        if (strstr(text, "deadlock detected") || strstr(text, "could not serialize"))
-            o = BATCH_RETRY;
-        else if (pr->resuming && (strstr(text, "already exists") ||
-                                  strstr(text, "multiple primary keys for table")))
-            o = BATCH_DONE;
-        else {
-            ProcResult r = {.exit_code = exit_code};
-
-            strbuf_init(&r.out);
-            strbuf_init(&r.err);
-            strbuf_append(&r.err, text);
-            log_child_failure("indexes", what, &r);
-            proc_result_free(&r);
-            o = BATCH_FAILED;
-        }
-    }
-    unlink(errp);
-    free(errp);
-    free(text);
-    return o;
+    return sql;
 }
 
 /* Next entry of wave that is neither done nor running, or -1. */
@@ -465,10 +567,10 @@ static int next_pending(const PostEntry *entries, int n, PostWave wave, const bo
     return -1;
 }
 
-/* Account for one finished child; false when the run must stop. */
-static bool finish_one(const PostRun *pr, PostEntry *e, int code, int slot, int *attempts)
+/* Account for one judged entry; false when the run must stop. */
+static bool finish_one(const PostRun *pr, PostEntry *e, BatchOutcome o, int *attempts)
 {
-    switch (judge_batch(pr, code, slot, e->desc)) {
+    switch (o) {
     case BATCH_DONE:
         e->done = true;
         return !pr->done || pr->done(e, pr->arg);
@@ -485,71 +587,149 @@ static bool finish_one(const PostRun *pr, PostEntry *e, int code, int slot, int 
     return false;
 }
 
-/* Run the pending entries of one wave, one entry per child, up to jobs at
- * once.  On failure waits for the running children before returning. */
+/* One session of run_parallel: its connection and the entry it runs. */
+typedef struct PostSlot {
+    PGconn *conn;
+    int entry; /* -1: idle */
+    PGresult *last;
+} PostSlot;
+
+/* Send entry i's script on slot s (connecting first when needed). */
+static bool start_entry(const PostRun *pr, PostEntry *entries, int i, PostSlot *sl, int s)
+{
+    char *sql = batch_script(pr, entries, &i, 1, s, entries[i].desc);
+    bool ok = sql != NULL;
+
+    if (ok && !sl->conn)
+        ok = (sl->conn = restore_conn(pr->tgt, sql)) != NULL;
+    if (ok && !PQsendQuery(sl->conn, sql)) {
+        log_error("[indexes] %s: %s", entries[i].desc, PQerrorMessage(sl->conn));
+        ok = false;
+    }
+    free(sql);
+    if (ok) {
+        log_debug("[indexes] %s", entries[i].desc);
+        sl->entry = i;
+    }
+    return ok;
+}
+
+/* Read what slot's server sent; true when its script has ended (sl->last
+ * then holds its last result, or NULL when the connection failed before
+ * any). */
+static bool slot_ended(PostSlot *sl)
+{
+    PGresult *res;
+
+    if (!PQconsumeInput(sl->conn)) {
+        /* the connection failed: PQgetResult reports it */
+        while ((res = PQgetResult(sl->conn)) != NULL) {
+            PQclear(sl->last);
+            sl->last = res;
+        }
+        return true;
+    }
+    while (!PQisBusy(sl->conn)) {
+        if ((res = PQgetResult(sl->conn)) == NULL)
+            return true;
+        PQclear(sl->last);
+        sl->last = res;
+    }
+    return false;
+}
+
+/* Wait until some busy slot's socket is readable (1 s at most). */
+static void wait_slots(const PostSlot *slots, int jobs)
+{
+    struct pollfd *pfd = xcalloc((size_t)jobs, sizeof(*pfd));
+    int n = 0;
+
+    for (int s = 0; s < jobs; s++)
+        if (slots[s].entry >= 0)
+            pfd[n++] = (struct pollfd){.fd = PQsocket(slots[s].conn), .events = POLLIN};
+    if (n > 0)
+        (void)poll(pfd, (nfds_t)n, 1000);
+    free(pfd);
+}
+
+/* Run the pending entries of one wave, one entry per session, each in its
+ * own transaction, up to jobs at once.  On failure or a first Ctrl-C (the
+ * end of an entry is the safe point) starts no more entries and waits for
+ * the running ones before returning; a second Ctrl-C ends the process and
+ * with it the sessions. */
 static bool run_parallel(const PostRun *pr, PostEntry *entries, int n, PostWave wave, int jobs)
 {
-    pid_t *pids = xcalloc((size_t)jobs, sizeof(pid_t));
-    int *slot_entry = xcalloc((size_t)jobs, sizeof(int));
+    PostSlot *slots = xcalloc((size_t)jobs, sizeof(PostSlot));
     int *attempts = xcalloc((size_t)n + 1, sizeof(int));
     bool *inflight = xcalloc((size_t)n + 1, sizeof(bool));
-    int running = 0;
+    int running = 0, i;
     bool ok = true;
 
+    for (int s = 0; s < jobs; s++)
+        slots[s].entry = -1;
     for (;;) {
-        int code, s = 0, i;
-        pid_t pid;
-
-        for (s = 0; s < jobs && ok; s++) {
-            if (pids[s] > 0 || (i = next_pending(entries, n, wave, inflight)) < 0)
+        if (interrupt_requested)
+            ok = false;
+        for (int s = 0; s < jobs && ok; s++) {
+            if (slots[s].entry >= 0 || (i = next_pending(entries, n, wave, inflight)) < 0)
                 continue;
-            pids[s] = spawn_batch(pr, entries, &i, 1, s);
-            if (pids[s] <= 0) {
-                pids[s] = 0;
-                ok = false;
+            if (!(ok = start_entry(pr, entries, i, &slots[s], s)))
                 break;
-            }
-            log_debug("[indexes] %s", entries[i].desc);
-            slot_entry[s] = i;
             inflight[i] = true;
             running++;
         }
-        if (running == 0 || (pid = proc_wait_one(pids, jobs, &code)) < 0)
+        if (running == 0)
             break;
-        for (s = 0; s < jobs && pids[s] != pid; s++)
-            ;
-        pids[s] = 0;
-        running--;
-        i = slot_entry[s];
-        inflight[i] = false;
-        if (!finish_one(pr, &entries[i], code, s, &attempts[i]))
-            ok = false;
+        wait_slots(slots, jobs);
+        for (int s = 0; s < jobs; s++) {
+            PostSlot *sl = &slots[s];
+
+            if (sl->entry < 0 || !slot_ended(sl))
+                continue;
+            i = sl->entry;
+            sl->entry = -1;
+            running--;
+            inflight[i] = false;
+            if (!finish_one(
+                    pr, &entries[i],
+                    judge_result(sl->conn, sl->last, pr->resuming, "indexes", entries[i].desc),
+                    &attempts[i]))
+                ok = false;
+            sl->last = NULL;
+            if (PQstatus(sl->conn) == CONNECTION_BAD) {
+                conn_close(sl->conn);
+                sl->conn = NULL;
+            }
+        }
     }
-    free(pids);
-    free(slot_entry);
+    for (int s = 0; s < jobs; s++)
+        conn_close(slots[s].conn);
+    free(slots);
     free(attempts);
     free(inflight);
     return ok;
 }
 
-/* Run the pending entries of one wave in one pg_restore, one transaction. */
+/* Run the pending entries of one wave in one transaction. */
 static bool run_serial(const PostRun *pr, PostEntry *entries, int n, PostWave wave)
 {
+    const char *what = wave == POST_WAVE_ATTACH ? "attaching partition indexes"
+                                                : "triggers, rules and the rest of the post-data "
+                                                  "schema";
     int *idx = xcalloc((size_t)n, sizeof(int));
-    int nidx = 0, code;
-    pid_t pid;
+    int nidx = 0;
     bool ok = true;
 
     for (int i = 0; i < n; i++)
         if (!entries[i].done && entries[i].wave == wave)
             idx[nidx++] = i;
     if (nidx > 0) {
-        pid = spawn_batch(pr, entries, idx, nidx, 0);
-        ok = pid > 0 && proc_wait_one(&pid, 1, &code) == pid &&
-             judge_batch(pr, code, 0,
-                         wave == POST_WAVE_ATTACH ? "attaching partition indexes"
-                                                  : "triggers, rules and the rest "
-                                                    "of the post-data schema") == BATCH_DONE;
+        char *sql = batch_script(pr, entries, idx, nidx, 0, what);
+        PGconn *conn = sql ? restore_conn(pr->tgt, sql) : NULL;
+
+        ok = conn && run_script(conn, sql, pr->resuming, "indexes", what) == BATCH_DONE;
+        conn_close(conn);
+        free(sql);
         for (int i = 0; ok && i < nidx; i++) {
             entries[idx[i]].done = true;
             if (pr->done && !pr->done(&entries[idx[i]], pr->arg))
@@ -572,27 +752,22 @@ bool schema_restore_entry(const PgTools *t, const ConnInfo *tgt, const char *arc
                           const SchemaOpts *so, const PostEntry *e, const char *tmpdir, int slot,
                           bool resuming)
 {
-    char *dbarg = target_dbarg(tgt);
-    PostRun pr = {t, so, archive, dbarg, conninfo_password(tgt), tmpdir, resuming, NULL, NULL};
-    int idx = 0, attempts = 0, code;
-    BatchOutcome o = BATCH_RETRY;
+    PostRun pr = {t, so, tgt, archive, tmpdir, resuming, NULL, NULL};
+    int idx = 0, attempts = 0;
+    char *sql = batch_script(&pr, e, &idx, 1, slot, e->desc);
+    PGconn *conn = sql ? restore_conn(tgt, sql) : NULL;
+    BatchOutcome o = conn ? BATCH_RETRY : BATCH_FAILED;
 
     while (o == BATCH_RETRY) {
-        pid_t pid = spawn_batch(&pr, e, &idx, 1, slot);
-
-        if (pid <= 0 || proc_wait_one(&pid, 1, &code) != pid) {
-            log_error("[indexes] %s: could not run pg_restore", e->desc);
-            o = BATCH_FAILED;
-            break;
-        }
-        o = judge_batch(&pr, code, slot, e->desc);
+        o = run_script(conn, sql, resuming, "indexes", e->desc);
         if (o == BATCH_RETRY && ++attempts >= MAX_ATTEMPTS) {
             log_error("[indexes] %s: deadlocked %d times", e->desc, MAX_ATTEMPTS);
             o = BATCH_FAILED;
         } else if (o == BATCH_RETRY)
             log_notice("[indexes] %s: deadlock, trying again", e->desc);
     }
-    free(dbarg);
+    conn_close(conn);
+    free(sql);
     return o == BATCH_DONE;
 }
 
@@ -600,13 +775,10 @@ bool schema_restore_post(const PgTools *t, const ConnInfo *tgt, const char *arch
                          const SchemaOpts *so, PostEntry *entries, int n, int jobs,
                          const char *tmpdir, bool resuming, PostDoneFn done, void *arg)
 {
-    char *dbarg = target_dbarg(tgt);
-    PostRun pr = {t, so, archive, dbarg, conninfo_password(tgt), tmpdir, resuming, done, arg};
-    bool ok = run_parallel(&pr, entries, n, POST_WAVE_BUILD, jobs) &&
-              run_serial(&pr, entries, n, POST_WAVE_ATTACH) &&
-              run_parallel(&pr, entries, n, POST_WAVE_FK, jobs) &&
-              run_serial(&pr, entries, n, POST_WAVE_REST);
+    PostRun pr = {t, so, tgt, archive, tmpdir, resuming, done, arg};
 
-    free(dbarg);
-    return ok;
+    return run_parallel(&pr, entries, n, POST_WAVE_BUILD, jobs) &&
+           run_serial(&pr, entries, n, POST_WAVE_ATTACH) &&
+           run_parallel(&pr, entries, n, POST_WAVE_FK, jobs) &&
+           run_serial(&pr, entries, n, POST_WAVE_REST);
 }

@@ -183,6 +183,16 @@ static void test_messages_are_put_on_one_line(void **state)
     }
 }
 
+/* A stopped server's query is given up a quarter after its statement_timeout,
+ * at least 5 s after. */
+static void test_query_wait_is_a_margin_above_statement_timeout(void **state)
+{
+    (void)state;
+    assert_int_equal(conn_query_wait_ms(60000), 75000);
+    assert_int_equal(conn_query_wait_ms(3000), 8000);
+    assert_int_equal(conn_query_wait_ms(20000), 25000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_a_closed_port_is_unreachable),
         cmocka_unit_test(test_a_socket_directory_without_a_server_is_unreachable),
         cmocka_unit_test(test_messages_are_put_on_one_line),
+        cmocka_unit_test(test_query_wait_is_a_margin_above_statement_timeout),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
-# The target's disk fills up while start follows (issue 15, RELIABILITY
-# 33): the target database lives in a tablespace on a 24 MB tmpfs.  A
+# The target's disk fills up while start copies and while it follows (issue
+# 15, RELIABILITY 33): the target database lives in a tablespace on a 40 MB
+# tmpfs.  A
 # mount needs privileges the test user lacks, so the target's postmaster
 # runs in a user and mount namespace of its own (unshare: root there, the
 # tmpfs mounted, then the test user again inside a nested namespace, since
@@ -8,6 +9,11 @@
 # with "No space left on device", says so, commits nothing of the batch and
 # confirms nothing past it; start keeps retrying; once space is freed it goes
 # on, and every row arrives exactly once.
+#
+# During the copy: a filler database leaves about 4 MB free, the 13 MB table
+# does not fit; its chunk fails with disk_full (53100), start says it waits
+# for space and tries the chunk again with a backoff instead of exiting;
+# once the filler is dropped, the copy goes through to the follow phase.
 use strict;
 use warnings;
 
@@ -21,6 +27,8 @@ my ($src, $tgt) = RelocateTest::new_pair(dbname => $db);
 $src->safe_psql($db, q{
 CREATE TABLE public.events (id bigint PRIMARY KEY, payload text NOT NULL);
 INSERT INTO public.events SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 1000) i;
+CREATE TABLE public.bulk (id bigint PRIMARY KEY, payload text NOT NULL);
+INSERT INTO public.bulk SELECT i, repeat(md5(i::text), 2) FROM generate_series(1, 120000) i;
 });
 FollowTest::create_marker($src, $db);
 
@@ -33,7 +41,7 @@ my ($out, $err) = ('', '');
 my $started = IPC::Run::run(
 	[
 		'unshare', '-Urm', 'sh', '-c',
-		"mount -t tmpfs -o size=24m tmpfs '$ts' && exec unshare -U --map-user=$uid --map-group=$gid -- $pgctl"
+		"mount -t tmpfs -o size=40m tmpfs '$ts' && exec unshare -U --map-user=$uid --map-group=$gid -- $pgctl"
 	],
 	'>', \$out, '2>', \$err);
 plan skip_all => "cannot start the target in a user and mount namespace: $err" unless $started;
@@ -46,9 +54,51 @@ $tgt->safe_psql('postgres', 'CREATE DATABASE spare TABLESPACE small');
 $tgt->safe_psql('postgres', "ALTER DATABASE spare SET temp_tablespaces = 'pg_default'");
 $tgt->safe_psql('spare', 'CREATE TABLE public.filler (b text)');
 
+# 4 MB of reserve, then committed filler in 1 MB steps until the tablespace
+# is full, then the reserve dropped: room for the schema and the small
+# table, not for bulk
+$tgt->safe_psql('spare', q{
+CREATE TABLE public.reserve (b text);
+INSERT INTO public.reserve SELECT repeat(md5(i::text), 30) FROM generate_series(1, 4000) i;
+DO $$
+BEGIN
+	LOOP
+		BEGIN
+			INSERT INTO public.filler SELECT repeat(md5(i::text), 30) FROM generate_series(1, 1000) i;
+		EXCEPTION WHEN disk_full THEN
+			EXIT;
+		END;
+	END LOOP;
+END $$});
+$tgt->safe_psql('spare', 'DROP TABLE public.reserve');
+
 my $run = FollowTest::start_bg($src, $tgt, $db);
-ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 120), 'start reaches the follow phase')
+my $copy_said = '';
+for (1 .. 1200)
+{
+	last unless FollowTest::running($run);
+	$copy_said = ${ $run->{stderr} };
+	last if $copy_said =~ /the target's disk is full; trying the chunk again/;
+	select undef, undef, undef, 0.1;
+}
+like($copy_said, qr/\[copy public\.bulk[^\]]*\] .*No space left on device/, 'the copy reports the full disk');
+like($copy_said, qr/\[copy public\.bulk[^\]]*\] the target's disk is full; trying the chunk again in 1 s/,
+	'and says it waits for space');
+ok(FollowTest::running($run), 'start keeps running');
+# the backoff doubles: 1 s, 2 s, 4 s; it must not give up
+select undef, undef, undef, 4;
+ok(FollowTest::running($run), 'start still runs after the retries');
+like(${ $run->{stderr} }, qr/trying the chunk again in 2 s/, 'the wait grows');
+is(RelocateTest::query($tgt, $db, 'SELECT phase FROM pgrelocate.migration'), 'data', 'start is in the data phase');
+$tgt->safe_psql('postgres', 'DROP DATABASE spare');    # frees the space
+ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 120), 'once space is freed start reaches the follow phase')
   or BAIL_OUT('start did not reach follow: ' . ${ $run->{stderr} });
+is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.bulk'), '120000', 'every row of bulk is there');
+
+# the filler again, for the full disk while start follows
+$tgt->safe_psql('postgres', 'CREATE DATABASE spare TABLESPACE small');
+$tgt->safe_psql('postgres', "ALTER DATABASE spare SET temp_tablespaces = 'pg_default'");
+$tgt->safe_psql('spare', 'CREATE TABLE public.filler (b text)');
 
 # fill the tmpfs: the pages of a failed insert stay allocated; fill again
 # until even a small insert fails
