@@ -3,8 +3,13 @@
 # while; then:
 #   A. its summary counts schema differences the same way in the list and
 #      in the result line (a sequence value behind is listed, not counted);
-#   B. the first SIGINT while it waits stops it at once (exit 130), and it
-#      leaves no session, snapshot or temporary slot on the source;
+#   B. it waits for an older source transaction (even the newest one) to
+#      end before it creates its slot or holds the follower; the first
+#      SIGINT while it waits stops it at once (exit 130), and it leaves no
+#      session, snapshot or temporary slot on the source;
+#   B2. the first SIGINT while its slot waits for a younger transaction
+#      (the follower held meanwhile) stops it as well, and releases the
+#      follower;
 #   C. when its follower stops on an apply error (a unique index only the
 #      target has) while verify waits for it to reach the consistent point,
 #      verify ends within seconds with the follower's own error, and
@@ -67,8 +72,17 @@ $tgt->safe_psql($db, 'DROP INDEX public.items_note_target_only');
 	ok(RelocateTest::wait_until($src, $db,
 			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
 			  . " AND backend_start > '$since' AND state = 'idle'"
-			  . " AND query LIKE '%txid_snapshot_xmin%'", 't', 60),
+			  . " AND query LIKE '%pg_locks%transactionid%ANY%'", 't', 60),
 		'B: verify waits for the older source transaction');
+	# the open transaction is the newest on the source: verify used to take
+	# it for a younger one and go on to create its slot, which waits for it
+	# with the follower held, deaf to SIGINT
+	ok(!FollowTest::poll($src, $db,
+			"SELECT count(*) > 0 FROM pg_replication_slots WHERE slot_name LIKE 'pgrelocate_verify%'", 2),
+		'B: no slot created while the older transaction runs');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding')"),
+		'0', 'B: the follower is not held while verify waits');
 	kill 'INT', $h->{pid};
 	my $t0 = time;
 	FollowTest::poll($src, $db, 'SELECT false', 0) while FollowTest::running($h) && time - $t0 < 15;
@@ -80,6 +94,49 @@ $tgt->safe_psql($db, 'DROP INDEX public.items_note_target_only');
 	$long->query_safe('COMMIT');
 	$long->quit;
 	source_clean('B');
+}
+
+# --- B2. the first SIGINT stops verify while its slot waits ---
+{
+	my $old = $src->background_psql($db);
+	$old->query_safe('BEGIN; SELECT txid_current()');
+	my $since = RelocateTest::query($src, $db, 'SELECT clock_timestamp()');
+	my $h = RelocateTest::start_copy(%conn, command => 'verify', timeout => 120);
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
+			  . " AND backend_start > '$since' AND state = 'idle'"
+			  . " AND query LIKE '%pg_locks%transactionid%ANY%'", 't', 60),
+		'B2: verify waits for the older source transaction');
+	# a younger transaction, then the older one ends: verify holds the
+	# follower and its slot waits for the younger one
+	my $young = $src->background_psql($db);
+	$young->query_safe('BEGIN; SELECT txid_current()');
+	$old->query_safe('COMMIT');
+	$old->quit;
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
+			  . " AND backend_start > '$since' AND state = 'active'"
+			  . " AND query LIKE 'CREATE_REPLICATION_SLOT%'", 't', 60),
+		'B2: its slot waits for the younger transaction');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state = 'holding'"),
+		'1', 'B2: the follower is held meanwhile');
+	kill 'INT', $h->{pid};
+	my $t0 = time;
+	FollowTest::poll($src, $db, 'SELECT false', 0) while FollowTest::running($h) && time - $t0 < 15;
+	ok(!FollowTest::running($h), 'B2: verify ended within 15 s of the first SIGINT')
+	  or kill 'KILL', $h->{pid};
+	my $r = RelocateTest::finish_copy($h);
+	is($r->{exit}, 130, 'B2: exit status 130') or diag($r->{stderr});
+	like($r->{stderr}, qr/^pgrelocate: error: .*interrupted/m, 'B2: says it was interrupted');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding', 'advancing', 'reached')"),
+		'0', 'B2: the follower is released');
+	# the slot's wait was cancelled: no session left while the younger
+	# transaction still runs
+	source_clean('B2');
+	$young->query_safe('COMMIT');
+	$young->quit;
 }
 
 # --- C. the follower stops on an apply error while verify waits ---
