@@ -61,6 +61,17 @@ bool syncpoint_follower_running(PGconn *tgt, bool *running)
     return true;
 }
 
+/* The caller's session holds the advisory lock (LOCK_K1, id) while its
+ * row is live (the follower's own lock is (LOCK_K1, LOCK_K2)). */
+static void unlock_row(PGconn *tgt, const char *id)
+{
+    const char *p[1] = {id};
+    PGresult *res = PQexecParams(tgt, "SELECT pg_catalog.pg_advisory_unlock(" LOCK_K1 ", $1::int)",
+                                 1, NULL, p, NULL, NULL, 0);
+
+    PQclear(res); /* best effort: the lock ends with the session anyway */
+}
+
 static bool notify(PGconn *conn)
 {
     return conn_script(conn, "sync", "NOTIFY pgrelocate_sync");
@@ -179,16 +190,23 @@ SyncPoint *syncpoint_hold_watched(PGconn *tgt, int wait_ms, int expire_ms, const
                 "no pgrelocate start is following changes into this target");
         return NULL;
     }
-    /* a caller that died leaves its row live until it expires */
+    /* a caller that died leaves its row live until it expires, or until
+     * the next caller sees that the lock of its session is gone */
     if (!conn_script(tgt, "sync",
-                     "UPDATE pgrelocate.sync_points SET state = 'expired' WHERE state IN "
+                     "UPDATE pgrelocate.sync_points s SET state = 'expired' WHERE state IN "
                      "('requested', 'holding', 'advancing', 'reached') "
-                     "AND expires_at < clock_timestamp()"))
+                     "AND (expires_at < clock_timestamp() OR NOT EXISTS (SELECT FROM "
+                     "pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                     "AND l.classid = " LOCK_K1 "::oid AND l.objid::bigint = s.id "
+                     "AND l.objsubid = 2 AND l.database = (SELECT oid FROM "
+                     "pg_catalog.pg_database WHERE datname = pg_catalog.current_database())))"))
         return NULL;
     snprintf(expire, sizeof(expire), "%d", expire_ms);
+    /* locked in the statement that inserts: no one sees the row unlocked */
     res = PQexecParams(tgt,
-                       "INSERT INTO pgrelocate.sync_points (expires_at) VALUES "
-                       "(clock_timestamp() + $1::int * interval '1 ms') RETURNING id",
+                       "WITH r AS (INSERT INTO pgrelocate.sync_points (expires_at) VALUES "
+                       "(clock_timestamp() + $1::int * interval '1 ms') RETURNING id) "
+                       "SELECT id, pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", id::int) FROM r",
                        1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (strcmp(conn_sqlstate(res), "23505") == 0)
@@ -207,6 +225,7 @@ SyncPoint *syncpoint_hold_watched(PGconn *tgt, int wait_ms, int expire_ms, const
     PQclear(res);
     if (!notify(tgt) || !wait_for(sp, "holding", wait_ms, "pause at a transaction boundary")) {
         set_state(tgt, sp->id, "released");
+        unlock_row(tgt, sp->id);
         free(sp);
         return NULL;
     }
@@ -248,6 +267,7 @@ void syncpoint_release(SyncPoint *sp)
     if (!sp)
         return;
     set_state(sp->tgt, sp->id, "released");
+    unlock_row(sp->tgt, sp->id);
     free(sp);
 }
 

@@ -22,7 +22,9 @@
  *      exits: cutover).
  *
  * A hold the caller abandons (crash, lost connection) expires after its
- * timeout: the follower never waits forever.  One sync point at a time.
+ * timeout: the follower never waits forever.  One sync point at a time;
+ * the caller's session holds an advisory lock on its id meanwhile, so the
+ * next caller expires a row whose caller is gone at once.
  */
 #ifndef PGRELOCATE_SYNCPOINT_H
 #define PGRELOCATE_SYNCPOINT_H

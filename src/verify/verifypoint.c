@@ -190,13 +190,23 @@ static bool spawn_follower(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn 
     return false;
 }
 
+/* Whether the caller's interrupt or the end of our follower ends a wait
+ * (the interrupt logged; the follower logged its own error). */
+static bool wait_ends(const VerifyPoint *vp)
+{
+    return stopped(vp) || (vp->watch.alive && !vp->watch.alive(vp->watch.arg));
+}
+
 /* A temporary slot on a replication connection: its consistent point and
- * the snapshot of exactly that point (valid while rep stays idle). */
-static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
+ * the snapshot of exactly that point (valid while rep stays idle).  The
+ * command waits for every source transaction running when it started to
+ * end, with the follower held: the interrupt or our follower's end cancels
+ * it (the caller then closes rep, which drops the slot). */
+static bool create_temp_slot(const VerifyPoint *vp, PGconn *rep, Lsn *lsn, char **snapshot)
 {
     char name[64], *sql;
-    PGresult *res;
-    bool ok;
+    PGresult *res = NULL, *r;
+    bool ok, sent;
 
     snprintf(name, sizeof(name), "pgrelocate_verify_%d", (int)getpid());
     sql = PQserverVersion(rep) >= 150000
@@ -205,8 +215,25 @@ static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
                           name)
               : xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT",
                           name);
-    res = PQexec(rep, sql);
+    sent = PQsendQuery(rep, sql) == 1;
     free(sql);
+    while (sent && PQisBusy(rep)) {
+        if (wait_ends(vp)) {
+            PGcancel *c = PQgetCancel(rep);
+            char err[256];
+
+            if (c && !PQcancel(c, err, sizeof(err)))
+                log_debug("[verify] could not cancel the slot creation: %s", err);
+            PQfreeCancel(c);
+            return false;
+        }
+        if (conn_wait_socket(rep, false, clock_now_ms() + 100) && !PQconsumeInput(rep))
+            break;
+    }
+    while ((r = PQgetResult(rep)) != NULL) {
+        PQclear(res);
+        res = r;
+    }
     ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 3 &&
          lsn_parse(PQgetvalue(res, 0, 1), lsn);
     if (ok)
@@ -220,42 +247,53 @@ static bool create_temp_slot(PGconn *rep, Lsn *lsn, char **snapshot)
 /* Creating a slot waits for every source transaction running at that
  * moment to end, and the follower is held meanwhile.  So first wait,
  * without holding anything, for the transactions running now (a long
- * report, say) to end; the slot then waits only for younger ones. */
+ * report, say) to end; the slot then waits only for younger ones.  A
+ * transaction with an xid (a prepared one too) holds an exclusive lock on
+ * it until it ends: wait for those locks.  (Not for the xmax of
+ * txid_current_snapshot(): it is the latest completed xid + 1, so the
+ * newest running transaction is at or above it and was not waited for.) */
 static bool wait_older_transactions(const VerifyPoint *vp, PGconn *up, int side)
 {
+    static const char locks[] = "FROM pg_catalog.pg_locks WHERE locktype = 'transactionid' AND "
+                                "mode = 'ExclusiveLock' AND granted";
+    char *sql = xasprintf("SELECT pg_catalog.array_agg(transactionid)::text %s", locks);
+    PGresult *res = conn_query(up, side_ctx(side), sql, 0, NULL, 1);
+    char *xids;
     const char *p[1];
-    PGresult *res = conn_query(
-        up, side_ctx(side), "SELECT txid_snapshot_xmax(txid_current_snapshot())::text", 0, NULL, 1);
-    char xmax[32];
-    double t0 = (double)time(NULL), logged = t0;
+    time_t t0 = time(NULL), logged = t0;
+    bool ok = false;
 
+    free(sql);
     if (!res)
         return false;
-    snprintf(xmax, sizeof(xmax), "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    p[0] = xmax;
-    for (;;) {
-        bool done;
-
-        res =
-            conn_query(up, side_ctx(side),
-                       "SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1::bigint", 1, p, 1);
-        if (!res)
-            return false;
-        done = PQgetvalue(res, 0, 0)[0] == 't';
+    if (PQgetisnull(res, 0, 0)) {
         PQclear(res);
-        if (done)
-            return true;
-        if (stopped(vp) || (vp->watch.alive && !vp->watch.alive(vp->watch.arg)))
-            return false;
-        if ((double)time(NULL) - logged >= 10) {
-            logged = (double)time(NULL);
+        return true; /* none running */
+    }
+    xids = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    p[0] = xids;
+    sql = xasprintf("SELECT count(*) = 0 %s AND transactionid OPERATOR(pg_catalog.=) ANY "
+                    "($1::pg_catalog.xid[])",
+                    locks);
+    for (;;) {
+        if (!(res = conn_query(up, side_ctx(side), sql, 1, p, 1)))
+            break;
+        ok = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (ok || wait_ends(vp))
+            break;
+        if (time(NULL) - logged >= 10) {
+            logged = time(NULL);
             log_info("[verify] waiting %.0f s so far for %s transactions older than verify to "
                      "end",
-                     logged - t0, side ? "target" : "source");
+                     difftime(logged, t0), side ? "target" : "source");
         }
-        sleep_ms(50);
+        sleep_ms(100);
     }
+    free(sql);
+    free(xids);
+    return ok;
 }
 
 /* Hold, create the slot upstream, advance, downstream snapshot, release,
@@ -280,7 +318,7 @@ static bool take_at_lsn(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn *co
     ok = ok && (sp = syncpoint_hold_watched(ctl, HOLD_WAIT_MS,
                                             own ? OWN_HOLD_EXPIRE_MS : HOLD_EXPIRE_MS, &vp->watch));
     log_debug("[verify] follower held after %.0f ms", (double)clock_now_ms() - held_at);
-    ok = ok && create_temp_slot(rep, &lsn, &slot_snapshot);
+    ok = ok && create_temp_slot(vp, rep, &lsn, &slot_snapshot);
     log_debug("[verify] temporary slot at %.0f ms", (double)clock_now_ms() - held_at);
     ok = ok && syncpoint_advance(sp, conn[up], lsn, own ? OWN_ADVANCE_WAIT_MS : ADVANCE_WAIT_MS) &&
          begin_export(conn[down], down, NULL, &vp->snapshot[down], when[down], sizeof(when[0]));

@@ -3,8 +3,16 @@
 # while; then:
 #   A. its summary counts schema differences the same way in the list and
 #      in the result line (a sequence value behind is listed, not counted);
-#   B. the first SIGINT while it waits stops it at once (exit 130), and it
-#      leaves no session, snapshot or temporary slot on the source;
+#   B. it waits for an older source transaction (even the newest one) to
+#      end before it creates its slot or holds the follower; the first
+#      SIGINT while it waits stops it at once (exit 130), and it leaves no
+#      session, snapshot or temporary slot on the source;
+#   B2. the first SIGINT while its slot waits for a younger transaction
+#      (the follower held meanwhile) stops it as well, and releases the
+#      follower;
+#   B3. a verify killed (SIGKILL) while it holds its follower does not
+#      block the next verify (its hold expires with its session, not an
+#      hour later);
 #   C. when its follower stops on an apply error (a unique index only the
 #      target has) while verify waits for it to reach the consistent point,
 #      verify ends within seconds with the follower's own error, and
@@ -44,6 +52,57 @@ sub source_clean
 		'0', "$name: no temporary slot left on the source");
 }
 
+# a verify started after $since waits for the older source transaction
+sub verify_waits_older
+{
+	my ($since, $name) = @_;
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
+			  . " AND backend_start > '$since' AND state = 'idle'"
+			  . " AND query LIKE '%pg_locks%transactionid%ANY%'", 't', 60),
+		"$name: verify waits for the older source transaction");
+}
+
+# The first SIGINT ends verify at once, saying so.
+sub interrupt_verify
+{
+	my ($h, $name) = @_;
+	kill 'INT', $h->{pid};
+	my $t0 = time;
+	FollowTest::poll($src, $db, 'SELECT false', 0) while FollowTest::running($h) && time - $t0 < 15;
+	ok(!FollowTest::running($h), "$name: verify ended within 15 s of the first SIGINT")
+	  or kill 'KILL', $h->{pid};
+	my $r = RelocateTest::finish_copy($h);
+	is($r->{exit}, 130, "$name: exit status 130") or diag($r->{stderr});
+	like($r->{stderr}, qr/^pgrelocate: error: .*interrupted/m, "$name: says it was interrupted");
+}
+
+# A verify whose slot waits for a transaction younger than verify, its
+# follower held meanwhile: an older transaction keeps verify in its
+# pre-wait until the younger one began.  Returns verify and the younger
+# transaction's session.
+sub verify_in_slot_wait
+{
+	my ($name) = @_;
+	my $old = $src->background_psql($db);
+	$old->query_safe('BEGIN; SELECT txid_current()');
+	my $since = RelocateTest::query($src, $db, 'SELECT clock_timestamp()');
+	my $h = RelocateTest::start_copy(%conn, command => 'verify', timeout => 120);
+	verify_waits_older($since, $name);
+	my $young = $src->background_psql($db);
+	$young->query_safe('BEGIN; SELECT txid_current()');
+	$old->query_safe('COMMIT');
+	$old->quit;
+	ok(RelocateTest::wait_until($src, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
+			  . " AND backend_start > '$since' AND state = 'active'"
+			  . " AND query LIKE 'CREATE_REPLICATION_SLOT%'", 't', 60),
+		"$name: its slot waits for the younger transaction");
+	is(RelocateTest::query($tgt, $db, "SELECT count(*) FROM pgrelocate.sync_points WHERE state = 'holding'"),
+		'1', "$name: the follower is held meanwhile");
+	return ($h, $young);
+}
+
 # --- A. the counts of the summary ---
 $tgt->safe_psql($db, 'CREATE INDEX items_note_target_only ON public.items (note)');
 {
@@ -64,22 +123,52 @@ $tgt->safe_psql($db, 'DROP INDEX public.items_note_target_only');
 	my $h = RelocateTest::start_copy(%conn, command => 'verify', timeout => 120);
 	# its own session (not one of A's verify, which may linger a moment),
 	# once its follower runs: it then waits for the older transaction
-	ok(RelocateTest::wait_until($src, $db,
-			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate verify'"
-			  . " AND backend_start > '$since' AND state = 'idle'"
-			  . " AND query LIKE '%txid_snapshot_xmin%'", 't', 60),
-		'B: verify waits for the older source transaction');
-	kill 'INT', $h->{pid};
-	my $t0 = time;
-	FollowTest::poll($src, $db, 'SELECT false', 0) while FollowTest::running($h) && time - $t0 < 15;
-	ok(!FollowTest::running($h), 'B: verify ended within 15 s of the first SIGINT')
-	  or kill 'KILL', $h->{pid};
-	my $r = RelocateTest::finish_copy($h);
-	is($r->{exit}, 130, 'B: exit status 130') or diag($r->{stderr});
-	like($r->{stderr}, qr/^pgrelocate: error: .*interrupted/m, 'B: says it was interrupted');
+	verify_waits_older($since, 'B');
+	# the open transaction is the newest on the source: verify used to take
+	# it for a younger one and go on to create its slot, which waits for it
+	# with the follower held, deaf to SIGINT
+	ok(!FollowTest::poll($src, $db,
+			"SELECT count(*) > 0 FROM pg_replication_slots WHERE slot_name LIKE 'pgrelocate_verify%'", 2),
+		'B: no slot created while the older transaction runs');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding')"),
+		'0', 'B: the follower is not held while verify waits');
+	interrupt_verify($h, 'B');
 	$long->query_safe('COMMIT');
 	$long->quit;
 	source_clean('B');
+}
+
+# --- B2. the first SIGINT stops verify while its slot waits ---
+{
+	my ($h, $young) = verify_in_slot_wait('B2');
+	interrupt_verify($h, 'B2');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding', 'advancing', 'reached')"),
+		'0', 'B2: the follower is released');
+	# the slot's wait was cancelled: no session left while the younger
+	# transaction still runs
+	source_clean('B2');
+	$young->query_safe('COMMIT');
+	$young->quit;
+}
+
+# --- B3. a verify killed while it holds its follower ---
+{
+	my ($h, $young) = verify_in_slot_wait('B3');
+	kill 'KILL', $h->{pid};
+	is(RelocateTest::finish_copy($h)->{signal}, 9, 'B3: verify killed');
+	$young->query_safe('COMMIT');
+	$young->quit;
+	source_clean('B3');
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding', 'advancing', 'reached')"),
+		'1', 'B3: the killed verify left its sync point live');
+	my $r = RelocateTest::run_copy(%conn, command => 'verify');
+	is($r->{exit}, 0, 'B3: the next verify is not blocked by it') or diag($r->{stderr});
+	is(RelocateTest::query($tgt, $db,
+			"SELECT count(*) FROM pgrelocate.sync_points WHERE state IN ('requested', 'holding', 'advancing', 'reached')"),
+		'0', 'B3: no live sync point left');
 }
 
 # --- C. the follower stops on an apply error while verify waits ---
