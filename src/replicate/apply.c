@@ -1151,8 +1151,7 @@ static bool on_message(Apply *a, const PgoLogicalMessage *m)
     } else if (v.action == DDL_REFUSE) {
         char *detail = xasprintf("The command was: %.500s", cmd.query);
 
-        log_msg(LOG_ERROR, detail, v.hint, "[apply] schema change at %s refused: %s", at,
-                v.reason);
+        log_msg(LOG_ERROR, detail, v.hint, "[apply] schema change at %s refused: %s", at, v.reason);
         free(detail);
         ok = false;
     }

@@ -327,16 +327,16 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *v)
         char n[16];
 
         snprintf(n, sizeof(n), "%d", nstmt);
-        refuse(v, "%s came in a query string of %s statements: replaying it could run other "
-                  "statements twice",
-               c->tag, n,
-               "Send each schema change as a query of its own. " REPAIR_FRESH);
+        refuse(v,
+               "%s came in a query string of %s statements: replaying it could run other "
+               "statements twice",
+               c->tag, n, "Send each schema change as a query of its own. " REPAIR_FRESH);
     } else if (!starts_like_tag(c->query, c->tag)) {
-        refuse(v, "%s ran inside another command (a function, DO block or procedure)%s", c->tag,
-               "", "Run schema changes as plain statements. " REPAIR_FRESH);
+        refuse(v, "%s ran inside another command (a function, DO block or procedure)%s", c->tag, "",
+               "Run schema changes as plain statements. " REPAIR_FRESH);
     } else if (c->rewrite & DDL_REWRITE_DEFAULT) {
-        refuse(v, "%s filled every row of the table with a volatile default or identity%s",
-               c->tag, ": the target would get other values",
+        refuse(v, "%s filled every row of the table with a volatile default or identity%s", c->tag,
+               ": the target would get other values",
                "Add the column without a default, then set its values with UPDATE (the rows "
                "follow through the stream). " REPAIR_FRESH);
     } else if ((c->rewrite & DDL_REWRITE_TYPE) && using_calls(c->query)) {

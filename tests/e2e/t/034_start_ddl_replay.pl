@@ -152,6 +152,7 @@ is_deeply([ FollowTest::leftovers($src, $tgt, $db) ], [],
 
 # a source role that may not create event triggers: as before
 $src->safe_psql('postgres', 'CREATE ROLE mover LOGIN REPLICATION NOSUPERUSER');
+$tgt->safe_psql('postgres', 'CREATE ROLE mover');
 $src->safe_psql('plain', <<'SQL');
 GRANT CREATE ON DATABASE plain TO mover;
 CREATE TABLE public.items (id int PRIMARY KEY, name text);
@@ -166,7 +167,9 @@ like($r->{stdout},
 	qr/WARN\s+source\.ddl_capture\b.*schema changes on the source are not captured: the source role may not create event triggers/,
 	'check: a role that may not create event triggers gets no capture (WARN)');
 $run = RelocateTest::start_copy(%plain, command => 'start', timeout => 180);
-ok(FollowTest::wait_for_phase($tgt, 'plain', 'follow', 120), 'start follows without capture');
+ok(FollowTest::poll($tgt, 'plain',
+		"SELECT coalesce((SELECT phase = 'follow' FROM pgrelocate.migration), false)", 120, $run),
+	'start follows without capture');
 $src->safe_psql('plain', "INSERT INTO public.items VALUES (21, 'new')");
 ok(RelocateTest::wait_until($tgt, 'plain', 'SELECT count(*) FROM public.items', '21', 60),
 	'rows follow');
