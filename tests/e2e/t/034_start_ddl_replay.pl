@@ -51,6 +51,20 @@ is(RelocateTest::query($src, $db,
 is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM pg_event_trigger'),
 	'0', 'the capture triggers were not copied to the target');
 
+# A statement on the source as an application runs it: a deadlock with the
+# load (a foreign key locks both tables) is retried.
+sub source_sql
+{
+	my ($sql) = @_;
+	for my $attempt (1 .. 10)
+	{
+		my $ok = eval { $src->safe_psql($db, $sql); 1 };
+		return if $ok;
+		die $@ unless $@ =~ /deadlock detected/ && $attempt < 10;
+		note("deadlock with the load, again: $sql");
+	}
+}
+
 # One stage: statements run one by one on the source, as an application's
 # migration does, under the load; then wait until the target caught up.
 my $stage = 0;
@@ -58,7 +72,7 @@ sub stage
 {
 	my ($what, @sql) = @_;
 	$stage++;
-	$src->safe_psql($db, $_) for @sql;
+	source_sql($_) for @sql;
 	my $x = FollowTest::wait_caught_up($src, $tgt, $db, run => $run, timeout => 120);
 	ok(defined $x, "stage $stage ($what): the target caught up");
 	return $x;
@@ -90,9 +104,9 @@ is(RelocateTest::query($tgt, $db,
 push @stats, compare('after columns and index');
 
 # SIGKILL right after schema changes: the restart replays each once
-$src->safe_psql($db, 'ALTER TABLE public.pgbench_history ADD CONSTRAINT history_tid_fk '
+source_sql('ALTER TABLE public.pgbench_history ADD CONSTRAINT history_tid_fk '
 	  . 'FOREIGN KEY (tid) REFERENCES public.pgbench_tellers (tid) NOT VALID');
-$src->safe_psql($db, 'ALTER TABLE public.pgbench_history VALIDATE CONSTRAINT history_tid_fk');
+source_sql('ALTER TABLE public.pgbench_history VALIDATE CONSTRAINT history_tid_fk');
 RelocateTest::wait_until($tgt, $db,
 	"SELECT count(*) FROM pg_constraint WHERE conname = 'history_tid_fk'", '1', 60);
 my $r = FollowTest::stop_run($run, 'KILL');
