@@ -111,11 +111,17 @@ RelocateTest::wait_until($tgt, $db,
 	"SELECT count(*) FROM pg_constraint WHERE conname = 'history_tid_fk'", '1', 60);
 my $r = FollowTest::stop_run($run, 'KILL');
 is($r->{signal}, 9, 'start killed with SIGKILL after the foreign key');
+like($r->{stderr},
+	qr/\[apply\] replaying CREATE INDEX at [0-9A-F]+\/[0-9A-F]+ without CONCURRENTLY: .*: CREATE INDEX accounts_note_idx ON public\.pgbench_accounts \(note\)\n/,
+	'the concurrent index build was replayed, without CONCURRENTLY, and logged so');
 $src->safe_psql($db, "ALTER TABLE public.events RENAME COLUMN payload TO body");
 $src->safe_psql($db, "INSERT INTO public.events (id, body, mood) VALUES (101, 'renamed', 'sad')");
 $run = FollowTest::start_bg($src, $tgt, $db, args => ['--replica-identity-full']);
 RelocateTest::wait_until($tgt, $db, 'SELECT count(*) FROM public.events WHERE id = 101', '1', 60);
 $r = FollowTest::stop_run($run, 'KILL');
+like($r->{stderr},
+	qr/\[apply\] replaying ALTER TABLE at \S+: ALTER TABLE public\.events RENAME COLUMN payload TO body/,
+	'the rename made while start was down was replayed by the next run');
 $run = FollowTest::start_bg($src, $tgt, $db, args => ['--replica-identity-full']);
 stage('foreign key validated, a written column renamed (across SIGKILLs)',
 	"UPDATE public.events SET body = body || '!' WHERE id <= 10");
@@ -153,6 +159,10 @@ $src->safe_psql($db,
 	'ALTER TABLE public.happenings ADD COLUMN seen timestamptz DEFAULT clock_timestamp()');
 $r = FollowTest::finish($run);
 isnt($r->{exit}, 0, 'start stops at a volatile default');
+unlike($r->{stderr}, qr/RENAME COLUMN payload|history_tid_fk/,
+	'the run after the SIGKILLs replayed none of the commands applied before them');
+like($r->{stderr}, qr/replaying ALTER TYPE at \S+: ALTER TYPE public\.mood ADD VALUE 'happy'/,
+	'it replayed the later ones');
 like($r->{stderr},
 	qr/\[apply\] schema change at [0-9A-F]+\/[0-9A-F]+ refused: ALTER TABLE filled every row of the table with a volatile default or identity: the target would get other values\n.*DETAIL:  The command was: ALTER TABLE public\.happenings ADD COLUMN seen timestamptz DEFAULT clock_timestamp\(\)\n.*HINT:  Add the column without a default/s,
 	'the error names the command and the repair');
