@@ -70,8 +70,8 @@ static bool clean(PGconn *src, PGconn *tgt)
         free(rev);
     }
     if (ok && st.replication_name) {
-        ok = slot_drop_ddl_capture(src, st.replication_name) &&
-             slot_drop(src, st.replication_name) &&
+        ok = slot_drop(src, st.replication_name) && /* refused while start runs */
+             slot_drop_ddl_capture(src, st.replication_name) &&
              slot_drop_publication(src, st.replication_name) && restore_identities(src, tgt) &&
              slot_drop_origin(tgt, st.replication_name);
         if (ok)
