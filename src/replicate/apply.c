@@ -1086,9 +1086,9 @@ static bool on_truncate(Apply *a, const PgoTruncate *t)
 static bool replay_ddl(Apply *a, const DdlCommand *cmd, const DdlVerdict *v, Lsn lsn)
 {
     const char *p[1] = {cmd->role ? cmd->role : ""};
-    char at[LSN_TEXT_SIZE];
+    char at[LSN_TEXT_SIZE], *event;
     PGresult *res;
-    bool as_role;
+    bool as_role, ok;
 
     if (!flush_all(a))
         return false;
@@ -1103,14 +1103,25 @@ static bool replay_ddl(Apply *a, const DdlCommand *cmd, const DdlVerdict *v, Lsn
     lsn_format(lsn, at);
     log_info("[apply] replaying %s at %s%s%s: %.200s", cmd->tag, at, v->note ? " " : "",
              v->note ? v->note : "", v->sql);
+    /* the event commits with the command: the log shows each replay once */
+    event = xasprintf("replayed %s at %s%s%s: %.1000s", cmd->tag, at, v->note ? " " : "",
+                      v->note ? v->note : "", v->sql);
+    p[0] = event;
+    ok = send_query(a,
+                    "INSERT INTO pgrelocate.events (level, context, message) VALUES ('info', "
+                    "'apply', $1)",
+                    1, p, xstrdup("recording a schema change in pgrelocate.events"));
+    free(event);
+    if (!ok)
+        return false;
     p[0] = cmd->search_path;
     if (!send_query(a, "SELECT pg_catalog.set_config('search_path', $1, true)", 1, p,
                     xstrdup("setting the search_path of a schema change")))
         return false;
     if (as_role) {
         char *q = conn_quote_ident(a->tgt, cmd->role), *sql = xasprintf("SET LOCAL ROLE %s", q);
-        bool ok = send_query(a, sql, 0, NULL, xasprintf("taking role %s for a schema change", q));
 
+        ok = send_query(a, sql, 0, NULL, xasprintf("taking role %s for a schema change", q));
         free(q);
         free(sql);
         if (!ok)

@@ -170,6 +170,13 @@ is(RelocateTest::query($tgt, $db,
 		"SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.happenings'::regclass AND attname = 'seen'"),
 	'0', 'the refused command did not reach the target');
 
+is(RelocateTest::query($tgt, $db,
+		"SELECT string_agg(substr(message, 1, strpos(message, ' at ')), '|' ORDER BY id) "
+		  . "FROM pgrelocate.events WHERE context = 'apply' AND message LIKE 'replayed %'"),
+	join('|', map { "replayed $_ " } ('ALTER TABLE') x 2, 'CREATE INDEX', ('ALTER TABLE') x 3,
+		'CREATE TABLE', 'ALTER TYPE', ('ALTER TABLE') x 2),
+	'the event log holds each replayed command once, in order (committed with it)');
+
 FollowTest::cleanup_ok('cleanup', $src, $tgt, $db);
 is_deeply([ FollowTest::leftovers($src, $tgt, $db) ], [],
 	'cleanup left no event trigger, function, schema, slot, publication or origin');
