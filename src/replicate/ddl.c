@@ -298,6 +298,66 @@ static bool using_calls(const char *query)
     return false;
 }
 
+/* SQL value functions: a default made of one is evaluated when it runs */
+static const char *const value_functions[] = {
+    "CURRENT_TIMESTAMP",     "CURRENT_DATE",    "CURRENT_TIME",
+    "LOCALTIMESTAMP",        "LOCALTIME",       "CURRENT_USER",
+    "SESSION_USER",          "CURRENT_ROLE",    "USER",
+    "CURRENT_SCHEMA",        "CURRENT_CATALOG", "NOW",
+    "TRANSACTION_TIMESTAMP",
+};
+
+static bool is_value_function(const char *s, const Tok *t)
+{
+    for (size_t i = 0; i < sizeof(value_functions) / sizeof(value_functions[0]); i++)
+        if (tok_is(s, t, value_functions[i]))
+            return true;
+    return false;
+}
+
+/* Does an ADD COLUMN give a default that is not a constant (a function
+ * call or an SQL value function)?  A stable one (now()) fills the existing
+ * rows without a rewrite, with its value at that moment: replayed later,
+ * the target's rows would get another.  Conservative: DEFAULT lower('x')
+ * counts too. */
+static bool adds_computed_default(const char *query)
+{
+    bool in_add = false, in_default = false;
+    int depth = 0;
+    Tok t;
+
+    for (size_t i = next_tok(query, 0, &t); t.kind != TOK_END; i = next_tok(query, i, &t)) {
+        char c = t.kind == TOK_OTHER ? query[t.start] : 0;
+
+        if (depth == 0 && c == ',')
+            in_add = in_default = false;
+        else if (depth == 0 && tok_is(query, &t, "ADD"))
+            in_add = true;
+        else if (in_add && depth == 0 && tok_is(query, &t, "DEFAULT"))
+            in_default = true;
+        else if (in_default && (c == '(' || is_value_function(query, &t)))
+            return true;
+        depth += c == '(' ? 1 : c == ')' ? -1 : 0;
+    }
+    return false;
+}
+
+/* A stored generated column rewrites the table for its default too, but
+ * its expression is immutable: the target computes the same values. */
+static bool adds_generated_stored(const char *query)
+{
+    bool generated = false, stored = false;
+    Tok t;
+
+    for (size_t i = next_tok(query, 0, &t); t.kind != TOK_END; i = next_tok(query, i, &t)) {
+        if (tok_is(query, &t, "IDENTITY"))
+            return false;
+        generated = generated || tok_is(query, &t, "GENERATED");
+        stored = stored || tok_is(query, &t, "STORED");
+    }
+    return generated && stored;
+}
+
 /* ---- decisions ---- */
 
 /* Re-copying one table is not built yet: a fresh start is the repair. */
@@ -334,11 +394,17 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *v)
     } else if (!starts_like_tag(c->query, c->tag)) {
         refuse(v, "%s ran inside another command (a function, DO block or procedure)%s", c->tag, "",
                "Run schema changes as plain statements. " REPAIR_FRESH);
-    } else if (c->rewrite & DDL_REWRITE_DEFAULT) {
+    } else if ((c->rewrite & DDL_REWRITE_DEFAULT) && !adds_generated_stored(c->query)) {
         refuse(v, "%s filled every row of the table with a volatile default or identity%s", c->tag,
                ": the target would get other values",
                "Add the column without a default, then set its values with UPDATE (the rows "
                "follow through the stream). " REPAIR_FRESH);
+    } else if (strcmp(c->tag, "ALTER TABLE") == 0 && adds_computed_default(c->query)) {
+        refuse(v, "%s added a column whose default is computed%s", c->tag,
+               " (a function or CURRENT_TIMESTAMP): the existing rows got its value at that "
+               "moment, the target would get another",
+               "Add the column without a default or with a constant one, then set its values "
+               "with UPDATE (the rows follow through the stream). " REPAIR_FRESH);
     } else if ((c->rewrite & DDL_REWRITE_TYPE) && using_calls(c->query)) {
         refuse(v, "%s changed a column's type with a USING expression that calls a function%s",
                c->tag, ": the target could get other values",

@@ -104,6 +104,18 @@ static void test_judge_replays(void **state)
          "/* migration 42 */ CREATE TABLE a (id int)", 0},
         {"REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW mv",
          "REFRESH MATERIALIZED VIEW mv", 0},
+        /* constant defaults, and a default set for later rows only */
+        {"ALTER TABLE", "ALTER TABLE t ADD COLUMN c jsonb DEFAULT '{}'::jsonb",
+         "ALTER TABLE t ADD COLUMN c jsonb DEFAULT '{}'::jsonb", 0},
+        {"ALTER TABLE", "ALTER TABLE t ADD c numeric(10, 2) DEFAULT 0, ADD d text",
+         "ALTER TABLE t ADD c numeric(10, 2) DEFAULT 0, ADD d text", 0},
+        {"ALTER TABLE", "ALTER TABLE t ALTER c SET DEFAULT now()",
+         "ALTER TABLE t ALTER c SET DEFAULT now()", 0},
+        {"ALTER TABLE", "ALTER TABLE t ADD c int DEFAULT 1, ALTER d SET DEFAULT now()",
+         "ALTER TABLE t ADD c int DEFAULT 1, ALTER d SET DEFAULT now()", 0},
+        /* a stored generated column rewrites, with an immutable expression */
+        {"ALTER TABLE", "ALTER TABLE t ADD c int GENERATED ALWAYS AS (a * 2) STORED",
+         "ALTER TABLE t ADD c int GENERATED ALWAYS AS (a * 2) STORED", DDL_REWRITE_DEFAULT},
     };
 
     (void)state;
@@ -133,6 +145,16 @@ static void test_judge_refuses(void **state)
          DDL_REWRITE_DEFAULT,
          "ALTER TABLE filled every row of the table with a volatile default or identity: the "
          "target would get other values"},
+        {"ALTER TABLE", "ALTER TABLE t ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY",
+         DDL_REWRITE_DEFAULT,
+         "ALTER TABLE filled every row of the table with a volatile default or identity: the "
+         "target would get other values"},
+        {"ALTER TABLE", "ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now()", 0,
+         "ALTER TABLE added a column whose default is computed (a function or CURRENT_TIMESTAMP): "
+         "the existing rows got its value at that moment, the target would get another"},
+        {"ALTER TABLE", "alter table t add d date not null default current_date", 0,
+         "ALTER TABLE added a column whose default is computed (a function or CURRENT_TIMESTAMP): "
+         "the existing rows got its value at that moment, the target would get another"},
         {"ALTER TABLE", "ALTER TABLE t ALTER c TYPE int USING random()::int", DDL_REWRITE_TYPE,
          "ALTER TABLE changed a column's type with a USING expression that calls a function: the "
          "target could get other values"},
