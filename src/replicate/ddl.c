@@ -17,7 +17,10 @@
 
 /* ---- capture SQL ----
  *
- * One function for the three events.  table_rewrite and sql_drop only
+ * One function for the three events.  It records the session's
+ * search_path, then works under pg_catalog (set for the transaction and
+ * set back: a SET clause on the function would hide the session's value
+ * from it).  table_rewrite and sql_drop only
  * remember, in transaction-local settings, what ddl_command_end then
  * writes: why the table was rewritten, and whether every dropped object
  * was temporary.  Publication commands are never captured (start's own,
@@ -27,25 +30,27 @@
  * cutover) replays, it does not originate. */
 static const char capture_fmt[] =
     "CREATE SCHEMA IF NOT EXISTS pgrelocate;\n"
-    "CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql\n"
-    "SET search_path = pg_catalog, pg_temp AS $pgr$\n"
+    "CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql AS $pgr$\n"
     "DECLARE\n"
+    "  sp pg_catalog.text := pg_catalog.current_setting('search_path');\n"
     "  objs jsonb; temp_only boolean; r record;\n"
     "BEGIN\n"
-    "  IF current_setting('application_name') LIKE 'pgrelocate%%' THEN RETURN; END IF;\n"
+    "  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);\n"
+    "  <<body>> BEGIN\n"
+    "  IF current_setting('application_name') LIKE 'pgrelocate%%' THEN EXIT body; END IF;\n"
     "  IF TG_EVENT = 'table_rewrite' THEN\n"
     "    PERFORM set_config('pgrelocate.ddl_rewrite', (coalesce(nullif(\n"
     "      current_setting('pgrelocate.ddl_rewrite', true), ''), '0')::int\n"
     "      | pg_event_trigger_table_rewrite_reason())::text, true);\n"
-    "    RETURN;\n"
+    "    EXIT body;\n"
     "  END IF;\n"
     "  IF TG_EVENT = 'sql_drop' THEN\n"
     "    PERFORM set_config('pgrelocate.ddl_drop_temp', coalesce(bool_and(is_temporary\n"
     "      OR schema_name ~ '^pg_temp'), false)::text, true)\n"
     "      FROM pg_event_trigger_dropped_objects();\n"
-    "    RETURN;\n"
+    "    EXIT body;\n"
     "  END IF;\n"
-    "  IF TG_TAG ~ 'PUBLICATION|SUBSCRIPTION' THEN RETURN; END IF;\n"
+    "  IF TG_TAG ~ 'PUBLICATION|SUBSCRIPTION' THEN EXIT body; END IF;\n"
     "  SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type,\n"
     "           'identity', object_identity)), '[]'),\n"
     "         coalesce(bool_and(schema_name ~ '^pg_temp'),\n"
@@ -61,12 +66,13 @@ static const char capture_fmt[] =
     "    END LOOP;\n"
     "  END IF;\n"
     "  PERFORM pg_logical_emit_message(true, '" DDL_MESSAGE_PREFIX "', jsonb_build_object(\n"
-    "    'tag', TG_TAG, 'query', current_query(),\n"
-    "    'search_path', current_setting('search_path'), 'role', current_user,\n"
+    "    'tag', TG_TAG, 'query', current_query(), 'search_path', sp, 'role', current_user,\n"
     "    'rewrite', coalesce(nullif(current_setting('pgrelocate.ddl_rewrite', true), ''),\n"
     "      '0')::int, 'temp_only', coalesce(temp_only, false), 'objects', objs)::text);\n"
     "  PERFORM set_config('pgrelocate.ddl_rewrite', '', true),\n"
     "          set_config('pgrelocate.ddl_drop_temp', '', true);\n"
+    "  END;\n"
+    "  PERFORM pg_catalog.set_config('search_path', sp, true);\n"
     "END $pgr$;\n"
     "DROP EVENT TRIGGER IF EXISTS %s;\n"
     "DROP EVENT TRIGGER IF EXISTS %s;\n"
