@@ -66,7 +66,8 @@ static bool clean(PGconn *src, PGconn *tgt)
 
         /* the reverse direction (after a cutover): slot and publication on
          * the target, origin on the source */
-        ok = slot_drop(tgt, rev) && slot_drop_publication(tgt, rev) && slot_drop_origin(src, rev);
+        ok = slot_drop(tgt, rev) && slot_drop_ddl_capture(tgt, rev) &&
+             slot_drop_publication(tgt, rev) && slot_drop_origin(src, rev);
         free(rev);
     }
     if (ok && st.replication_name) {

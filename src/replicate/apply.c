@@ -1088,17 +1088,20 @@ static bool replay_ddl(Apply *a, const DdlCommand *cmd, const DdlVerdict *v, Lsn
     const char *p[1] = {cmd->role ? cmd->role : ""};
     char at[LSN_TEXT_SIZE], *event;
     PGresult *res;
-    bool as_role, ok;
+    bool as_role, has_events, ok;
 
     if (!flush_all(a))
         return false;
+    /* (in the reverse direction the old source has no event log) */
     res = query_outside_pipeline(a,
                                  "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname "
-                                 "= $1 AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER'))",
-                                 1, p, 1);
+                                 "= $1 AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER')), "
+                                 "pg_catalog.to_regclass('pgrelocate.events') IS NOT NULL",
+                                 1, p, 2);
     if (!res)
         return false;
     as_role = PQgetvalue(res, 0, 0)[0] == 't';
+    has_events = PQgetvalue(res, 0, 1)[0] == 't';
     PQclear(res);
     lsn_format(lsn, at);
     log_info("[apply] replaying %s at %s%s%s: %.200s", cmd->tag, at, v->note ? " " : "",
@@ -1107,7 +1110,8 @@ static bool replay_ddl(Apply *a, const DdlCommand *cmd, const DdlVerdict *v, Lsn
     event = xasprintf("replayed %s at %s%s%s: %.1000s", cmd->tag, at, v->note ? " " : "",
                       v->note ? v->note : "", v->sql);
     p[0] = event;
-    ok = send_query(a,
+    ok = !has_events ||
+         send_query(a,
                     "INSERT INTO pgrelocate.events (level, context, message) VALUES ('info', "
                     "'apply', $1)",
                     1, p, xstrdup("recording a schema change in pgrelocate.events"));

@@ -497,7 +497,7 @@ sub compare_tables
 		$state->{schema} = [
 			grep {
 				!/PUBLICATION pgrelocate_[0-9a-f]{8}(_reverse)?\b/
-				  && !/\bpgrelocate_[0-9a-f]{8}_ddl/
+				  && !/\bpgrelocate_[0-9a-f]{8}(_reverse)?_ddl/
 				  && !(/^ALTER TABLE ONLY (.*) REPLICA IDENTITY FULL;$/ && $changed{$1})
 			} @{ $state->{schema} } ];
 	}
@@ -594,6 +594,7 @@ SQL
 	push @l, map { "target: $_" } grep { $_ ne '' } split /\n/, RelocateTest::query($tgt, $db, <<'SQL');
 SELECT 'origin ' || roname FROM pg_replication_origin
 UNION ALL SELECT 'publication ' || pubname FROM pg_publication
+UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger
 UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = 'pgrelocate'
 SQL
 	return @l;

@@ -30,7 +30,8 @@ use RelocateTest;
 use FollowTest;
 
 my $db = 'app';
-my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'plain' ], source_tcp => 1);
+my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'plain', 'rev' ], source_tcp => 1,
+	target_conf => 'max_replication_slots = 10');
 
 FollowTest::setup_pgbench($src, $db, scale => 1);
 $src->safe_psql($db, <<'SQL');
@@ -216,5 +217,32 @@ like($r->{stderr},
 	'with the schema-drift error, as before');
 like($r->{stderr}, qr/\[ddl\] schema changes on the source are not captured: the source role may not create event triggers/,
 	'start said why schema changes are not captured');
+# (as a superuser: a role without it may not drop the source's reverse origin)
+FollowTest::cleanup_ok('no capture: cleanup', $src, $tgt, 'plain');
+
+# after a cutover: schema changes on the new primary reach the old source
+$src->safe_psql('rev', 'CREATE TABLE public.orders (id int PRIMARY KEY, qty int); '
+	  . 'INSERT INTO public.orders SELECT g, g FROM generate_series(1, 10) g');
+my %rev = FollowTest::conn($src, $tgt, 'rev');
+$run = FollowTest::start_bg($src, $tgt, 'rev');
+ok(FollowTest::wait_for_phase($tgt, 'rev', 'follow', 120), 'reverse case: start follows');
+RelocateTest::copy_ok('reverse case: cutover', %rev, command => 'cutover',
+	args => [ '--pause-command', 'true', '--resume-command', 'true', '--switch-command', 'true' ]);
+is(FollowTest::migration($tgt, 'rev')->{phase}, 'reverse', 'reverse case: phase reverse');
+like(RelocateTest::query($tgt, 'rev', 'SELECT string_agg(evtname, \',\' ORDER BY evtname) FROM pg_event_trigger'),
+	qr/^pgrelocate_[0-9a-f]{8}_reverse_ddl_drop,pgrelocate_[0-9a-f]{8}_reverse_ddl_end,pgrelocate_[0-9a-f]{8}_reverse_ddl_rewrite$/,
+	'the cutover installed the capture on the new primary');
+$tgt->safe_psql('rev', 'ALTER TABLE public.orders ADD COLUMN note text');
+$tgt->safe_psql('rev', "INSERT INTO public.orders VALUES (11, 1, 'after the switch')");
+ok(FollowTest::poll($src, 'rev',
+		"SELECT coalesce((SELECT note = 'after the switch' FROM public.orders WHERE id = 11), false)",
+		60, $run),
+	'a column added on the new primary, and a row using it, reach the old source');
+$r = FollowTest::stop_run($run, 'INT');
+is($r->{exit}, 0, 'reverse case: start stops on SIGINT') or diag($r->{stderr});
+FollowTest::compare_tables($src, $tgt, 'rev');
+FollowTest::cleanup_ok('reverse case: cleanup', $src, $tgt, 'rev');
+is_deeply([ FollowTest::leftovers($src, $tgt, 'rev') ], [],
+	'reverse case: cleanup left no event trigger on either side');
 
 done_testing();
