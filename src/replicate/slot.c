@@ -368,35 +368,34 @@ static void free_capture_names(DdlCaptureNames *n)
     free((char *)n->pub_literal);
 }
 
-bool slot_install_ddl_capture(PGconn *src, const char *name)
+/* Install (or remove) migration name's capture on conn. */
+static bool run_capture_sql(PGconn *conn, const char *name, bool install)
 {
     DdlCaptureNames n;
     char *sql;
     bool ok;
 
-    capture_names(src, name, &n);
-    sql = ddl_capture_sql(&n);
-    ok = source_ddl(src, "ddl", sql);
-    if (ok)
-        log_info("[ddl] schema changes on the source are captured (event trigger %s) and "
-                 "replayed on the target in stream order",
-                 n.on_end);
+    capture_names(conn, name, &n);
+    sql = install ? ddl_capture_sql(&n) : ddl_uncapture_sql(&n);
+    ok = source_ddl(conn, "ddl", sql);
+    if (ok && install)
+        log_info("[ddl] schema changes here are captured (event trigger %s on %s) and replayed "
+                 "on the other side in stream order",
+                 n.on_end, PQdb(conn));
     free(sql);
     free_capture_names(&n);
     return ok;
 }
 
+bool slot_install_ddl_capture(PGconn *src, const char *name)
+{
+    return run_capture_sql(src, name, true);
+}
+
 bool slot_drop_ddl_capture(PGconn *src, const char *name)
 {
-    DdlCaptureNames n;
-    char *sql;
-    bool ok;
+    bool ok = run_capture_sql(src, name, false);
 
-    capture_names(src, name, &n);
-    sql = ddl_uncapture_sql(&n);
-    ok = source_ddl(src, "ddl", sql);
-    free(sql);
-    free_capture_names(&n);
     /* the schema goes when empty; it may hold another migration's capture */
     if (ok)
         PQclear(PQexec(src, "DO $$BEGIN DROP SCHEMA IF EXISTS pgrelocate; EXCEPTION WHEN "
