@@ -364,6 +364,24 @@ static bool adds_generated_stored(const char *query)
     return generated && stored;
 }
 
+/* Is it about a large object (ALTER LARGE OBJECT, GRANT/REVOKE/COMMENT ON
+ * LARGE OBJECT)?  Their contents are not in the stream: the cutover copies
+ * large objects, owner and privileges included, so apply leaves them. */
+static bool on_large_object(const DdlCommand *c)
+{
+    bool large = false;
+    Tok t;
+
+    if (strcmp(c->tag, "ALTER LARGE OBJECT") == 0)
+        return true;
+    for (size_t i = next_tok(c->query, 0, &t); t.kind != TOK_END; i = next_tok(c->query, i, &t)) {
+        if (large && tok_is(c->query, &t, "OBJECT"))
+            return true;
+        large = tok_is(c->query, &t, "LARGE");
+    }
+    return false;
+}
+
 /* ---- decisions ---- */
 
 /* Re-copying one table is not built yet: a fresh start is the repair. */
@@ -384,7 +402,7 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *v)
     int nstmt = ddl_count_statements(c->query);
 
     memset(v, 0, sizeof(*v));
-    if (c->temp_only) {
+    if (c->temp_only || on_large_object(c)) {
         v->action = DDL_IGNORE;
     } else if (strcmp(c->tag, "CREATE TABLE AS") == 0 || strcmp(c->tag, "SELECT INTO") == 0) {
         refuse(v, "%s cannot be replayed exactly: its rows are not in the stream%s", c->tag, "",

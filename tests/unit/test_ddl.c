@@ -102,6 +102,8 @@ static void test_judge_replays(void **state)
         {"ALTER TYPE", "ALTER TYPE mood ADD VALUE 'happy'", "ALTER TYPE mood ADD VALUE 'happy'", 0},
         {"CREATE TABLE", "/* migration 42 */ CREATE TABLE a (id int)",
          "/* migration 42 */ CREATE TABLE a (id int)", 0},
+        {"GRANT", "GRANT SELECT ON public.large TO object",
+         "GRANT SELECT ON public.large TO object", 0},
         {"REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW mv",
          "REFRESH MATERIALIZED VIEW mv", 0},
         /* constant defaults, and a default set for later rows only */
@@ -186,16 +188,27 @@ static void test_judge_refuses(void **state)
     }
 }
 
-static void test_judge_ignores_temporary(void **state)
+static void test_judge_ignores(void **state)
 {
-    DdlCommand c = cmd("CREATE TABLE", "CREATE TEMP TABLE x (a int)", 0, true);
-    DdlVerdict v;
+    /* temporary objects; large objects (copied at the cutover) */
+    DdlCommand cases[] = {
+        cmd("CREATE TABLE", "CREATE TEMP TABLE x (a int)", 0, true),
+        cmd("ALTER LARGE OBJECT", "ALTER LARGE OBJECT 1003 OWNER TO app", 0, false),
+        cmd("GRANT", "GRANT UPDATE ON LARGE OBJECT 1003 TO app_reader", 0, false),
+        cmd("REVOKE", "revoke select on large object 1004 from app_reader", 0, false),
+        cmd("COMMENT", "COMMENT ON LARGE OBJECT 7 IS 'x'", 0, false),
+    };
 
     (void)state;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_IGNORE);
-    assert_null(v.sql);
-    ddl_verdict_free(&v);
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        DdlVerdict v;
+
+        ddl_judge(&cases[i], &v);
+        if (v.action != DDL_IGNORE)
+            fail_msg("%s: not ignored", cases[i].query);
+        assert_null(v.sql);
+        ddl_verdict_free(&v);
+    }
 }
 
 static void test_parse(void **state)
@@ -263,9 +276,9 @@ static void test_capture_sql_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_count_statements),        cmocka_unit_test(test_strip_concurrently),
-        cmocka_unit_test(test_judge_replays),           cmocka_unit_test(test_judge_refuses),
-        cmocka_unit_test(test_judge_ignores_temporary), cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_count_statements),  cmocka_unit_test(test_strip_concurrently),
+        cmocka_unit_test(test_judge_replays),     cmocka_unit_test(test_judge_refuses),
+        cmocka_unit_test(test_judge_ignores),     cmocka_unit_test(test_parse),
         cmocka_unit_test(test_capture_sql_names),
     };
 
