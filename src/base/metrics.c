@@ -33,6 +33,8 @@ static const Series series[] = {
      "Source transactions committed on the target by this process.", M(apply_transactions)},
     {"pgrelocate_apply_rows_total", "counter", "Rows inserted, updated or deleted by apply.",
      M(apply_changes)},
+    {"pgrelocate_apply_schema_changes_total", "counter",
+     "Schema changes captured on the source and replayed on the target.", M(apply_schema_changes)},
     {"pgrelocate_replication_lag_bytes", "gauge",
      "Source WAL position minus what is durably applied on the target.", M(lag_bytes)},
     {"pgrelocate_source_retained_wal_bytes", "gauge",

@@ -21,6 +21,8 @@ typedef struct Metrics {
     atomic_int_fast64_t lag_bytes;          /* source WAL end - what is durable on the target */
     atomic_int_fast64_t retained_wal_bytes; /* -1 unknown */
     atomic_int_fast64_t errors;             /* filled from the log when rendered */
+    /* captured schema changes replayed (ddl.h) */
+    atomic_int_fast64_t apply_schema_changes;
     struct MHD_Daemon *daemon;
 } Metrics;
 

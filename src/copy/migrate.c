@@ -405,8 +405,9 @@ static bool plan_copy(CopyRun *r)
     return ok;
 }
 
-/* Our own publication is in the schema dump (it existed when the slot's
- * snapshot was taken): it is not part of the user's database. */
+/* Our own publication and schema-change capture triggers are in the
+ * schema dump (they existed when the slot's snapshot was taken): they are
+ * not part of the user's database. */
 static void skip_own_publication(const CopyRun *r, PostEntry *entries, int n)
 {
     size_t len = r->st.replication_name ? strlen(r->st.replication_name) : 0;
@@ -414,6 +415,8 @@ static void skip_own_publication(const CopyRun *r, PostEntry *entries, int n)
     for (int i = 0; len && i < n; i++) {
         const char *d = entries[i].desc, *hit;
 
+        if (strncmp(d, "EVENT TRIGGER", 13) == 0 && strstr(d, r->st.replication_name))
+            entries[i].done = true;
         if (strncmp(d, "PUBLICATION", 11) != 0)
             continue;
         for (hit = strstr(d, r->st.replication_name); hit;
@@ -514,6 +517,22 @@ static bool take_slot_snapshot(CopyRun *r)
     return true;
 }
 
+/* start: capture schema changes on the source when it can (before the
+ * slot: every change after its consistent point is captured); when not,
+ * say why: apply stops at the first schema change. */
+static bool prepare_ddl_capture(CopyRun *r)
+{
+    const char *why = slot_ddl_capture_refusal(r->src, r->tables_spec != NULL);
+
+    if (why) {
+        log_notice("[ddl] schema changes on the source are not captured: %s; apply stops at the "
+                   "first one",
+                   why);
+        return true;
+    }
+    return slot_install_ddl_capture(r->src, r->st.replication_name);
+}
+
 /* start: replica identity for key-less tables (recorded first, so cleanup
  * can undo it even if we die right after), then the publication. */
 static bool prepare_source(CopyRun *r)
@@ -545,7 +564,7 @@ static bool prepare_source(CopyRun *r)
             slot_create_publication(r->src, r->st.replication_name, r->tables.excluded_oids);
         PQclear(res);
     }
-    return r->created_publication;
+    return r->created_publication && prepare_ddl_capture(r);
 }
 
 static bool start_fresh(CopyRun *r)
@@ -1045,7 +1064,8 @@ static void undo_new_state(CopyRun *r)
         char **names = NULL, *orig = NULL;
         int n = 0;
 
-        ok = slot_drop(r->src, r->st.replication_name) &&
+        ok = slot_drop_ddl_capture(r->src, r->st.replication_name) &&
+             slot_drop(r->src, r->st.replication_name) &&
              (!r->created_publication || slot_drop_publication(r->src, r->st.replication_name)) &&
              state_load_identity(r->tgt, &names, &orig, &n);
         for (int i = 0; i < n; i++) {

@@ -819,6 +819,21 @@ static void print_report(const Cutover *c)
     fflush(stdout);
 }
 
+/* Schema changes made on the target after the switch follow back to the
+ * source as forward ones do (ddl.h), when the target allows capture. */
+static bool setup_reverse_capture(Cutover *c, const char *name)
+{
+    const char *why = slot_ddl_capture_refusal(c->tgt, c->st.tables_filter != NULL);
+
+    if (why) {
+        log_notice("%s schema changes on the target after the switch are not captured: %s; the "
+                   "reverse direction stops at the first one",
+                   c->ctx, why);
+        return true;
+    }
+    return slot_install_ddl_capture(c->tgt, name);
+}
+
 /* The reverse direction's publication and slot on the target, before the
  * pause: everything clients write on the target after the switch is in the
  * slot.  The forward follower's own applies in between carry its origin
@@ -834,7 +849,8 @@ static bool setup_reverse(Cutover *c)
     if (!(pub =
               conn_query(c->tgt, "reverse",
                          "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, p, 1)) ||
-        (PQntuples(pub) == 0 && !slot_create_publication(c->tgt, name, NULL)))
+        (PQntuples(pub) == 0 && !slot_create_publication(c->tgt, name, NULL)) ||
+        !setup_reverse_capture(c, name))
         goto done;
     if (!(slot = conn_query(c->tgt, "reverse",
                             "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1,

@@ -225,6 +225,25 @@ static void check_replication_role(CheckRun *r)
                f->role);
 }
 
+/* Which mode start gives schema changes: captured and replayed, or (as
+ * before) apply stops at the first one.  Not a failure either way. */
+static void check_ddl_capture(CheckRun *r)
+{
+    const char *why = slot_ddl_capture_refusal(r->src, r->have_ts || r->ts_failed);
+
+    if (!why)
+        add_result(r, "source.ddl_capture", CHECK_PASS, NULL,
+                   "schema changes on the source are captured (event trigger) and replayed on "
+                   "the target in stream order");
+    else
+        add_result(r, "source.ddl_capture", CHECK_WARN,
+                   "run schema changes on the source only after the cutover, or apply each on "
+                   "the target as well when apply stops",
+                   "schema changes on the source are not captured: %s; apply stops at the first "
+                   "one",
+                   why);
+}
+
 /* A suggested limit: twice the data, at least 10 GB. */
 static void check_keep_size(CheckRun *r)
 {
@@ -1122,8 +1141,10 @@ static void run_list_checks(CheckRun *r)
 
 static void run_source_settings(CheckRun *r)
 {
-    if (read_source_facts(r))
+    if (read_source_facts(r)) {
         check_source_settings(r);
+        check_ddl_capture(r);
+    }
 }
 
 #define NEED_SRC 1u

@@ -66,11 +66,13 @@ static bool clean(PGconn *src, PGconn *tgt)
 
         /* the reverse direction (after a cutover): slot and publication on
          * the target, origin on the source */
-        ok = slot_drop(tgt, rev) && slot_drop_publication(tgt, rev) && slot_drop_origin(src, rev);
+        ok = slot_drop(tgt, rev) && slot_drop_ddl_capture(tgt, rev) &&
+             slot_drop_publication(tgt, rev) && slot_drop_origin(src, rev);
         free(rev);
     }
     if (ok && st.replication_name) {
-        ok = slot_drop(src, st.replication_name) &&
+        ok = slot_drop(src, st.replication_name) && /* refused while start runs */
+             slot_drop_ddl_capture(src, st.replication_name) &&
              slot_drop_publication(src, st.replication_name) && restore_identities(src, tgt) &&
              slot_drop_origin(tgt, st.replication_name);
         if (ok)

@@ -6,6 +6,7 @@
 #include "applysql.h"
 #include "clock.h"
 #include "conn.h"
+#include "ddl.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -89,6 +90,9 @@ struct Apply {
     char *origin;
     char *skip_origin; /* transactions from this origin are not applied */
     bool skipping;     /* the current source transaction came from skip_origin */
+    bool ddl_in_txn;   /* the current source transaction changed the schema: commit
+                        * the batch at its end (ALTER TYPE ... ADD VALUE's value is
+                        * usable only after that; locks are held no longer) */
     Rel *rels[REL_BUCKETS];
     int stmt_seq;
     bool in_txn;
@@ -1143,6 +1147,103 @@ static bool on_truncate(Apply *a, const PgoTruncate *t)
     return ok;
 }
 
+/* ---- schema changes ---- */
+
+/* Run cmd's statement on the target as the source ran it: its search_path
+ * and, when the target has that role and we may take it, its role; then
+ * back to apply's own (conn.c pins search_path = pg_catalog). */
+static bool replay_ddl(Apply *a, const DdlCommand *cmd, const DdlVerdict *v, Lsn lsn)
+{
+    const char *p[1] = {cmd->role ? cmd->role : ""};
+    char at[LSN_TEXT_SIZE], *event;
+    PGresult *res;
+    bool as_role, has_events, ok;
+
+    if (!flush_all(a))
+        return false;
+    /* (in the reverse direction the old source has no event log) */
+    res = query_outside_pipeline(a,
+                                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname "
+                                 "= $1 AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER')), "
+                                 "pg_catalog.to_regclass('pgrelocate.events') IS NOT NULL",
+                                 1, p, 2);
+    if (!res)
+        return false;
+    as_role = PQgetvalue(res, 0, 0)[0] == 't';
+    has_events = PQgetvalue(res, 0, 1)[0] == 't';
+    PQclear(res);
+    lsn_format(lsn, at);
+    log_info("[apply] replaying %s at %s%s%s: %.200s", cmd->tag, at, v->note ? " " : "",
+             v->note ? v->note : "", v->sql);
+    /* the event commits with the command: the log shows each replay once */
+    event = xasprintf("replayed %s at %s%s%s: %.1000s", cmd->tag, at, v->note ? " " : "",
+                      v->note ? v->note : "", v->sql);
+    p[0] = event;
+    ok = !has_events ||
+         send_query(a,
+                    "INSERT INTO pgrelocate.events (level, context, message) VALUES ('info', "
+                    "'apply', $1)",
+                    1, p, xstrdup("recording a schema change in pgrelocate.events"));
+    free(event);
+    if (!ok)
+        return false;
+    p[0] = cmd->search_path;
+    if (!send_query(a, "SELECT pg_catalog.set_config('search_path', $1, true)", 1, p,
+                    xstrdup("setting the search_path of a schema change")))
+        return false;
+    if (as_role) {
+        char *q = conn_quote_ident(a->tgt, cmd->role), *sql = xasprintf("SET LOCAL ROLE %s", q);
+
+        ok = send_query(a, sql, 0, NULL, xasprintf("taking role %s for a schema change", q));
+        free(q);
+        free(sql);
+        if (!ok)
+            return false;
+    }
+    if (!send_query(a, v->sql, 0, NULL,
+                    xasprintf("replaying %s at %s (%.200s)", cmd->tag, at, v->sql)) ||
+        (as_role && !send_query(a, "RESET ROLE", 0, NULL, xstrdup("RESET ROLE"))) ||
+        !send_query(a, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)", 0, NULL,
+                    xstrdup("restoring the search_path")))
+        return false;
+    a->ddl_in_txn = true;
+    a->stats.ddl++;
+    return sync_check(a);
+}
+
+/* A logical message: a captured schema change (ddl.h) is replayed or
+ * refused; any other message (a sync point's) is not apply's. */
+static bool on_message(Apply *a, const PgoLogicalMessage *m)
+{
+    DdlCommand cmd;
+    DdlVerdict v;
+    char *err = NULL, at[LSN_TEXT_SIZE];
+    bool ok = true;
+
+    if (!m->transactional || strcmp(m->prefix, DDL_MESSAGE_PREFIX) != 0)
+        return true;
+    lsn_format(m->lsn, at);
+    if (!a->in_txn || !ddl_parse((const char *)m->content, m->len, &cmd, &err)) {
+        log_error("[apply] schema change at %s: %s (protocol error)", at,
+                  err ? err : "outside a transaction");
+        free(err);
+        return false;
+    }
+    ddl_judge(&cmd, &v);
+    if (v.action == DDL_REPLAY) {
+        ok = replay_ddl(a, &cmd, &v, m->lsn);
+    } else if (v.action == DDL_REFUSE) {
+        char *detail = xasprintf("The command was: %.500s", cmd.query);
+
+        log_msg(LOG_ERROR, detail, v.hint, "[apply] schema change at %s refused: %s", at, v.reason);
+        free(detail);
+        ok = false;
+    }
+    ddl_verdict_free(&v);
+    ddl_command_free(&cmd);
+    return ok;
+}
+
 /* ---- transactions ---- */
 
 bool apply_commit(Apply *a)
@@ -1183,6 +1284,7 @@ bool apply_commit(Apply *a)
 static bool on_begin(Apply *a, const PgoBegin *b)
 {
     a->in_txn = true;
+    a->ddl_in_txn = false;
     a->txn_final_lsn = b->final_lsn;
     a->txn = (SourceTxn){b->xid, b->final_lsn};
     a->skip_hit = a->skip_lsn != 0 && b->final_lsn == a->skip_lsn;
@@ -1219,16 +1321,19 @@ static bool record_skip(Apply *a)
 
 static bool on_commit(Apply *a, const PgoCommit *c)
 {
+    bool ddl = a->ddl_in_txn;
+
     if (a->skip_hit && !record_skip(a))
         return false;
     if (a->exact && !flush_all(a))
         return false;
     a->in_txn = false;
     a->skipping = false;
+    a->ddl_in_txn = false;
     a->last_end_lsn = c->end_lsn;
     a->last_commit_time_us = c->commit_time_us;
     a->batch_txns++;
-    if (a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
+    if (ddl || a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
         clock_now_s() - a->batch_start >= BATCH_SECONDS)
         return apply_commit(a);
     return true;
@@ -1262,8 +1367,9 @@ bool apply_message(Apply *a, const PgoMessage *m)
         if (a->skip_origin && a->in_txn && strcmp(m->u.origin.name, a->skip_origin) == 0)
             a->skipping = true;
         return true;
-    case PGO_MSG_TYPE:
     case PGO_MSG_MESSAGE:
+        return a->skipping || on_message(a, &m->u.message);
+    case PGO_MSG_TYPE:
         return true;
     default:
         log_error("[apply] unexpected message '%c': streaming and two-phase were not requested",

@@ -13,6 +13,10 @@
  * Statements go out in libpq pipeline mode, synchronised in groups; many
  * source transactions share one target transaction, committed when a
  * size, count or time bound is reached, or when the stream goes idle.
+ * A schema change captured on the source (ddl.h) is replayed at its place,
+ * in the target transaction of its source transaction, which then commits
+ * at that source transaction's end; one that cannot be replayed exactly
+ * stops apply with the repair.
  * An UPDATE or DELETE that finds no row is a conflict: apply stops with the
  * relation and key, and the target transaction is rolled back.
  * Memory does not grow with transaction size: changes are sent as they
@@ -34,6 +38,7 @@ typedef struct ApplyStats {
     int64_t transactions; /* source transactions committed on the target */
     int64_t changes;      /* rows inserted, updated, deleted */
     int64_t batches;      /* target transactions */
+    int64_t ddl;          /* schema changes replayed (committed or not) */
 } ApplyStats;
 
 /* Set up tgt for applying (replica role, origin session).  origin is the

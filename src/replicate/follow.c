@@ -399,6 +399,7 @@ static void publish_metrics(Session *s)
         return;
     atomic_store(&s->o->metrics->apply_transactions, st.transactions);
     atomic_store(&s->o->metrics->apply_changes, st.changes);
+    atomic_store(&s->o->metrics->apply_schema_changes, st.ddl);
     publish_lag(s);
 }
 

@@ -4,6 +4,7 @@
 #include "slot.h"
 
 #include "conn.h"
+#include "ddl.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -310,4 +311,94 @@ bool slot_drop_origin(PGconn *tgt, const char *name)
 
     PQclear(res);
     return res != NULL;
+}
+
+/* ---- schema change capture (ddl.h) ---- */
+
+const char *slot_ddl_capture_refusal(PGconn *src, bool tables_filter)
+{
+    PGresult *res;
+    bool may;
+
+    if (PQserverVersion(src) < DDL_MIN_SOURCE_VERSION)
+        return "the source runs PostgreSQL before 14, whose pgoutput carries no logical "
+               "messages";
+    if (tables_filter)
+        return "the migration has --tables, and new tables would have to be matched against "
+               "its patterns (not built yet)";
+    res = conn_query(src, "ddl",
+                     "SELECT r.rolsuper OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles g"
+                     "  WHERE g.rolname = 'rds_superuser'"
+                     "  AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER'))"
+                     " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+                     0, NULL, 1);
+    may = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!res)
+        return "the source role's rights could not be read";
+    return may ? NULL
+               : "the source role may not create event triggers (that needs a superuser; on RDS "
+                 "and Aurora rds_superuser)";
+}
+
+/* The quoted names of migration name's capture objects; free with
+ * free_capture_names. */
+static void capture_names(PGconn *src, const char *name, DdlCaptureNames *n)
+{
+    char *fn = xasprintf("%s_ddl", name), *end = xasprintf("%s_ddl_end", name);
+    char *drop = xasprintf("%s_ddl_drop", name), *rewrite = xasprintf("%s_ddl_rewrite", name);
+
+    n->fn = conn_qualify(src, "pgrelocate", fn);
+    n->on_end = conn_quote_ident(src, end);
+    n->on_drop = conn_quote_ident(src, drop);
+    n->on_rewrite = conn_quote_ident(src, rewrite);
+    n->pub_literal = conn_quote_literal(src, name);
+    free(fn);
+    free(end);
+    free(drop);
+    free(rewrite);
+}
+
+static void free_capture_names(DdlCaptureNames *n)
+{
+    free((char *)n->fn);
+    free((char *)n->on_end);
+    free((char *)n->on_drop);
+    free((char *)n->on_rewrite);
+    free((char *)n->pub_literal);
+}
+
+/* Install (or remove) migration name's capture on conn. */
+static bool run_capture_sql(PGconn *conn, const char *name, bool install)
+{
+    DdlCaptureNames n;
+    char *sql;
+    bool ok;
+
+    capture_names(conn, name, &n);
+    sql = install ? ddl_capture_sql(&n) : ddl_uncapture_sql(&n);
+    ok = source_ddl(conn, "ddl", sql);
+    if (ok && install)
+        log_info("[ddl] schema changes here are captured (event trigger %s on %s) and replayed "
+                 "on the other side in stream order",
+                 n.on_end, PQdb(conn));
+    free(sql);
+    free_capture_names(&n);
+    return ok;
+}
+
+bool slot_install_ddl_capture(PGconn *src, const char *name)
+{
+    return run_capture_sql(src, name, true);
+}
+
+bool slot_drop_ddl_capture(PGconn *src, const char *name)
+{
+    bool ok = run_capture_sql(src, name, false);
+
+    /* the schema goes when empty; it may hold another migration's capture */
+    if (ok)
+        PQclear(PQexec(src, "DO $$BEGIN DROP SCHEMA IF EXISTS pgrelocate; EXCEPTION WHEN "
+                            "dependent_objects_still_exist THEN NULL; END$$"));
+    return ok;
 }

@@ -62,4 +62,19 @@ bool slot_info(PGconn *src, const char *name, SlotInfo *out);
 /* Drop the replication origin on the target if it exists. */
 bool slot_drop_origin(PGconn *tgt, const char *name);
 
+/* Why start cannot capture schema changes on this source (a sentence
+ * fragment for messages: the version, --tables, the role's rights), or
+ * NULL when it can (slot_install_ddl_capture).  Without capture apply stops
+ * at the first schema change, as it always did. */
+const char *slot_ddl_capture_refusal(PGconn *src, bool tables_filter);
+
+/* Install on the source the event triggers that write each schema change
+ * into the stream (ddl.h), for migration name (also its publication's
+ * name).  false after logging. */
+bool slot_install_ddl_capture(PGconn *src, const char *name);
+
+/* Remove them (nothing to remove is fine); the schema pgrelocate on the
+ * source goes too when nothing else is in it. */
+bool slot_drop_ddl_capture(PGconn *src, const char *name);
+
 #endif

@@ -482,7 +482,8 @@ sub compare_tables
 	my ($src, $tgt, $db) = @_;
 	my ($s, $t) = RelocateTest::database_states([ $src, $db ], [ $tgt, $db ]);
 	my $ok = 1;
-	# The tool's own publication belongs to the source alone, and so does
+	# The tool's own publication belongs to the source alone (so do its
+	# schema-change capture triggers), and so does
 	# the REPLICA IDENTITY FULL it gives key-less tables while migrating
 	# (listed on the target until cleanup; the target keeps the original).
 	my %changed;
@@ -496,6 +497,7 @@ sub compare_tables
 		$state->{schema} = [
 			grep {
 				!/PUBLICATION pgrelocate_[0-9a-f]{8}(_reverse)?\b/
+				  && !/\bpgrelocate_[0-9a-f]{8}(_reverse)?_ddl/
 				  && !(/^ALTER TABLE ONLY (.*) REPLICA IDENTITY FULL;$/ && $changed{$1})
 			} @{ $state->{schema} } ];
 	}
@@ -584,10 +586,15 @@ sub leftovers
 	push @l, map { "source: $_" } grep { $_ ne '' } split /\n/, RelocateTest::query($src, $db, <<'SQL');
 SELECT 'slot ' || slot_name FROM pg_replication_slots
 UNION ALL SELECT 'publication ' || pubname FROM pg_publication
+UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger
+UNION ALL SELECT 'function ' || p.oid::regprocedure FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgrelocate'
+UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = 'pgrelocate'
 SQL
 	push @l, map { "target: $_" } grep { $_ ne '' } split /\n/, RelocateTest::query($tgt, $db, <<'SQL');
 SELECT 'origin ' || roname FROM pg_replication_origin
 UNION ALL SELECT 'publication ' || pubname FROM pg_publication
+UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger
 UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = 'pgrelocate'
 SQL
 	return @l;

@@ -64,8 +64,9 @@ RelocateTest::copy_fails_like('pgbouncer and hooks together',
 	args => [ @hooks, '--pgbouncer', 'host=127.0.0.1', '--pgbouncer-config', "$dir/x.ini", '--database', 'app' ]);
 
 # Sequences the target has moved further than the source keep their value
-# (they may have handed those out); the others get the source's.  DDL on
-# both sides: sequences are not replicated.
+# (they may have handed those out); the others get the source's.  Created on
+# the source (start replays the DDL on the target), their values set on each
+# side: values are not replicated.
 my $seq_ddl = <<'SQL';
 CREATE SEQUENCE public.seq_asc;
 CREATE SEQUENCE public.seq_desc INCREMENT BY -1 MINVALUE -1000000 MAXVALUE -1 START -1;
@@ -77,7 +78,9 @@ $src->safe_psql('app', $seq_ddl . <<'SQL');
 SELECT setval('seq_asc', 100), setval('seq_desc', -100), setval('seq_plain', 300),
        setval('seq_desc_behind', -300);
 SQL
-$tgt->safe_psql('app', $seq_ddl . <<'SQL');
+ok(FollowTest::poll($tgt, 'app', "SELECT to_regclass('public.seq_fresh') IS NOT NULL", 60, $run),
+	'the sequences created on the source exist on the target');
+$tgt->safe_psql('app', <<'SQL');
 SELECT setval('seq_asc', 500), setval('seq_desc', -500), setval('seq_plain', 10),
        setval('seq_desc_behind', -20), nextval('seq_fresh');
 SQL
