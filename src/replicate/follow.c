@@ -641,6 +641,7 @@ typedef struct Control {
     SyncFollower *sync;
     SyncHold hold;
     int64_t retry_ms; /* when to reopen a lost control session */
+    bool told_format; /* the value format's choice was logged at info */
 } Control;
 
 static void control_poll(Control *c)
@@ -694,6 +695,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     int64_t next_status, last_ms = clock_now_ms(), last_txns = 0;
     char lsn[LSN_TEXT_SIZE];
     PGconn *monitor = NULL;
+    bool refused;
 
     *lost = true;
     *progressed = false;
@@ -710,15 +712,16 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
-                            o->publication);
+                            o->publication, o->protocol, !c->told_format, &refused);
     if (!s.stream) {
-        bool gone = slot_lost(o);
+        bool gone = refused || slot_lost(o);
 
         apply_destroy(s.apply);
         conn_close(s.tgt);
         return gone ? FOLLOW_FAILED : FOLLOW_STOPPED;
     }
     *progressed = true;
+    c->told_format = true;
     /* nothing applied yet: the server starts at the slot's consistent point */
     if (apply_committed_lsn(s.apply) == 0)
         log_info("[%s] streaming changes from the slot's starting point", label(o));

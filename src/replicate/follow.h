@@ -18,6 +18,7 @@
 #include "conninfo.h"
 #include "lsn.h"
 #include "metrics.h"
+#include "valueformat.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -38,6 +39,7 @@ typedef struct FollowOpts {
     const ConnInfo *control;     /* where pgrelocate.sync_points lives (NULL: target) */
     const char *skip_origin;     /* origin of our own changes on the source side, or NULL */
     const char *label;           /* log prefix, e.g. "follow" or "reverse" (NULL: follow) */
+    ValueProtocol protocol;      /* values in binary or text (auto: binary where safe) */
 } FollowOpts;
 
 typedef enum {
