@@ -72,6 +72,7 @@ typedef struct CopyRun {
     pthread_t retire; /* drops the old direction's slot after a cutover */
     bool retiring;    /* retire runs (joined by finish) */
     char cause[512];  /* the error that ended the run, for the event log */
+    ValueProtocol protocol; /* start: how values travel while following */
 } CopyRun;
 
 static bool make_tmpdir(CopyRun *r)
@@ -889,6 +890,22 @@ static void retire_forward_slot(CopyRun *r)
     r->retiring = pthread_create(&r->retire, NULL, retire_main, r) == 0;
 }
 
+/* How values travel while following: --protocol as given (recorded on the
+ * target when it changes what the migration uses, so a later start, verify
+ * or cutover uses the same), else as recorded, else auto. */
+static void resolve_protocol(CopyRun *r)
+{
+    ValueProtocol recorded = follow_recorded_protocol(r->tgt);
+
+    r->protocol = recorded;
+    if (!r->o->protocol || !valueformat_parse_protocol(r->o->protocol, &r->protocol) ||
+        r->protocol == recorded)
+        return;
+    state_event(r->tgt, "info", "protocol", valueformat_protocol_name(r->protocol));
+    log_info("values travel by --protocol %s from now on (recorded on the target)",
+             valueformat_protocol_name(r->protocol));
+}
+
 /*
  * After cutover: the target is primary and the source must stay current,
  * so a rollback loses nothing.  Same engine, roles swapped: stream from the
@@ -910,12 +927,15 @@ static bool run_reverse(CopyRun *r)
                      .max_retained_wal = r->o->max_retained_wal,
                      .metrics = &r->metrics,
                      .stop = &interrupt_requested,
+                     .protocol = r->protocol,
                      .control = r->tgt_ci,
                      .skip_origin = r->st.replication_name,
                      .label = "reverse"};
     SlotInfo si;
     FollowResult fr;
 
+    resolve_protocol(r);
+    fo.protocol = r->protocol;
     if (!slot_info(r->tgt, name, &si)) {
         free(name);
         return false;
@@ -957,9 +977,12 @@ static bool run_follow(CopyRun *r)
                      .status_interval_ms = 10000,
                      .max_retained_wal = r->o->max_retained_wal,
                      .metrics = &r->metrics,
-                     .stop = &interrupt_requested};
+                     .stop = &interrupt_requested,
+                     .protocol = r->protocol};
     SlotInfo si;
 
+    resolve_protocol(r);
+    fo.protocol = r->protocol;
     if (!slot_info(r->src, r->st.replication_name, &si))
         return false;
     if (!si.exists || strcmp(si.wal_status, "lost") == 0) {
@@ -1119,8 +1142,14 @@ static int conclude(CopyRun *r, bool ok, bool was_done)
 static int migrate_main(const Options *o, bool follow)
 {
     CopyRun r = {.o = o, .keeper = {.control_fd = -1}, .follow = follow};
+    ValueProtocol protocol;
     bool ok;
 
+    if (o->protocol && !valueformat_parse_protocol(o->protocol, &protocol)) {
+        log_msg(LOG_ERROR, NULL, "Use auto, text or binary.", "invalid value for --protocol: \"%s\"",
+                o->protocol);
+        return EXIT_USAGE;
+    }
     r.progress = progress_create(progress_mode(o), o->jobs);
     interrupt_catch();
     signal(SIGPIPE, SIG_IGN);

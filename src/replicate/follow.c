@@ -10,6 +10,7 @@
 #include "pgoutput.h"
 #include "size.h"
 #include "slot.h"
+#include "state.h"
 #include "stream.h"
 #include "strbuf.h"
 #include "syncpoint.h"
@@ -769,6 +770,19 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     pthread_cond_destroy(&s.not_empty);
     pthread_cond_destroy(&s.not_full);
     return s.failed ? FOLLOW_FAILED : s.finished ? FOLLOW_FINISHED : FOLLOW_STOPPED;
+}
+
+ValueProtocol follow_recorded_protocol(PGconn *tgt)
+{
+    ValueProtocol p = VALUE_PROTOCOL_AUTO;
+    char *recorded;
+
+    if (state_read_protocol(tgt, &recorded) && recorded &&
+        !valueformat_parse_protocol(recorded, &p))
+        log_warning("[state] unknown recorded protocol \"%s\"; using auto", recorded);
+    if (recorded)
+        free(recorded);
+    return p;
 }
 
 FollowResult follow_run(const FollowOpts *o)

@@ -18,6 +18,8 @@
 #include "conninfo.h"
 #include "lsn.h"
 #include "metrics.h"
+
+#include <libpq-fe.h>
 #include "valueformat.h"
 
 #include <signal.h>
@@ -49,6 +51,10 @@ typedef enum {
 } FollowResult;
 
 FollowResult follow_run(const FollowOpts *o);
+
+/* The --protocol recorded for the migration on the target (auto when none
+ * is, or it cannot be read: logged). */
+ValueProtocol follow_recorded_protocol(PGconn *tgt);
 
 /* follow_run in a thread of this process, for commands (verify, cutover)
  * that need a follower when no pgrelocate start runs.  o (and what it
