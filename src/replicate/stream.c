@@ -57,8 +57,8 @@ int stream_proto_for_server(int v)
 }
 
 /* Every type the publication's columns use, and every type those refer to
- * (array elements, domain bases, range subtypes, a multirange's range), for
- * valueformat.  Simple query protocol: a replication connection has no
+ * (array elements, domain bases, range subtypes, a multirange's range, a
+ * composite's fields), for valueformat.  Simple query protocol: a replication connection has no
  * other.  published: the column types themselves. */
 static const char *const PUBLISHED_TYPES_SQL =
     "WITH RECURSIVE cols AS ("
@@ -73,13 +73,18 @@ static const char *const PUBLISHED_TYPES_SQL =
     " SELECT v.x FROM walk w JOIN pg_catalog.pg_type t ON t.oid = w.oid"
     " LEFT JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid"
     " LEFT JOIN pg_catalog.pg_range mr ON mr.rngmultitypid = t.oid"
-    " CROSS JOIN LATERAL (VALUES (CASE WHEN t.typlen = -1 THEN NULLIF(t.typelem, 0) END),"
-    "  (NULLIF(t.typbasetype, 0)), (r.rngsubtype), (mr.rngtypid)) v(x)"
+    " CROSS JOIN LATERAL (SELECT CASE WHEN t.typlen = -1 THEN NULLIF(t.typelem, 0) END"
+    "  UNION ALL SELECT NULLIF(t.typbasetype, 0) UNION ALL SELECT r.rngsubtype"
+    "  UNION ALL SELECT mr.rngtypid UNION ALL SELECT fa.atttypid"
+    "  FROM pg_catalog.pg_attribute fa WHERE fa.attrelid = t.typrelid AND fa.attnum > 0"
+    "  AND NOT fa.attisdropped) v(x)"
     " WHERE v.x IS NOT NULL)"
     " SELECT t.oid, pg_catalog.format_type(t.oid, NULL), t.typtype,"
     " t.typsend::oid <> 0, t.typreceive::oid <> 0,"
     " CASE WHEN t.typlen = -1 THEN t.typelem ELSE 0 END, t.typbasetype,"
-    " COALESCE(r.rngsubtype, mr.rngtypid, 0), t.oid IN (SELECT oid FROM cols)"
+    " COALESCE(r.rngsubtype, mr.rngtypid, 0), t.oid IN (SELECT oid FROM cols),"
+    " ARRAY(SELECT fa.atttypid FROM pg_catalog.pg_attribute fa WHERE fa.attrelid = t.typrelid"
+    "  AND fa.attnum > 0 AND NOT fa.attisdropped ORDER BY fa.attnum)"
     " FROM walk w JOIN pg_catalog.pg_type t ON t.oid = w.oid"
     " LEFT JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid"
     " LEFT JOIN pg_catalog.pg_range mr ON mr.rngmultitypid = t.oid"
@@ -96,14 +101,15 @@ static bool published_types_safe(PGconn *conn, const char *publication, bool lou
     char *sql = xasprintf(PUBLISHED_TYPES_SQL, qpub);
     PGresult *res = PQexec(conn, sql);
     ValueType *types;
-    int n, nbinary = 0;
+    uint32_t *fields;
+    int n, nbinary = 0, nfields = 0;
     StrBuf names;
 
     free(qpub);
     free(sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 9) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 10) {
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
-            log_error("[stream] reading the published column types: got %d fields, expected 9",
+            log_error("[stream] reading the published column types: got %d fields, expected 10",
                       PQnfields(res));
         else
             conn_log_result_error(res, conn, "stream");
@@ -112,7 +118,23 @@ static bool published_types_safe(PGconn *conn, const char *publication, bool lou
     }
     n = PQntuples(res);
     types = xcalloc((size_t)n + 1, sizeof(*types));
+    /* "{23,25}": at most one field per two characters */
     for (int i = 0; i < n; i++)
+        nfields += PQgetlength(res, i, 9) / 2 + 1;
+    fields = xcalloc((size_t)nfields, sizeof(*fields));
+    nfields = 0;
+    for (int i = 0; i < n; i++) {
+        const char *p = PQgetvalue(res, i, 9);
+        int first = nfields;
+
+        while (*p && *p != '}') {
+            char *end;
+
+            fields[nfields++] = (uint32_t)strtoul(p + 1, &end, 10);
+            p = end;
+        }
+        if (nfields == first + 1 && fields[first] == 0)
+            nfields = first; /* "{}" */
         types[i] = (ValueType){.oid = (uint32_t)strtoul(PQgetvalue(res, i, 0), NULL, 10),
                                .name = PQgetvalue(res, i, 1),
                                .typtype = PQgetvalue(res, i, 2)[0],
@@ -120,7 +142,10 @@ static bool published_types_safe(PGconn *conn, const char *publication, bool lou
                                .has_receive = PQgetvalue(res, i, 4)[0] == 't',
                                .elem = (uint32_t)strtoul(PQgetvalue(res, i, 5), NULL, 10),
                                .base = (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10),
-                               .sub = (uint32_t)strtoul(PQgetvalue(res, i, 7), NULL, 10)};
+                               .sub = (uint32_t)strtoul(PQgetvalue(res, i, 7), NULL, 10),
+                               .fields = fields + first,
+                               .nfields = nfields - first};
+    }
     *safe = true;
     strbuf_init(&names);
     for (int i = 0; i < n; i++) {
@@ -143,6 +168,7 @@ static bool published_types_safe(PGconn *conn, const char *publication, bool lou
     log_msg(loud ? LOG_INFO : LOG_DEBUG, NULL, NULL, "[stream] safe in binary: %s",
             nbinary ? names.data : "(no published column)");
     strbuf_free(&names);
+    free(fields);
     free(types);
     PQclear(res);
     return true;

@@ -1,11 +1,13 @@
 /*
  * valueformat.c: the rules for which types may travel in binary from one
  * PostgreSQL server to another.  A binary form is safe when it holds the
- * value alone: built-in base types (their send/receive formats have not
- * changed since 10), enums (the label), and domains, ranges and
- * multiranges over safe types.  Unsafe: forms that embed OIDs, which differ
- * between servers (arrays of non-built-in elements, composites, the reg*
- * types), and types not built in (extensions may change their formats).
+ * value alone, or OIDs that are the same everywhere: built-in base types
+ * (their send/receive formats have not changed since 10), enums (the
+ * label), domains, ranges and multiranges over safe types, arrays of safe
+ * built-in elements, composites whose fields are all of safe built-in
+ * types.  Unsafe: forms that embed OIDs which differ between servers
+ * (arrays of user-defined elements, composites with such fields, the reg*
+ * types), and base types not built in (extensions may change their forms).
  */
 #include "valueformat.h"
 
@@ -91,9 +93,16 @@ static bool safe_at(const ValueType *types, int ntypes, uint32_t oid, int depth,
     case 'm':
         return safe_at(types, ntypes, t->sub, depth + 1, why);
     case 'c':
-        *why = "the binary form of a composite embeds the OIDs of its fields' types, which differ "
-               "between servers";
-        return false;
+        for (int i = 0; i < t->nfields; i++) {
+            if (t->fields[i] >= FIRST_NORMAL_OID) {
+                *why = "the binary form of a composite embeds the OIDs of its fields' types, and "
+                       "a field's type is user-defined (its OID differs between servers)";
+                return false;
+            }
+            if (!safe_at(types, ntypes, t->fields[i], depth + 1, why))
+                return false;
+        }
+        return true;
     case 'b':
         break;
     default:

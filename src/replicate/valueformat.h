@@ -36,6 +36,8 @@ typedef struct ValueType {
     uint32_t elem;    /* array element (varlena with typelem), else 0 */
     uint32_t base;    /* domain: its base type, else 0 */
     uint32_t sub;     /* range: subtype; multirange: its range type; else 0 */
+    const uint32_t *fields; /* composite: its attributes' types (not dropped ones) */
+    int nfields;
 } ValueType;
 
 /* Whether values of type oid keep their meaning when the source's binary

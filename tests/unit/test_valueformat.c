@@ -16,37 +16,47 @@
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
+static const uint32_t dims_fields[] = {1700, 701, 25};
+static const uint32_t pair_fields[] = {23, 16400};
+static const uint32_t nested_fields[] = {16413, 1007};
+static const uint32_t regs_fields[] = {23, 2205};
+
 /* A small catalog: built-ins keep their real OIDs, user types from 16384. */
 static const ValueType catalog[] = {
-    {23, "integer", 'b', true, true, 0, 0, 0},
-    {1007, "integer[]", 'b', true, true, 23, 0, 0},
-    {1700, "numeric", 'b', true, true, 0, 0, 0},
-    {3802, "jsonb", 'b', true, true, 0, 0, 0},
-    {2205, "regclass", 'b', true, true, 0, 0, 0},
-    {2210, "regclass[]", 'b', true, true, 2205, 0, 0},
-    {1033, "aclitem", 'b', false, false, 0, 0, 0},
-    {3904, "int4range", 'r', true, true, 0, 0, 23},
-    {3905, "int4range[]", 'b', true, true, 3904, 0, 0},
-    {16400, "mood", 'e', true, true, 0, 0, 0},
-    {16401, "mood[]", 'b', true, true, 16400, 0, 0},
-    {16402, "pair", 'c', true, true, 0, 0, 0},
-    {16403, "pair[]", 'b', true, true, 16402, 0, 0},
-    {16404, "posint", 'd', true, true, 0, 23, 0},
-    {16405, "posint[]", 'b', true, true, 16404, 0, 0},
-    {16406, "moods", 'd', true, true, 0, 16401, 0},
-    {16407, "floatrange", 'r', true, true, 0, 0, 701},
-    {16408, "hstore", 'b', true, true, 0, 0, 0},
-    {16409, "pairs", 'd', true, true, 0, 16402, 0},
-    {16410, "moodrange", 'r', true, true, 0, 0, 16400},
-    {16411, "moodmultirange", 'm', true, true, 0, 0, 16410},
-    {16412, "norecv", 'b', true, false, 0, 0, 0},
-    {701, "double precision", 'b', true, true, 0, 0, 0},
+    {25, "text", 'b', true, true, 0, 0, 0, NULL, 0},
+    {16413, "dims", 'c', true, true, 0, 0, 0, dims_fields, 3},
+    {16414, "dims[]", 'b', true, true, 16413, 0, 0, NULL, 0},
+    {16415, "nested", 'c', true, true, 0, 0, 0, nested_fields, 2},
+    {16416, "regs", 'c', true, true, 0, 0, 0, regs_fields, 2},
+    {23, "integer", 'b', true, true, 0, 0, 0, NULL, 0},
+    {1007, "integer[]", 'b', true, true, 23, 0, 0, NULL, 0},
+    {1700, "numeric", 'b', true, true, 0, 0, 0, NULL, 0},
+    {3802, "jsonb", 'b', true, true, 0, 0, 0, NULL, 0},
+    {2205, "regclass", 'b', true, true, 0, 0, 0, NULL, 0},
+    {2210, "regclass[]", 'b', true, true, 2205, 0, 0, NULL, 0},
+    {1033, "aclitem", 'b', false, false, 0, 0, 0, NULL, 0},
+    {3904, "int4range", 'r', true, true, 0, 0, 23, NULL, 0},
+    {3905, "int4range[]", 'b', true, true, 3904, 0, 0, NULL, 0},
+    {16400, "mood", 'e', true, true, 0, 0, 0, NULL, 0},
+    {16401, "mood[]", 'b', true, true, 16400, 0, 0, NULL, 0},
+    {16402, "pair", 'c', true, true, 0, 0, 0, pair_fields, 2},
+    {16403, "pair[]", 'b', true, true, 16402, 0, 0, NULL, 0},
+    {16404, "posint", 'd', true, true, 0, 23, 0, NULL, 0},
+    {16405, "posint[]", 'b', true, true, 16404, 0, 0, NULL, 0},
+    {16406, "moods", 'd', true, true, 0, 16401, 0, NULL, 0},
+    {16407, "floatrange", 'r', true, true, 0, 0, 701, NULL, 0},
+    {16408, "hstore", 'b', true, true, 0, 0, 0, NULL, 0},
+    {16409, "pairs", 'd', true, true, 0, 16402, 0, NULL, 0},
+    {16410, "moodrange", 'r', true, true, 0, 0, 16400, NULL, 0},
+    {16411, "moodmultirange", 'm', true, true, 0, 0, 16410, NULL, 0},
+    {16412, "norecv", 'b', true, false, 0, 0, 0, NULL, 0},
+    {701, "double precision", 'b', true, true, 0, 0, 0, NULL, 0},
 };
 
 static void test_safe_types(void **state)
 {
-    static const uint32_t safe[] = {23, 1007, 1700, 3802, 1033, 3904, 3905, 16400,
-                                    16404, 16407, 16410, 16411, 701};
+    static const uint32_t safe[] = {23,    1007,  1700,  3802,  1033,  3904, 3905,
+                                    16400, 16404, 16407, 16410, 16411, 701,  16413};
     const char *why;
 
     (void)state;
@@ -72,6 +82,9 @@ static void test_unsafe_types(void **state)
         {16408, "it is not built into PostgreSQL"},
         {16409, "the binary form of a composite embeds"},
         {16412, "it has no binary receive function"},
+        {16414, "the binary form of an array embeds"},
+        {16415, "the binary form of a composite embeds"},
+        {16416, "its binary form is an OID"},
         {99999, "its definition could not be read"},
     };
     const char *why;
@@ -86,8 +99,8 @@ static void test_unsafe_types(void **state)
 
 static void test_domain_cycle_is_refused(void **state)
 {
-    static const ValueType loop[] = {{16500, "a", 'd', true, true, 0, 16501, 0},
-                                     {16501, "b", 'd', true, true, 0, 16500, 0}};
+    static const ValueType loop[] = {{16500, "a", 'd', true, true, 0, 16501, 0, NULL, 0},
+                                     {16501, "b", 'd', true, true, 0, 16500, 0, NULL, 0}};
     const char *why;
 
     (void)state;
