@@ -23,6 +23,11 @@ use RelocateTest;
 use FollowTest;
 
 my $db = 'app';
+# C's servers and clients, if cached.  The newest client programs go first
+# on PATH before the first pair: IPC::Run keeps the path it first found.
+my %have = map { $_ => -x ($ENV{PGRELOCATE_PG_VERSIONS} // '') . "/$_/bin/postgres" } (14, 17);
+my $cross = $have{14} && $have{17} && (RelocateTest::client_bin() // '') =~ /client-(\d+)/ && $1 >= 17;
+RelocateTest::install_path(17) if $cross;
 
 my $SAFE_SCHEMA = <<'SQL';
 CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy', 'it''s "complicated"');
@@ -175,9 +180,8 @@ SQL
 # --- C. 14 -> 17, binary across versions ---
 SKIP:
 {
-	my %have = map { $_ => -x "$ENV{PGRELOCATE_PG_VERSIONS}/$_/bin/postgres" } (14, 17);
 	skip('servers 14 and 17 or client 17+ are not in the cache (make pg-versions)', 1)
-	  unless $have{14} && $have{17} && (RelocateTest::client_bin() // '') =~ /client-(\d+)/ && $1 >= 17;
+	  unless $cross;
 	my ($src, $tgt) = RelocateTest::new_pair(
 		name         => 'bin_c',
 		dbname       => $db,
