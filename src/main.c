@@ -27,7 +27,7 @@ static const char *const start_options[] = {"source",
                                             "replica-identity-full",
                                             "slot-wait",
                                             "max-retained-wal",
-                                            "protocol",
+                                            "protocol", /* values in binary or text */
                                             "metrics-listen",
                                             "tables",
                                             NULL};

@@ -69,9 +69,9 @@ typedef struct CopyRun {
     char *tables_spec; /* --tables, or the one the migration began with; NULL: all */
     TableSet tables;   /* what tables_spec leaves out (nothing when NULL) */
     Metrics metrics;
-    pthread_t retire; /* drops the old direction's slot after a cutover */
-    bool retiring;    /* retire runs (joined by finish) */
-    char cause[512];  /* the error that ended the run, for the event log */
+    pthread_t retire;       /* drops the old direction's slot after a cutover */
+    bool retiring;          /* retire runs (joined by finish) */
+    char cause[512];        /* the error that ended the run, for the event log */
     ValueProtocol protocol; /* start: how values travel while following */
 } CopyRun;
 
@@ -1146,8 +1146,8 @@ static int migrate_main(const Options *o, bool follow)
     bool ok;
 
     if (o->protocol && !valueformat_parse_protocol(o->protocol, &protocol)) {
-        log_msg(LOG_ERROR, NULL, "Use auto, text or binary.", "invalid value for --protocol: \"%s\"",
-                o->protocol);
+        log_msg(LOG_ERROR, NULL, "Use auto, text or binary.",
+                "invalid value for --protocol: \"%s\"", o->protocol);
         return EXIT_USAGE;
     }
     r.progress = progress_create(progress_mode(o), o->jobs);

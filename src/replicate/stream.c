@@ -186,7 +186,8 @@ static bool choose_binary(PGconn *conn, const char *publication, ValueProtocol p
 
     *binary = false;
     if (protocol == VALUE_PROTOCOL_TEXT) {
-        log_msg(loud ? LOG_INFO : LOG_DEBUG, NULL, NULL, "[stream] values travel as text (--protocol text)");
+        log_msg(loud ? LOG_INFO : LOG_DEBUG, NULL, NULL,
+                "[stream] values travel as text (--protocol text)");
         return true;
     }
     if (PQserverVersion(conn) < 140000) {

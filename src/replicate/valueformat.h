@@ -29,13 +29,13 @@ const char *valueformat_protocol_name(ValueProtocol p);
  * multirange's range) must be in the list given to valueformat_decide. */
 typedef struct ValueType {
     uint32_t oid;
-    const char *name; /* display form (format_type) */
-    char typtype;     /* 'b' base, 'c' composite, 'd' domain, 'e' enum, 'm', 'p', 'r' */
-    bool has_send;    /* typsend set: pgoutput sends it in binary */
-    bool has_receive; /* typreceive set */
-    uint32_t elem;    /* array element (varlena with typelem), else 0 */
-    uint32_t base;    /* domain: its base type, else 0 */
-    uint32_t sub;     /* range: subtype; multirange: its range type; else 0 */
+    const char *name;       /* display form (format_type) */
+    char typtype;           /* 'b' base, 'c' composite, 'd' domain, 'e' enum, 'm', 'p', 'r' */
+    bool has_send;          /* typsend set: pgoutput sends it in binary */
+    bool has_receive;       /* typreceive set */
+    uint32_t elem;          /* array element (varlena with typelem), else 0 */
+    uint32_t base;          /* domain: its base type, else 0 */
+    uint32_t sub;           /* range: subtype; multirange: its range type; else 0 */
     const uint32_t *fields; /* composite: its attributes' types (not dropped ones) */
     int nfields;
 } ValueType;
