@@ -42,16 +42,17 @@ typedef struct Rel {
     char replident;
     bool partitioned; /* on the target: no ONLY, rows route to partitions */
     int ncols;
-    char **quoted;    /* quoted column names */
-    bool *key;        /* part of the replica identity */
-    bool *skip;       /* generated on the target: never written */
-    bool *text_cmp;   /* no default btree equality: compare as text */
-    bool *always;     /* identity GENERATED ALWAYS on the target */
-    char **type_name; /* target column types, for casts in batched updates */
-    bool *retyped;    /* a built-in type on the source, another on the target: binary
-                       * values of the source's type cannot be bound */
-    bool *in_unique;  /* in a unique or exclusion index (or one with expressions or a
-                       * predicate) on the target: updates to it keep their order */
+    char **quoted;      /* quoted column names */
+    bool *key;          /* part of the replica identity */
+    bool *skip;         /* generated on the target: never written */
+    bool *text_cmp;     /* no default btree equality: compare as text */
+    bool *always;       /* identity GENERATED ALWAYS on the target */
+    char **type_name;   /* target column types, for casts in batched updates */
+    uint32_t *src_type; /* the source's type OID of each column (for messages) */
+    bool *retyped;      /* a built-in type on the source, another on the target: binary
+                         * values of the source's type cannot be bound */
+    bool *in_unique;    /* in a unique or exclusion index (or one with expressions or a
+                         * predicate) on the target: updates to it keep their order */
     bool has_always;
     Stmt *stmts;
     /* Inserts held back to go out as multi-row INSERTs.  In replica mode
@@ -386,6 +387,7 @@ static void free_rel(Rel *r)
     free(r->type_name);
     free(r->in_unique);
     free(r->retyped);
+    free(r->src_type);
     free(r->key);
     free(r->skip);
     free(r->text_cmp);
@@ -542,7 +544,9 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->type_name = xcalloc((size_t)m->ncols + 1, sizeof(char *));
     r->in_unique = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     r->retyped = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->src_type = xcalloc((size_t)m->ncols + 1, sizeof(uint32_t));
     for (int i = 0; i < m->ncols; i++) {
+        r->src_type[i] = m->cols[i].type_oid;
         r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
         r->key[i] = m->cols[i].key;
     }
@@ -611,18 +615,47 @@ static void reserve_params(Apply *a, int n)
     a->formats = xrealloc(a->formats, (size_t)a->values_cap * sizeof(int));
 }
 
-/* A value for messages: text as it is, binary as \x and hex; at most 100
- * bytes of it, "..." when cut. */
-static void append_value(StrBuf *d, const char *data, size_t len, bool binary)
+/* A big-endian integer of len bytes (2, 4 or 8), as int2/4/8send write it. */
+static int64_t be_int(const unsigned char *p, size_t len)
 {
-    size_t show = len > 100 ? 100 : len;
+    uint64_t u = 0;
 
-    if (!binary)
+    for (size_t i = 0; i < len; i++)
+        u = u << 8 | p[i];
+    if (len < 8 && (u >> (len * 8 - 1)) != 0)
+        u |= ~(uint64_t)0 << (len * 8); /* sign-extend */
+    return (int64_t)u;
+}
+
+/* A value for messages, at most 100 bytes of it ("..." when cut): text as
+ * it is; binary as its text for the usual key types (integers, text-like,
+ * uuid), else as \x and hex.  type: the source's type OID. */
+static void append_value(StrBuf *d, const char *data, size_t len, bool binary, uint32_t type)
+{
+    const unsigned char *u = (const unsigned char *)data;
+    size_t show = len > 100 ? 100 : len;
+    bool integer = (type == 21 && len == 2) || (type == 23 && len == 4) || (type == 20 && len == 8);
+    bool textual = type == 25 || type == 1043 || type == 1042 || type == 19;
+
+    if (binary && integer) {
+        strbuf_appendf(d, "%lld", (long long)be_int(u, len));
+        return;
+    }
+    if (binary && type == 26 && len == 4) { /* oid: unsigned */
+        strbuf_appendf(d, "%u", (unsigned)(be_int(u, len) & 0xffffffff));
+        return;
+    }
+    if (binary && type == 2950 && len == 16) {
+        for (size_t i = 0; i < 16; i++)
+            strbuf_appendf(d, "%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", u[i]);
+        return;
+    }
+    if (!binary || textual)
         strbuf_appendf(d, "%.*s", (int)show, data);
     else {
         strbuf_append(d, "\\x");
         for (size_t i = 0; i < show; i++)
-            strbuf_appendf(d, "%02x", (unsigned char)data[i]);
+            strbuf_appendf(d, "%02x", u[i]);
     }
     if (len > show)
         strbuf_append(d, "...");
@@ -664,7 +697,8 @@ static void describe_key(StrBuf *d, const Rel *r, const char *where, const PgoTu
         if (v->kind == PGO_COL_NULL)
             strbuf_append(d, "NULL");
         else
-            append_value(d, (const char *)v->data, v->len, v->kind == PGO_COL_BINARY);
+            append_value(d, (const char *)v->data, v->len, v->kind == PGO_COL_BINARY,
+                         r->src_type[i]);
     }
     strbuf_append(d, ")");
 }
@@ -796,12 +830,14 @@ static char *describe_held(const Rel *r, int first, int k, int per_row, int nkey
             f = true;
         }
         strbuf_append(&d, row == first ? "(" : ", (");
-        for (int v = 0; v < nkey; v++) {
+        for (int v = 0, col = 0; v < nkey; v++, col++) {
             int at = row * per_row + v;
 
+            while (r->held_where[col] != '1')
+                col++;
             strbuf_append(&d, v ? ", " : "");
             append_value(&d, r->held_vals.data + r->held_offs[at], (size_t)r->held_lens[at],
-                         r->held_bin[at]);
+                         r->held_bin[at], r->src_type[col]);
         }
         strbuf_append(&d, ")");
     }
