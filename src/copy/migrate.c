@@ -66,13 +66,14 @@ typedef struct CopyRun {
     char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
     int n_no_identity;
     bool created_publication;
+    /* start: how values travel while following (resolve_protocol) */
+    ValueProtocol protocol;
     char *tables_spec; /* --tables, or the one the migration began with; NULL: all */
     TableSet tables;   /* what tables_spec leaves out (nothing when NULL) */
     Metrics metrics;
-    pthread_t retire;       /* drops the old direction's slot after a cutover */
-    bool retiring;          /* retire runs (joined by finish) */
-    char cause[512];        /* the error that ended the run, for the event log */
-    ValueProtocol protocol; /* start: how values travel while following */
+    pthread_t retire; /* drops the old direction's slot after a cutover */
+    bool retiring;    /* retire runs (joined by finish) */
+    char cause[512];  /* the error that ended the run, for the event log */
 } CopyRun;
 
 static bool make_tmpdir(CopyRun *r)
@@ -927,7 +928,6 @@ static bool run_reverse(CopyRun *r)
                      .max_retained_wal = r->o->max_retained_wal,
                      .metrics = &r->metrics,
                      .stop = &interrupt_requested,
-                     .protocol = r->protocol,
                      .control = r->tgt_ci,
                      .skip_origin = r->st.replication_name,
                      .label = "reverse"};
@@ -977,8 +977,7 @@ static bool run_follow(CopyRun *r)
                      .status_interval_ms = 10000,
                      .max_retained_wal = r->o->max_retained_wal,
                      .metrics = &r->metrics,
-                     .stop = &interrupt_requested,
-                     .protocol = r->protocol};
+                     .stop = &interrupt_requested};
     SlotInfo si;
 
     resolve_protocol(r);
