@@ -58,8 +58,9 @@ int stream_proto_for_server(int v)
 
 /* Every type the publication's columns use, and every type those refer to
  * (array elements, domain bases, range subtypes, a multirange's range, a
- * composite's fields), for valueformat.  Simple query protocol: a replication connection has no
- * other.  published: the column types themselves. */
+ * composite's fields), for valueformat.  Simple query protocol: a
+ * replication connection has no other.  Column 9: a published column's
+ * type itself.  pg_range.rngmultitypid is 14+, as is the binary option. */
 static const char *const PUBLISHED_TYPES_SQL =
     "WITH RECURSIVE cols AS ("
     " SELECT DISTINCT a.atttypid AS oid"
