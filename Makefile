@@ -41,6 +41,7 @@ UNIT_EXTRA_bouncerconf = strbuf
 UNIT_EXTRA_applysql = strbuf
 UNIT_EXTRA_ddl      = strbuf
 UNIT_LIBS_ddl       = $(shell pkg-config --libs jansson 2>/dev/null)
+UNIT_EXTRA_valueformat =
 UNIT_EXTRA_conn     = clock conninfo log strbuf
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 UNIT_LIBS_conn      = $(shell pkg-config --libs libpq 2>/dev/null)

@@ -40,6 +40,10 @@ static const OptionSpec option_table[] = {
     {"replica-identity-full", 0, OPT_BOOL, OPT(replica_identity_full), NULL, NULL,
      "give tables without primary key REPLICA IDENTITY FULL on the source (undone by "
      "cleanup) instead of refusing to start"},
+    {"protocol", 0, OPT_STRING, OPT(protocol), NULL, "MODE",
+     "how values travel from the source while following: auto (binary where every published "
+     "column type is safe in binary, PostgreSQL 14+), text, or binary (default: text, or what "
+     "this migration's start was last given)"},
     {"slot-wait", 0, OPT_DURATION, OPT(slot_wait_ms), NULL, "DURATION",
      "how long to wait for running source transactions when creating the replication slot "
      "(default: 5min)"},

@@ -34,6 +34,7 @@ typedef struct Options {
     bool replica_identity_full; /* start: give tables without a key REPLICA IDENTITY FULL */
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
     int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
+    const char *protocol;       /* start: "auto", "text", "binary"; NULL: as recorded */
     const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */
     /* start: commit LSN of a source transaction to leave out */
     const char *skip_transaction;

@@ -27,6 +27,7 @@ static const char *const start_options[] = {"source",
                                             "replica-identity-full",
                                             "slot-wait",
                                             "max-retained-wal",
+                                            "protocol", /* values in binary or text */
                                             "metrics-listen",
                                             "tables",
                                             "skip-transaction",

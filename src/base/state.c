@@ -409,6 +409,22 @@ void state_event(PGconn *tgt, const char *level, const char *context, const char
     PQclear(res);
 }
 
+bool state_read_protocol(PGconn *tgt, char **protocol)
+{
+    PGresult *res = conn_query(tgt, "state",
+                               "SELECT (SELECT message FROM pgrelocate.events"
+                               " WHERE context = 'protocol' ORDER BY id DESC LIMIT 1)",
+                               0, NULL, 1);
+
+    *protocol = NULL;
+    if (!res)
+        return false;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        *protocol = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
+
 bool state_target_is_empty(PGconn *tgt, bool *empty, char **example)
 {
     static const char *const sql =

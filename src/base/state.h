@@ -122,6 +122,11 @@ bool state_mark_post_done(PGconn *tgt, int dump_id, const char *desc);
  * nothing is written into state of a version this binary refuses). */
 void state_event(PGconn *tgt, const char *level, const char *context, const char *message);
 
+/* The --protocol (auto, text, binary) a start of this migration was last
+ * given, recorded as an event of context "protocol" (state_event); NULL in
+ * *protocol when none was (caller frees).  false after logging. */
+bool state_read_protocol(PGconn *tgt, char **protocol);
+
 /* Target emptiness: counts user relations, routines and types outside
  * extensions and pgrelocate; example names one.  false on query failure. */
 bool state_target_is_empty(PGconn *tgt, bool *empty, char **example);

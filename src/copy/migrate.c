@@ -67,6 +67,8 @@ typedef struct CopyRun {
     char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
     int n_no_identity;
     bool created_publication;
+    /* start: how values travel while following (resolve_protocol) */
+    ValueProtocol protocol;
     char *tables_spec; /* --tables, or the one the migration began with; NULL: all */
     TableSet tables;   /* what tables_spec leaves out (nothing when NULL) */
     Metrics metrics;
@@ -920,6 +922,22 @@ static void retire_forward_slot(CopyRun *r)
     r->retiring = pthread_create(&r->retire, NULL, retire_main, r) == 0;
 }
 
+/* How values travel while following: --protocol as given (recorded on the
+ * target when it changes what the migration uses, so a later start, verify
+ * or cutover uses the same), else as recorded, else auto. */
+static void resolve_protocol(CopyRun *r)
+{
+    ValueProtocol recorded = follow_recorded_protocol(r->tgt);
+
+    r->protocol = recorded;
+    if (!r->o->protocol || !valueformat_parse_protocol(r->o->protocol, &r->protocol) ||
+        r->protocol == recorded)
+        return;
+    state_event(r->tgt, "info", "protocol", valueformat_protocol_name(r->protocol));
+    log_info("values travel by --protocol %s from now on (recorded on the target)",
+             valueformat_protocol_name(r->protocol));
+}
+
 /*
  * After cutover: the target is primary and the source must stay current,
  * so a rollback loses nothing.  Same engine, roles swapped: stream from the
@@ -947,6 +965,8 @@ static bool run_reverse(CopyRun *r)
     SlotInfo si;
     FollowResult fr;
 
+    resolve_protocol(r);
+    fo.protocol = r->protocol;
     if (!slot_info(r->tgt, name, &si)) {
         free(name);
         return false;
@@ -999,6 +1019,8 @@ static bool run_follow(CopyRun *r)
                    "(--skip-transaction)",
                    lsn_format(fo.skip_lsn, lsn));
     }
+    resolve_protocol(r);
+    fo.protocol = r->protocol;
     if (!slot_info(r->src, r->st.replication_name, &si))
         return false;
     if (!si.exists || strcmp(si.wal_status, "lost") == 0) {
@@ -1159,6 +1181,7 @@ static int conclude(CopyRun *r, bool ok, bool was_done)
 static int migrate_main(const Options *o, bool follow)
 {
     CopyRun r = {.o = o, .keeper = {.control_fd = -1}, .follow = follow};
+    ValueProtocol protocol;
     bool ok;
     Lsn skip;
 
@@ -1166,6 +1189,11 @@ static int migrate_main(const Options *o, bool follow)
         log_msg(LOG_ERROR, NULL,
                 "Give the commit LSN the apply error named, as in --skip-transaction 0/1A2B3C8.",
                 "invalid value for --skip-transaction: \"%s\"", o->skip_transaction);
+        return EXIT_USAGE;
+    }
+    if (o->protocol && !valueformat_parse_protocol(o->protocol, &protocol)) {
+        log_msg(LOG_ERROR, NULL, "Use auto, text or binary.",
+                "invalid value for --protocol: \"%s\"", o->protocol);
         return EXIT_USAGE;
     }
     r.progress = progress_create(progress_mode(o), o->jobs);

@@ -922,7 +922,8 @@ static bool spawn_follower(Cutover *c)
                          .client_encoding = c->encoding,
                          .control = c->tgt_ci,
                          .skip_origin = c->skip_origin,
-                         .label = c->rollback ? "rollback follow" : "cutover follow"};
+                         .label = c->rollback ? "rollback follow" : "cutover follow",
+                         .protocol = follow_recorded_protocol(c->tgt)};
     catalog_free_server_info(&from);
     catalog_free_server_info(&to);
     log_info("%s no pgrelocate start runs: following changes in this process meanwhile", c->ctx);

@@ -23,6 +23,9 @@
 #define BATCH_SECONDS   1.0
 #define HOLD_ROWS       256 /* inserts held per table before they go out */
 #define HOLD_BYTES      (1 << 20)
+/* Types below this OID are built in, the same on every server
+ * (FirstNormalObjectId). */
+#define FIRST_NORMAL_OID 16384
 
 /* A source transaction, as error messages and --skip-transaction name it. */
 typedef struct SourceTxn {
@@ -46,14 +49,17 @@ typedef struct Rel {
     char replident;
     bool partitioned; /* on the target: no ONLY, rows route to partitions */
     int ncols;
-    char **quoted;    /* quoted column names */
-    bool *key;        /* part of the replica identity */
-    bool *skip;       /* generated on the target: never written */
-    bool *text_cmp;   /* no default btree equality: compare as text */
-    bool *always;     /* identity GENERATED ALWAYS on the target */
-    char **type_name; /* target column types, for casts in batched updates */
-    bool *in_unique;  /* in a unique or exclusion index (or one with expressions or a
-                       * predicate) on the target: updates to it keep their order */
+    char **quoted;      /* quoted column names */
+    bool *key;          /* part of the replica identity */
+    bool *skip;         /* generated on the target: never written */
+    bool *text_cmp;     /* no default btree equality: compare as text */
+    bool *always;       /* identity GENERATED ALWAYS on the target */
+    char **type_name;   /* target column types, for casts in batched updates */
+    uint32_t *src_type; /* the source's type OID of each column (for messages) */
+    bool *retyped;      /* a built-in type on the source, another on the target: binary
+                         * values of the source's type cannot be bound */
+    bool *in_unique;    /* in a unique or exclusion index (or one with expressions or a
+                         * predicate) on the target: updates to it keep their order */
     bool has_always;
     Stmt *stmts;
     /* Inserts held back to go out as multi-row INSERTs.  In replica mode
@@ -65,8 +71,10 @@ typedef struct Rel {
     char *held_mask;    /* columns of the held rows; NULL when none held */
     char *held_where;   /* held updates: their key columns */
     int held_rows;
-    StrBuf held_vals; /* NUL-terminated values */
+    StrBuf held_vals; /* values, each followed by a NUL */
     long *held_offs;  /* per value: offset in held_vals, -1 for NULL */
+    int *held_lens;   /* per value: its length (binary values may hold NULs) */
+    char *held_bin;   /* per value: 1 when in binary ('b'), bound as such */
     int held_noffs;
     int held_cap;
     bool dirty; /* in the apply's list of tables holding rows */
@@ -128,7 +136,8 @@ struct Apply {
     int dirty_cap;
     StrBuf scratch;
     const char **values;
-    int *lengths;
+    int *lengths; /* of values, for binary ones */
+    int *formats; /* per value: 1 binary, 0 text (paramFormats) */
     int values_cap;
 };
 
@@ -428,6 +437,8 @@ static void free_rel(Rel *r)
     free(r->held_vals.data);
     free(r->held_offs);
     free(r->held_txn);
+    free(r->held_lens);
+    free(r->held_bin);
     for (Stmt *s = r->stmts, *n; s; s = n) {
         n = s->next;
         free(s->shape);
@@ -440,6 +451,8 @@ static void free_rel(Rel *r)
     free(r->quoted);
     free(r->type_name);
     free(r->in_unique);
+    free(r->retyped);
+    free(r->src_type);
     free(r->key);
     free(r->skip);
     free(r->text_cmp);
@@ -465,6 +478,7 @@ void apply_destroy(Apply *a)
     free(a->dirty);
     free(a->values);
     free(a->lengths);
+    free(a->formats);
     free(a->origin);
     free(a->skip_origin);
     free(a);
@@ -520,7 +534,8 @@ static const char *const target_columns_sql =
     "  pg_catalog.format_type(a.atttypid, NULL),"
     "  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid"
     "          AND (i.indisunique OR i.indisexclusion) AND (a.attnum = ANY (i.indkey)"
-    "          OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))"
+    "          OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)),"
+    "  a.atttypid"
     " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
     " WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
 
@@ -528,7 +543,7 @@ static const char *const target_columns_sql =
 static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
 {
     const char *p[1] = {r->qualified};
-    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 7);
+    PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 8);
     bool ok = res != NULL;
 
     if (ok && PQntuples(res) == 0) {
@@ -561,6 +576,8 @@ static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
         r->always[i] = PQgetvalue(res, row, 4)[0] == 't';
         r->type_name[i] = xstrdup(PQgetvalue(res, row, 5));
         r->in_unique[i] = PQgetvalue(res, row, 6)[0] == 't';
+        r->retyped[i] = m->cols[i].type_oid < FIRST_NORMAL_OID &&
+                        m->cols[i].type_oid != (uint32_t)strtoul(PQgetvalue(res, row, 7), NULL, 10);
         r->has_always = r->has_always || r->always[i];
     }
     PQclear(res);
@@ -591,7 +608,10 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->always = xcalloc((size_t)m->ncols + 1, sizeof(bool));
     r->type_name = xcalloc((size_t)m->ncols + 1, sizeof(char *));
     r->in_unique = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->retyped = xcalloc((size_t)m->ncols + 1, sizeof(bool));
+    r->src_type = xcalloc((size_t)m->ncols + 1, sizeof(uint32_t));
     for (int i = 0; i < m->ncols; i++) {
+        r->src_type[i] = m->cols[i].type_oid;
         r->quoted[i] = conn_quote_ident(a->tgt, m->cols[i].name);
         r->key[i] = m->cols[i].key;
     }
@@ -605,7 +625,6 @@ static bool on_relation(Apply *a, const PgoRelation *m)
 }
 
 /* ---- changes ---- */
-
 /* The target table as applysql names it: views of r's arrays. */
 static ApplySqlTable sql_table(const Rel *r)
 {
@@ -650,6 +669,63 @@ static Stmt *get_stmt(Apply *a, Rel *r, const ApplySqlShape *sh)
     return st;
 }
 
+/* Room for n parameters in values, lengths and formats. */
+static void reserve_params(Apply *a, int n)
+{
+    if (a->values_cap >= n + 1)
+        return;
+    a->values_cap = n + 1;
+    a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
+    a->lengths = xrealloc(a->lengths, (size_t)a->values_cap * sizeof(int));
+    a->formats = xrealloc(a->formats, (size_t)a->values_cap * sizeof(int));
+}
+
+/* A big-endian integer of len bytes (2, 4 or 8), as int2/4/8send write it. */
+static int64_t be_int(const unsigned char *p, size_t len)
+{
+    uint64_t u = 0;
+
+    for (size_t i = 0; i < len; i++)
+        u = u << 8 | p[i];
+    if (len < 8 && (u >> (len * 8 - 1)) != 0)
+        u |= ~(uint64_t)0 << (len * 8); /* sign-extend */
+    return (int64_t)u;
+}
+
+/* A value for messages, at most 100 bytes of it ("..." when cut): text as
+ * it is; binary as its text for the usual key types (integers, text-like,
+ * uuid), else as \x and hex.  type: the source's type OID. */
+static void append_value(StrBuf *d, const char *data, size_t len, bool binary, uint32_t type)
+{
+    const unsigned char *u = (const unsigned char *)data;
+    size_t show = len > 100 ? 100 : len;
+    bool integer = (type == 21 && len == 2) || (type == 23 && len == 4) || (type == 20 && len == 8);
+    bool textual = type == 25 || type == 1043 || type == 1042 || type == 19;
+
+    if (binary && integer) {
+        strbuf_appendf(d, "%lld", (long long)be_int(u, len));
+        return;
+    }
+    if (binary && type == 26 && len == 4) { /* oid: unsigned */
+        strbuf_appendf(d, "%u", (unsigned)(be_int(u, len) & 0xffffffff));
+        return;
+    }
+    if (binary && type == 2950 && len == 16) {
+        for (size_t i = 0; i < 16; i++)
+            strbuf_appendf(d, "%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", u[i]);
+        return;
+    }
+    if (!binary || textual)
+        strbuf_appendf(d, "%.*s", (int)show, data);
+    else {
+        strbuf_append(d, "\\x");
+        for (size_t i = 0; i < show; i++)
+            strbuf_appendf(d, "%02x", u[i]);
+    }
+    if (len > show)
+        strbuf_append(d, "...");
+}
+
 /* Copy a value into scratch (NUL-terminated); returns its offset or -1 for
  * NULL. */
 static long stash_value(Apply *a, const PgoValue *v)
@@ -686,8 +762,8 @@ static void describe_key(StrBuf *d, const Rel *r, const char *where, const PgoTu
         if (v->kind == PGO_COL_NULL)
             strbuf_append(d, "NULL");
         else
-            strbuf_appendf(d, "%.*s%s", (int)(v->len > 100 ? 100 : v->len), (const char *)v->data,
-                           v->len > 100 ? "..." : "");
+            append_value(d, (const char *)v->data, v->len, v->kind == PGO_COL_BINARY,
+                         r->src_type[i]);
     }
     strbuf_append(d, ")");
 }
@@ -705,18 +781,21 @@ static bool exec_shape(Apply *a, Rel *r, const ApplySqlShape *sh, const PgoTuple
 
     if (!st)
         return false;
-    if (a->values_cap < st->nparams + 1) {
-        a->values_cap = st->nparams + 1;
-        a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
-    }
+    reserve_params(a, st->nparams);
     offs = xcalloc((size_t)st->nparams + 1, sizeof(long));
     strbuf_reset(&a->scratch);
-    for (int i = 0; set_t && i < r->ncols; i++)
-        if (sh->set[i] == '1')
-            offs[n++] = stash_value(a, &set_t->values[i]);
-    for (int i = 0; where_t && i < r->ncols; i++)
-        if (sh->where[i] == '1')
-            offs[n++] = stash_value(a, &where_t->values[i]);
+    for (int pass = 0; pass < 2; pass++) {
+        const PgoTuple *t = pass == 0 ? set_t : where_t;
+        const char *mask = pass == 0 ? sh->set : sh->where;
+
+        for (int i = 0; t && i < r->ncols; i++) {
+            if (mask[i] != '1')
+                continue;
+            a->lengths[n] = (int)t->values[i].len;
+            a->formats[n] = t->values[i].kind == PGO_COL_BINARY;
+            offs[n++] = stash_value(a, &t->values[i]);
+        }
+    }
     for (int i = 0; i < n; i++)
         a->values[i] = offs[i] < 0 ? NULL : a->scratch.data + offs[i];
     free(offs);
@@ -728,7 +807,7 @@ static bool exec_shape(Apply *a, Rel *r, const ApplySqlShape *sh, const PgoTuple
                    r->nspname, r->relname);
     if (sh->op != APPLYSQL_INSERT)
         describe_key(&what, r, sh->where, where_t);
-    ok = PQsendQueryPrepared(a->tgt, st->name, n, a->values, NULL, NULL, 0) == 1;
+    ok = PQsendQueryPrepared(a->tgt, st->name, n, a->values, a->lengths, a->formats, 0) == 1;
     if (!ok) {
         log_error("[apply] %s: %s", what.data, PQerrorMessage(a->tgt));
         strbuf_free(&what);
@@ -816,10 +895,14 @@ static char *describe_held(const Rel *r, int first, int k, int per_row, int nkey
             f = true;
         }
         strbuf_append(&d, row == first ? "(" : ", (");
-        for (int v = 0; v < nkey; v++) {
-            const char *val = r->held_vals.data + r->held_offs[row * per_row + v];
+        for (int v = 0, col = 0; v < nkey; v++, col++) {
+            int at = row * per_row + v;
 
-            strbuf_appendf(&d, "%s%.*s%s", v ? ", " : "", 100, val, strlen(val) > 100 ? "..." : "");
+            while (r->held_where[col] != '1')
+                col++;
+            strbuf_append(&d, v ? ", " : "");
+            append_value(&d, r->held_vals.data + r->held_offs[at], (size_t)r->held_lens[at],
+                         r->held_bin[at], r->src_type[col]);
         }
         strbuf_append(&d, ")");
     }
@@ -861,17 +944,18 @@ static bool flush_rel(Apply *a, Rel *r)
         }
         if (!(st = get_stmt(a, r, &sh)))
             return false;
-        if (a->values_cap < st->nparams + 1) {
-            a->values_cap = st->nparams + 1;
-            a->values = xrealloc(a->values, (size_t)a->values_cap * sizeof(char *));
-        }
+        reserve_params(a, st->nparams);
         for (int v = 0; v < st->nparams; v++) {
             /* held: key values, then set values, row after row */
-            long off = r->held_offs[done * per_row + applysql_param_of(&sh, v, st->nparams, nkey)];
+            int at = done * per_row + applysql_param_of(&sh, v, st->nparams, nkey);
+            long off = r->held_offs[at];
 
             a->values[v] = off < 0 ? NULL : r->held_vals.data + off;
+            a->lengths[v] = r->held_lens[at];
+            a->formats[v] = r->held_bin[at];
         }
-        if (PQsendQueryPrepared(a->tgt, st->name, st->nparams, a->values, NULL, NULL, 0) != 1) {
+        if (PQsendQueryPrepared(a->tgt, st->name, st->nparams, a->values, a->lengths, a->formats,
+                                0) != 1) {
             log_error("[apply] %s %s.%s: %s", upd ? "update of" : "insert into", r->nspname,
                       r->relname, PQerrorMessage(a->tgt));
             return false;
@@ -913,7 +997,11 @@ static void hold_value(Rel *r, const PgoValue *v)
     if (r->held_noffs == r->held_cap) {
         r->held_cap = r->held_cap ? r->held_cap * 2 : 256;
         r->held_offs = xrealloc(r->held_offs, (size_t)r->held_cap * sizeof(long));
+        r->held_lens = xrealloc(r->held_lens, (size_t)r->held_cap * sizeof(int));
+        r->held_bin = xrealloc(r->held_bin, (size_t)r->held_cap);
     }
+    r->held_lens[r->held_noffs] = (int)v->len;
+    r->held_bin[r->held_noffs] = v->kind == PGO_COL_BINARY;
     if (v->kind == PGO_COL_NULL) {
         r->held_offs[r->held_noffs++] = -1;
         return;
@@ -939,9 +1027,9 @@ static bool holds_key(const Rel *r, const PgoTuple *t)
 
             if (r->held_where[i] != '1')
                 continue;
-            off = r->held_offs[row * per_row + v++];
+            off = r->held_offs[row * per_row + v];
             same = off >= 0 && t->values[i].kind != PGO_COL_NULL &&
-                   strlen(r->held_vals.data + off) == t->values[i].len &&
+                   (size_t)r->held_lens[row * per_row + v++] == t->values[i].len &&
                    memcmp(r->held_vals.data + off, t->values[i].data, t->values[i].len) == 0;
         }
         if (same)
@@ -1066,10 +1154,31 @@ static bool updatable_by_key(const Rel *r, const PgoUpdate *u)
         }
         nkey++;
         if (r->text_cmp[i] || i >= u->new_tuple.ncols ||
-            u->new_tuple.values[i].kind != PGO_COL_TEXT)
+            (u->new_tuple.values[i].kind != PGO_COL_TEXT &&
+             u->new_tuple.values[i].kind != PGO_COL_BINARY))
             return false;
     }
     return nkey > 0;
+}
+
+/* Binary values are bound as the target column's type: one of another
+ * built-in type (altered on one side only) would be misread.  false after
+ * logging. */
+static bool binary_fits(const Rel *r, const PgoTuple *t)
+{
+    for (int i = 0; i < r->ncols && i < t->ncols; i++) {
+        if (t->values[i].kind != PGO_COL_BINARY || !r->retyped[i] || r->skip[i])
+            continue;
+        log_msg(LOG_ERROR,
+                "The source sends this column's values in binary, which are read as the "
+                "target column's type; the column's type differs between the two servers.",
+                "Give the column the same type on both sides, or run pgrelocate start again "
+                "with --protocol text.",
+                "[apply] column %s of %s.%s has another type on the target (%s)", r->quoted[i],
+                r->nspname, r->relname, r->type_name[i]);
+        return false;
+    }
+    return true;
 }
 
 static bool on_change(Apply *a, const PgoMessage *m)
@@ -1085,7 +1194,12 @@ static bool on_change(Apply *a, const PgoMessage *m)
                 : m->type == PGO_MSG_UPDATE ? m->u.update.relid
                                             : m->u.del.relid,
                 "change");
-    if (!r)
+    if (!r || !binary_fits(r, m->type == PGO_MSG_INSERT   ? &m->u.insert.new_tuple
+                              : m->type == PGO_MSG_UPDATE ? &m->u.update.new_tuple
+                                                          : &m->u.del.old_tuple))
+        return false;
+    if (m->type == PGO_MSG_UPDATE && m->u.update.old_kind != PGO_OLD_NONE &&
+        !binary_fits(r, &m->u.update.old_tuple))
         return false;
     set = xcalloc((size_t)r->ncols + 1, 1);
     where = xcalloc((size_t)r->ncols + 1, 1);

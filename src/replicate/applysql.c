@@ -26,8 +26,9 @@ static void append_where(StrBuf *sql, const ApplySqlTable *t, const ApplySqlShap
         first = false;
         if (sh->mode == APPLYSQL_WHERE_KEY)
             strbuf_appendf(sql, "%s = $%d", t->quoted[i], ++*param);
-        else if (t->text_cmp[i])
-            strbuf_appendf(sql, "%s::text IS NOT DISTINCT FROM $%d::text", t->quoted[i], ++*param);
+        else if (t->text_cmp[i]) /* the value as the column's type: it may come in binary */
+            strbuf_appendf(sql, "%s::text IS NOT DISTINCT FROM $%d::%s::text", t->quoted[i],
+                           ++*param, t->type_name[i]);
         else
             strbuf_appendf(sql, "%s IS NOT DISTINCT FROM $%d", t->quoted[i], ++*param);
     }

@@ -10,6 +10,7 @@
 #include "pgoutput.h"
 #include "size.h"
 #include "slot.h"
+#include "state.h"
 #include "stream.h"
 #include "strbuf.h"
 #include "syncpoint.h"
@@ -646,6 +647,7 @@ typedef struct Control {
     SyncHold hold;
     int64_t retry_ms; /* when to reopen a lost control session */
     bool exact;       /* apply one source transaction per statement (apply_set_exact) */
+    bool told_format; /* the value format's choice was logged at info */
 } Control;
 
 static void control_poll(Control *c)
@@ -699,6 +701,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     int64_t next_status, last_ms = clock_now_ms(), last_txns = 0;
     char lsn[LSN_TEXT_SIZE];
     PGconn *monitor = NULL;
+    bool refused;
 
     *lost = true;
     *progressed = false;
@@ -717,15 +720,16 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
-                            o->publication);
+                            o->publication, o->protocol, !c->told_format, &refused);
     if (!s.stream) {
-        bool gone = slot_lost(o);
+        bool gone = refused || slot_lost(o);
 
         apply_destroy(s.apply);
         conn_close(s.tgt);
         return gone ? FOLLOW_FAILED : FOLLOW_STOPPED;
     }
     *progressed = true;
+    c->told_format = true;
     /* nothing applied yet: the server starts at the slot's consistent point */
     if (apply_committed_lsn(s.apply) == 0)
         log_info("[%s] streaming changes from the slot's starting point", label(o));
@@ -781,6 +785,22 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     pthread_cond_destroy(&s.not_empty);
     pthread_cond_destroy(&s.not_full);
     return s.failed ? FOLLOW_FAILED : s.finished ? FOLLOW_FINISHED : FOLLOW_STOPPED;
+}
+
+ValueProtocol follow_recorded_protocol(PGconn *tgt)
+{
+    /* text unless asked: binary has shown no measured gain yet, and a
+     * table with a type unsafe in binary that a captured CREATE TABLE adds
+     * while following would stop apply (the format is chosen per stream) */
+    ValueProtocol p = VALUE_PROTOCOL_TEXT;
+    char *recorded;
+
+    if (state_read_protocol(tgt, &recorded) && recorded &&
+        !valueformat_parse_protocol(recorded, &p))
+        log_warning("[state] unknown recorded protocol \"%s\"; using text", recorded);
+    if (recorded)
+        free(recorded);
+    return p;
 }
 
 FollowResult follow_run(const FollowOpts *o)

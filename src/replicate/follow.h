@@ -19,6 +19,9 @@
 #include "lsn.h"
 #include "metrics.h"
 
+#include <libpq-fe.h>
+#include "valueformat.h"
+
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +42,7 @@ typedef struct FollowOpts {
     const char *skip_origin;     /* origin of our own changes on the source side, or NULL */
     const char *label;           /* log prefix, e.g. "follow" or "reverse" (NULL: follow) */
     Lsn skip_lsn; /* --skip-transaction: commit LSN of a source transaction to leave out */
+    ValueProtocol protocol; /* values in binary or text (auto: binary where safe) */
 } FollowOpts;
 
 typedef enum {
@@ -48,6 +52,10 @@ typedef enum {
 } FollowResult;
 
 FollowResult follow_run(const FollowOpts *o);
+
+/* The --protocol recorded for the migration on the target (auto when none
+ * is, or it cannot be read: logged). */
+ValueProtocol follow_recorded_protocol(PGconn *tgt);
 
 /* follow_run in a thread of this process, for commands (verify, cutover)
  * that need a follower when no pgrelocate start runs.  o (and what it

@@ -9,6 +9,7 @@
 
 #include "conninfo.h"
 #include "lsn.h"
+#include "valueformat.h"
 #include "walmsg.h"
 
 #include <libpq-fe.h>
@@ -24,9 +25,15 @@ typedef enum {
 } StreamStatus;
 
 /* Connect (replication=database) and START_REPLICATION SLOT slot LOGICAL
- * start_lsn with proto_version and publication_names.  NULL after logging. */
+ * start_lsn with proto_version and publication_names, and binary when
+ * protocol allows it and every type the publication's columns use is safe
+ * in binary (valueformat.h; each type's decision logged at info when loud,
+ * else at debug).  NULL after logging; *fatal when trying again cannot
+ * help (--protocol binary refused). */
 Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, int proto_version,
-                     const char *publication);
+                     const char *publication, ValueProtocol protocol, bool loud, bool *fatal);
+/* Whether the stream asked for values in binary. */
+bool stream_binary(const Stream *s);
 void stream_close(Stream *s);
 
 /* Wake the reader only once this many bytes have arrived (SO_RCVLOWAT):

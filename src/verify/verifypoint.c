@@ -163,7 +163,8 @@ static bool spawn_follower(VerifyPoint *vp, const ConnInfo *const ci[2], PGconn 
                           .client_encoding = vp->encoding,
                           .control = ci[1], /* sync points live on the target */
                           .skip_origin = vp->skip_origin,
-                          .label = up ? "verify reverse" : "verify follow"};
+                          .label = up ? "verify reverse" : "verify follow",
+                          .protocol = follow_recorded_protocol(conn[1])};
     catalog_free_server_info(&u);
     catalog_free_server_info(&d);
     log_info("[verify] no pgrelocate start runs: following changes in this process meanwhile");

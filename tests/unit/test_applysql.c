@@ -164,7 +164,7 @@ static const StmtCase stmt_cases[] = {
      APPLYSQL_WHERE_FULL, "0100", "1110", 0,
      "UPDATE " QHOSTILE " SET \"größe\" = $1 WHERE (tableoid, ctid) = (SELECT tableoid, ctid "
      "FROM " QHOSTILE " WHERE \"\"\"\" IS NOT DISTINCT FROM $2 AND \"größe\" IS NOT DISTINCT "
-     "FROM $3 AND \"列 名\"::text IS NOT DISTINCT FROM $4::text LIMIT 1)",
+     "FROM $3 AND \"列 名\"::text IS NOT DISTINCT FROM $4::json::text LIMIT 1)",
      4},
     {"hostile batched update, quoted type name", &hostile, APPLYSQL_UPDATE_BATCH,
      APPLYSQL_WHERE_KEY, "0001", "1000", 2,
