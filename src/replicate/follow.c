@@ -92,9 +92,13 @@ static void deadline_in(struct timespec *ts, int ms)
 static Lsn flush_position(Session *s, Lsn keepalive_end)
 {
     Lsn committed = atomic_load(&s->committed_lsn);
+    /* every item handed over was applied (pushed moves only in this
+     * thread), and only then: no batch open since.  In the other order a
+     * stale "idle" read before apply took and applied the last items, batch
+     * still open, would confirm past what the target holds. */
+    bool drained = atomic_load(&s->pushed) == atomic_load(&s->processed);
 
-    if (atomic_load(&s->apply_idle) && atomic_load(&s->pushed) == atomic_load(&s->processed) &&
-        keepalive_end > committed)
+    if (drained && atomic_load(&s->apply_idle) && keepalive_end > committed)
         return keepalive_end;
     return committed;
 }

@@ -107,13 +107,20 @@ SKIP:
 	my $before = FollowTest::counter_rows($src, $db);
 	ok(FollowTest::poll($tgt, $db, "SELECT count(*) >= $before + 100 FROM public.txn_counter", 120, $run),
 		'blocked apply: start applies the load')
-	  or do { kill 'KILL', $run->{pid}; FollowTest::finish($run); skip('start does not follow', 5); };
+	  or do { kill 'KILL', $run->{pid}; FollowTest::finish($run); skip('start does not follow', 6); };
 	my $name = FollowTest::migration($tgt, $db)->{replication_name};
 	my $slot = RelocateTest::quote_literal($name);
 	my $flushed = "SELECT coalesce(max(confirmed_flush_lsn), '0/0') FROM pg_replication_slots "
 	  . "WHERE slot_name = $slot";
 	my $lock = $tgt->background_psql($db);
 	$lock->query_safe('BEGIN; LOCK TABLE public.txn_counter IN ACCESS EXCLUSIVE MODE');
+	# until apply holds a change it cannot write, an idle apply may rightly
+	# confirm a keepalive position past its last commit (no transaction
+	# commits in between): measure from the moment it is blocked
+	ok(FollowTest::poll($tgt, $db,
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate apply' "
+			  . "AND wait_event_type = 'Lock'", 60, $run),
+		'blocked apply: apply waits on the lock');
 	my $c0 = RelocateTest::query($src, $db, $flushed);
 	my $p0 = FollowTest::origin_progress($tgt, $db, $name);
 	# the stream goes on: 1 MB more sent than the target committed; then

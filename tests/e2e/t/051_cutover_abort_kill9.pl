@@ -80,6 +80,10 @@ ok(defined FollowTest::wait_caught_up($src, $tgt, 'app', run => $run),
 # --- kill -9 at each step of a dry run (pause, drain, sequences)
 for my $point (qw(prepare pause hold fence drain sequences))
 {
+	# each killed run held the follower until its hold expired: let the
+	# backlog drain first, so the next run is not aborted on lag instead
+	ok(defined FollowTest::wait_caught_up($src, $tgt, 'app', run => $run),
+		"before the kill at $point: replication caught up");
 	my $r = cutover(args => ['--dry-run'], kill_at => $point);
 	is($r->{signal}, 9, "kill at $point: pgrelocate died of SIGKILL");
 	my $waited = $b->wait_not_paused('app', $max_pause_s + 10);
@@ -105,6 +109,8 @@ ok(defined $b->wait_not_paused('app', $max_pause_s + 10), 'kill after the config
 is($b->show_database('app')->{port}, $src->port,
 	'kill after the config is written: pgbouncer still runs with the source (no RELOAD)');
 ok(wait_hold_expired(), 'the dead run\'s hold expires');
+ok(defined FollowTest::wait_caught_up($src, $tgt, 'app', run => $run),
+	'before the next cutover: replication caught up');
 $r = cutover();
 ok($r->{ok}, 'the next cutover completes') or diag($r->{stderr});
 like($r->{stderr}, qr/interrupted at step switching: writes resumed on the old side/,
