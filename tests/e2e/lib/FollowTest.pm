@@ -213,9 +213,13 @@ sub wait_caught_up
 	my $m = migration($tgt, $db) or do { diag('no pgrelocate.migration on the target'); return undef; };
 	my $lit = RelocateTest::quote_literal($m->{replication_name});
 	my $x = RelocateTest::query($src, $db, 'SELECT pg_current_wal_insert_lsn()');
-	marker($src, $db);
+	my $id = marker($src, $db);
 	my $ok = poll($tgt, $db,
 		"SELECT coalesce(pg_replication_origin_progress($lit, true) >= '$x', false)",
+		$timeout, $opts{run});
+	# and the marker row itself: progress past x can come from another
+	# transaction committed after x (062 saw it), the marker's comes too
+	$ok &&= poll($tgt, $db, "SELECT count(*) > 0 FROM public.follow_marker WHERE id = $id",
 		$timeout, $opts{run});
 	$ok &&= poll($src, $db,
 		"SELECT confirmed_flush_lsn >= '$x' FROM pg_replication_slots WHERE slot_name = $lit",
@@ -297,10 +301,9 @@ sub create_marker
 sub marker
 {
 	my ($node, $db) = @_;
-	$node->safe_psql($db,
+	return $node->safe_psql($db,
 		'INSERT INTO public.follow_marker SELECT coalesce(max(id), 0) + 1, clock_timestamp() '
-		  . 'FROM public.follow_marker');
-	return;
+		  . 'FROM public.follow_marker RETURNING id');
 }
 
 =pod
