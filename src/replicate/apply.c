@@ -9,6 +9,7 @@
 #include "ddl.h"
 #include "log.h"
 #include "strbuf.h"
+#include "valueformat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +24,6 @@
 #define BATCH_SECONDS   1.0
 #define HOLD_ROWS       256 /* inserts held per table before they go out */
 #define HOLD_BYTES      (1 << 20)
-/* Types below this OID are built in, the same on every server
- * (FirstNormalObjectId). */
-#define FIRST_NORMAL_OID 16384
 
 /* A source transaction, as error messages and --skip-transaction name it. */
 typedef struct SourceTxn {
@@ -576,7 +574,7 @@ static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
         r->always[i] = PQgetvalue(res, row, 4)[0] == 't';
         r->type_name[i] = xstrdup(PQgetvalue(res, row, 5));
         r->in_unique[i] = PQgetvalue(res, row, 6)[0] == 't';
-        r->retyped[i] = m->cols[i].type_oid < FIRST_NORMAL_OID &&
+        r->retyped[i] = m->cols[i].type_oid < VALUEFORMAT_FIRST_NORMAL_OID &&
                         m->cols[i].type_oid != (uint32_t)strtoul(PQgetvalue(res, row, 7), NULL, 10);
         r->has_always = r->has_always || r->always[i];
     }

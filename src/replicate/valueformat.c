@@ -14,9 +14,6 @@
 #include <stddef.h>
 #include <string.h>
 
-/* Below this OID a type is built into PostgreSQL (FirstNormalObjectId):
- * the same OID and binary form on every server version. */
-#define FIRST_NORMAL_OID 16384
 /* Domains over domains, arrays of ranges: deeper nesting than this is
  * refused rather than followed (a catalog cycle cannot happen, but a
  * bound costs nothing). */
@@ -94,7 +91,7 @@ static bool safe_at(const ValueType *types, int ntypes, uint32_t oid, int depth,
         return safe_at(types, ntypes, t->sub, depth + 1, why);
     case 'c':
         for (int i = 0; i < t->nfields; i++) {
-            if (t->fields[i] >= FIRST_NORMAL_OID) {
+            if (t->fields[i] >= VALUEFORMAT_FIRST_NORMAL_OID) {
                 *why = "the binary form of a composite embeds the OIDs of its fields' types, and "
                        "a field's type is user-defined (its OID differs between servers)";
                 return false;
@@ -110,14 +107,14 @@ static bool safe_at(const ValueType *types, int ntypes, uint32_t oid, int depth,
         return false;
     }
     if (t->elem != 0) {
-        if (t->elem >= FIRST_NORMAL_OID) {
+        if (t->elem >= VALUEFORMAT_FIRST_NORMAL_OID) {
             *why = "the binary form of an array embeds the OID of its element type, which differs "
                    "between servers";
             return false;
         }
         return safe_at(types, ntypes, t->elem, depth + 1, why);
     }
-    if (oid >= FIRST_NORMAL_OID) {
+    if (oid >= VALUEFORMAT_FIRST_NORMAL_OID) {
         *why = "it is not built into PostgreSQL, so its binary form may differ on the target";
         return false;
     }

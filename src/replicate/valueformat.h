@@ -14,6 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Below this OID a type is built into PostgreSQL (FirstNormalObjectId):
+ * the same OID and binary form on every server version. */
+#define VALUEFORMAT_FIRST_NORMAL_OID 16384
+
 typedef enum {
     VALUE_PROTOCOL_AUTO,   /* binary when every published type is safe (14+) */
     VALUE_PROTOCOL_TEXT,   /* never binary */
