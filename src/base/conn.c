@@ -92,6 +92,13 @@ static bool pin_settings(PGconn *conn, const ConnOpts *co)
                    "SET idle_in_transaction_session_timeout = 0; SET client_encoding = '%s';",
                    statement_timeout_of(co), co->lock_timeout_ms,
                    co->client_encoding ? co->client_encoding : "UTF8");
+    /* the database's or role's own defaults (ALTER DATABASE ... SET, which
+     * copy carries to the target) must not reach our sessions */
+    strbuf_append(&sql, " SET default_transaction_read_only = off;");
+    if (PQserverVersion(conn) >= 140000)
+        strbuf_append(&sql, " SET idle_session_timeout = 0;");
+    if (PQserverVersion(conn) >= 170000)
+        strbuf_append(&sql, " SET transaction_timeout = 0;");
     if (co->side == CONN_SOURCE)
         strbuf_append(&sql, " SET row_security = off;");
     ok = conn_script(conn, co->side == CONN_SOURCE ? "source" : "target", sql.data);
