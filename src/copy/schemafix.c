@@ -261,9 +261,11 @@ static bool listed(PGresult *in, PGresult *row_of, int i)
 }
 
 /* "GRANT CONNECT ON DATABASE d TO r WITH GRANT OPTION;" and the like.
- * NULL for a row of NULLs (no privileges), a grantee the target lacks, or
- * a privilege that is not one of a database's (the word goes into SQL). */
-static char *privilege_sql(PGconn *tgt, PGresult *res, int i, const char *dbq, bool grant)
+ * NULL for a row of NULLs (no privileges), a grantee the target lacks
+ * (named in *missing when given), or a privilege that is not one of a
+ * database's (the word goes into SQL). */
+static char *privilege_sql(PGconn *tgt, PGresult *res, int i, const char *dbq, bool grant,
+                           StrBuf *missing)
 {
     const char *priv = PQgetvalue(res, i, 1);
     char *who, *out;
@@ -272,8 +274,12 @@ static char *privilege_sql(PGconn *tgt, PGresult *res, int i, const char *dbq, b
     if (PQgetisnull(res, i, 1) || (strcmp(priv, "CONNECT") != 0 && strcmp(priv, "CREATE") != 0 &&
                                    strcmp(priv, "TEMPORARY") != 0))
         return NULL;
-    if (!PQgetisnull(res, i, 0) && (!role_exists(tgt, PQgetvalue(res, i, 0), &exists) || !exists))
+    if (!PQgetisnull(res, i, 0) && (!role_exists(tgt, PQgetvalue(res, i, 0), &exists) || !exists)) {
+        if (missing && !exists)
+            strbuf_appendf(missing, "%s%s (%s)", missing->len ? ", " : "", PQgetvalue(res, i, 0),
+                           priv);
         return NULL;
+    }
     who = PQgetisnull(res, i, 0) ? xstrdup("PUBLIC") : conn_quote_ident(tgt, PQgetvalue(res, i, 0));
     out = grant ? xasprintf("GRANT %s ON DATABASE %s TO %s%s;", priv, dbq, who,
                             PQgetvalue(res, i, 2)[0] == 't' ? " WITH GRANT OPTION" : "")
@@ -286,22 +292,30 @@ static bool copy_acl_and_comment(PGconn *src, PGconn *tgt, const char *dbq, bool
 {
     PGresult *s = conn_query(src, "schema", db_acl_sql, 0, NULL, 4);
     PGresult *t = s ? conn_query(tgt, "schema", db_acl_sql, 0, NULL, 4) : NULL;
-    StrBuf sql;
+    StrBuf sql, missing;
     bool ok = t != NULL;
 
     strbuf_init(&sql);
+    strbuf_init(&missing);
     for (int j = 0; ok && !no_acl && j < PQntuples(t); j++) {
-        char *q = listed(s, t, j) ? NULL : privilege_sql(tgt, t, j, dbq, false);
+        char *q = listed(s, t, j) ? NULL : privilege_sql(tgt, t, j, dbq, false, NULL);
 
         strbuf_append(&sql, q ? q : "");
         free(q);
     }
     for (int i = 0; ok && !no_acl && i < PQntuples(s); i++) {
-        char *q = listed(t, s, i) ? NULL : privilege_sql(tgt, s, i, dbq, true);
+        char *q = listed(t, s, i) ? NULL : privilege_sql(tgt, s, i, dbq, true, &missing);
 
         strbuf_append(&sql, q ? q : "");
         free(q);
     }
+    if (missing.len)
+        log_msg(LOG_WARNING, NULL,
+                "Create those roles on the target and grant them with GRANT ... ON DATABASE.",
+                "[schema] the database's privileges of roles the target does not have were not "
+                "carried: %s",
+                missing.data);
+    strbuf_free(&missing);
     if (ok && (PQgetisnull(s, 0, 3) != PQgetisnull(t, 0, 3) ||
                strcmp(PQgetvalue(s, 0, 3), PQgetvalue(t, 0, 3)) != 0)) {
         char *lit =

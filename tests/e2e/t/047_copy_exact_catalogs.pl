@@ -92,6 +92,7 @@ ALTER ROLE source_only IN DATABASE app SET work_mem = '13MB';
 REVOKE ALL ON DATABASE app FROM PUBLIC;
 GRANT CONNECT ON DATABASE app TO reporter;
 GRANT CONNECT, TEMPORARY ON DATABASE app TO auditor WITH GRANT OPTION;
+GRANT CONNECT ON DATABASE app TO source_only;
 COMMENT ON DATABASE app IS 'the application''s data';
 SQL
 
@@ -171,7 +172,10 @@ is(RelocateTest::query($tgt, $db, $settings), join("\n",
 		'(all roles): bytea_output=escape | timezone_abbreviations=India | search_path=public, "$user", "odd ""schema""" | lc_monetary=C',
 		'reporter: work_mem=12MB'),
 	'item 8: database settings and the role setting of a role the target has');
-is(RelocateTest::query($tgt, $db, $acl), RelocateTest::query($src, $db, $acl), 'item 8: the database ACL');
+is(RelocateTest::query($src, $db, $acl), 'reporter CONNECT, auditor TEMPORARY (grantable), auditor CONNECT (grantable), source_only CONNECT',
+	'source: the database ACL');
+is(RelocateTest::query($tgt, $db, $acl), 'reporter CONNECT, auditor TEMPORARY (grantable), auditor CONNECT (grantable)',
+	'item 8: the database ACL, but for the role the target lacks');
 is(RelocateTest::query($tgt, $db, $comment), "the application's data", 'item 8: the database comment');
 my $src_columns = RelocateTest::query($src, $db, $columns);
 like($src_columns, qr/^b_star: class\*1, a\*1, bb0, aa\*1$/m, 'source: b_star has its own column before an inherited one');
@@ -183,13 +187,16 @@ is(RelocateTest::query($tgt, $db, $rows), RelocateTest::query($src, $db, $rows),
 for my $node ($src, $tgt) { $node->safe_psql($db, $inserts); }
 is(RelocateTest::query($tgt, $db, $rows), RelocateTest::query($src, $db, $rows),
 	'item 6: INSERT without a column list stores the same rows');
-like($r->{stderr}, qr/source_only/, 'item 8: the role setting left out is named');
+like($r->{stderr}, qr/settings of roles the target does not have were not carried: source_only \(work_mem\)/,
+	'item 8: the role setting left out is named');
+like($r->{stderr}, qr/privileges of roles the target does not have were not carried: source_only \(CONNECT\)/,
+	'item 8: the privilege of a role the target lacks is named, not dropped silently');
 
 # verify compares them: equal after the copy, a change on the target found
 {
 	my $v = RelocateTest::run_copy(%conn, command => 'verify');
-	like($v->{stdout}, qr/^schema differences \(1\):\n  database setting role source_only work_mem: missing on target$/m,
-		'verify: only the setting of the role the target lacks differs') or diag($v->{stdout} . $v->{stderr});
+	like($v->{stdout}, qr/^schema differences \(2\):\n  database privileges: different\n      source: [^\n]*, source_only CONNECT\n      target: reporter CONNECT, auditor TEMPORARY WITH GRANT OPTION, auditor CONNECT WITH GRANT OPTION\n  database setting role source_only work_mem: missing on target$/m,
+		'verify: only the privilege and the setting of the role the target lacks differ') or diag($v->{stdout} . $v->{stderr});
 	$tgt->safe_psql($db, "ALTER DATABASE app SET bytea_output = 'hex'; COMMENT ON DATABASE app IS 'other'");
 	$v = RelocateTest::run_copy(%conn, command => 'verify');
 	is($v->{exit}, 3, 'verify: exit 3 after the change');
