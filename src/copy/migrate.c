@@ -14,6 +14,7 @@
  */
 #include "commands.h"
 
+#include "apply.h"
 #include "catalog.h"
 #include "childorder.h"
 #include "conn.h"
@@ -1012,12 +1013,23 @@ static bool run_follow(CopyRun *r)
     SlotInfo si;
 
     if (r->o->skip_transaction) {
-        char lsn[LSN_TEXT_SIZE];
+        char lsn[LSN_TEXT_SIZE], done_text[LSN_TEXT_SIZE];
+        Lsn done = 0;
 
         lsn_parse(r->o->skip_transaction, &fo.skip_lsn); /* checked in migrate_main */
-        log_notice("[follow] the source transaction committed at %s is left out if it comes "
-                   "(--skip-transaction)",
-                   lsn_format(fo.skip_lsn, lsn));
+        if (!apply_origin_progress(r->tgt, r->st.replication_name, &done))
+            return false;
+        if (done >= fo.skip_lsn)
+            log_msg(LOG_WARNING, NULL,
+                    "Give the commit LSN of the transaction apply stopped on (its error names "
+                    "it), or leave the option out.",
+                    "[follow] --skip-transaction %s has nothing to leave out: the target has "
+                    "applied the source's changes up to %s, past that position",
+                    lsn_format(fo.skip_lsn, lsn), lsn_format(done, done_text));
+        else
+            log_notice("[follow] the source transaction committed at %s is left out if it comes "
+                       "(--skip-transaction)",
+                       lsn_format(fo.skip_lsn, lsn));
     }
     resolve_protocol(r);
     fo.protocol = r->protocol;

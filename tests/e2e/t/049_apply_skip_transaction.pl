@@ -117,6 +117,16 @@ $tgt->safe_psql($db, "INSERT INTO public.xids VALUES ('bad', $xid)");
 	like($v->{stdout}, qr/^result: MATCH$/m, 'result: MATCH');
 }
 is(FollowTest::stop_run($run)->{exit}, 0, 'start stops on SIGINT with exit 0');
+# the same option again (a unit file that kept it): said, not silent
+$run = FollowTest::start_bg($src, $tgt, $db, args => ['--skip-transaction', $lsn]);
+ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run), 'start with the old skip follows');
+{
+	my $r = FollowTest::stop_run($run);
+	is($r->{exit}, 0, 'and stops on SIGINT with exit 0');
+	like($r->{stderr}, qr/^pgrelocate: warning: \[follow\] --skip-transaction \Q$lsn\E has nothing to leave out: the target has applied the source's changes up to [0-9A-F]+\/[0-9A-F]+, past that position$/m,
+		'a skip behind what the target applied is named as such');
+	unlike($r->{stderr}, qr/skipped source transaction/, 'and nothing is skipped twice');
+}
 FollowTest::cleanup_ok('cleanup', $src, $tgt, $db);
 
 done_testing();
