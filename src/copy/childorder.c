@@ -146,6 +146,35 @@ static const char *find_item(char **items, int n, const char *qname, bool constr
     return NULL;
 }
 
+/* Whether pg_dump's column item has the words (a clause starting with a
+ * capital letter) outside quotes and parentheses. */
+static bool item_says(const char *item, const char *words)
+{
+    size_t len = strlen(words);
+
+    for (const char *p = item; (p = scan_to(p, NULL, words[0])) != NULL; p++)
+        if (p > item && p[-1] == ' ' && strncmp(p, words, len) == 0 &&
+            (p[len] == '\0' || p[len] == ' '))
+            return true;
+    return false;
+}
+
+/* A column of the child's own, as pg_dump wrote it (its default
+ * included), with what pg_dump leaves out when a parent has it (INHERITS
+ * would bring it; INHERIT after the CREATE requires it): the generation
+ * (then our definition: a generated column has no default) and NOT NULL. */
+static void append_local_column(StrBuf *out, const char *item, const char *qname, const char *def)
+{
+    size_t len = strlen(def);
+    bool not_null = len >= 9 && strcmp(def + len - 9, " NOT NULL") == 0;
+
+    if (strstr(def, " GENERATED ALWAYS AS (") && !item_says(item, "GENERATED ALWAYS AS"))
+        strbuf_appendf(out, "%s %s", qname, def);
+    else
+        strbuf_appendf(out, "%s%s", item,
+                       not_null && !item_says(item, "NOT NULL") ? " NOT NULL" : "");
+}
+
 /* The new column list: every column in the source's order (pg_dump's text
  * for its own, ours for inherited ones), then pg_dump's constraints and
  * the inherited ones.  false when pg_dump's list is not what the source
@@ -166,7 +195,9 @@ static bool build_list(const Child *c, char **items, int nitems, StrBuf *out)
             return false;
         used += local;
         strbuf_appendf(out, "%s    ", out->len ? ",\n" : "");
-        if (item)
+        if (item && part == 1)
+            append_local_column(out, item, q, field(c, row, 4));
+        else if (item)
             strbuf_append(out, item);
         else
             strbuf_appendf(out, "%s%s %s", part == 2 ? "CONSTRAINT " : "", q, field(c, row, 4));

@@ -52,7 +52,7 @@ typedef struct Rel {
     bool *skip;         /* generated on the target: never written */
     bool *text_cmp;     /* no default btree equality: compare as text */
     bool *always;       /* identity GENERATED ALWAYS on the target */
-    char **type_name;   /* target column types, for casts in batched updates */
+    char **type_name;   /* target column types without length, for casts in batched updates */
     uint32_t *src_type; /* the source's type OID of each column (for messages) */
     bool *retyped;      /* a built-in type on the source, another on the target: binary
                          * values of the source's type cannot be bound */
@@ -529,7 +529,7 @@ static const char *const target_columns_sql =
     "                AND o.opcintype = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
     "                                       ELSE a.atttypid END)"
     "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid), a.attidentity = 'a',"
-    "  pg_catalog.format_type(a.atttypid, NULL),"
+    "  pg_catalog.format_type(a.atttypid, -1)," /* bpchar, "bit": NULL gives character, bit (1) */
     "  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid"
     "          AND (i.indisunique OR i.indisexclusion) AND (a.attnum = ANY (i.indkey)"
     "          OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)),"

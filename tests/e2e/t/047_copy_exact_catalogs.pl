@@ -9,7 +9,8 @@
 #     without columns of their own, columns dropped from a parent, check
 #     constraints, defaults, a generated column; compared in pg_attribute
 #     and pg_constraint (attislocal, attinhcount, conislocal, coninhcount),
-#     by SELECT * and by INSERT without a column list; check says that a
+#     by SELECT * and by INSERT without a column list; a column of the
+#     child's own that its parent has NOT NULL; check says that a
 #     target role that is no superuser cannot do it;
 #   - item 8: the database's settings (ALTER DATABASE ... SET, plain and
 #     list-valued), role-in-database settings for a role the target has
@@ -77,6 +78,14 @@ ALTER TABLE public.p2 ADD COLUMN late int;
 -- pg_dump keeps these orders: a child made after the parent's last column,
 -- and e_star, whose only parent c_star is recreated in the source's order
 CREATE TABLE public.in_order (x int) INHERITS (public.p2);
+-- a column of its own that the parent has NOT NULL: pg_dump leaves the
+-- NOT NULL out of the child's CREATE TABLE (it comes with INHERITS); made
+-- in the source's order, the child needs it before INHERIT (the
+-- regression suite's gtestxx_4, e2e 096)
+CREATE TABLE public.nn_parent (a int NOT NULL);
+CREATE TABLE public.nn_child (b int GENERATED ALWAYS AS (a * 2) STORED, a int NOT NULL);
+ALTER TABLE public.nn_child INHERIT public.nn_parent;
+INSERT INTO public.nn_child (a) VALUES (21);
 CREATE VIEW public.b_view AS SELECT * FROM public.b_star;
 INSERT INTO public.b_star VALUES ('b', 1, 'two', 3);
 INSERT INTO public.d_star VALUES ('d', 2, 'b', 'c', 2.5, 4, 'odd');
@@ -128,7 +137,8 @@ my $rows = <<'SQL';
 SELECT 'a_star ' || a::text FROM ONLY public.a_star a UNION ALL SELECT 'b_star ' || b::text FROM ONLY public.b_star b
 UNION ALL SELECT 'c_star ' || c::text FROM ONLY public.c_star c UNION ALL SELECT 'd_star ' || d::text FROM public.d_star d
 UNION ALL SELECT 'e_star ' || e::text FROM public.e_star e UNION ALL SELECT 'multi ' || m::text FROM public.multi m
-UNION ALL SELECT 'b_view ' || v::text FROM public.b_view v ORDER BY 1
+UNION ALL SELECT 'b_view ' || v::text FROM public.b_view v
+UNION ALL SELECT 'nn_child ' || n::text FROM public.nn_child n ORDER BY 1
 SQL
 my $inserts = <<'SQL';
 INSERT INTO public.b_star VALUES ('B', 10, 'ten', 11);
@@ -151,7 +161,7 @@ my %conn = (source => $src->connstr($db), target => $tgt->connstr($db));
 		'check: lists the settings, the ACL and the comment');
 	($item) = grep { $_->{name} eq 'tables.column_order' } @{ $doc->{checks} // [] };
 	is($item->{status}, 'PASS', 'check: inheriting tables whose column order pg_dump changes are recreated');
-	like($item->{message}, qr/^4 tables: public\.b_star, public\.c_star, public\.d_star, public\.multi: pg_dump would put their inherited columns first; copy and start create them in the source's column order$/,
+	like($item->{message}, qr/^5 tables: public\.b_star, public\.c_star, public\.d_star, public\.multi, public\.nn_child: pg_dump would put their inherited columns first; copy and start create them in the source's column order$/,
 		'check: names them, and not the table whose order pg_dump keeps');
 }
 # a target role that is no superuser cannot set attislocal: check says so
@@ -162,7 +172,7 @@ $tgt->safe_psql('postgres', "CREATE ROLE plain LOGIN; GRANT CREATE ON DATABASE $
 	my $doc = eval { JSON::PP->new->decode($c->{stdout}) } // {};
 	my ($item) = grep { $_->{name} eq 'tables.column_order' } @{ $doc->{checks} // [] };
 	is($item->{status}, 'WARN', 'check, no superuser on the target: the column order is a warning');
-	like($item->{message}, qr/^4 tables: .*needs a superuser on the target, which this role is not/,
+	like($item->{message}, qr/^5 tables: .*needs a superuser on the target, which this role is not/,
 		'check, no superuser on the target: says why');
 }
 my $r = RelocateTest::copy_ok('copy', %conn);
@@ -179,6 +189,7 @@ is(RelocateTest::query($tgt, $db, $acl), 'reporter CONNECT, auditor TEMPORARY (g
 is(RelocateTest::query($tgt, $db, $comment), "the application's data", 'item 8: the database comment');
 my $src_columns = RelocateTest::query($src, $db, $columns);
 like($src_columns, qr/^b_star: class\*1, a\*1, bb0, aa\*1$/m, 'source: b_star has its own column before an inherited one');
+like($src_columns, qr/^nn_child: b0, a1$/m, 'source: nn_child has a local and inherited NOT NULL column last');
 is(RelocateTest::query($tgt, $db, $columns), $src_columns,
 	'item 6: every table has the source\'s columns in the source\'s order, inherited and local alike');
 is(RelocateTest::query($tgt, $db, $checks), RelocateTest::query($src, $db, $checks),
