@@ -272,20 +272,22 @@ bench_section_catchup() {
 
 # Median of the numbers on stdin ("-" when none is a number).
 catchup_median() {
-  grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
+  awk '/^[0-9.]+$/' | sort -g | awk '{ v[NR] = $1 } END {
     if (NR == 0) { print "-"; exit }
     print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 # Median of field f (1-based, of CATCHUP_RUNS) of one workload's contender.
 catchup_field() {
-  local w=$1 who=$2 f=$3 r
-  for r in "${CATCHUP_RUNS[@]}"; do
-    [[ $r == "$w|$who|"* ]] && echo "$r" | cut -d'|' -f"$f"
-  done | catchup_median
+  local w=$1 who=$2 f=$3
+  catchup_runs_of "$w" "$who" | cut -d'|' -f"$f" | catchup_median
+}
+# The rounds (CATCHUP_RUNS entries) of one workload's contender.
+catchup_runs_of() {
+  printf '%s\n' "${CATCHUP_RUNS[@]}" | awk -v k="$1|$2|" 'index($0, k) == 1'
 }
 
 bench_report_catchup() {
-  local w who r ours theirs lag rounds ws ap tl
+  local w who ours theirs lag rounds ws ap tl
   echo
   echo "== catchup (backlogs of ${BENCH_CATCHUP_SECONDS}s of pgbench -c 4; medians of $BENCH_REPEAT round(s);" \
     "lag under ${BENCH_LAG_TPS} tps for ${BENCH_LAG_SECONDS}s)"
@@ -295,14 +297,14 @@ bench_report_catchup() {
     for who in pgrelocate native; do
       lag=$(printf '%s\n' "${CATCHUP_LAGS[@]}" | awk -F'|' -v k="$w|$who" '$1 "|" $2 == k { print $3 "s", $4 "s" }')
       lag=${lag:-- -}
-      rounds=$(for r in "${CATCHUP_RUNS[@]}"; do [[ $r == "$w|$who|"* ]] && echo "$r" | cut -d'|' -f4; done | paste -sd' ')
+      rounds=$(catchup_runs_of "$w" "$who" | cut -d'|' -f4 | paste -sd' ')
       printf '%-10s %-11s %12s %9s %9s %9s %8s %8s %s\n' "$w" "$who" "$(catchup_field "$w" "$who" 3)" \
         "$(catchup_field "$w" "$who" 4)" "$(catchup_field "$w" "$who" 5)" "$(catchup_field "$w" "$who" 6)" \
         "${lag% *}" "${lag#* }" "$rounds"
     done
     ours=$(catchup_field "$w" pgrelocate 5) theirs=$(catchup_field "$w" native 5)
-    [[ $ours =~ ^[0-9.]+$ && $theirs =~ ^[0-9.]+$ && $theirs != 0 ]] &&
-      awk -v w="$w" -v a="$ours" -v b="$theirs" 'BEGIN { printf "%s: pgrelocate/native apply rate = %.2fx\n", w, a / b }'
+    [[ $ours =~ ^[0-9.]+$ && $theirs =~ ^[0-9.]+$ && $theirs != 0 ]] || continue
+    awk -v w="$w" -v a="$ours" -v b="$theirs" 'BEGIN { printf "%s: pgrelocate/native apply rate = %.2fx\n", w, a / b }'
   done
   echo "CPU per applied transaction, in µs, while catching up (medians; the machine has $(nproc) cores):"
   echo "  walsender: the source's, feeding the contender; applier: pgrelocate's target sessions, or native's"
@@ -313,7 +315,7 @@ bench_report_catchup() {
     for who in pgrelocate native; do
       ws=$(catchup_field "$w" "$who" 7) ap=$(catchup_field "$w" "$who" 8) tl=$(catchup_field "$w" "$who" 9)
       printf '%-10s %-11s %9s %9s %9s %9s %9s %9s %7s%%\n' "$w" "$who" "$ws" "$ap" "$tl" \
-        "$(awk -v a="$ws" -v b="$ap" -v c="$tl" 'BEGIN { printf "%.1f", a + b + c }')" \
+        "$(awk -v a="$ws" -v b="$ap" -v c="$tl" 'BEGIN { if (a b c ~ /-/) print "-"; else printf "%.1f", a + b + c }')" \
         "$(catchup_field "$w" "$who" 10)" "$(catchup_field "$w" "$who" 11)" "$(catchup_field "$w" "$who" 12)"
     done
   done

@@ -52,7 +52,9 @@ typedef struct Rel {
     bool *skip;         /* generated on the target: never written */
     bool *text_cmp;     /* no default btree equality: compare as text */
     bool *always;       /* identity GENERATED ALWAYS on the target */
-    char **type_name;   /* target column types, for casts in batched updates */
+    char **type_name;   /* target column types, for casts in batched updates: without
+                         * typmod, and "character" and "bit" (length 1 without it)
+                         * as bpchar and varbit */
     uint32_t *src_type; /* the source's type OID of each column (for messages) */
     bool *retyped;      /* a built-in type on the source, another on the target: binary
                          * values of the source's type cannot be bound */
@@ -529,7 +531,11 @@ static const char *const target_columns_sql =
     "                AND o.opcintype = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
     "                                       ELSE a.atttypid END)"
     "  , (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = a.attrelid), a.attidentity = 'a',"
-    "  pg_catalog.format_type(a.atttypid, NULL),"
+    "  CASE a.atttypid WHEN 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'"
+    "   WHEN 'pg_catalog._bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar[]'"
+    "   WHEN 'pg_catalog.bit'::pg_catalog.regtype THEN 'pg_catalog.varbit'"
+    "   WHEN 'pg_catalog._bit'::pg_catalog.regtype THEN 'pg_catalog.varbit[]'"
+    "   ELSE pg_catalog.format_type(a.atttypid, NULL) END,"
     "  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid"
     "          AND (i.indisunique OR i.indisexclusion) AND (a.attnum = ANY (i.indkey)"
     "          OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)),"

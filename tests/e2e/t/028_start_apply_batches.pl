@@ -4,6 +4,9 @@
 #     a row inserted then updated, updates of rows whose unchanged TOAST
 #     column must stay, and columns under a non-deferrable unique index
 #     rotated in an order that only works one row at a time;
+#   - char(n) and bit(n) columns (and arrays of them) set in a batch keep
+#     their values (cast to "character" or "bit", the type's name without
+#     its length, they were cut to one character);
 #   - a conflict inside a batch (a row deleted on the target behind
 #     pgrelocate's back): start stops, names the table and keys, leaves the
 #     target transaction rolled back, and after the fix resumes exactly.
@@ -27,6 +30,8 @@ ALTER TABLE public.docs ALTER COLUMN body SET STORAGE EXTERNAL;
 INSERT INTO public.docs SELECT i, 0, repeat(md5(i::text), 4000) FROM generate_series(1, 20) i;
 CREATE TABLE public."Key ""Odd"" ü" ("a b" text, "C" int, v int, PRIMARY KEY ("a b", "C"));
 INSERT INTO public."Key ""Odd"" ü" SELECT 'k''' || i, i, 0 FROM generate_series(1, 50) i;
+CREATE TABLE public.fixed (code char(12) PRIMARY KEY, flags bit(6), codes char(5)[], masks bit(3)[], n int);
+INSERT INTO public.fixed SELECT 'c' || i, B'000000', '{a,b}', '{000}', 0 FROM generate_series(1, 40) i;
 });
 FollowTest::create_marker($src, $db);
 
@@ -44,6 +49,7 @@ $src->safe_psql($db, $_) for (
 	'UPDATE public.docs SET n = n + 1',
 	'UPDATE public.docs SET n = n + 1 WHERE id % 2 = 0',
 	"UPDATE public.\"Key \"\"Odd\"\" ü\" SET v = \"C\" * 2",
+	"UPDATE public.fixed SET flags = B'101101', codes = ARRAY['abcde', 'xy'], masks = '{110,011}', n = 1",
 	'BEGIN; UPDATE public.items SET v = -5 WHERE id = 290; DELETE FROM public.items WHERE id = 290; '
 	  . "INSERT INTO public.items VALUES (290, 7, 'back'); UPDATE public.items SET v = 8 WHERE id = 290; COMMIT");
 FollowTest::marker($src, $db);
@@ -56,6 +62,9 @@ is(RelocateTest::query($tgt, $db, q{SELECT string_agg(id || ':' || code, ',' ORD
 is(RelocateTest::query($tgt, $db,
 		"SELECT count(*) FROM public.docs WHERE body = repeat(md5(id::text), 4000)"),
 	'20', 'unchanged TOAST values stayed through batched updates');
+is(RelocateTest::query($tgt, $db, q{SELECT count(*) FROM public.fixed
+		WHERE flags = B'101101' AND codes = '{abcde,xy}' AND masks = '{110,011}' AND n = 1}),
+	'40', 'char(n) and bit(n) values (and arrays of them) set in batches kept their length');
 
 # a conflict inside a batch
 $tgt->safe_psql($db, 'DELETE FROM public.items WHERE id = 77');
