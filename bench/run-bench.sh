@@ -16,9 +16,12 @@
 #                           rollback through pgbouncer under pgbench) write to the source: last;
 #                           verify (pgrelocate verify vs per-table full hash vs pgcopydb compare)
 #   BENCH_CATCHUP_SECONDS=30, BENCH_LAG_SECONDS=20, BENCH_LAG_TPS=500   catchup section knobs
+#   BENCH_CATCHUP_WORKLOADS="tpcb:50 simple:10"   catchup: pgbench script (tpcb, or simple: -N)
+#                           and scale of each workload
 #   BENCH_PAUSE_SECONDS=15, BENCH_PAUSE_CLIENTS=8   pause section knobs
 #   BENCH_CONTENDERS="pgrelocate dump+restore pgcopydb"   copy section contenders
-#   BENCH_REPEAT=1          rounds of all contenders; the report keeps each one's fastest
+#   BENCH_REPEAT=1          rounds of all contenders; the report keeps each one's fastest (catchup:
+#                           the median of each number)
 #   BENCH_SPLIT=SIZE        pass --split-larger-than SIZE to pgrelocate
 #   BENCH_PGCOPYDB_SPLIT=SIZE  pass --split-tables-larger-than SIZE to pgcopydb
 #   PGRELOCATE=path         binary under test (default ./pgrelocate)

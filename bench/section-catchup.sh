@@ -2,20 +2,31 @@
 # bench/section-catchup.sh: change replication, pgrelocate against native
 # logical replication (CREATE SUBSCRIPTION), on the same data and load.
 #
-# Backlog catch-up: the consumer is stopped, `pgbench -N -c 4` writes to the
-# source for BENCH_CATCHUP_SECONDS, then the consumer is started and timed
-# until the target holds every pgbench_history row of the source.  Reported:
-# transactions/s and WAL MB/s applied.  Then steady-state lag: a
-# rate-limited pgbench (BENCH_LAG_TPS, default 500) runs while the consumer
-# follows; the source's pg_stat_replication.replay_lag of its walsender is
-# sampled every 0.5 s: p50 and p99.  Runs after the copy section (it writes
-# to the source).
+# For each workload of BENCH_CATCHUP_WORKLOADS ("tpcb:50 simple:10": pgbench's
+# TPC-B-like script at scale 50, then its -N script at scale 10; the pgbench
+# tables are initialized again when the scale differs), each contender runs
+# BENCH_REPEAT rounds of a backlog catch-up: the consumer is stopped, pgbench
+# -c 4 writes to the source for BENCH_CATCHUP_SECONDS, then the consumer is
+# started and timed until the target holds the backlog's last transaction.
+# Reported, as medians of the rounds: transactions/s, WAL MB/s applied, and
+# the CPU time (utime + stime of /proc/PID/stat) per transaction of each
+# process that does the work: the source walsender, the target backend(s)
+# (pgrelocate's sessions; native's apply worker) and pgrelocate itself, all
+# started for the round, plus both clusters in all and how busy the machine
+# was.  After the last round, steady-state lag: a rate-limited pgbench
+# (BENCH_LAG_TPS, default 500) runs while the consumer follows; the replay_lag
+# of its walsender is sampled every 0.5 s: p50 and p99.  Runs after the copy
+# section (it writes to the source).
 
 BENCH_CATCHUP_SECONDS=${BENCH_CATCHUP_SECONDS:-30}
+BENCH_CATCHUP_WORKLOADS=${BENCH_CATCHUP_WORKLOADS:-tpcb:50 simple:10}
+BENCH_CATCHUP_WORKLOADS=${BENCH_CATCHUP_WORKLOADS//,/ }
 BENCH_LAG_SECONDS=${BENCH_LAG_SECONDS:-20}
 BENCH_LAG_TPS=${BENCH_LAG_TPS:-500}
-CATCHUP_RESULTS=() # "contender|txns|seconds|tps|wal_mb_s|p50|p99"
-CATCHUP_CPU=()     # "contender|source µs|target µs|tool µs|machine busy %"
+CATCHUP_RUNS=() # "workload|contender|txns|seconds|tps|wal_mb_s|walsender|applier|tool|source|target|busy", one a round
+CATCHUP_LAGS=() # "workload|contender|p50|p99"
+CATCHUP_WORKLOAD=tpcb # the one running: tpcb or simple
+CATCHUP_SCALE=0
 
 catchup_q() { cl_query "$1" "$BENCH_DB" "$2"; }
 
@@ -54,14 +65,22 @@ catchup_wait_rows() {
   bench_secs "$t0" "$(bench_now)"
 }
 
+# pgbench's options for the running workload: -N skips the updates of
+# tellers and branches (the "simple update" script)
+catchup_pgbench_args() {
+  local a=(-h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -c 4 -j 2)
+  [ "$CATCHUP_WORKLOAD" = simple ] && a+=(-N)
+  echo "${a[@]}"
+}
+
 catchup_backlog() {
   local lsn0 lsn1 out
   # each backlog starts after a checkpoint: both contenders decode the same
   # share of full-page images (the first would otherwise get them all)
   catchup_q source "checkpoint" >/dev/null
   lsn0=$(catchup_q source "select pg_current_wal_lsn()")
-  out=$(cl_run "$CL_PGBIN/pgbench" -h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -N -c 4 -j 2 \
-    -T "$BENCH_CATCHUP_SECONDS" "$BENCH_DB" 2>&1)
+  # shellcheck disable=SC2046 # options, one a word
+  out=$(cl_run "$CL_PGBIN/pgbench" $(catchup_pgbench_args) -T "$BENCH_CATCHUP_SECONDS" "$BENCH_DB" 2>&1)
   CATCHUP_MARK="backlog-$RANDOM$RANDOM"
   catchup_q source "update pgbench_branches set filler = '$CATCHUP_MARK' where bid = 1" >/dev/null
   lsn1=$(catchup_q source "select pg_current_wal_lsn()")
@@ -75,8 +94,9 @@ catchup_backlog() {
 catchup_lag() {
   local app=$1 samples="$CL_DIR/lag.samples" pid
   : >"$samples"
-  cl_run "$CL_PGBIN/pgbench" -h 127.0.0.1 -p "$(cl_port source)" -U postgres -n -N -c 4 -j 2 \
-    -R "$BENCH_LAG_TPS" -T "$BENCH_LAG_SECONDS" "$BENCH_DB" >/dev/null 2>&1 &
+  # shellcheck disable=SC2046 # options, one a word
+  cl_run "$CL_PGBIN/pgbench" $(catchup_pgbench_args) -R "$BENCH_LAG_TPS" -T "$BENCH_LAG_SECONDS" \
+    "$BENCH_DB" >/dev/null 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     catchup_q source "select coalesce(extract(epoch from replay_lag), 0) from pg_stat_replication
@@ -91,8 +111,9 @@ catchup_lag() {
     printf "%.3f %.3f\n", v[i50], v[i99] }'
 }
 
-# CPU time (clock ticks, user + system) of the given processes that are
-# alive now.  comm, field 2 of /proc/PID/stat, may hold spaces: cut at ')'.
+# CPU time (clock ticks, user + system, all threads) of the given processes
+# that are alive now.  comm, field 2 of /proc/PID/stat, may hold spaces: cut
+# at ')'.
 catchup_ticks() {
   local pid sum=0 t
   for pid in "$@"; do
@@ -107,39 +128,60 @@ catchup_cluster_ticks() {
   # shellcheck disable=SC2046 # one pid a word
   catchup_ticks "$pm" $(pgrep -P "$pm")
 }
-# "source target tool busy total": ticks of each side's processes (the
-# source cluster, the target cluster, pgrelocate) and of the machine (busy,
-# all), for the CPU cost per applied transaction.  Processes that end inside
-# the window are not counted: none of the contenders' does.
+# "source target busy total": ticks of each cluster's processes and of the
+# machine (busy, all), taken before and after a catch-up.  A process that
+# ends inside the window is not counted: none of the contenders' does.
 catchup_cpu() {
-  # shellcheck disable=SC2046
   echo "$(catchup_cluster_ticks source) $(catchup_cluster_ticks target)" \
-    "$(catchup_ticks $(pgrep -f "^$CL_DIR/pgrelocate start"))" \
     "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)"
 }
-catchup_cpu_record() {
-  local who=$1 hz
-  hz=$(getconf CLK_TCK)
-  # shellcheck disable=SC2086 # "before after", ten numbers
-  CATCHUP_CPU+=("$who|$(echo $2 $3 | awk -v n="$CATCHUP_TXNS" -v hz="$hz" '{
-    us = 1e6 / hz / (n > 0 ? n : 1)
-    printf "%.1f|%.1f|%.1f|%.0f", ($6 - $1) * us, ($7 - $2) * us, ($8 - $3) * us,
-      ($10 > $5 ? 100 * ($9 - $4) / ($10 - $5) : 0) }')")
+# "walsender applier tool": ticks of the processes a contender started for
+# this round (all of their CPU is the round's): its walsender on the source
+# (application_name app), its backends on the target (sql picks their pids),
+# the pgrelocate process.  Read once caught up, while they all still run.
+catchup_proc_cpu() {
+  local app=$1 sql=$2
+  # shellcheck disable=SC2046 # one pid a word
+  echo "$(catchup_ticks $(catchup_q source "select pid from pg_stat_replication where application_name = '$app'"))" \
+    "$(catchup_ticks $(catchup_q target "$sql"))" \
+    "$(catchup_ticks $(pgrep -f "^$CL_DIR/pgrelocate start"))"
 }
 
+# One round's result: "seconds" is a number, or "timeout" / "incomplete"
+# when the round did not catch up (no rate then).  cpu0/cpu1: catchup_cpu
+# before and after; procs: catchup_proc_cpu.
 catchup_record() {
-  local who=$1 secs=$2 lag=$3 tps=- wal=-
-  # secs is "timeout" or "incomplete" when the run did not catch up
+  local who=$1 secs=$2 cpu0=$3 cpu1=$4 procs=$5 tps=- wal=- hz
+  hz=$(getconf CLK_TCK)
   [[ $secs =~ ^[0-9.]+$ ]] && tps=$(awk -v n="$CATCHUP_TXNS" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
   [[ $secs =~ ^[0-9.]+$ ]] && wal=$(awk -v b="$CATCHUP_WAL" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }')
-  CATCHUP_RESULTS+=("$who|$CATCHUP_TXNS|$secs|$tps|$wal|${lag% *}|${lag#* }")
-  bench_log "$who: $CATCHUP_TXNS transactions in $secs s = $tps tps ($wal MB/s of WAL); lag p50/p99 ${lag% *}/${lag#* } s"
+  # shellcheck disable=SC2086 # eleven numbers
+  CATCHUP_RUNS+=("$CATCHUP_WORKLOAD:$CATCHUP_SCALE|$who|$CATCHUP_TXNS|$secs|$tps|$wal|$(echo $procs $cpu0 $cpu1 |
+    awk -v n="$CATCHUP_TXNS" -v hz="$hz" '{
+      us = 1e6 / hz / (n > 0 ? n : 1)
+      printf "%.1f|%.1f|%.1f|%.1f|%.1f|%.0f", $1 * us, $2 * us, $3 * us, ($8 - $4) * us, ($9 - $5) * us,
+        ($11 > $7 ? 100 * ($10 - $6) / ($11 - $7) : 0) }')")
+  bench_log "$who ($CATCHUP_WORKLOAD, scale $CATCHUP_SCALE): $CATCHUP_TXNS transactions in $secs s = $tps tps" \
+    "($wal MB/s of WAL); µs/tx walsender|applier|tool|source|target|busy%: ${CATCHUP_RUNS[-1]#*|*|*|*|*|*|}"
+}
+
+# The pgbench tables at the workload's scale (pgbench -i again when it
+# differs: the tables are dropped and created; bench_docs stays).
+catchup_init_scale() {
+  local scale=$1
+  [ "$(catchup_q source "select count(*) from pgbench_branches")" = "$scale" ] && return 0
+  bench_log "catchup: pgbench -i -s $scale ..."
+  cl_run "$CL_PGBIN/pgbench" -i -q -s "$scale" "$(cl_uri source "$BENCH_DB")" >"$CL_DIR/pgbench-init.log" 2>&1 || {
+    tail -n 20 "$CL_DIR/pgbench-init.log" >&2
+    cl_die "pgbench -i -s $scale failed"
+  }
+  cl_psql source -d "$BENCH_DB" -c "vacuum analyze" -c checkpoint
 }
 
 catchup_pgrelocate() {
-  local log="$BENCH_LOGDIR/catchup-pgrelocate.log" src tgt pid want t0 secs lag cpu0
+  local log="$BENCH_LOGDIR/catchup-pgrelocate.log" src tgt pid want t0 secs lag cpu0 procs round
+  local tgt_sql="select pid from pg_stat_activity where application_name like 'pgrelocate%'"
   src=$(cl_uri source "$BENCH_DB") tgt=$(cl_uri target "$BENCH_DB")
-  : >"$log"
   bench_reset_target
   bench_log "pgrelocate: start (copy, then follow) ..."
   cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" --jobs "$BENCH_JOBS" \
@@ -150,79 +192,132 @@ catchup_pgrelocate() {
     sleep 0.5
   done
   catchup_stop "$pid"
-  bench_log "pgrelocate: stopped; building a backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench -N -c 4 ..."
-  catchup_backlog
-  want=$(catchup_rows source)
-  cpu0=$(catchup_cpu)
-  t0=$(bench_now)
-  cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" >>"$log" 2>&1 &
-  pid=$!
-  secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
-  catchup_cpu_record pgrelocate "$cpu0" "$(catchup_cpu)"
-  lag=$(catchup_lag "pgrelocate stream")
-  # caught up before it stops: the native run starts from this target and
-  # needs every row of the lag phase on it
-  CATCHUP_MARK="lag-$RANDOM$RANDOM"
-  catchup_q source "update pgbench_branches set filler = '$CATCHUP_MARK' where bid = 1" >/dev/null
-  catchup_wait_rows 0 "$(bench_now)" >/dev/null || bench_log "pgrelocate: did not catch up after the lag phase"
-  catchup_stop "$pid"
-  catchup_record pgrelocate "$secs" "$lag"
+  for ((round = 1; round <= BENCH_REPEAT; round++)); do
+    bench_log "pgrelocate: stopped; round $round/$BENCH_REPEAT: a backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench $CATCHUP_WORKLOAD ..."
+    catchup_backlog
+    want=$(catchup_rows source)
+    cpu0=$(catchup_cpu)
+    t0=$(bench_now)
+    cl_run "$CL_DIR/pgrelocate" start --source "$src" --target "$tgt" >>"$log" 2>&1 &
+    pid=$!
+    secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
+    procs=$(catchup_proc_cpu "pgrelocate stream" "$tgt_sql")
+    catchup_record pgrelocate "$secs" "$cpu0" "$(catchup_cpu)" "$procs"
+    if [ "$round" = "$BENCH_REPEAT" ]; then
+      lag=$(catchup_lag "pgrelocate stream")
+      CATCHUP_LAGS+=("$CATCHUP_WORKLOAD:$CATCHUP_SCALE|pgrelocate|${lag% *}|${lag#* }")
+      # caught up before it stops: the native run starts from this target
+      # and needs every row of the lag phase on it
+      CATCHUP_MARK="lag-$RANDOM$RANDOM"
+      catchup_q source "update pgbench_branches set filler = '$CATCHUP_MARK' where bid = 1" >/dev/null
+      catchup_wait_rows 0 "$(bench_now)" >/dev/null || bench_log "pgrelocate: did not catch up after the lag phase"
+    fi
+    catchup_stop "$pid"
+  done
   cl_run "$CL_DIR/pgrelocate" cleanup --source "$src" --target "$tgt" >>"$log" 2>&1
 }
 
 # Native: the target already equals the source (pgrelocate's run just ended
-# in sync); a subscription without initial copy, disabled while the backlog
+# in sync); a subscription without initial copy, disabled while each backlog
 # builds, then enabled and timed the same way.
 catchup_native() {
-  local log="$BENCH_LOGDIR/catchup-native.log" want t0 secs lag tables cpu0
-  : >"$log"
+  local log="$BENCH_LOGDIR/catchup-native.log" want t0 secs lag tables cpu0 procs round
+  local tgt_sql="select pid from pg_stat_activity where backend_type = 'logical replication worker'"
   tables=$(catchup_q source "select string_agg(format('%I.%I', schemaname, tablename), ', ')
                              from pg_tables where schemaname = 'public'")
   catchup_q source "create publication bench_pub for table $tables" >>"$log" 2>&1
   catchup_q target "create subscription bench_sub connection '$(cl_uri source "$BENCH_DB")'
-                    publication bench_pub with (copy_data = false)" >>"$log" 2>&1
-  catchup_q target "alter subscription bench_sub disable" >>"$log" 2>&1
-  bench_log "native: subscription disabled; building the same backlog ..."
-  catchup_backlog
-  want=$(catchup_rows source)
-  cpu0=$(catchup_cpu)
-  t0=$(bench_now)
-  catchup_q target "alter subscription bench_sub enable" >>"$log" 2>&1
-  secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
-  catchup_cpu_record native "$cpu0" "$(catchup_cpu)"
-  lag=$(catchup_lag bench_sub)
-  catchup_record native "$secs" "$lag"
+                    publication bench_pub with (copy_data = false, enabled = false)" >>"$log" 2>&1
+  for ((round = 1; round <= BENCH_REPEAT; round++)); do
+    bench_log "native: subscription disabled; round $round/$BENCH_REPEAT: the same backlog ..."
+    catchup_backlog
+    want=$(catchup_rows source)
+    cpu0=$(catchup_cpu)
+    t0=$(bench_now)
+    catchup_q target "alter subscription bench_sub enable" >>"$log" 2>&1
+    secs=$(catchup_wait_rows "$want" "$t0") || true # "timeout" or "incomplete" then
+    procs=$(catchup_proc_cpu bench_sub "$tgt_sql")
+    catchup_record native "$secs" "$cpu0" "$(catchup_cpu)" "$procs"
+    if [ "$round" = "$BENCH_REPEAT" ]; then
+      lag=$(catchup_lag bench_sub)
+      CATCHUP_LAGS+=("$CATCHUP_WORKLOAD:$CATCHUP_SCALE|native|${lag% *}|${lag#* }")
+    fi
+    catchup_q target "alter subscription bench_sub disable" >>"$log" 2>&1
+    # the next round's backlog starts once the walsender is gone
+    while [ "$(catchup_q source "select count(*) from pg_stat_replication where application_name = 'bench_sub'")" != 0 ]; do
+      sleep 0.2
+    done
+  done
   catchup_q target "drop subscription bench_sub" >>"$log" 2>&1
   catchup_q source "drop publication bench_pub" >>"$log" 2>&1
 }
 
 bench_section_catchup() {
+  local w
   # whatever happens, no pgrelocate of ours outlives the bench's clusters
   cl_on_exit "pkill -KILL -f '^$CL_DIR/pgrelocate '"
-  bench_log "== section catchup: pgrelocate start vs CREATE SUBSCRIPTION, backlog of ${BENCH_CATCHUP_SECONDS}s"
-  catchup_pgrelocate
-  catchup_native
+  : >"$BENCH_LOGDIR/catchup-pgrelocate.log"
+  : >"$BENCH_LOGDIR/catchup-native.log"
+  for w in $BENCH_CATCHUP_WORKLOADS; do
+    CATCHUP_WORKLOAD=${w%%:*} CATCHUP_SCALE=${w#*:}
+    [[ $CATCHUP_WORKLOAD =~ ^(tpcb|simple)$ && $CATCHUP_SCALE =~ ^[1-9][0-9]*$ ]] ||
+      cl_die "BENCH_CATCHUP_WORKLOADS: '$w' is not tpcb:SCALE or simple:SCALE"
+    bench_log "== section catchup: $CATCHUP_WORKLOAD at scale $CATCHUP_SCALE, pgrelocate start vs CREATE SUBSCRIPTION," \
+      "$BENCH_REPEAT round(s) of a ${BENCH_CATCHUP_SECONDS}s backlog"
+    catchup_init_scale "$CATCHUP_SCALE"
+    catchup_pgrelocate
+    catchup_native
+  done
+}
+
+# Median of the numbers on stdin ("-" when none is a number).
+catchup_median() {
+  awk '/^[0-9.]+$/' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "-"; exit }
+    print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+# Median of field f (1-based, of CATCHUP_RUNS) of one workload's contender.
+catchup_field() {
+  local w=$1 who=$2 f=$3
+  catchup_runs_of "$w" "$who" | cut -d'|' -f"$f" | catchup_median
+}
+# The rounds (CATCHUP_RUNS entries) of one workload's contender.
+catchup_runs_of() {
+  printf '%s\n' "${CATCHUP_RUNS[@]}" | awk -v k="$1|$2|" 'index($0, k) == 1'
 }
 
 bench_report_catchup() {
-  local r ours="" theirs=""
+  local w who ours theirs lag rounds ws ap tl
   echo
-  echo "== catchup (backlog of ${BENCH_CATCHUP_SECONDS}s of pgbench -N -c 4; lag under ${BENCH_LAG_TPS} tps for ${BENCH_LAG_SECONDS}s)"
-  printf '%-12s %10s %9s %9s %10s %9s %9s\n' contender transactions seconds 'txn/s' 'WAL MB/s' 'lag p50' 'lag p99'
-  for r in "${CATCHUP_RESULTS[@]}"; do
-    IFS='|' read -r who n s tps wal p50 p99 <<<"$r"
-    printf '%-12s %10s %9s %9s %10s %8ss %8ss\n' "$who" "$n" "$s" "$tps" "$wal" "$p50" "$p99"
-    [ "$who" = pgrelocate ] && ours=$tps
-    [ "$who" = native ] && theirs=$tps
+  echo "== catchup (backlogs of ${BENCH_CATCHUP_SECONDS}s of pgbench -c 4; medians of $BENCH_REPEAT round(s);" \
+    "lag under ${BENCH_LAG_TPS} tps for ${BENCH_LAG_SECONDS}s)"
+  printf '%-10s %-11s %12s %9s %9s %9s %8s %8s %s\n' workload contender transactions seconds 'txn/s' 'WAL MB/s' \
+    'lag p50' 'lag p99' 'rounds (s)'
+  for w in $BENCH_CATCHUP_WORKLOADS; do
+    for who in pgrelocate native; do
+      lag=$(printf '%s\n' "${CATCHUP_LAGS[@]}" | awk -F'|' -v k="$w|$who" '$1 "|" $2 == k { print $3 "s", $4 "s" }')
+      lag=${lag:-- -}
+      rounds=$(catchup_runs_of "$w" "$who" | cut -d'|' -f4 | paste -sd' ')
+      printf '%-10s %-11s %12s %9s %9s %9s %8s %8s %s\n' "$w" "$who" "$(catchup_field "$w" "$who" 3)" \
+        "$(catchup_field "$w" "$who" 4)" "$(catchup_field "$w" "$who" 5)" "$(catchup_field "$w" "$who" 6)" \
+        "${lag% *}" "${lag#* }" "$rounds"
+    done
+    ours=$(catchup_field "$w" pgrelocate 5) theirs=$(catchup_field "$w" native 5)
+    [[ $ours =~ ^[0-9.]+$ && $theirs =~ ^[0-9.]+$ && $theirs != 0 ]] || continue
+    awk -v w="$w" -v a="$ours" -v b="$theirs" 'BEGIN { printf "%s: pgrelocate/native apply rate = %.2fx\n", w, a / b }'
   done
-  [[ $ours =~ ^[0-9]+$ && $theirs =~ ^[0-9]+$ && $theirs != 0 ]] &&
-    awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "pgrelocate/native apply rate = %.2fx\n", a / b }'
-  echo "CPU per applied transaction, in µs, while catching up (the machine has $(nproc) cores):"
-  printf '%-12s %9s %9s %9s %9s %13s\n' contender source target tool total 'machine busy'
-  for r in "${CATCHUP_CPU[@]}"; do
-    IFS='|' read -r who a b c busy <<<"$r"
-    printf '%-12s %9s %9s %9s %9s %12s%%\n' "$who" "$a" "$b" "$c" \
-      "$(awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN { printf "%.1f", a + b + c }')" "$busy"
+  echo "CPU per applied transaction, in µs, while catching up (medians; the machine has $(nproc) cores):"
+  echo "  walsender: the source's, feeding the contender; applier: pgrelocate's target sessions, or native's"
+  echo "  apply worker; tool: the pgrelocate process; source/target: every process of the cluster"
+  printf '%-10s %-11s %9s %9s %9s %9s %9s %9s %8s\n' workload contender walsender applier tool sum \
+    source target busy
+  for w in $BENCH_CATCHUP_WORKLOADS; do
+    for who in pgrelocate native; do
+      ws=$(catchup_field "$w" "$who" 7) ap=$(catchup_field "$w" "$who" 8) tl=$(catchup_field "$w" "$who" 9)
+      printf '%-10s %-11s %9s %9s %9s %9s %9s %9s %7s%%\n' "$w" "$who" "$ws" "$ap" "$tl" \
+        "$(awk -v a="$ws" -v b="$ap" -v c="$tl" 'BEGIN { if (a b c ~ /-/) print "-"; else printf "%.1f", a + b + c }')" \
+        "$(catchup_field "$w" "$who" 10)" "$(catchup_field "$w" "$who" 11)" "$(catchup_field "$w" "$who" 12)"
+    done
   done
   return 0
 }

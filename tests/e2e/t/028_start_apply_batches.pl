@@ -8,6 +8,9 @@
 #     batched by key and found by FULL identity in arrays: cast as
 #     character or bit they were cut to one (e2e 096's arrtest stopped
 #     apply with "no such row");
+#   - char(n) and bit(n) columns (and arrays of them) set in a batch keep
+#     their values (cast to "character" or "bit", the type's name without
+#     its length, they were cut to one character);
 #   - a conflict inside a batch (a row deleted on the target behind
 #     pgrelocate's back): start stops, names the table and keys, leaves the
 #     target transaction rolled back, and after the fix resumes exactly.
@@ -36,6 +39,8 @@ INSERT INTO public.padded SELECT i, 'ab' || i, B'101', 0 FROM generate_series(1,
 CREATE TABLE public.fixed_arrays (id int, c char(5)[], b bit(3)[]);
 ALTER TABLE public.fixed_arrays REPLICA IDENTITY FULL;
 INSERT INTO public.fixed_arrays VALUES (1, '{"abc  ",abcde}', '{101,011}'), (2, '{xy}', '{111}');
+CREATE TABLE public.fixed (code char(12) PRIMARY KEY, flags bit(6), codes char(5)[], masks bit(3)[], n int);
+INSERT INTO public.fixed SELECT 'c' || i, B'000000', '{a,b}', '{000}', 0 FROM generate_series(1, 40) i;
 });
 FollowTest::create_marker($src, $db);
 
@@ -55,6 +60,7 @@ $src->safe_psql($db, $_) for (
 	"UPDATE public.\"Key \"\"Odd\"\" ü\" SET v = \"C\" * 2",
 	"UPDATE public.padded SET c = 'z' || id, b = B'110', n = n + 1",
 	'UPDATE public.fixed_arrays SET id = id + 10',
+	"UPDATE public.fixed SET flags = B'101101', codes = ARRAY['abcde', 'xy'], masks = '{110,011}', n = 1",
 	'BEGIN; UPDATE public.items SET v = -5 WHERE id = 290; DELETE FROM public.items WHERE id = 290; '
 	  . "INSERT INTO public.items VALUES (290, 7, 'back'); UPDATE public.items SET v = 8 WHERE id = 290; COMMIT");
 FollowTest::marker($src, $db);
@@ -71,6 +77,9 @@ is(RelocateTest::query($tgt, $db, q{SELECT string_agg(c || ' ' || b, ',' ORDER B
 	'z1 110,z2 110', 'character(5) and bit(3) values batched by key are not cut to one');
 is(RelocateTest::query($tgt, $db, q{SELECT string_agg(id || ' ' || c::text || ' ' || b::text, ',' ORDER BY id) FROM public.fixed_arrays}),
 	'11 {"abc  ",abcde} {101,011},12 {"xy   "} {111}', 'arrays of character(5) and bit(3) found by FULL identity');
+is(RelocateTest::query($tgt, $db, q{SELECT count(*) FROM public.fixed
+		WHERE flags = B'101101' AND codes = '{abcde,xy}' AND masks = '{110,011}' AND n = 1}),
+	'40', 'char(n) and bit(n) values (and arrays of them) set in batches kept their length');
 
 # a conflict inside a batch
 $tgt->safe_psql($db, 'DELETE FROM public.items WHERE id = 77');
