@@ -19,6 +19,8 @@
 /* a chunk that failed on a full target disk is tried again after 1 s,
  * doubling up to this, for as long as it takes (Ctrl-C stops) */
 #define DISK_FULL_BACKOFF_MAX_S 30
+/* rows handed to the target per CopyData message, at most (pump) */
+#define PUMP_MESSAGE_BYTES (64 * 1024)
 
 typedef struct TableTally {
     int remaining; /* chunks of this table still to copy in this run */
@@ -140,24 +142,50 @@ static ChunkResult finish_copy(PGconn *conn, const char *ctx, int64_t *rows)
     return r;
 }
 
-/* Move CopyData from source to target until the source's COPY ends. */
+/* Hand the rows gathered in out to the target's COPY as one CopyData
+ * message. */
+static ChunkResult put_rows(Worker *w, const char *ctx, const char *out, size_t *used)
+{
+    int put = *used > 0 ? PQputCopyData(w->tgt, out, (int)*used) : 1;
+
+    *used = 0;
+    if (put == 1)
+        return CHUNK_OK;
+    log_error("[%s] target: %s", ctx, PQerrorMessage(w->tgt));
+    return PQstatus(w->tgt) == CONNECTION_BAD ? CHUNK_RETRY : CHUNK_FAIL;
+}
+
+/* Move CopyData from source to target until the source's COPY ends.  The
+ * source sends a message per row; rows go on in messages of up to
+ * PUMP_MESSAGE_BYTES (COPY data is a byte stream: a row may span messages),
+ * which spares the target a message's overhead per row. */
 static ChunkResult pump(Worker *w, const char *ctx, int64_t *bytes)
 {
     Progress *p = w->sh->job->progress;
-    char *buf;
+    char *buf, *out = xmalloc(PUMP_MESSAGE_BYTES);
+    size_t used = 0;
+    ChunkResult r = CHUNK_OK;
     int n;
 
-    while ((n = PQgetCopyData(w->src, &buf, 0)) > 0) {
-        int put = PQputCopyData(w->tgt, buf, n);
-
-        PQfreemem(buf);
-        if (put != 1) {
-            log_error("[%s] target: %s", ctx, PQerrorMessage(w->tgt));
-            return PQstatus(w->tgt) == CONNECTION_BAD ? CHUNK_RETRY : CHUNK_FAIL;
+    while (r == CHUNK_OK && (n = PQgetCopyData(w->src, &buf, 0)) > 0) {
+        if (used + (size_t)n > PUMP_MESSAGE_BYTES)
+            r = put_rows(w, ctx, out, &used);
+        if (r == CHUNK_OK && (size_t)n >= PUMP_MESSAGE_BYTES) {
+            used = (size_t)n;
+            r = put_rows(w, ctx, buf, &used);
+        } else if (r == CHUNK_OK) {
+            memcpy(out + used, buf, (size_t)n);
+            used += (size_t)n;
         }
+        PQfreemem(buf);
         *bytes += n;
         progress_worker_add(p, w->no, n);
     }
+    if (r == CHUNK_OK && n == -1)
+        r = put_rows(w, ctx, out, &used);
+    free(out);
+    if (r != CHUNK_OK)
+        return r;
     if (n == -1)
         return finish_copy(w->src, ctx, NULL);
     /* -2: the source failed; tell the target so its COPY aborts */
