@@ -228,6 +228,8 @@ static void drop_connections(Worker *w)
  *   that flush makes every earlier chunk commit durable before the
  *   snapshot is released; a target crash before it breaks that connection
  *   too, the run stops, and --resume copies the pending chunks again.
+ *   Whatever acts outside the target on a chunk's commit (releasing a
+ *   snapshot or slot on the source) must first commit synchronously.
  * - default_toast_compression lz4 where the server has it, for columns
  *   that name no method: the target compresses every TOAST value again,
  *   and lz4 took half the CPU of pglz (bench_docs: 2.0 s against 3.9 s).

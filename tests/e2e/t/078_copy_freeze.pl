@@ -8,6 +8,7 @@
 #    points to (the FK comes after the data) end equal row by row and every
 #    page all-frozen (pg_visibility), no tuple unfrozen; the split table's
 #    pages are not, which shows the check can fail.
+#    The copy sessions compress TOAST values with lz4.
 # B. kill -9 in the middle of a whole-table COPY FREEZE, stray rows put in
 #    that table, --resume: the retried chunk truncates again, and the
 #    target ends equal row by row and frozen.
@@ -29,6 +30,8 @@ CREATE TABLE public.docs (id int PRIMARY KEY, body text NOT NULL);
 INSERT INTO public.docs
   SELECT d, string_agg(md5(d || '/' || k), '' ORDER BY k)
   FROM generate_series(1, 200) AS d, generate_series(1, 200) AS k GROUP BY d;
+CREATE TABLE public.notes (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO public.notes SELECT i, repeat('note ' || i || ' ', 2000) FROM generate_series(1, 100) AS i;
 CREATE TABLE public.parent (id int NOT NULL, note text);
 CREATE TABLE public.child (extra int) INHERITS (public.parent);
 INSERT INTO public.parent SELECT i, 'p' || i FROM generate_series(1, 3000) AS i;
@@ -41,7 +44,7 @@ CREATE TABLE public.orders (id int PRIMARY KEY, whole_id int NOT NULL REFERENCES
 INSERT INTO public.orders SELECT i, 1 + i % 400000 FROM generate_series(1, 20000) AS i;
 SQL
 
-my @frozen_tables = qw(whole docs parent child measure_2023 measure_2024 orders);
+my @frozen_tables = qw(whole docs notes parent child measure_2023 measure_2024 orders);
 
 # Per table: "chunks pages all_frozen unfrozen_tuples" on the target.
 sub visibility
@@ -92,6 +95,12 @@ sub assert_frozen
 	  or diag("big: $vis->{big} (chunks pages all_frozen unfrozen)");
 	is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM ONLY public.parent'),
 		'3000', 'A: TRUNCATE ONLY of the parent left the rows of its child');
+	# the copy sessions' default_toast_compression: the target compresses
+	# every value again, with lz4 (the source's server default is pglz)
+	my $methods = q{SELECT string_agg(DISTINCT coalesce(pg_column_compression(body), 'none'), ',')
+	                FROM public.notes};
+	is(RelocateTest::query($src, $db, $methods), 'pglz', q{A: the source's notes are pglz-compressed});
+	is(RelocateTest::query($tgt, $db, $methods), 'lz4', 'A: the copied notes are lz4-compressed');
 }
 
 # --- B. kill -9 inside a COPY FREEZE, stray rows, --resume ---------------
