@@ -12,15 +12,21 @@
 # B. kill -9 in the middle of a whole-table COPY FREEZE, stray rows put in
 #    that table, --resume: the retried chunk truncates again, and the
 #    target ends equal row by row and frozen.
+# C. The copy sessions commit with synchronous_commit off: the target
+#    killed (SIGKILL of every process) and started again just after a chunk
+#    committed may lose that commit, rows and done mark together; the run
+#    stops, --resume copies whatever is pending, and the target ends equal
+#    row by row and frozen.
 use strict;
 use warnings;
 
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FaultTest;
 use RelocateTest;
 
 my $db = 'app';
-my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'app2' ]);
+my ($src, $tgt) = RelocateTest::new_pair(dbname => [ $db, 'app2', 'app3' ]);
 $src->safe_psql($db, <<'SQL');
 CREATE TABLE public.big (id int PRIMARY KEY, v text NOT NULL);
 INSERT INTO public.big SELECT i, md5(i::text) || md5((-i)::text) FROM generate_series(1, 800000) AS i;
@@ -134,6 +140,26 @@ SQL
 	RelocateTest::copy_ok('B: copy --resume', %conn, args => [ '--jobs', '1', '--resume' ]);
 	RelocateTest::compare_databases($src, $tgt, $db, 'app2');
 	assert_frozen('B', visibility('app2', @frozen_tables));
+}
+
+# --- C. the target killed just after a chunk commits -------------------
+{
+	my %conn = (source => $src->connstr($db), target => $tgt->connstr('app3'));
+	my $run = RelocateTest::start_copy(%conn, args => [ '--jobs', '1' ]);
+	ok( RelocateTest::wait_until($tgt, 'app3',
+			q{SELECT count(*) > 0 FROM pgrelocate.chunks WHERE state = 'done'}, 't', 120),
+		'C: a chunk is done');
+	FaultTest::kill_and_restart($tgt);
+	my $r = RelocateTest::finish_copy($run);
+	ok(!$r->{ok}, 'C: the run stopped when the target went away')
+	  or diag("exit $r->{exit}\nstderr:\n$r->{stderr}");
+	note('C: chunks done after the restart: '
+		  . RelocateTest::query($tgt, 'app3', q{SELECT count(*) FROM pgrelocate.chunks WHERE state = 'done'}));
+	RelocateTest::copy_ok('C: copy --resume', %conn, args => [ '--jobs', '1', '--resume' ]);
+	RelocateTest::compare_databases($src, $tgt, $db, 'app3');
+	is(RelocateTest::query($tgt, 'app3', q{SELECT count(*) FROM pgrelocate.chunks WHERE state <> 'done'}),
+		'0', 'C: every chunk done');
+	assert_frozen('C', visibility('app3', @frozen_tables));
 }
 
 done_testing();
