@@ -21,8 +21,9 @@ static const OptionSpec option_table[] = {
     {"jobs", 'j', OPT_INT, OPT(jobs), "PGRELOCATE_JOBS", "N",
      "parallel workers: copy and index workers; verify: connections per side (default: 4)"},
     {"split-larger-than", 0, OPT_SIZE, OPT(split_larger_than), NULL, "SIZE",
-     "copy tables whose copy costs more than SIZE in parallel ctid ranges of about SIZE each; "
-     "TOAST bytes count 5 times (default: 256MB)"},
+     "copy tables whose copy costs more than SIZE, and more than one job's share of the whole "
+     "copy, in parallel ctid ranges of about SIZE each; TOAST bytes count 5 times "
+     "(default: 256MB)"},
     {"resume", 0, OPT_BOOL, OPT(resume), NULL, NULL,
      "continue an interrupted run from the state kept in the target"},
     {"new-snapshot", 0, OPT_BOOL, OPT(new_snapshot), NULL, NULL,

@@ -6,9 +6,15 @@
  *           whose binary form carries server-specific OIDs)
  *   target: BEGIN; [TRUNCATE ONLY t when the chunk is the whole table];
  *           COPY t FROM STDIN [FREEZE]; mark the chunk done; COMMIT
- * Bytes pass from one connection to the other unparsed.  The chunk's rows
- * and its 'done' mark commit together, so after a crash a chunk is either
- * fully there and marked, or absent and pending: copied exactly once.
+ * Bytes pass from one connection to the other unparsed, the source's
+ * row-sized messages gathered into larger ones.  The target sessions load
+ * with synchronous_commit off, lz4 TOAST compression where the server has
+ * it and a larger maintenance_work_mem (copy.c says why each is safe).
+ * The TRUNCATE of a whole-table chunk holds its table's ACCESS EXCLUSIVE
+ * lock until the chunk commits: readers of that table on the target wait.
+ * The chunk's rows and its 'done' mark commit together, so after a crash a
+ * chunk is either fully there and marked, or absent and pending: copied
+ * exactly once.
  * Locks on the source last one chunk (COPY's ACCESS SHARE).
  *
  * When every chunk of a table is copied (in this run or an earlier one),

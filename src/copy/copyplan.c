@@ -25,13 +25,15 @@ int64_t copyplan_cost(const PlanTable *t)
     return t->bytes - toast + COPYPLAN_TOAST_COST * toast;
 }
 
-/* How many ranges a table gets: enough that each costs about split_bytes,
- * never more than it has blocks. */
-static int64_t ranges_for(const PlanTable *t, int64_t split_bytes)
+/* How many ranges a table gets: one when it costs no more than split_bytes
+ * or than a worker's fair_share (splitting it would not shorten the run,
+ * and a whole table is copied with FREEZE); else enough that each costs
+ * about split_bytes, never more than it has blocks. */
+static int64_t ranges_for(const PlanTable *t, int64_t split_bytes, int64_t fair_share)
 {
     int64_t n, cost = copyplan_cost(t);
 
-    if (cost <= split_bytes || t->heap_blocks < 2)
+    if (cost <= split_bytes || cost <= fair_share || t->heap_blocks < 2)
         return 1;
     n = (cost + split_bytes - 1) / split_bytes;
     if (n > t->heap_blocks)
@@ -39,19 +41,22 @@ static int64_t ranges_for(const PlanTable *t, int64_t split_bytes)
     return n;
 }
 
-PlanChunk *copyplan_make(const PlanTable *tables, int ntables, int64_t split_bytes, bool can_split,
-                         int *nchunks)
+PlanChunk *copyplan_make(const PlanTable *tables, int ntables, int64_t split_bytes, int jobs,
+                         bool can_split, int *nchunks)
 {
     PlanChunk *chunks;
-    int64_t total = 0;
+    int64_t total = 0, all_cost = 0, fair_share;
     int k = 0;
 
     for (int i = 0; i < ntables; i++)
-        total += can_split ? ranges_for(&tables[i], split_bytes) : 1;
+        all_cost += copyplan_cost(&tables[i]);
+    fair_share = all_cost / (jobs < 1 ? 1 : jobs);
+    for (int i = 0; i < ntables; i++)
+        total += can_split ? ranges_for(&tables[i], split_bytes, fair_share) : 1;
     chunks = xcalloc((size_t)total, sizeof(PlanChunk));
     for (int i = 0; i < ntables; i++) {
         const PlanTable *t = &tables[i];
-        int64_t n = can_split ? ranges_for(t, split_bytes) : 1, cost = copyplan_cost(t);
+        int64_t n = can_split ? ranges_for(t, split_bytes, fair_share) : 1, cost = copyplan_cost(t);
 
         for (int64_t c = 0; c < n; c++) {
             PlanChunk *ch = &chunks[k++];

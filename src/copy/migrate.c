@@ -387,8 +387,8 @@ static bool plan_copy(CopyRun *r)
     for (int i = 0; i < cat.ntables; i++)
         pt[i] = (PlanTable){cat.tables[i].table_no, cat.tables[i].bytes, cat.tables[i].heap_blocks,
                             cat.tables[i].toast_bytes};
-    pc = copyplan_make(pt, cat.ntables, r->o->split_larger_than, r->src_info.version_num >= 140000,
-                       &nchunks);
+    pc = copyplan_make(pt, cat.ntables, r->o->split_larger_than, r->o->jobs,
+                       r->src_info.version_num >= 140000, &nchunks);
     sc = xcalloc((size_t)nchunks + 1, sizeof(StateChunk));
     for (int i = 0; i < nchunks; i++)
         sc[i] = (StateChunk){pc[i].table_no, pc[i].chunk_no,  pc[i].nchunks, pc[i].blk_start,

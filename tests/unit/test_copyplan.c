@@ -3,7 +3,8 @@
  * invariants (each table's chunks numbered 1..n, ranges tiling [0, blocks)
  * with the last open-ended, estimated bytes summing to the table's bytes,
  * costliest first, cost = heap bytes + 5 x TOAST bytes), and listed cases
- * also pin the chunk counts and exact ranges.
+ * also pin the chunk counts and exact ranges.  Cases without jobs plan for
+ * MANY_JOBS workers, whose fair share is below every split size.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #define MAX_TABLES 6
 #define GB         (INT64_C(1024) * 1024 * 1024)
 #define TB         (GB * 1024)
+#define MANY_JOBS  1000000
 
 typedef struct PlanCase {
     const char *name;
@@ -29,36 +31,82 @@ typedef struct PlanCase {
     int64_t split_bytes;
     bool can_split;
     int want_chunks[MAX_TABLES]; /* per table, in the order of tables[] */
+    int jobs;                    /* 0: MANY_JOBS */
 } PlanCase;
 
 static const PlanCase plan_cases[] = {
-    {"no tables", {{0, 0, 0, 0}}, 0, 100, true, {0}},
-    {"small table is one chunk", {{7, 50, 10, 0}}, 1, 100, true, {1}},
-    {"table exactly at the split size is one chunk", {{7, 100, 10, 0}}, 1, 100, true, {1}},
-    {"one byte over the split size is two chunks", {{7, 101, 10, 0}}, 1, 100, true, {2}},
-    {"ceil(bytes / split) chunks", {{1, 1000, 100, 0}, {2, 1001, 100, 0}}, 2, 100, true, {10, 11}},
-    {"never more chunks than blocks", {{1, 10 * GB, 4, 0}}, 1, GB, true, {4}},
-    {"all TOAST, no heap blocks", {{1, TB, 0, 0}}, 1, GB, true, {1}},
-    {"all TOAST, one heap block", {{1, TB, 1, 0}}, 1, GB, true, {1}},
-    {"all TOAST, two heap blocks", {{1, TB, 2, 0}}, 1, GB, true, {2}},
-    {"empty table", {{1, 0, 0, 0}}, 1, GB, true, {1}},
-    {"cannot split: one chunk each", {{1, TB, 134217728, 0}, {2, 10, 1, 0}}, 2, GB, false, {1, 1}},
-    {"1 TB in 1 GB pieces", {{1, TB, 134217728, 0}}, 1, GB, true, {1024}},
+    {"no tables", {{0, 0, 0, 0}}, 0, 100, true, {0}, 0},
+    {"small table is one chunk", {{7, 50, 10, 0}}, 1, 100, true, {1}, 0},
+    {"table exactly at the split size is one chunk", {{7, 100, 10, 0}}, 1, 100, true, {1}, 0},
+    {"one byte over the split size is two chunks", {{7, 101, 10, 0}}, 1, 100, true, {2}, 0},
+    {"ceil(bytes / split) chunks",
+     {{1, 1000, 100, 0}, {2, 1001, 100, 0}},
+     2,
+     100,
+     true,
+     {10, 11},
+     0},
+    {"never more chunks than blocks", {{1, 10 * GB, 4, 0}}, 1, GB, true, {4}, 0},
+    {"all TOAST, no heap blocks", {{1, TB, 0, 0}}, 1, GB, true, {1}, 0},
+    {"all TOAST, one heap block", {{1, TB, 1, 0}}, 1, GB, true, {1}, 0},
+    {"all TOAST, two heap blocks", {{1, TB, 2, 0}}, 1, GB, true, {2}, 0},
+    {"empty table", {{1, 0, 0, 0}}, 1, GB, true, {1}, 0},
+    {"cannot split: one chunk each",
+     {{1, TB, 134217728, 0}, {2, 10, 1, 0}},
+     2,
+     GB,
+     false,
+     {1, 1},
+     0},
+    {"1 TB in 1 GB pieces", {{1, TB, 134217728, 0}}, 1, GB, true, {1024}, 0},
     {"mixed tables",
      {{3, 100, 10, 0}, {1, 1000, 100, 0}, {4, 5000, 3, 0}, {2, 90, 50, 0}, {5, 0, 0, 0}},
      5,
      100,
      true,
-     {1, 10, 3, 1, 1}},
+     {1, 10, 3, 1, 1},
+     0},
     {"TOAST counts five times: 300 bytes, all TOAST, split at 1000",
      {{1, 300, 20, 300}},
      1,
      1000,
      true,
-     {2}},
-    {"TOAST at or below the split cost stays whole", {{1, 200, 20, 200}}, 1, 1000, true, {1}},
-    {"half TOAST", {{1, 1000, 100, 500}, {2, 1000, 100, 0}}, 2, 1000, true, {3, 1}},
-    {"TOAST bytes above bytes are capped", {{1, 100, 20, 900}}, 1, 400, true, {2}},
+     {2},
+     0},
+    {"TOAST at or below the split cost stays whole", {{1, 200, 20, 200}}, 1, 1000, true, {1}, 0},
+    {"half TOAST", {{1, 1000, 100, 500}, {2, 1000, 100, 0}}, 2, 1000, true, {3, 1}, 0},
+    {"TOAST bytes above bytes are capped", {{1, 100, 20, 900}}, 1, 400, true, {2}, 0},
+    /* A table within one worker's fair share stays whole (COPY FREEZE)
+     * whatever the split size: splitting it would not end the run sooner. */
+    {"one job: nothing is split", {{1, TB, 134217728, 0}, {2, 10, 1, 0}}, 2, GB, true, {1, 1}, 1},
+    {"two jobs, two tables of equal cost: both whole",
+     {{1, 1000, 100, 0}, {2, 1000, 100, 0}},
+     2,
+     100,
+     true,
+     {1, 1},
+     2},
+    {"two jobs: the table above the fair share is split, the one within it is not",
+     {{1, 1000, 100, 0}, {2, 1001, 100, 0}},
+     2,
+     100,
+     true,
+     {1, 11},
+     2},
+    {"the bench's shape with two jobs: accounts whole, TOAST-heavy docs in ranges",
+     {{1, 1060, 130, 0}, {2, 430, 50, 430}},
+     2,
+     256,
+     true,
+     {1, 9},
+     2},
+    {"four jobs: the fair share is below both tables, both split",
+     {{1, 1060, 130, 0}, {2, 430, 50, 430}},
+     2,
+     256,
+     true,
+     {5, 9},
+     4},
 };
 
 static void check_table(const PlanCase *pc, const PlanTable *t, int want, const PlanChunk *chunks,
@@ -109,8 +157,8 @@ static void test_plans_hold_their_invariants(void **state)
     for (size_t k = 0; k < NELEM(plan_cases); k++) {
         const PlanCase *pc = &plan_cases[k];
         int nchunks = -1, total = 0;
-        PlanChunk *chunks =
-            copyplan_make(pc->tables, pc->ntables, pc->split_bytes, pc->can_split, &nchunks);
+        PlanChunk *chunks = copyplan_make(pc->tables, pc->ntables, pc->split_bytes,
+                                          pc->jobs ? pc->jobs : MANY_JOBS, pc->can_split, &nchunks);
 
         assert_non_null(chunks);
         for (int i = 0; i < pc->ntables; i++)
@@ -136,7 +184,7 @@ static void check_exact(const PlanTable *tables, int ntables, int64_t split, con
                         int nwant)
 {
     int n = -1;
-    PlanChunk *got = copyplan_make(tables, ntables, split, true, &n);
+    PlanChunk *got = copyplan_make(tables, ntables, split, MANY_JOBS, true, &n);
 
     assert_int_equal(n, nwant);
     for (int i = 0; i < n; i++) {

@@ -1,5 +1,7 @@
-# pgrelocate copy of the rich schema (RelocateTest::load_rich_schema) with 4
-# jobs and 1MB chunks: the target then holds the same schema, rows,
+# pgrelocate copy of the rich schema (RelocateTest::load_rich_schema) with 16
+# jobs and 1MB chunks (16, so that inventory.big costs more than one job's
+# share of the copy, which the 20 MiB TOASTed blob swells, and is split):
+# the target then holds the same schema, rows,
 # sequences and large objects as the source; statistics are in place; the
 # big table was copied in several chunks; the source is left with no
 # session, slot or held xmin.  Ends by proving the comparison itself catches
@@ -21,10 +23,10 @@ cmp_ok($q_src->("SELECT pg_table_size('inventory.big')"),
 	'>', 4 * 1024 * 1024, 'source: inventory.big is bigger than 4 chunks of 1MB');
 
 my $r = RelocateTest::copy_ok(
-	'copy --jobs 4 --split-larger-than 1MB',
+	'copy --jobs 16 --split-larger-than 1MB',
 	source => $src->connstr($db),
 	target => $tgt->connstr($db),
-	args   => [ '--jobs', '4', '--split-larger-than', '1MB' ]);
+	args   => [ '--jobs', '16', '--split-larger-than', '1MB' ]);
 if (!$r->{ok})
 {
 	done_testing();
