@@ -35,6 +35,11 @@ static void test_count_statements(void **state)
         {"ALTER TABLE t ADD c int -- ; not a statement\n", 1},
         {"ALTER TABLE t /* ; /* nested ; */ ; */ ADD c int", 1},
         {"PREPARE p AS SELECT $1; EXECUTE p(1)", 2},
+        /* a function body in SQL: its semicolons are inside the statement */
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN "
+         "true THEN 2 END; END; ALTER TABLE t ADD c int",
+         2},
+        {"BEGIN; CREATE TABLE a (id int); INSERT INTO a VALUES (1); COMMIT", 4},
         {"", 0},
         {"-- only a comment", 0},
     };
@@ -63,6 +68,46 @@ static void test_strip_concurrently(void **state)
     assert_null(s); /* a comment and a quoted name are not the word */
     s = ddl_strip_concurrently("CREATE INDEX i ON t (c) WHERE c <> 'CONCURRENTLY'");
     assert_null(s);
+}
+
+static void test_nth_schema_statement(void **state)
+{
+    static const char multi[] =
+        "ALTER TABLE t ADD c int; INSERT INTO t VALUES (1); UPDATE t SET c = 2;\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY i ON t (c); GRANT admins TO bob; "
+        "GRANT SELECT ON t TO bob; CREATE ROLE x; COMMENT ON DATABASE d IS 'x'; "
+        "BEGIN; CREATE TABLE a (id int); INSERT INTO a VALUES (1); COMMIT; "
+        "ALTER TABLE a ADD b int";
+    static const struct {
+        int n;
+        const char *tag, *stmt; /* NULL: cannot be told */
+        int index;
+    } cases[] = {
+        {1, "ALTER TABLE", "ALTER TABLE t ADD c int", 1},
+        {2, "CREATE INDEX", "CREATE UNIQUE INDEX CONCURRENTLY i ON t (c)", 4},
+        {3, "GRANT", "GRANT SELECT ON t TO bob", 6},
+        {4, "CREATE TABLE", "CREATE TABLE a (id int)", 10},
+        {5, "ALTER TABLE", "ALTER TABLE a ADD b int", 13},
+        {6, "ALTER TABLE", NULL, 13}, /* more schema changes than statements */
+        {2, "ALTER TABLE", NULL, 4},  /* the words do not match the tag */
+        {1, "CREATE TABLE", NULL, 1},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        int index;
+        char *stmt = ddl_nth_schema_statement(multi, cases[i].n, cases[i].tag, &index);
+
+        if (cases[i].stmt == NULL && stmt != NULL)
+            fail_msg("%d %s: %s, expected none", cases[i].n, cases[i].tag, stmt);
+        if (cases[i].stmt != NULL) {
+            if (stmt == NULL)
+                fail_msg("%d %s: none, expected %s", cases[i].n, cases[i].tag, cases[i].stmt);
+            assert_string_equal(stmt, cases[i].stmt);
+            assert_int_equal(index, cases[i].index);
+        }
+        free(stmt);
+    }
 }
 
 /* A command as the capture record would carry it. */
@@ -134,6 +179,73 @@ static void test_judge_replays(void **state)
                      cases[i].query);
         ddl_verdict_free(&v);
     }
+}
+
+static void test_judge_multi_statement(void **state)
+{
+    static const char q[] = "ALTER TABLE t ADD c text; INSERT INTO t (c) VALUES ('x');\n"
+                            "  CREATE INDEX CONCURRENTLY i ON t (c); UPDATE t SET c = 'y'";
+    DdlCommand c = cmd("ALTER TABLE", q, 0, false);
+    DdlVerdict v;
+
+    (void)state;
+    c.stmt = 1;
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REPLAY);
+    assert_string_equal(v.sql, "ALTER TABLE t ADD c text");
+    assert_string_equal(v.note, "(statement 1 of 4 in its query string)");
+    ddl_verdict_free(&v);
+
+    c.tag = (char *)"CREATE INDEX";
+    c.stmt = 2;
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REPLAY);
+    assert_string_equal(v.sql, "CREATE INDEX i ON t (c)");
+    assert_string_equal(v.note, "(statement 3 of 4 in its query string) without CONCURRENTLY: it "
+                                "cannot run in the apply transaction, and the target serves no "
+                                "queries yet");
+    ddl_verdict_free(&v);
+
+    /* the statement's own checks apply to it, not to the string */
+    c.tag = (char *)"ALTER TABLE";
+    c.query = (char *)"UPDATE t SET a = now(); ALTER TABLE t ADD d timestamptz DEFAULT now()";
+    c.stmt = 1;
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REFUSE);
+    assert_non_null(strstr(v.reason, "added a column whose default is computed"));
+    ddl_verdict_free(&v);
+
+    /* a ROLLBACK in the string takes a count back: refused */
+    c.query = (char *)"ALTER TABLE t ADD a int; BEGIN; ALTER TABLE t ADD b int; ROLLBACK; "
+                      "ALTER TABLE t ADD d int";
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REFUSE);
+    assert_string_equal(v.reason, "ALTER TABLE came in a query string of 5 statements with a "
+                                  "ROLLBACK: which statement ran it is not known");
+    ddl_verdict_free(&v);
+
+    /* nested in a function called by the string: refused */
+    c.query = (char *)"SELECT add_columns(); ALTER TABLE t ADD e int";
+    c.nested = true;
+    c.stmt = 0;
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REFUSE);
+    assert_string_equal(v.reason, "ALTER TABLE ran inside another command (a function, DO block or "
+                                  "procedure)");
+    ddl_verdict_free(&v);
+
+    /* a large object's GRANT in a string with other schema changes */
+    c = cmd("GRANT", "ALTER TABLE t ADD f int; GRANT SELECT ON LARGE OBJECT 5 TO r", 0, false);
+    c.stmt = 2;
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_IGNORE);
+    ddl_verdict_free(&v);
+    c.tag = (char *)"ALTER TABLE";
+    c.stmt = 1;
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REPLAY);
+    assert_string_equal(v.sql, "ALTER TABLE t ADD f int");
+    ddl_verdict_free(&v);
 }
 
 static void test_judge_refuses(void **state)
@@ -216,7 +328,8 @@ static void test_parse(void **state)
     static const char body[] =
         "{\"tag\": \"ALTER TABLE\", \"role\": \"app\", \"query\": \"ALTER TABLE t ADD c int\", "
         "\"objects\": [{\"type\": \"table\", \"identity\": \"public.t\"}], \"rewrite\": 2, "
-        "\"temp_only\": false, \"search_path\": \"\\\"$user\\\", public\"}";
+        "\"temp_only\": false, \"stmt\": 3, \"nested\": true, "
+        "\"search_path\": \"\\\"$user\\\", public\"}";
     DdlCommand c;
     char *err = NULL;
 
@@ -228,6 +341,8 @@ static void test_parse(void **state)
     assert_string_equal(c.role, "app");
     assert_int_equal(c.rewrite, DDL_REWRITE_DEFAULT);
     assert_false(c.temp_only);
+    assert_int_equal(c.stmt, 3);
+    assert_true(c.nested);
     ddl_command_free(&c);
 
     /* cut short at every length: refused, never read past the end */
@@ -264,7 +379,8 @@ static void test_capture_sql_names(void **state)
                                 "FUNCTION pgrelocate.\"m_ddl\"()"));
     assert_non_null(strstr(sql, "CREATE EVENT TRIGGER \"m_ddl_drop\" ON sql_drop"));
     assert_non_null(strstr(sql, "CREATE EVENT TRIGGER \"m_ddl_rewrite\" ON table_rewrite"));
-    assert_non_null(strstr(sql, "ADD TABLE %s%s', 'm',"));
+    assert_non_null(strstr(sql, "pub pg_catalog.text := 'm'; tables_re pg_catalog.text := NULL;"));
+    assert_non_null(strstr(sql, "DO $pgr$ DECLARE r record; pub pg_catalog.text := 'm'; BEGIN"));
     assert_non_null(strstr(sql, "pg_logical_emit_message(true, 'pgrelocate.ddl'"));
     assert_string_equal(un, "DROP EVENT TRIGGER IF EXISTS \"m_ddl_end\"; DROP EVENT TRIGGER IF "
                             "EXISTS \"m_ddl_drop\"; DROP EVENT TRIGGER IF EXISTS "
@@ -276,10 +392,11 @@ static void test_capture_sql_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_count_statements),  cmocka_unit_test(test_strip_concurrently),
-        cmocka_unit_test(test_judge_replays),     cmocka_unit_test(test_judge_refuses),
-        cmocka_unit_test(test_judge_ignores),     cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_capture_sql_names),
+        cmocka_unit_test(test_count_statements),      cmocka_unit_test(test_strip_concurrently),
+        cmocka_unit_test(test_judge_replays),         cmocka_unit_test(test_judge_refuses),
+        cmocka_unit_test(test_judge_ignores),         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_capture_sql_names),     cmocka_unit_test(test_nth_schema_statement),
+        cmocka_unit_test(test_judge_multi_statement),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
