@@ -185,6 +185,19 @@ bool ddl_parse(const char *body, size_t len, DdlCommand *out, char **err)
     out->nested = json_is_true(json_object_get(o, "nested"));
     out->outside = json_is_true(json_object_get(o, "outside"));
     out->stmt = (int)json_integer_value(json_object_get(o, "stmt"));
+    {
+        json_t *objs = json_object_get(o, "objects"), *obj;
+        size_t i;
+
+        json_array_foreach(objs, i, obj)
+        {
+            json_t *type = json_object_get(obj, "type");
+
+            if (!out->table && json_is_string(type) &&
+                strcmp(json_string_value(type), "table") == 0)
+                out->table = dup_member(obj, "identity");
+        }
+    }
     json_decref(o);
     if (!out->tag || !out->query || !out->search_path) {
         *err = xstrdup("the record lacks its tag, query or search_path");
@@ -200,6 +213,7 @@ void ddl_command_free(DdlCommand *c)
     free(c->query);
     free(c->search_path);
     free(c->role);
+    free(c->table);
     memset(c, 0, sizeof(*c));
 }
 
@@ -621,10 +635,18 @@ static bool on_large_object(const DdlCommand *c)
 
 /* ---- decisions ---- */
 
-/* Re-copying one table is not built yet: a fresh start is the repair. */
+/* The repair when the target cannot get the change exactly: a fresh
+ * start copies the database anew, with the change in it. */
 #define REPAIR_FRESH                                                                               \
     "Run pgrelocate cleanup, then pgrelocate start again: the database is copied anew, with the "  \
     "change in it."
+
+/* The repair of a command whose rows the stream does not carry (a table
+ * rewritten with values of that moment, rows made by a query): that table
+ * has to be copied again; the whole database is, by a fresh start. */
+#define REPAIR_RECOPY_FMT                                                                          \
+    "%s Table %s has to be copied again, with the change in it: run pgrelocate cleanup, then "     \
+    "pgrelocate start again (the database is copied anew)."
 
 static void refuse(DdlVerdict *v, const char *reason_fmt, const char *a, const char *b,
                    const char *hint)
@@ -632,6 +654,17 @@ static void refuse(DdlVerdict *v, const char *reason_fmt, const char *a, const c
     v->action = DDL_REFUSE;
     v->reason = xasprintf(reason_fmt, a, b);
     v->hint = xstrdup(hint);
+}
+
+/* refuse, with the repair for a table to copy again (c->table). */
+static void refuse_recopy(DdlVerdict *v, const DdlCommand *c, const char *reason_fmt, const char *b,
+                          const char *advice)
+{
+    char *hint = c->table ? xasprintf(REPAIR_RECOPY_FMT, advice, c->table)
+                          : xasprintf("%s " REPAIR_FRESH, advice);
+
+    refuse(v, reason_fmt, c->tag, b, hint);
+    free(hint);
 }
 
 /* The checks on the one statement that ran c: refuse into v, or set
@@ -642,21 +675,23 @@ static void judge_statement(const DdlCommand *c, const char *query, DdlVerdict *
         refuse(v, "%s ran inside another command (a function, DO block or procedure)%s", c->tag, "",
                "Run schema changes as plain statements. " REPAIR_FRESH);
     } else if ((c->rewrite & DDL_REWRITE_DEFAULT) && !adds_generated_stored(query)) {
-        refuse(v, "%s filled every row of the table with a volatile default or identity%s", c->tag,
-               ": the target would get other values",
-               "Add the column without a default, then set its values with UPDATE (the rows "
-               "follow through the stream). " REPAIR_FRESH);
+        refuse_recopy(v, c,
+                      "%s filled every row of the table with a volatile default or identity%s",
+                      ": the target would get other values",
+                      "Add the column without a default, then set its values with UPDATE (the "
+                      "rows follow through the stream).");
     } else if (strcmp(c->tag, "ALTER TABLE") == 0 && adds_computed_default(query)) {
-        refuse(v, "%s added a column whose default is computed%s", c->tag,
-               " (a function or CURRENT_TIMESTAMP): the existing rows got its value at that "
-               "moment, the target would get another",
-               "Add the column without a default or with a constant one, then set its values "
-               "with UPDATE (the rows follow through the stream). " REPAIR_FRESH);
+        refuse_recopy(v, c, "%s added a column whose default is computed%s",
+                      " (a function or CURRENT_TIMESTAMP): the existing rows got its value at "
+                      "that moment, the target would get another",
+                      "Add the column without a default or with a constant one, then set its "
+                      "values with UPDATE (the rows follow through the stream).");
     } else if ((c->rewrite & DDL_REWRITE_TYPE) && using_calls(query)) {
-        refuse(v, "%s changed a column's type with a USING expression that calls a function%s",
-               c->tag, ": the target could get other values",
-               "Change the type with a USING expression of the column alone, or with UPDATE "
-               "statements. " REPAIR_FRESH);
+        refuse_recopy(v, c,
+                      "%s changed a column's type with a USING expression that calls a function%s",
+                      ": the target could get other values",
+                      "Change the type with a USING expression of the column alone, or with "
+                      "UPDATE statements.");
     } else {
         v->action = DDL_REPLAY;
     }
@@ -707,8 +742,9 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *v)
     if (c->temp_only || c->outside) {
         v->action = DDL_IGNORE;
     } else if (strcmp(c->tag, "CREATE TABLE AS") == 0 || strcmp(c->tag, "SELECT INTO") == 0) {
-        refuse(v, "%s cannot be replayed exactly: its rows are not in the stream%s", c->tag, "",
-               REPAIR_FRESH);
+        refuse_recopy(v, c, "%s cannot be replayed exactly: its rows are not in the stream%s", "",
+                      "Create the table empty, then fill it with INSERT ... SELECT (the rows "
+                      "follow through the stream).");
     } else if (c->nested) {
         refuse(v, "%s ran inside another command (a function, DO block or procedure)%s", c->tag, "",
                "Run schema changes as plain statements. " REPAIR_FRESH);

@@ -32,6 +32,7 @@ typedef struct DdlCommand {
     char *query;       /* current_query() of the session that ran it */
     char *search_path; /* its search_path */
     char *role;        /* current_user when it ran */
+    char *table;       /* the first table among its objects ("public.t"), or NULL */
     int rewrite;       /* DDL_REWRITE_* bits, 0 when the table was not rewritten */
     bool temp_only;    /* it touched only temporary objects */
     bool nested;       /* it ran inside another command (function, DO, CALL) */

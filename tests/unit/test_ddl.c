@@ -215,6 +215,21 @@ static void test_judge_multi_statement(void **state)
     assert_non_null(strstr(v.reason, "added a column whose default is computed"));
     ddl_verdict_free(&v);
 
+    /* a table to copy again is named in the repair */
+    c.query = (char *)"ALTER TABLE t ADD d timestamptz DEFAULT clock_timestamp()";
+    c.rewrite = DDL_REWRITE_DEFAULT;
+    c.table = (char *)"public.t";
+    ddl_judge(&c, &v);
+    assert_int_equal(v.action, DDL_REFUSE);
+    assert_string_equal(v.hint, "Add the column without a default, then set its values with "
+                                "UPDATE (the rows follow through the stream). Table public.t has "
+                                "to be copied again, with the change in it: run pgrelocate "
+                                "cleanup, then pgrelocate start again (the database is copied "
+                                "anew).");
+    ddl_verdict_free(&v);
+    c.rewrite = 0;
+    c.table = NULL;
+
     /* a ROLLBACK in the string takes a count back: refused */
     c.query = (char *)"ALTER TABLE t ADD a int; BEGIN; ALTER TABLE t ADD b int; ROLLBACK; "
                       "ALTER TABLE t ADD d int";
@@ -342,6 +357,7 @@ static void test_parse(void **state)
     assert_int_equal(c.rewrite, DDL_REWRITE_DEFAULT);
     assert_false(c.temp_only);
     assert_int_equal(c.stmt, 3);
+    assert_string_equal(c.table, "public.t");
     assert_true(c.nested);
     ddl_command_free(&c);
 
