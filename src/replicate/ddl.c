@@ -28,6 +28,8 @@
  * are sessions of pgrelocate itself.  The triggers fire in origin mode
  * only: a session in replica mode (pgrelocate's own apply, after a
  * cutover) replays, it does not originate.
+ * Commands of an extension's script are not recorded: replaying CREATE
+ * or ALTER EXTENSION runs them.
  * Two more facts go into the record, so that apply can replay one
  * statement of a query string that holds several: whether the command ran
  * nested in another (PG_CONTEXT has a line per caller), and which
@@ -67,6 +69,9 @@ static const char capture_fmt[] =
     "          object_type = 'publication relation' AND object_identity\n"
     "          LIKE '%% in publication ' || quote_ident(pub)), false))::text, true)\n"
     "      FROM pg_event_trigger_dropped_objects();\n"
+    "    EXIT body;\n"
+    "  END IF;\n"
+    "  IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() WHERE in_extension) THEN\n"
     "    EXIT body;\n"
     "  END IF;\n"
     "  nested := strpos(ctx, E'\\n') > 0;\n"
@@ -540,6 +545,22 @@ static bool starts_like_tag(const char *query, const char *tag)
     return t.kind == TOK_WORD && t.len == taglen && strncasecmp(query + t.start, tag, taglen) == 0;
 }
 
+/* Is c a command of an extension's script (query is CREATE or ALTER
+ * EXTENSION, the tag another)?  Replaying the extension's statement runs
+ * it; a capture that records them all (before in_extension was looked at)
+ * sends them. */
+static bool in_extension_script(const char *query, const char *tag)
+{
+    size_t pos = 0;
+    Stmt st;
+
+    if (!next_statement(query, &pos, &st) ||
+        !(word_at(query, &st, 0, "CREATE") || word_at(query, &st, 0, "ALTER")) ||
+        !word_at(query, &st, 1, "EXTENSION"))
+        return false;
+    return strcmp(tag, "CREATE EXTENSION") != 0 && strcmp(tag, "ALTER EXTENSION") != 0;
+}
+
 /* Does a USING clause call a function (which may be volatile)? */
 static bool using_calls(const char *query)
 {
@@ -753,7 +774,7 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *v)
 
         query = own ? own : c->query;
         one.query = (char *)query;
-        if (on_large_object(&one))
+        if (on_large_object(&one) || in_extension_script(query, c->tag))
             v->action = DDL_IGNORE;
         else
             judge_statement(c, query, v);

@@ -151,6 +151,8 @@ static void test_judge_replays(void **state)
          "GRANT SELECT ON public.large TO object", 0},
         {"REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW mv",
          "REFRESH MATERIALIZED VIEW mv", 0},
+        {"CREATE EXTENSION", "CREATE EXTENSION pg_trgm SCHEMA app",
+         "CREATE EXTENSION pg_trgm SCHEMA app", 0},
         /* constant defaults, and a default set for later rows only */
         {"ALTER TABLE", "ALTER TABLE t ADD COLUMN c jsonb DEFAULT '{}'::jsonb",
          "ALTER TABLE t ADD COLUMN c jsonb DEFAULT '{}'::jsonb", 0},
@@ -185,82 +187,80 @@ static void test_judge_multi_statement(void **state)
 {
     static const char q[] = "ALTER TABLE t ADD c text; INSERT INTO t (c) VALUES ('x');\n"
                             "  CREATE INDEX CONCURRENTLY i ON t (c); UPDATE t SET c = 'y'";
-    DdlCommand c = cmd("ALTER TABLE", q, 0, false);
-    DdlVerdict v;
+    static const char rollback[] = "ALTER TABLE t ADD a int; BEGIN; ALTER TABLE t ADD b int; "
+                                   "ROLLBACK; ALTER TABLE t ADD d int";
+    static const char lo[] = "ALTER TABLE t ADD f int; GRANT SELECT ON LARGE OBJECT 5 TO r";
+    /* expect: the sql replayed, or the reason refused, or NULL: ignored */
+    static const struct {
+        const char *tag, *query;
+        int stmt, rewrite;
+        bool nested;
+        const char *table;
+        DdlAction action;
+        const char *expect, *note_or_hint;
+    } cases[] = {
+        {"ALTER TABLE", q, 1, 0, false, NULL, DDL_REPLAY, "ALTER TABLE t ADD c text",
+         "(statement 1 of 4 in its query string)"},
+        {"CREATE INDEX", q, 2, 0, false, NULL, DDL_REPLAY, "CREATE INDEX i ON t (c)",
+         "(statement 3 of 4 in its query string) without CONCURRENTLY: it cannot run in the "
+         "apply transaction, and the target serves no queries yet"},
+        /* the statement's own checks apply to it, not to the string */
+        {"ALTER TABLE", "UPDATE t SET a = now(); ALTER TABLE t ADD d timestamptz DEFAULT now()", 1,
+         0, false, NULL, DDL_REFUSE,
+         "ALTER TABLE added a column whose default is computed (a function or "
+         "CURRENT_TIMESTAMP): the existing rows got its value at that moment, the target would "
+         "get another",
+         NULL},
+        /* a table to copy again is named in the repair */
+        {"ALTER TABLE", "ALTER TABLE t ADD d timestamptz DEFAULT clock_timestamp()", 1,
+         DDL_REWRITE_DEFAULT, false, "public.t", DDL_REFUSE,
+         "ALTER TABLE filled every row of the table with a volatile default or identity: the "
+         "target would get other values",
+         "Add the column without a default, then set its values with UPDATE (the rows follow "
+         "through the stream). Table public.t has to be copied again, with the change in it: run "
+         "pgrelocate cleanup, then pgrelocate start again (the database is copied anew)."},
+        /* a ROLLBACK in the string takes a count back */
+        {"ALTER TABLE", rollback, 1, 0, false, NULL, DDL_REFUSE,
+         "ALTER TABLE came in a query string of 5 statements with a ROLLBACK: which statement ran "
+         "it is not known",
+         NULL},
+        /* more schema changes counted than the string has */
+        {"ALTER TABLE", q, 3, 0, false, NULL, DDL_REFUSE,
+         "ALTER TABLE came in a query string of 4 statements, and which of them ran it cannot be "
+         "told exactly",
+         NULL},
+        /* nested in a function the string called */
+        {"ALTER TABLE", "SELECT add_columns(); ALTER TABLE t ADD e int", 0, 0, true, NULL,
+         DDL_REFUSE, "ALTER TABLE ran inside another command (a function, DO block or procedure)",
+         NULL},
+        /* a large object's GRANT beside another schema change */
+        {"GRANT", lo, 2, 0, false, NULL, DDL_IGNORE, NULL, NULL},
+        {"ALTER TABLE", lo, 1, 0, false, NULL, DDL_REPLAY, "ALTER TABLE t ADD f int",
+         "(statement 1 of 2 in its query string)"},
+    };
 
     (void)state;
-    c.stmt = 1;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REPLAY);
-    assert_string_equal(v.sql, "ALTER TABLE t ADD c text");
-    assert_string_equal(v.note, "(statement 1 of 4 in its query string)");
-    ddl_verdict_free(&v);
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        DdlCommand c = cmd(cases[i].tag, cases[i].query, cases[i].rewrite, false);
+        DdlVerdict v;
 
-    c.tag = (char *)"CREATE INDEX";
-    c.stmt = 2;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REPLAY);
-    assert_string_equal(v.sql, "CREATE INDEX i ON t (c)");
-    assert_string_equal(v.note, "(statement 3 of 4 in its query string) without CONCURRENTLY: it "
-                                "cannot run in the apply transaction, and the target serves no "
-                                "queries yet");
-    ddl_verdict_free(&v);
-
-    /* the statement's own checks apply to it, not to the string */
-    c.tag = (char *)"ALTER TABLE";
-    c.query = (char *)"UPDATE t SET a = now(); ALTER TABLE t ADD d timestamptz DEFAULT now()";
-    c.stmt = 1;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REFUSE);
-    assert_non_null(strstr(v.reason, "added a column whose default is computed"));
-    ddl_verdict_free(&v);
-
-    /* a table to copy again is named in the repair */
-    c.query = (char *)"ALTER TABLE t ADD d timestamptz DEFAULT clock_timestamp()";
-    c.rewrite = DDL_REWRITE_DEFAULT;
-    c.table = (char *)"public.t";
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REFUSE);
-    assert_string_equal(v.hint, "Add the column without a default, then set its values with "
-                                "UPDATE (the rows follow through the stream). Table public.t has "
-                                "to be copied again, with the change in it: run pgrelocate "
-                                "cleanup, then pgrelocate start again (the database is copied "
-                                "anew).");
-    ddl_verdict_free(&v);
-    c.rewrite = 0;
-    c.table = NULL;
-
-    /* a ROLLBACK in the string takes a count back: refused */
-    c.query = (char *)"ALTER TABLE t ADD a int; BEGIN; ALTER TABLE t ADD b int; ROLLBACK; "
-                      "ALTER TABLE t ADD d int";
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REFUSE);
-    assert_string_equal(v.reason, "ALTER TABLE came in a query string of 5 statements with a "
-                                  "ROLLBACK: which statement ran it is not known");
-    ddl_verdict_free(&v);
-
-    /* nested in a function called by the string: refused */
-    c.query = (char *)"SELECT add_columns(); ALTER TABLE t ADD e int";
-    c.nested = true;
-    c.stmt = 0;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REFUSE);
-    assert_string_equal(v.reason, "ALTER TABLE ran inside another command (a function, DO block or "
-                                  "procedure)");
-    ddl_verdict_free(&v);
-
-    /* a large object's GRANT in a string with other schema changes */
-    c = cmd("GRANT", "ALTER TABLE t ADD f int; GRANT SELECT ON LARGE OBJECT 5 TO r", 0, false);
-    c.stmt = 2;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_IGNORE);
-    ddl_verdict_free(&v);
-    c.tag = (char *)"ALTER TABLE";
-    c.stmt = 1;
-    ddl_judge(&c, &v);
-    assert_int_equal(v.action, DDL_REPLAY);
-    assert_string_equal(v.sql, "ALTER TABLE t ADD f int");
-    ddl_verdict_free(&v);
+        c.stmt = cases[i].stmt;
+        c.nested = cases[i].nested;
+        c.table = (char *)cases[i].table;
+        ddl_judge(&c, &v);
+        if (v.action != cases[i].action)
+            fail_msg("case %zu (%s #%d): action %d, expected %d", i, cases[i].tag, cases[i].stmt,
+                     (int)v.action, (int)cases[i].action);
+        if (v.action == DDL_REPLAY) {
+            assert_string_equal(v.sql, cases[i].expect);
+            assert_string_equal(v.note, cases[i].note_or_hint);
+        } else if (v.action == DDL_REFUSE) {
+            assert_string_equal(v.reason, cases[i].expect);
+            if (cases[i].note_or_hint)
+                assert_string_equal(v.hint, cases[i].note_or_hint);
+        }
+        ddl_verdict_free(&v);
+    }
 }
 
 static void test_judge_refuses(void **state)
@@ -324,6 +324,9 @@ static void test_judge_ignores(void **state)
         cmd("GRANT", "GRANT UPDATE ON LARGE OBJECT 1003 TO app_reader", 0, false),
         cmd("REVOKE", "revoke select on large object 1004 from app_reader", 0, false),
         cmd("COMMENT", "COMMENT ON LARGE OBJECT 7 IS 'x'", 0, false),
+        /* a command of an extension's script: the extension's statement runs it */
+        cmd("CREATE FUNCTION", "CREATE EXTENSION pg_trgm SCHEMA app", 0, false),
+        cmd("ALTER FUNCTION", "alter extension pg_trgm update", 0, false),
     };
 
     (void)state;
