@@ -74,7 +74,7 @@ $src->safe_psql($db, 'CREATE TABLE app3.snap AS SELECT * FROM app3.t2');
 my $r = FollowTest::finish($run);
 isnt($r->{exit}, 0, 'start stops at CREATE TABLE AS');
 like($r->{stderr},
-	qr/refused: CREATE TABLE AS cannot be replayed exactly: its rows are not in the stream\n.*HINT:  Create the table empty, then fill it with INSERT \.\.\. SELECT \(the rows follow through the stream\)\. Table app3\.copy has to be copied again, with the change in it: run pgrelocate cleanup, then pgrelocate start again/s,
+	qr/refused: CREATE TABLE AS cannot be replayed exactly: its rows are not in the stream\n.*HINT:  Create the table empty, then fill it with INSERT \.\.\. SELECT \(the rows follow through the stream\)\. Table app3\.snap has to be copied again, with the change in it: run pgrelocate cleanup, then pgrelocate start again/s,
 	'the error names the table to copy again and the repair');
 FollowTest::cleanup_ok('cleanup', $src, $tgt, $db);
 done_testing();
