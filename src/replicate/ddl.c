@@ -762,6 +762,8 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *v)
     memset(v, 0, sizeof(*v));
     if (c->temp_only || c->outside) {
         v->action = DDL_IGNORE;
+        if (c->outside)
+            v->note = xstrdup("it touches only tables outside the migration (--tables)");
     } else if (strcmp(c->tag, "CREATE TABLE AS") == 0 || strcmp(c->tag, "SELECT INTO") == 0) {
         refuse_recopy(v, c, "%s cannot be replayed exactly: its rows are not in the stream%s", "",
                       "Create the table empty, then fill it with INSERT ... SELECT (the rows "

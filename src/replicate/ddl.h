@@ -52,7 +52,8 @@ typedef enum DdlAction {
 typedef struct DdlVerdict {
     DdlAction action;
     char *sql;    /* DDL_REPLAY: the statement to run */
-    char *note;   /* DDL_REPLAY: how sql differs from the source's, or NULL */
+    char *note;   /* DDL_REPLAY: how sql differs from the source's; DDL_IGNORE: why,
+                   * when it is worth saying; or NULL */
     char *reason; /* DDL_REFUSE: primary message (lowercase, no period) */
     char *hint;   /* DDL_REFUSE: how to repair */
 } DdlVerdict;

@@ -327,18 +327,23 @@ static void test_judge_ignores(void **state)
         /* a command of an extension's script: the extension's statement runs it */
         cmd("CREATE FUNCTION", "CREATE EXTENSION pg_trgm SCHEMA app", 0, false),
         cmd("ALTER FUNCTION", "alter extension pg_trgm update", 0, false),
+        /* tables outside the migration (--tables): said so */
+        cmd("ALTER TABLE", "ALTER TABLE other ADD c int", 0, false),
     };
+    DdlVerdict v;
 
     (void)state;
+    cases[NELEMS(cases) - 1].outside = true;
     for (size_t i = 0; i < NELEMS(cases); i++) {
-        DdlVerdict v;
-
         ddl_judge(&cases[i], &v);
         if (v.action != DDL_IGNORE)
             fail_msg("%s: not ignored", cases[i].query);
         assert_null(v.sql);
-        ddl_verdict_free(&v);
+        if (i < NELEMS(cases) - 1)
+            ddl_verdict_free(&v);
     }
+    assert_string_equal(v.note, "it touches only tables outside the migration (--tables)");
+    ddl_verdict_free(&v);
 }
 
 static void test_parse(void **state)

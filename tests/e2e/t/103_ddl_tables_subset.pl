@@ -88,6 +88,9 @@ for my $t (qw(orders order_notes pgbench_accounts pgbench_history))
 }
 $r = FollowTest::stop_run($run, 'INT');
 is($r->{exit}, 0, 'start stops on SIGINT') or diag($r->{stderr});
+like($r->{stderr},
+	qr/\[apply\] schema change at \S+ left on the source: it touches only tables outside the migration \(--tables\): ALTER TABLE public\.other ADD COLUMN flag boolean\n/,
+	'apply says which commands it left on the source');
 FollowTest::cleanup_ok('cleanup', $src, $tgt, $db);
 is_deeply([ FollowTest::leftovers($src, $tgt, $db) ], [], 'cleanup left nothing behind');
 done_testing();
