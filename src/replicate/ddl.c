@@ -432,8 +432,9 @@ static const char *const no_event_words[] = {
 static const char *const shared_words[] = {"DATABASE", "ROLE", "GROUP", "TABLESPACE"};
 
 /* Does statement st fire ddl_command_end (a schema change the capture
- * records)?  When this guesses wrong, the tag check of the caller refuses:
- * never a wrong statement replayed. */
+ * records)?  A wrong guess shifts the count: the caller's tag check then
+ * refuses, unless the statement the count lands on has the same tag (two
+ * ALTER TABLEs around a statement guessed wrong). */
 static bool fires_ddl_event(const char *s, const Stmt *st)
 {
     bool create_alter_drop =
