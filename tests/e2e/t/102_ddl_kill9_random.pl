@@ -76,12 +76,13 @@ my $ddl = IPC::Run::start(
 	'<', \undef, '>', \$ddl_out, '2>&1');
 
 # kill -9 at random moments while the steps run
-my (@kills, @self_exits);
+my (@kills, @self_exits, @replaying);
 for my $k (1 .. 10)
 {
 	Time::HiRes::sleep(0.3 + rand(1.5));    # a random moment, not a wait for a condition
 	kill 'KILL', $run->{pid};
 	my $r = RelocateTest::finish_copy($run);
+	push @replaying, $k if $r->{stderr} =~ /\[apply\] replaying /;
 	if ($r->{signal} == 9) { push @kills, $k; }
 	else { push @self_exits, "run $k exited by itself (exit $r->{exit}):\n$r->{stderr}"; }
 	$run = FollowTest::start_bg($src, $tgt, $db, args => \@args);
@@ -92,6 +93,8 @@ unlike($ddl_out, qr/step failed/, 'every step succeeded on the source') or diag(
 is(scalar @self_exits, 0, 'every run went on until killed (none failed on its own)')
   or diag(join "\n---\n", @self_exits);
 cmp_ok(scalar @kills, '>=', 10, 'ten kill -9 of a running start');
+note('runs killed after replaying a schema change: ' . join(' ', @replaying));
+cmp_ok(scalar @replaying, '>=', 3, 'kills landed among schema-change replays (3 runs or more)');
 
 my $stats = FollowTest::load_stop($load);
 ok(defined FollowTest::wait_caught_up($src, $tgt, $db, run => $run, timeout => 180),
