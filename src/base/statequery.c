@@ -74,6 +74,14 @@ static const char skips_sql[] =
     "WHERE context = 'apply' AND message LIKE 'skipped source transaction %' "
     "ORDER BY id LIMIT $1";
 
+/* Schema changes (ddl.h): replayed ones each left an event in the target
+ * transaction that ran them (apply.c), so each is counted once; a refused
+ * one stopped apply, and the run recorded its error. */
+static const char schema_changes_sql[] =
+    "SELECT count(*) FILTER (WHERE context = 'apply' AND message LIKE 'replayed %'), "
+    "count(*) FILTER (WHERE level = 'error' AND message LIKE '%schema change at % refused: %') "
+    "FROM pgrelocate.events";
+
 /* State of version 1 has pgrelocate.cutovers once a cutover or rollback
  * has run.  The latest runs, newest first, with how many there are. */
 static const char cutovers_exist_sql[] =
@@ -224,6 +232,19 @@ bool statequery_load_events(PGconn *tgt, StateEvent *events, int max, int *n)
 bool statequery_load_skips(PGconn *tgt, StateEvent *events, int max, int *n)
 {
     return load_events(tgt, skips_sql, events, max, n);
+}
+
+bool statequery_load_schema_changes(PGconn *tgt, int64_t *replayed, int64_t *refused)
+{
+    PGresult *res = conn_query(tgt, "status", schema_changes_sql, 0, NULL, 2);
+
+    *replayed = *refused = 0;
+    if (!res)
+        return false;
+    *replayed = atoll(PQgetvalue(res, 0, 0));
+    *refused = atoll(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return true;
 }
 
 void statequery_free_event(StateEvent *e)

@@ -66,6 +66,9 @@ void statequery_free_event(StateEvent *e);
 /* The first max source transactions --skip-transaction left out, oldest
  * first (free each with statequery_free_event). */
 bool statequery_load_skips(PGconn *tgt, StateEvent *events, int max, int *n);
+/* Captured schema changes replayed on this side (one event each, committed
+ * with the change) and refused (a run stopped on each). */
+bool statequery_load_schema_changes(PGconn *tgt, int64_t *replayed, int64_t *refused);
 /* The latest max runs, oldest first, and how many there are in all
  * (none before the first cutover in state of version 1). */
 bool statequery_load_cutovers(PGconn *tgt, StateCutoverRecord *runs, int max, int *n, int *total);

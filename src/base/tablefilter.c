@@ -217,3 +217,45 @@ int tablefilter_count(const TableFilter *f)
 {
     return f->n;
 }
+
+/* Append part p as a regular expression (ARE): a star is any run of
+ * characters of one name, ? one character, everything else literal. */
+static void part_regex(StrBuf *sb, const Part *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        int c = p->tok[i];
+        char ch = (char)c;
+
+        if (c == TF_STAR)
+            strbuf_append(sb, "[^\\u0001]*");
+        else if (c == TF_ONE)
+            strbuf_append(sb, "[^\\u0001]");
+        else if (c < 0x80 &&
+                 !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            strbuf_appendf(sb, "\\u%04x", c); /* no character is special so */
+        else
+            strbuf_append_len(sb, &ch, 1);
+    }
+}
+
+char *tablefilter_regex(const TableFilter *f)
+{
+    StrBuf sb;
+
+    strbuf_init(&sb);
+    strbuf_append(&sb, "^(?:");
+    for (int i = 0; i < f->n; i++) {
+        const Pattern *p = &f->pats[i];
+
+        strbuf_append(&sb, i ? "|(?:" : "(?:");
+        if (p->has_schema)
+            part_regex(&sb, &p->schema);
+        else
+            strbuf_append(&sb, "[^\\u0001]*");
+        strbuf_append(&sb, "\\u0001");
+        part_regex(&sb, &p->table);
+        strbuf_append(&sb, ")");
+    }
+    strbuf_append(&sb, ")$");
+    return strbuf_detach(&sb);
+}

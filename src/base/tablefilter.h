@@ -36,6 +36,11 @@ bool tablefilter_match(TableFilter *f, const char *schema, const char *table);
  * Caller frees. */
 char *tablefilter_unmatched(const TableFilter *f);
 
+/* The patterns as one regular expression (PostgreSQL ARE) that matches
+ * schema || chr(1) || table exactly when tablefilter_match does: for SQL
+ * that runs on the server (the schema-change capture).  Caller frees. */
+char *tablefilter_regex(const TableFilter *f);
+
 /* Number of patterns. */
 int tablefilter_count(const TableFilter *f);
 

@@ -525,7 +525,7 @@ static bool take_slot_snapshot(CopyRun *r)
  * say why: apply stops at the first schema change. */
 static bool prepare_ddl_capture(CopyRun *r)
 {
-    const char *why = slot_ddl_capture_refusal(r->src, r->tables_spec != NULL);
+    const char *why = slot_ddl_capture_refusal(r->src);
 
     if (why) {
         log_notice("[ddl] schema changes on the source are not captured: %s; apply stops at the "
@@ -533,7 +533,7 @@ static bool prepare_ddl_capture(CopyRun *r)
                    why);
         return true;
     }
-    return slot_install_ddl_capture(r->src, r->st.replication_name);
+    return slot_install_ddl_capture(r->src, r->st.replication_name, r->tables_spec);
 }
 
 /* start: replica identity for key-less tables (recorded first, so cleanup

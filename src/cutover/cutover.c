@@ -823,7 +823,7 @@ static void print_report(const Cutover *c)
  * source as forward ones do (ddl.h), when the target allows capture. */
 static bool setup_reverse_capture(Cutover *c, const char *name)
 {
-    const char *why = slot_ddl_capture_refusal(c->tgt, c->st.tables_filter != NULL);
+    const char *why = slot_ddl_capture_refusal(c->tgt);
 
     if (why) {
         log_notice("%s schema changes on the target after the switch are not captured: %s; the "
@@ -831,7 +831,7 @@ static bool setup_reverse_capture(Cutover *c, const char *name)
                    c->ctx, why);
         return true;
     }
-    return slot_install_ddl_capture(c->tgt, name);
+    return slot_install_ddl_capture(c->tgt, name, c->st.tables_filter);
 }
 
 /* The reverse direction's publication and slot on the target, before the

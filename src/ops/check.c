@@ -229,7 +229,7 @@ static void check_replication_role(CheckRun *r)
  * before) apply stops at the first one.  Not a failure either way. */
 static void check_ddl_capture(CheckRun *r)
 {
-    const char *why = slot_ddl_capture_refusal(r->src, r->have_ts || r->ts_failed);
+    const char *why = slot_ddl_capture_refusal(r->src);
 
     if (!why)
         add_result(r, "source.ddl_capture", CHECK_PASS, NULL,

@@ -82,6 +82,7 @@ typedef struct Report {
     int nevents;
     StateEvent skips[STATUS_SKIPS]; /* transactions --skip-transaction left out */
     int nskips;
+    int64_t ddl_replayed, ddl_refused;            /* captured schema changes (ddl.h) */
     StateCutoverRecord cutovers[STATUS_CUTOVERS]; /* the latest, oldest first */
     int ncutovers, cutovers_total;
     char *warnings[STATUS_MAX_WARN];
@@ -286,7 +287,8 @@ static bool load_post_data_and_events(PGconn *tgt, Report *r)
 {
     return statequery_load_post_data(tgt, &r->post_data_done, &r->post_data_last_at) &&
            statequery_load_events(tgt, r->events, STATUS_EVENTS, &r->nevents) &&
-           statequery_load_skips(tgt, r->skips, STATUS_SKIPS, &r->nskips);
+           statequery_load_skips(tgt, r->skips, STATUS_SKIPS, &r->nskips) &&
+           statequery_load_schema_changes(tgt, &r->ddl_replayed, &r->ddl_refused);
 }
 
 /* The latest runs of pgrelocate.cutovers into r->cutovers, oldest first. */
@@ -580,7 +582,7 @@ static void print_json(const Report *r, bool compact)
     json_t *warnings, *events = json_events_and_warnings(r, &warnings);
     json_t *root = json_pack(
         "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:{s:I, s:o}, s:o, "
-        "s:o, s:o, s:o}",
+        "s:o, s:o, s:o, s:{s:I, s:I}}",
         "format_version", 1, "at", opt_str(r->now), "source", opt_str(r->source), "mode",
         r->replication_name ? "start" : "copy", "phase", opt_str(r->phase_name), "replication_name",
         opt_str(r->replication_name), "started_at", opt_str(r->started_at), "updated_at",
@@ -589,7 +591,8 @@ static void print_json(const Report *r, bool compact)
         "tables", json_tables(r), "replication", json_replication(r), "post_data", "entries_done",
         (json_int_t)r->post_data_done, "last_done_at", opt_str(r->post_data_last_at), "warnings",
         warnings, "events", events, "cutovers", json_cutovers(r), "skipped_transactions",
-        json_skips(r));
+        json_skips(r), "schema_changes", "replayed", (json_int_t)r->ddl_replayed, "refused",
+        (json_int_t)r->ddl_refused);
     char *text =
         root ? json_dumps(root, JSON_PRESERVE_ORDER | (compact ? JSON_COMPACT : JSON_INDENT(2)))
              : NULL;
@@ -757,6 +760,9 @@ static void print_text(const Report *r, FILE *out)
             r->post_data_last_at ? r->post_data_last_at : "");
     if (r->replication_name)
         print_replication_line(r, out);
+    if (r->ddl_replayed > 0 || r->ddl_refused > 0)
+        fprintf(out, "schema       %lld schema changes replayed, %lld refused\n",
+                (long long)r->ddl_replayed, (long long)r->ddl_refused);
     for (int i = 0; i < r->nwarnings; i++)
         fprintf(out, "WARNING: %s\n", r->warnings[i]);
     if (r->ntables > 0)

@@ -1344,6 +1344,9 @@ static bool on_message(Apply *a, const PgoLogicalMessage *m)
     ddl_judge(&cmd, &v);
     if (v.action == DDL_REPLAY) {
         ok = replay_ddl(a, &cmd, &v, m->lsn);
+    } else if (v.action == DDL_IGNORE && v.note) {
+        log_info("[apply] schema change at %s left on the source: %s: %.200s", at, v.note,
+                 cmd.query);
     } else if (v.action == DDL_REFUSE) {
         char *detail = xasprintf("The command was: %.500s", cmd.query);
 

@@ -32,13 +32,19 @@ typedef struct DdlCommand {
     char *query;       /* current_query() of the session that ran it */
     char *search_path; /* its search_path */
     char *role;        /* current_user when it ran */
+    char *table;       /* the first table among its objects ("public.t"), or NULL */
     int rewrite;       /* DDL_REWRITE_* bits, 0 when the table was not rewritten */
     bool temp_only;    /* it touched only temporary objects */
+    bool nested;       /* it ran inside another command (function, DO, CALL) */
+    bool outside;      /* it touched only tables outside the migration (--tables) */
+    int stmt;          /* which top-level schema change of query it is, from 1;
+                        * 0 from a capture that did not count */
 } DdlCommand;
 
 typedef enum DdlAction {
     DDL_REPLAY, /* run sql on the target, in the apply transaction */
-    DDL_IGNORE, /* nothing to do on the target (temporary objects) */
+    DDL_IGNORE, /* nothing to do on the target (temporary objects, large
+                 * objects, tables outside the migration) */
     DDL_REFUSE  /* cannot be replayed exactly: stop with reason and hint */
 } DdlAction;
 
@@ -46,7 +52,8 @@ typedef enum DdlAction {
 typedef struct DdlVerdict {
     DdlAction action;
     char *sql;    /* DDL_REPLAY: the statement to run */
-    char *note;   /* DDL_REPLAY: how sql differs from the source's, or NULL */
+    char *note;   /* DDL_REPLAY: how sql differs from the source's; DDL_IGNORE: why,
+                   * when it is worth saying; or NULL */
     char *reason; /* DDL_REFUSE: primary message (lowercase, no period) */
     char *hint;   /* DDL_REFUSE: how to repair */
 } DdlVerdict;
@@ -54,12 +61,15 @@ typedef struct DdlVerdict {
 /* The names capture uses on the source, each already quoted by the caller
  * (PQescapeIdentifier / PQescapeLiteral). */
 typedef struct DdlCaptureNames {
-    const char *fn;          /* the trigger function, schema-qualified */
-    const char *on_end;      /* event trigger on ddl_command_end */
-    const char *on_drop;     /* ... on sql_drop */
-    const char *on_rewrite;  /* ... on table_rewrite */
-    const char *pub_literal; /* the publication's name as a literal: new
-                              * tables join it in the same transaction */
+    const char *fn;                /* the trigger function, schema-qualified */
+    const char *on_end;            /* event trigger on ddl_command_end */
+    const char *on_drop;           /* ... on sql_drop */
+    const char *on_rewrite;        /* ... on table_rewrite */
+    const char *pub_literal;       /* the publication's name as a literal: new
+                                    * tables join it in the same transaction */
+    const char *tables_re_literal; /* --tables as a literal of its regular
+                                    * expression (tablefilter_regex); NULL:
+                                    * every table */
 } DdlCaptureNames;
 
 /* The SQL that installs capture on the source (the schema pgrelocate, the
@@ -80,8 +90,14 @@ void ddl_judge(const DdlCommand *c, DdlVerdict *out);
 void ddl_verdict_free(DdlVerdict *v);
 
 /* The number of statements in a query string (comments, quotes, dollar
- * quotes and empty statements taken into account). */
+ * quotes, BEGIN ATOMIC bodies and empty statements taken into account). */
 int ddl_count_statements(const char *query);
+
+/* The statement of query that the n-th (from 1) schema change of that
+ * query string ran, as written, or NULL when it cannot be told exactly
+ * (no such statement, or its words do not match tag).  *index gets its
+ * place among all the string's statements, from 1.  Newly allocated. */
+char *ddl_nth_schema_statement(const char *query, int n, const char *tag, int *index);
 
 /* query without its first unquoted CONCURRENTLY word, or NULL when it has
  * none.  Newly allocated. */

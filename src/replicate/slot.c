@@ -7,6 +7,7 @@
 #include "ddl.h"
 #include "log.h"
 #include "strbuf.h"
+#include "tablefilter.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,7 +316,7 @@ bool slot_drop_origin(PGconn *tgt, const char *name)
 
 /* ---- schema change capture (ddl.h) ---- */
 
-const char *slot_ddl_capture_refusal(PGconn *src, bool tables_filter)
+const char *slot_ddl_capture_refusal(PGconn *src)
 {
     PGresult *res;
     bool may;
@@ -323,9 +324,6 @@ const char *slot_ddl_capture_refusal(PGconn *src, bool tables_filter)
     if (PQserverVersion(src) < DDL_MIN_SOURCE_VERSION)
         return "the source runs PostgreSQL before 14, whose pgoutput carries no logical "
                "messages";
-    if (tables_filter)
-        return "the migration has --tables, and new tables would have to be matched against "
-               "its patterns (not built yet)";
     res = conn_query(src, "ddl",
                      "SELECT r.rolsuper OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles g"
                      "  WHERE g.rolname = 'rds_superuser'"
@@ -341,9 +339,11 @@ const char *slot_ddl_capture_refusal(PGconn *src, bool tables_filter)
                  "and Aurora rds_superuser)";
 }
 
-/* The quoted names of migration name's capture objects; free with
- * free_capture_names. */
-static void capture_names(PGconn *src, const char *name, DdlCaptureNames *n)
+/* The quoted names of migration name's capture objects, and its --tables
+ * (tables_spec, NULL for all) as the literal of a regular expression; free
+ * with free_capture_names. */
+static void capture_names(PGconn *src, const char *name, const char *tables_spec,
+                          DdlCaptureNames *n)
 {
     char *fn = xasprintf("%s_ddl", name), *end = xasprintf("%s_ddl_end", name);
     char *drop = xasprintf("%s_ddl_drop", name), *rewrite = xasprintf("%s_ddl_rewrite", name);
@@ -353,6 +353,17 @@ static void capture_names(PGconn *src, const char *name, DdlCaptureNames *n)
     n->on_drop = conn_quote_ident(src, drop);
     n->on_rewrite = conn_quote_ident(src, rewrite);
     n->pub_literal = conn_quote_literal(src, name);
+    n->tables_re_literal = NULL;
+    if (tables_spec) {
+        char err[256];
+        TableFilter *f = tablefilter_parse(tables_spec, err, sizeof(err));
+        char *re = f ? tablefilter_regex(f) : NULL;
+
+        /* (resolved before: it parses) */
+        n->tables_re_literal = re ? conn_quote_literal(src, re) : NULL;
+        free(re);
+        tablefilter_destroy(f);
+    }
     free(fn);
     free(end);
     free(drop);
@@ -366,16 +377,17 @@ static void free_capture_names(DdlCaptureNames *n)
     free((char *)n->on_drop);
     free((char *)n->on_rewrite);
     free((char *)n->pub_literal);
+    free((char *)n->tables_re_literal);
 }
 
 /* Install (or remove) migration name's capture on conn. */
-static bool run_capture_sql(PGconn *conn, const char *name, bool install)
+static bool run_capture_sql(PGconn *conn, const char *name, const char *tables_spec, bool install)
 {
     DdlCaptureNames n;
     char *sql;
     bool ok;
 
-    capture_names(conn, name, &n);
+    capture_names(conn, name, tables_spec, &n);
     sql = install ? ddl_capture_sql(&n) : ddl_uncapture_sql(&n);
     ok = source_ddl(conn, "ddl", sql);
     if (ok && install)
@@ -387,14 +399,14 @@ static bool run_capture_sql(PGconn *conn, const char *name, bool install)
     return ok;
 }
 
-bool slot_install_ddl_capture(PGconn *src, const char *name)
+bool slot_install_ddl_capture(PGconn *src, const char *name, const char *tables_spec)
 {
-    return run_capture_sql(src, name, true);
+    return run_capture_sql(src, name, tables_spec, true);
 }
 
 bool slot_drop_ddl_capture(PGconn *src, const char *name)
 {
-    bool ok = run_capture_sql(src, name, false);
+    bool ok = run_capture_sql(src, name, NULL, false);
 
     /* the schema goes when empty; it may hold another migration's capture */
     if (ok)

@@ -63,15 +63,17 @@ bool slot_info(PGconn *src, const char *name, SlotInfo *out);
 bool slot_drop_origin(PGconn *tgt, const char *name);
 
 /* Why start cannot capture schema changes on this source (a sentence
- * fragment for messages: the version, --tables, the role's rights), or
- * NULL when it can (slot_install_ddl_capture).  Without capture apply stops
- * at the first schema change, as it always did. */
-const char *slot_ddl_capture_refusal(PGconn *src, bool tables_filter);
+ * fragment for messages: the version, the role's rights), or NULL when it
+ * can (slot_install_ddl_capture).  Without capture apply stops at the
+ * first schema change, as it always did. */
+const char *slot_ddl_capture_refusal(PGconn *src);
 
 /* Install on the source the event triggers that write each schema change
  * into the stream (ddl.h), for migration name (also its publication's
- * name).  false after logging. */
-bool slot_install_ddl_capture(PGconn *src, const char *name);
+ * name); with tables_spec (--tables, NULL for all) a new table joins the
+ * publication only when it matches, and commands on tables outside it are
+ * left on the source.  false after logging. */
+bool slot_install_ddl_capture(PGconn *src, const char *name, const char *tables_spec);
 
 /* Remove them (nothing to remove is fine); the schema pgrelocate on the
  * source goes too when nothing else is in it. */

@@ -35,6 +35,11 @@ static void test_count_statements(void **state)
         {"ALTER TABLE t ADD c int -- ; not a statement\n", 1},
         {"ALTER TABLE t /* ; /* nested ; */ ; */ ADD c int", 1},
         {"PREPARE p AS SELECT $1; EXECUTE p(1)", 2},
+        /* a function body in SQL: its semicolons are inside the statement */
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN "
+         "true THEN 2 END; END; ALTER TABLE t ADD c int",
+         2},
+        {"BEGIN; CREATE TABLE a (id int); INSERT INTO a VALUES (1); COMMIT", 4},
         {"", 0},
         {"-- only a comment", 0},
     };
@@ -63,6 +68,46 @@ static void test_strip_concurrently(void **state)
     assert_null(s); /* a comment and a quoted name are not the word */
     s = ddl_strip_concurrently("CREATE INDEX i ON t (c) WHERE c <> 'CONCURRENTLY'");
     assert_null(s);
+}
+
+static void test_nth_schema_statement(void **state)
+{
+    static const char multi[] =
+        "ALTER TABLE t ADD c int; INSERT INTO t VALUES (1); UPDATE t SET c = 2;\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY i ON t (c); GRANT admins TO bob; "
+        "GRANT SELECT ON t TO bob; CREATE ROLE x; COMMENT ON DATABASE d IS 'x'; "
+        "BEGIN; CREATE TABLE a (id int); INSERT INTO a VALUES (1); COMMIT; "
+        "ALTER TABLE a ADD b int";
+    static const struct {
+        int n;
+        const char *tag, *stmt; /* NULL: cannot be told */
+        int index;
+    } cases[] = {
+        {1, "ALTER TABLE", "ALTER TABLE t ADD c int", 1},
+        {2, "CREATE INDEX", "CREATE UNIQUE INDEX CONCURRENTLY i ON t (c)", 4},
+        {3, "GRANT", "GRANT SELECT ON t TO bob", 6},
+        {4, "CREATE TABLE", "CREATE TABLE a (id int)", 10},
+        {5, "ALTER TABLE", "ALTER TABLE a ADD b int", 13},
+        {6, "ALTER TABLE", NULL, 13}, /* more schema changes than statements */
+        {2, "ALTER TABLE", NULL, 4},  /* the words do not match the tag */
+        {1, "CREATE TABLE", NULL, 1},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        int index;
+        char *stmt = ddl_nth_schema_statement(multi, cases[i].n, cases[i].tag, &index);
+
+        if (cases[i].stmt == NULL && stmt != NULL)
+            fail_msg("%d %s: %s, expected none", cases[i].n, cases[i].tag, stmt);
+        if (cases[i].stmt != NULL) {
+            if (stmt == NULL)
+                fail_msg("%d %s: none, expected %s", cases[i].n, cases[i].tag, cases[i].stmt);
+            assert_string_equal(stmt, cases[i].stmt);
+            assert_int_equal(index, cases[i].index);
+        }
+        free(stmt);
+    }
 }
 
 /* A command as the capture record would carry it. */
@@ -106,6 +151,8 @@ static void test_judge_replays(void **state)
          "GRANT SELECT ON public.large TO object", 0},
         {"REFRESH MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW mv",
          "REFRESH MATERIALIZED VIEW mv", 0},
+        {"CREATE EXTENSION", "CREATE EXTENSION pg_trgm SCHEMA app",
+         "CREATE EXTENSION pg_trgm SCHEMA app", 0},
         /* constant defaults, and a default set for later rows only */
         {"ALTER TABLE", "ALTER TABLE t ADD COLUMN c jsonb DEFAULT '{}'::jsonb",
          "ALTER TABLE t ADD COLUMN c jsonb DEFAULT '{}'::jsonb", 0},
@@ -132,6 +179,86 @@ static void test_judge_replays(void **state)
         if ((strstr(cases[i].query, "CONCURRENTLY") != NULL) != (v.note != NULL))
             fail_msg("%s: the note says CONCURRENTLY was dropped exactly when it was",
                      cases[i].query);
+        ddl_verdict_free(&v);
+    }
+}
+
+static void test_judge_multi_statement(void **state)
+{
+    static const char q[] = "ALTER TABLE t ADD c text; INSERT INTO t (c) VALUES ('x');\n"
+                            "  CREATE INDEX CONCURRENTLY i ON t (c); UPDATE t SET c = 'y'";
+    static const char rollback[] = "ALTER TABLE t ADD a int; BEGIN; ALTER TABLE t ADD b int; "
+                                   "ROLLBACK; ALTER TABLE t ADD d int";
+    static const char lo[] = "ALTER TABLE t ADD f int; GRANT SELECT ON LARGE OBJECT 5 TO r";
+    /* expect: the sql replayed, or the reason refused, or NULL: ignored */
+    static const struct {
+        const char *tag, *query;
+        int stmt, rewrite;
+        bool nested;
+        const char *table;
+        DdlAction action;
+        const char *expect, *note_or_hint;
+    } cases[] = {
+        {"ALTER TABLE", q, 1, 0, false, NULL, DDL_REPLAY, "ALTER TABLE t ADD c text",
+         "(statement 1 of 4 in its query string)"},
+        {"CREATE INDEX", q, 2, 0, false, NULL, DDL_REPLAY, "CREATE INDEX i ON t (c)",
+         "(statement 3 of 4 in its query string) without CONCURRENTLY: it cannot run in the "
+         "apply transaction, and the target serves no queries yet"},
+        /* the statement's own checks apply to it, not to the string */
+        {"ALTER TABLE", "UPDATE t SET a = now(); ALTER TABLE t ADD d timestamptz DEFAULT now()", 1,
+         0, false, NULL, DDL_REFUSE,
+         "ALTER TABLE added a column whose default is computed (a function or "
+         "CURRENT_TIMESTAMP): the existing rows got its value at that moment, the target would "
+         "get another",
+         NULL},
+        /* a table to copy again is named in the repair */
+        {"ALTER TABLE", "ALTER TABLE t ADD d timestamptz DEFAULT clock_timestamp()", 1,
+         DDL_REWRITE_DEFAULT, false, "public.t", DDL_REFUSE,
+         "ALTER TABLE filled every row of the table with a volatile default or identity: the "
+         "target would get other values",
+         "Add the column without a default, then set its values with UPDATE (the rows follow "
+         "through the stream). Table public.t has to be copied again, with the change in it: run "
+         "pgrelocate cleanup, then pgrelocate start again (the database is copied anew)."},
+        /* a ROLLBACK in the string takes a count back */
+        {"ALTER TABLE", rollback, 1, 0, false, NULL, DDL_REFUSE,
+         "ALTER TABLE came in a query string of 5 statements with a ROLLBACK: which statement ran "
+         "it is not known",
+         NULL},
+        /* more schema changes counted than the string has */
+        {"ALTER TABLE", q, 3, 0, false, NULL, DDL_REFUSE,
+         "ALTER TABLE came in a query string of 4 statements, and which of them ran it cannot be "
+         "told exactly",
+         NULL},
+        /* nested in a function the string called */
+        {"ALTER TABLE", "SELECT add_columns(); ALTER TABLE t ADD e int", 0, 0, true, NULL,
+         DDL_REFUSE, "ALTER TABLE ran inside another command (a function, DO block or procedure)",
+         NULL},
+        /* a large object's GRANT beside another schema change */
+        {"GRANT", lo, 2, 0, false, NULL, DDL_IGNORE, NULL, NULL},
+        {"ALTER TABLE", lo, 1, 0, false, NULL, DDL_REPLAY, "ALTER TABLE t ADD f int",
+         "(statement 1 of 2 in its query string)"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        DdlCommand c = cmd(cases[i].tag, cases[i].query, cases[i].rewrite, false);
+        DdlVerdict v;
+
+        c.stmt = cases[i].stmt;
+        c.nested = cases[i].nested;
+        c.table = (char *)cases[i].table;
+        ddl_judge(&c, &v);
+        if (v.action != cases[i].action)
+            fail_msg("case %zu (%s #%d): action %d, expected %d", i, cases[i].tag, cases[i].stmt,
+                     (int)v.action, (int)cases[i].action);
+        if (v.action == DDL_REPLAY) {
+            assert_string_equal(v.sql, cases[i].expect);
+            assert_string_equal(v.note, cases[i].note_or_hint);
+        } else if (v.action == DDL_REFUSE) {
+            assert_string_equal(v.reason, cases[i].expect);
+            if (cases[i].note_or_hint)
+                assert_string_equal(v.hint, cases[i].note_or_hint);
+        }
         ddl_verdict_free(&v);
     }
 }
@@ -197,18 +324,26 @@ static void test_judge_ignores(void **state)
         cmd("GRANT", "GRANT UPDATE ON LARGE OBJECT 1003 TO app_reader", 0, false),
         cmd("REVOKE", "revoke select on large object 1004 from app_reader", 0, false),
         cmd("COMMENT", "COMMENT ON LARGE OBJECT 7 IS 'x'", 0, false),
+        /* a command of an extension's script: the extension's statement runs it */
+        cmd("CREATE FUNCTION", "CREATE EXTENSION pg_trgm SCHEMA app", 0, false),
+        cmd("ALTER FUNCTION", "alter extension pg_trgm update", 0, false),
+        /* tables outside the migration (--tables): said so */
+        cmd("ALTER TABLE", "ALTER TABLE other ADD c int", 0, false),
     };
+    DdlVerdict v;
 
     (void)state;
+    cases[NELEMS(cases) - 1].outside = true;
     for (size_t i = 0; i < NELEMS(cases); i++) {
-        DdlVerdict v;
-
         ddl_judge(&cases[i], &v);
         if (v.action != DDL_IGNORE)
             fail_msg("%s: not ignored", cases[i].query);
         assert_null(v.sql);
-        ddl_verdict_free(&v);
+        if (i < NELEMS(cases) - 1)
+            ddl_verdict_free(&v);
     }
+    assert_string_equal(v.note, "it touches only tables outside the migration (--tables)");
+    ddl_verdict_free(&v);
 }
 
 static void test_parse(void **state)
@@ -216,7 +351,8 @@ static void test_parse(void **state)
     static const char body[] =
         "{\"tag\": \"ALTER TABLE\", \"role\": \"app\", \"query\": \"ALTER TABLE t ADD c int\", "
         "\"objects\": [{\"type\": \"table\", \"identity\": \"public.t\"}], \"rewrite\": 2, "
-        "\"temp_only\": false, \"search_path\": \"\\\"$user\\\", public\"}";
+        "\"temp_only\": false, \"stmt\": 3, \"nested\": true, "
+        "\"search_path\": \"\\\"$user\\\", public\"}";
     DdlCommand c;
     char *err = NULL;
 
@@ -228,6 +364,9 @@ static void test_parse(void **state)
     assert_string_equal(c.role, "app");
     assert_int_equal(c.rewrite, DDL_REWRITE_DEFAULT);
     assert_false(c.temp_only);
+    assert_int_equal(c.stmt, 3);
+    assert_string_equal(c.table, "public.t");
+    assert_true(c.nested);
     ddl_command_free(&c);
 
     /* cut short at every length: refused, never read past the end */
@@ -264,7 +403,8 @@ static void test_capture_sql_names(void **state)
                                 "FUNCTION pgrelocate.\"m_ddl\"()"));
     assert_non_null(strstr(sql, "CREATE EVENT TRIGGER \"m_ddl_drop\" ON sql_drop"));
     assert_non_null(strstr(sql, "CREATE EVENT TRIGGER \"m_ddl_rewrite\" ON table_rewrite"));
-    assert_non_null(strstr(sql, "ADD TABLE %s%s', 'm',"));
+    assert_non_null(strstr(sql, "pub pg_catalog.text := 'm'; tables_re pg_catalog.text := NULL;"));
+    assert_non_null(strstr(sql, "DO $pgr$ DECLARE r record; pub pg_catalog.text := 'm'; BEGIN"));
     assert_non_null(strstr(sql, "pg_logical_emit_message(true, 'pgrelocate.ddl'"));
     assert_string_equal(un, "DROP EVENT TRIGGER IF EXISTS \"m_ddl_end\"; DROP EVENT TRIGGER IF "
                             "EXISTS \"m_ddl_drop\"; DROP EVENT TRIGGER IF EXISTS "
@@ -276,10 +416,11 @@ static void test_capture_sql_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_count_statements),  cmocka_unit_test(test_strip_concurrently),
-        cmocka_unit_test(test_judge_replays),     cmocka_unit_test(test_judge_refuses),
-        cmocka_unit_test(test_judge_ignores),     cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_capture_sql_names),
+        cmocka_unit_test(test_count_statements),      cmocka_unit_test(test_strip_concurrently),
+        cmocka_unit_test(test_judge_replays),         cmocka_unit_test(test_judge_refuses),
+        cmocka_unit_test(test_judge_ignores),         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_capture_sql_names),     cmocka_unit_test(test_nth_schema_statement),
+        cmocka_unit_test(test_judge_multi_statement),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

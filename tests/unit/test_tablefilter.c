@@ -146,6 +146,21 @@ static void test_every_matching_pattern_counts(void **state)
     tablefilter_destroy(f);
 }
 
+static void test_regex_for_the_server(void **state)
+{
+    char err[256];
+    TableFilter *f = tablefilter_parse("public.order*, \"Big\".\"a.b\", t?", err, sizeof(err));
+    char *re;
+
+    (void)state;
+    assert_non_null(f);
+    re = tablefilter_regex(f);
+    assert_string_equal(re, "^(?:(?:public\\u0001order[^\\u0001]*)|(?:Big\\u0001a\\u002eb)|"
+                            "(?:[^\\u0001]*\\u0001t[^\\u0001]))$");
+    free(re);
+    tablefilter_destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_unmatched_names_patterns_as_written),
         cmocka_unit_test(test_every_matching_pattern_counts),
+        cmocka_unit_test(test_regex_for_the_server),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
