@@ -75,7 +75,8 @@ typedef struct Rel {
     char *held_bin;   /* per value: 1 when in binary ('b'), bound as such */
     int held_noffs;
     int held_cap;
-    bool dirty; /* in the apply's list of tables holding rows */
+    bool dirty;       /* in the apply's list of tables holding rows */
+    bool held_merged; /* a held update took a later one of its row (held_row_of) */
 
     /* per held row: its source transaction (named when a statement fails) */
     SourceTxn *held_txn;
@@ -960,6 +961,10 @@ static bool flush_rel(Apply *a, Rel *r)
         }
         a->held_from = r->held_txn[done];
         a->held_to = r->held_txn[done + k - 1];
+        if (r->held_merged) { /* a row may carry any of them: all, then */
+            a->held_from = r->held_txn[0];
+            a->held_to = a->txn;
+        }
         pend_push(a, upd ? k : 0, describe_held(r, done, k, per_row, nkey));
         a->held_from.commit_lsn = 0;
         done += k;
@@ -971,6 +976,7 @@ static bool flush_rel(Apply *a, Rel *r)
     free(r->held_where);
     r->held_mask = r->held_where = NULL;
     r->held_rows = r->held_noffs = 0;
+    r->held_merged = false;
     if (r->held_vals.data)
         strbuf_reset(&r->held_vals);
     return true;
@@ -988,31 +994,40 @@ static bool flush_all(Apply *a)
     return ok;
 }
 
-static void hold_value(Rel *r, const PgoValue *v)
+/* Hold v as value number at (r->held_noffs: a new one; below: in place of
+ * an earlier one, whose bytes stay unused in held_vals until the flush). */
+static void hold_value_at(Rel *r, int at, const PgoValue *v)
 {
     size_t before = r->held_vals.len;
 
-    if (r->held_noffs == r->held_cap) {
+    if (at == r->held_noffs && r->held_noffs == r->held_cap) {
         r->held_cap = r->held_cap ? r->held_cap * 2 : 256;
         r->held_offs = xrealloc(r->held_offs, (size_t)r->held_cap * sizeof(long));
         r->held_lens = xrealloc(r->held_lens, (size_t)r->held_cap * sizeof(int));
         r->held_bin = xrealloc(r->held_bin, (size_t)r->held_cap);
     }
-    r->held_lens[r->held_noffs] = (int)v->len;
-    r->held_bin[r->held_noffs] = v->kind == PGO_COL_BINARY;
+    if (at == r->held_noffs)
+        r->held_noffs++;
+    r->held_lens[at] = (int)v->len;
+    r->held_bin[at] = v->kind == PGO_COL_BINARY;
     if (v->kind == PGO_COL_NULL) {
-        r->held_offs[r->held_noffs++] = -1;
+        r->held_offs[at] = -1;
         return;
     }
     strbuf_append_len(&r->held_vals, (const char *)v->data, v->len);
     strbuf_append_len(&r->held_vals, "", 1);
-    r->held_offs[r->held_noffs++] = (long)before;
+    r->held_offs[at] = (long)before;
 }
 
-/* Does r already hold an update of the row whose key t carries?  (One
- * statement must not name a key twice: UPDATE ... FROM would apply only
- * one of them.) */
-static bool holds_key(const Rel *r, const PgoTuple *t)
+static void hold_value(Rel *r, const PgoValue *v)
+{
+    hold_value_at(r, r->held_noffs, v);
+}
+
+/* The held update of the row whose key t carries, or -1.  (One statement
+ * must not name a key twice: UPDATE ... FROM would apply only one of
+ * them; hold_row puts the later update in the earlier one's place.) */
+static int held_row_of(const Rel *r, const PgoTuple *t)
 {
     int per_row = r->held_rows ? r->held_noffs / r->held_rows : 0;
 
@@ -1031,9 +1046,20 @@ static bool holds_key(const Rel *r, const PgoTuple *t)
                    memcmp(r->held_vals.data + off, t->values[i].data, t->values[i].len) == 0;
         }
         if (same)
-            return true;
+            return row;
     }
-    return false;
+    return -1;
+}
+
+/* Send what r holds once it reaches HOLD_ROWS or HOLD_BYTES. */
+static bool held_within_limits(Apply *a, Rel *r)
+{
+    if (r->held_rows >= HOLD_ROWS || r->held_vals.len >= HOLD_BYTES) {
+        a->pend_bytes += (int64_t)r->held_vals.len;
+        a->batch_bytes += (int64_t)r->held_vals.len;
+        return flush_rel(a, r);
+    }
+    return true;
 }
 
 /* Hold one insert (op INSERT: mask = its columns) or one update found by an
@@ -1042,10 +1068,24 @@ static bool holds_key(const Rel *r, const PgoTuple *t)
 static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const char *mask,
                      const char *where)
 {
-    if (r->held_rows > 0 &&
-        (r->held_op != op || strcmp(r->held_mask, mask) != 0 ||
-         (op == APPLYSQL_UPDATE_BATCH && (strcmp(r->held_where, where) != 0 || holds_key(r, t)))) &&
-        !flush_rel(a, r))
+    bool same = r->held_rows > 0 && r->held_op == op && strcmp(r->held_mask, mask) == 0 &&
+                (op != APPLYSQL_UPDATE_BATCH || strcmp(r->held_where, where) == 0);
+    int row = same && op == APPLYSQL_UPDATE_BATCH ? held_row_of(r, t) : -1;
+
+    if (row >= 0) {
+        /* the row's held update, same key and same columns set: the later
+         * one's values replace it (TPC-B updates a few branches and
+         * tellers again and again; each repeat cost a statement) */
+        int per_row = r->held_noffs / r->held_rows, v = per_row;
+
+        for (int i = r->ncols - 1; i >= 0; i--)
+            if (mask[i] == '1')
+                hold_value_at(r, row * per_row + --v, &t->values[i]);
+        r->held_merged = true;
+        a->stats.changes++;
+        return held_within_limits(a, r);
+    }
+    if (r->held_rows > 0 && !same && !flush_rel(a, r))
         return false;
     if (!r->held_mask) {
         r->held_op = op;
@@ -1074,12 +1114,7 @@ static bool hold_row(Apply *a, Rel *r, ApplySqlOp op, const PgoTuple *t, const c
         a->dirty[a->ndirty++] = r;
         r->dirty = true;
     }
-    if (r->held_rows >= HOLD_ROWS || r->held_vals.len >= HOLD_BYTES) {
-        a->pend_bytes += (int64_t)r->held_vals.len;
-        a->batch_bytes += (int64_t)r->held_vals.len;
-        return flush_rel(a, r);
-    }
-    return true;
+    return held_within_limits(a, r);
 }
 
 /* Is column i of the new tuple known to equal its old value? */

@@ -1,6 +1,8 @@
 # Apply batches updates by key into one statement per table; this test
 # holds it to the source's results where batching could go wrong:
-#   - many rows updated in one transaction, the same row updated twice,
+#   - many rows updated in one transaction, the same row updated twice
+#     (in one transaction, and in 20 in a row: the later update takes the
+#     earlier one's place in the batch),
 #     a row inserted then updated, updates of rows whose unchanged TOAST
 #     column must stay, and columns under a non-deferrable unique index
 #     rotated in an order that only works one row at a time;
@@ -61,6 +63,7 @@ $src->safe_psql($db, $_) for (
 	"UPDATE public.padded SET c = 'z' || id, b = B'110', n = n + 1",
 	'UPDATE public.fixed_arrays SET id = id + 10',
 	"UPDATE public.fixed SET flags = B'101101', codes = ARRAY['abcde', 'xy'], masks = '{110,011}', n = 1",
+	(map { "UPDATE public.items SET v = v + $_ WHERE id BETWEEN 5 AND 7" } 1 .. 20),
 	'BEGIN; UPDATE public.items SET v = -5 WHERE id = 290; DELETE FROM public.items WHERE id = 290; '
 	  . "INSERT INTO public.items VALUES (290, 7, 'back'); UPDATE public.items SET v = 8 WHERE id = 290; COMMIT");
 FollowTest::marker($src, $db);
@@ -70,6 +73,8 @@ is(RelocateTest::query($tgt, $db, q{SELECT v || '|' || note FROM public.items WH
 	'the last of several updates of one row wins');
 is(RelocateTest::query($tgt, $db, q{SELECT string_agg(id || ':' || code, ',' ORDER BY id) FROM public.uniq}),
 	'1:3,2:1,3:2', 'a rotation under a non-deferrable unique index applied in order');
+is(RelocateTest::query($tgt, $db, q{SELECT string_agg(v::text, ',' ORDER BY id) FROM public.items WHERE id BETWEEN 5 AND 7}),
+	'260,270,280', 'rows updated by 20 transactions in a row hold the last values');
 is(RelocateTest::query($tgt, $db,
 		"SELECT count(*) FROM public.docs WHERE body = repeat(md5(id::text), 4000)"),
 	'20', 'unchanged TOAST values stayed through batched updates');
@@ -84,11 +89,16 @@ is(RelocateTest::query($tgt, $db, q{SELECT count(*) FROM public.fixed
 # a conflict inside a batch
 $tgt->safe_psql($db, 'DELETE FROM public.items WHERE id = 77');
 my $before = RelocateTest::query($tgt, $db, 'SELECT sum(v) FROM public.items WHERE id BETWEEN 60 AND 90');
-$src->safe_psql($db, 'UPDATE public.items SET v = -1 WHERE id BETWEEN 60 AND 90');
+my $xid = RelocateTest::query($src, $db,
+	'BEGIN; UPDATE public.items SET v = -1 WHERE id BETWEEN 60 AND 90; SELECT txid_current(); COMMIT');
+# the same rows again, right after: held in the same batch, in place of the first
+$src->safe_psql($db, 'UPDATE public.items SET v = -2 WHERE id BETWEEN 75 AND 80');
 my $r = FollowTest::finish($run);
 isnt($r->{exit}, 0, 'start stops on a row missing on the target');
 like($r->{stderr}, qr/update of \d+ rows in public\.items, keys \("id"\)=\(\d+\)/,
 	'it names the table and the keys of the batch');
+like($r->{stderr}, qr/The change comes from source transaction $xid,/,
+	'it names the first transaction that changed the missing row');
 like($r->{stderr}, qr/no such row on the target \(conflict\)/, 'and says it is a conflict');
 is(RelocateTest::query($tgt, $db, 'SELECT sum(v) FROM public.items WHERE id BETWEEN 60 AND 90'),
 	$before, 'the batch with the conflict was rolled back on the target');
