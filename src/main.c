@@ -26,6 +26,8 @@ static const char *const start_options[] = {"source",
                                             "progress",
                                             "replica-identity-full",
                                             "slot-wait",
+                                            "one-snapshot",
+                                            "sync-group-size",
                                             "max-retained-wal",
                                             "protocol", /* values in binary or text */
                                             "metrics-listen",
@@ -84,12 +86,19 @@ static const CommandSpec commands[] = {
      check_options, copy_required},
     {"start", cmd_start, "copy the database, then follow its changes until the cutover",
      "pgrelocate start --source URI --target URI [options]",
-     "Creates a publication and a logical replication slot (pgoutput) on the source, copies\n"
-     "the database from the snapshot the slot exports (as `copy` does), then streams every\n"
-     "change committed on the source since that snapshot and applies it to the target, in\n"
-     "commit order, exactly once, until you stop it (Ctrl-C or SIGTERM: it finishes the\n"
+     "Creates a publication and a logical replication slot (pgoutput) on the source, takes\n"
+     "the schema at the slot's snapshot, and streams every change committed on the source\n"
+     "since then, applying it to the target in commit order, exactly once, while the tables\n"
+     "are copied and after, until you stop it (Ctrl-C or SIGTERM: it finishes the\n"
      "transaction at hand and saves its position). Run the same command again to go on from\n"
      "where it stopped, whatever the phase.\n"
+     "\n"
+     "Tables are copied in groups (one big table, or small ones up to --sync-group-size),\n"
+     "each under the short snapshot of a temporary slot of its own: no snapshot holds back\n"
+     "VACUUM on the source longer than one group's copy. A table's changes before its\n"
+     "group's point are in its copy and skipped; later ones apply as soon as its rows are\n"
+     "in. --one-snapshot copies everything under the slot's one snapshot instead, and\n"
+     "follows only after the copy.\n"
      "\n"
      "The source needs wal_level = logical and a role with REPLICATION (RDS/Aurora:\n"
      "rds.logical_replication = 1 and rds_replication) that owns the tables (to publish\n"

@@ -59,6 +59,7 @@ typedef struct Rel {
     bool *in_unique;    /* in a unique or exclusion index (or one with expressions or a
                          * predicate) on the target: updates to it keep their order */
     bool has_always;
+    int sync_entry; /* tablesync entry (tablesync_find), -1: not tracked */
     Stmt *stmts;
     /* Inserts held back to go out as multi-row INSERTs.  In replica mode
      * (no triggers, no foreign key checks) inserts into one table commute
@@ -95,6 +96,8 @@ struct Apply {
     PGconn *tgt;
     char *origin;
     char *skip_origin; /* transactions from this origin are not applied */
+    TableSync *sync;   /* per-table sync filter, or NULL: every change applies */
+    volatile sig_atomic_t *sync_stop; /* ends its waits */
     bool skipping;     /* the current source transaction came from skip_origin */
     bool ddl_in_txn;   /* the current source transaction changed the schema: commit
                         * the batch at its end (ALTER TYPE ... ADD VALUE's value is
@@ -596,6 +599,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->relid = m->relid;
     r->nspname = xstrdup(m->nspname[0] ? m->nspname : "pg_catalog");
     r->relname = xstrdup(m->relname);
+    r->sync_entry = a->sync ? tablesync_find(a->sync, r->nspname, r->relname) : -1;
     r->qualified = conn_qualify(a->tgt, r->nspname, r->relname);
     r->replident = m->replident;
     r->ncols = m->ncols;
@@ -1237,21 +1241,40 @@ static bool on_change(Apply *a, const PgoMessage *m)
     return ok;
 }
 
+/* Per-table sync (tablesync.h): whether this transaction's change of relid
+ * applies.  A wait that ended because the follower stops counts as a lost
+ * connection: the batch rolls back and streaming restarts from the origin. */
+static TableSyncVerdict sync_verdict(Apply *a, uint32_t relid)
+{
+    Rel *r = a->sync ? find_rel(a, relid) : NULL;
+    TableSyncVerdict v;
+
+    if (!r || r->sync_entry < 0)
+        return TABLESYNC_APPLY;
+    v = tablesync_decide(a->sync, r->sync_entry, a->txn_final_lsn, a->sync_stop);
+    if (v == TABLESYNC_STOPPED)
+        a->conn_lost = true;
+    return v;
+}
+
 static bool on_truncate(Apply *a, const PgoTruncate *t)
 {
     const char **names = xcalloc((size_t)t->nrelids + 1, sizeof(char *));
     char *sql = NULL;
     bool ok = flush_all(a);
 
+    int n = 0;
+
     for (uint32_t i = 0; i < t->nrelids && ok; i++) {
         Rel *r = rel_for(a, t->relids[i], "truncate");
+        TableSyncVerdict v = r ? sync_verdict(a, t->relids[i]) : TABLESYNC_APPLY;
 
-        if (r)
-            names[i] = r->qualified;
-        ok = r != NULL;
+        if (r && v == TABLESYNC_APPLY)
+            names[n++] = r->qualified;
+        ok = r != NULL && v != TABLESYNC_STOPPED;
     }
-    if (ok) {
-        sql = applysql_build_truncate(names, (int)t->nrelids, t->restart_identity, t->cascade);
+    if (ok && n > 0) {
+        sql = applysql_build_truncate(names, n, t->restart_identity, t->cascade);
         ok = send_query(a, sql, 0, NULL, xstrdup(sql));
     }
     free(sql);
@@ -1471,6 +1494,14 @@ bool apply_message(Apply *a, const PgoMessage *m)
             log_error("[apply] change outside a transaction (protocol error)");
             return false;
         }
+        if (a->sync) {
+            TableSyncVerdict v = sync_verdict(a, m->type == PGO_MSG_INSERT   ? m->u.insert.relid
+                                                 : m->type == PGO_MSG_UPDATE ? m->u.update.relid
+                                                                             : m->u.del.relid);
+
+            if (v != TABLESYNC_APPLY)
+                return v == TABLESYNC_SKIP;
+        }
         return on_change(a, m);
     case PGO_MSG_TRUNCATE:
         return a->skipping || on_truncate(a, &m->u.truncate);
@@ -1493,6 +1524,12 @@ bool apply_message(Apply *a, const PgoMessage *m)
 void apply_set_skip_lsn(Apply *a, Lsn commit_lsn)
 {
     a->skip_lsn = commit_lsn;
+}
+
+void apply_set_sync(Apply *a, TableSync *sync, volatile sig_atomic_t *stop)
+{
+    a->sync = sync;
+    a->sync_stop = stop;
 }
 
 void apply_set_exact(Apply *a, bool exact)

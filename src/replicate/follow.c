@@ -652,6 +652,7 @@ typedef struct Control {
     int64_t retry_ms; /* when to reopen a lost control session */
     bool exact;       /* apply one source transaction per statement (apply_set_exact) */
     bool told_format; /* the value format's choice was logged at info */
+    TableSync *filter; /* per-table sync: o->sync, or read from the state */
 } Control;
 
 static void control_poll(Control *c)
@@ -721,6 +722,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     apply_set_skip_origin(s.apply, o->skip_origin);
     apply_set_skip_lsn(s.apply, o->skip_lsn);
     apply_set_exact(s.apply, c->exact);
+    apply_set_sync(s.apply, c->filter, o->stop);
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
@@ -807,17 +809,39 @@ ValueProtocol follow_recorded_protocol(PGconn *tgt)
     return p;
 }
 
+/* The per-table sync filter as the state on the target holds it (tables
+ * copied at their own points skip their changes before them). */
+static bool load_filter(const FollowOpts *o, TableSync **ts)
+{
+    ConnOpts co = {.side = CONN_TARGET,
+                   .app_name = "pgrelocate apply",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+    PGconn *conn = conn_open(o->target, &co);
+    bool ok = conn && tablesync_load(conn, ts);
+
+    conn_close(conn);
+    return ok;
+}
+
 FollowResult follow_run(const FollowOpts *o)
 {
     int backoff = 1;
     Control c = {.ci = o->control ? o->control : o->target};
     FollowResult r;
 
+    TableSync *loaded = NULL;
+
     syncpoint_hold_init(&c.hold);
+    if (!o->sync && (!o->control || o->control == o->target) && !load_filter(o, &loaded))
+        return FOLLOW_FAILED;
+    c.filter = o->sync ? o->sync : loaded;
     /* The control session's advisory lock says "a follower runs"; a second
      * follower on the same target is refused here. */
-    if (!(c.sync = syncpoint_follower_open(c.ci)))
+    if (!(c.sync = syncpoint_follower_open(c.ci))) {
+        tablesync_destroy(loaded);
         return FOLLOW_FAILED;
+    }
     for (;;) {
         bool lost, progressed;
 
@@ -848,6 +872,7 @@ FollowResult follow_run(const FollowOpts *o)
     }
     syncpoint_follower_close(c.sync);
     pthread_mutex_destroy(&c.hold.lock);
+    tablesync_destroy(loaded);
     return r;
 }
 
