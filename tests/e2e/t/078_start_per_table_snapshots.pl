@@ -52,10 +52,11 @@ sub sampler_start
 {
 	my $dir = File::Temp->newdir();
 	my ($stop, $file) = ("$dir/stop", "$dir/samples");
-	# one session, \watch every 200 ms
-	my $h = IPC::Run::start(
-		[ 'psql', '-XAtq', '-h', $src->host, '-p', $src->port, '-d', $db ],
-		'<', \"$sample_sql\n\\watch 0.2\n", '>', $file, '2>', '/dev/null');
+	# a sample every 200 ms, each on its own psql in the background (a slow
+	# answer under load does not delay the next); lines sorted by time later
+	my $cmd = "while [ ! -e '$stop' ]; do psql -XAtq -h '" . $src->host . "' -p " . $src->port
+	  . " -d $db -c \"$sample_sql\" >> '$file' 2>/dev/null & sleep 0.2; done; wait";
+	my $h = IPC::Run::start([ 'bash', '-c', $cmd ], '<', \undef, '>', \my $out, '2>&1');
 	return { h => $h, stop => $stop, file => $file, dir => $dir };
 }
 
@@ -64,11 +65,15 @@ sub sampler_start
 sub sampler_stop
 {
 	my ($s) = @_;
-	$s->{h}->kill_kill;
+	open my $fh, '>', $s->{stop} or die;
+	close $fh;
+	$s->{h}->finish;
 	my (%first, %slots, $max, $n);
 	$max = 0;
-	open my $fh, '<', $s->{file} or die "no samples: $!";
-	while (my $l = <$fh>)
+	open $fh, '<', $s->{file} or die "no samples: $!";
+	my @lines = sort { (split /\|/, $a)[0] <=> (split /\|/, $b)[0] } <$fh>;
+	close $fh;
+	for my $l (@lines)
 	{
 		chomp $l;
 		my ($t, $xmin, $slots) = split /\|/, $l, -1;
@@ -79,7 +84,6 @@ sub sampler_stop
 		$first{$xmin} //= $t;
 		$max = $t - $first{$xmin} if $t - $first{$xmin} > $max;
 	}
-	close $fh;
 	return { max_age => $max, xmins => scalar(keys %first), slots => scalar(keys %slots),
 		samples => $n };
 }
