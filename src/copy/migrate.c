@@ -954,10 +954,9 @@ static bool stop_follower(CopyRun *r)
 
 static bool run_data_per_table(CopyRun *r)
 {
-    CopyJob job = {r->src_ci,    r->tgt_ci,     NULL,                 r->tgt_info.encoding,
-                   r->st.tables, r->st.ntables, NULL,                 r->st.nchunks,
-                   r->o->jobs,   r->progress,   &interrupt_requested, &r->metrics,
-                   sync_table_ready, NULL, NULL};
+    CopyJob job = {r->src_ci,         r->tgt_ci, NULL, r->tgt_info.encoding, NULL, 0, NULL, 0,
+                   r->o->jobs,        r->progress, &interrupt_requested, &r->metrics,
+                   sync_table_ready, NULL,        NULL};
     EarlyIndexes ei;
     SyncReady sr = {NULL, NULL};
     StateChunk *ordered = NULL;
@@ -965,8 +964,11 @@ static bool run_data_per_table(CopyRun *r)
     int pending = 0;
     bool ok;
 
-    if (!reset_unready_tables(r))
+    if (!reset_unready_tables(r)) /* reloads the state: job's views are taken after */
         return false;
+    job.tables = r->st.tables;
+    job.ntables = r->st.ntables;
+    job.nchunks = r->st.nchunks;
     r->sync = sr.sync = job.sync = plan_groups(r, &ordered);
     job.chunks = ordered;
     job.table_ready_arg = &sr;
