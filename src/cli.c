@@ -63,7 +63,7 @@ static const OptionSpec option_table[] = {
      "them)"},
     {"tables", 0, OPT_LIST, OPT(tables), NULL, "PATTERN",
      "only the tables matching PATTERN (copy, start: moved; verify: compared; check: judged; "
-     "status: shown): comma-separated, "
+     "status: shown; resync: copied again): comma-separated, "
      "repeatable, psql-style "
      "(schema.table, * and ?, \"Quoted\" names literal; no schema: any schema)"},
     {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},

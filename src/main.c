@@ -35,6 +35,9 @@ static const char *const start_options[] = {"source",
                                             "skip-transaction",
                                             NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
+static const char *const resync_options[] = {"source", "target",    "tables",
+                                             "jobs",   "slot-wait", NULL};
+static const char *const resync_required[] = {"source", "target", "tables", NULL};
 static const char *const check_options[] = {"source", "target", "pg-bin", "json", "tables", NULL};
 static const char *const status_options[] = {"target",   "source", "json", "watch",
                                              "interval", "tables", NULL};
@@ -121,6 +124,25 @@ static const CommandSpec commands[] = {
      "  pgrelocate start --source postgresql://app@old-db/shop \\\n"
      "                   --target postgresql://postgres@new-db/shop",
      start_options, copy_required},
+    {"resync", cmd_resync, "copy chosen tables again while the others keep following",
+     "pgrelocate resync --source URI --target URI --tables PATTERN [--jobs N]",
+     "Empties the chosen tables on the target and copies them again from a new point of the\n"
+     "source, while every other table keeps following; then their changes after that point\n"
+     "apply again. Whatever the target held (rows changed, missing or extra there), the\n"
+     "tables end equal to the source. The way out of an apply error on a table (fix its\n"
+     "cause, then resync it), of a schema change that could not be replayed, and of a\n"
+     "difference pgrelocate verify found.\n"
+     "\n"
+     "It asks the running pgrelocate start to hold the tables' changes; when none runs, it\n"
+     "follows in this process until the tables are copied and following again. A partition\n"
+     "goes with every partition of its partitioned table. Returns when done: 0; 1 on\n"
+     "failure (run it again: the tables' changes wait until a resync completes); 2 when\n"
+     "--tables names no table of the migration; 130 when interrupted.\n"
+     "\n"
+     "Example:\n"
+     "  pgrelocate resync --source postgresql://app@old-db/shop \\\n"
+     "                    --target postgresql://postgres@new-db/shop --tables public.orders",
+     resync_options, resync_required},
     {"status", cmd_status, "where a migration stands: phase, tables, lag, retained WAL",
      "pgrelocate status --target URI [--source URI] [--tables PATTERN] [--json] [--watch]",
      "Reads the migration's state from the target (and the slot from the source when given):\n"

@@ -98,9 +98,12 @@ static const SchemaStep schema_steps[] = {
         "  updated_at timestamptz NOT NULL DEFAULT now())"},
     /* per-table sync (tablesync.h): NULL sync_state for a table copied
      * under the one snapshot of the slot; 'ready' commits with its last
-     * chunk, at sync_lsn; a partition's root names the group it syncs in */
+     * chunk, at sync_lsn; resync asks ('resync'), the follower answers
+     * ('resync_ack'), resync copies ('syncing' at sync_lsn); a partition's
+     * root names the group it syncs in */
     {3, "ALTER TABLE pgrelocate.tables"
-        "  ADD COLUMN IF NOT EXISTS sync_state text CHECK (sync_state IN ('pending', 'ready')),"
+        "  ADD COLUMN IF NOT EXISTS sync_state text CHECK (sync_state IN ('pending', 'ready',"
+        "    'resync', 'resync_ack', 'syncing')),"
         "  ADD COLUMN IF NOT EXISTS sync_lsn pg_lsn,"
         "  ADD COLUMN IF NOT EXISTS root_schema text,"
         "  ADD COLUMN IF NOT EXISTS root_name text"},

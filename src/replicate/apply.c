@@ -1469,7 +1469,8 @@ static bool on_commit(Apply *a, const PgoCommit *c)
     a->last_commit_time_us = c->commit_time_us;
     a->batch_txns++;
     if (ddl || a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
-        clock_now_s() - a->batch_start >= BATCH_SECONDS)
+        clock_now_s() - a->batch_start >= BATCH_SECONDS ||
+        (a->sync && tablesync_resyncing(a->sync)))
         return apply_commit(a);
     return true;
 }

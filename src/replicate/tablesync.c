@@ -53,6 +53,7 @@ struct TableSync {
     int64_t slot_wait_ms;
     int slot_seq;
     bool aborted;
+    int resyncing; /* groups a resync holds out of READY (tablesync_refresh) */
     TsGroup *groups;
     int ngroups, groups_cap;
     TsEntry *entries;
@@ -145,6 +146,8 @@ int tablesync_find(TableSync *ts, const char *schema, const char *name)
             return i;
     return -1;
 }
+
+static void refresh_one(TableSync *ts, TsEntry *e, const char *state, Lsn lsn, bool *ack);
 
 /* An entry's state and L (caller holds the lock). */
 static TsState entry_state(const TableSync *ts, const TsEntry *e, Lsn *lsn)
@@ -432,20 +435,18 @@ bool tablesync_load(PGconn *tgt, TableSync **out)
                                "'sync_state'",
                                0, NULL, 1);
     bool tracked = res && atoi(PQgetvalue(res, 0, 0)) > 0;
+    TableSync *ts;
+    int n, maxno = 0;
 
     *out = NULL;
     PQclear(res);
     if (!res || !tracked)
         return res != NULL; /* state older than per-table sync: nothing to filter */
     res = conn_query(tgt, "state",
-                               "SELECT table_no, schema_name, table_name, sync_state = 'ready', "
-                               "sync_lsn, root_schema, root_name FROM pgrelocate.tables "
-                               "WHERE sync_state IS NOT NULL ORDER BY root_schema, root_name, "
-                               "table_no",
-                               0, NULL, 7);
-    TableSync *ts;
-    int n, maxno = 0;
-
+                     "SELECT table_no, schema_name, table_name, sync_state, "
+                     "coalesce(sync_lsn, '0/0'), root_schema, root_name FROM pgrelocate.tables "
+                     "WHERE sync_state IS NOT NULL ORDER BY root_schema, root_name, table_no",
+                     0, NULL, 7);
     if (!res)
         return false;
     n = PQntuples(res);
@@ -454,29 +455,107 @@ bool tablesync_load(PGconn *tgt, TableSync **out)
             maxno = atoi(PQgetvalue(res, i, 0));
     ts = n > 0 ? tablesync_create(NULL, NULL, maxno, 0) : NULL;
     for (int i = 0; i < n; i++) {
-        bool ready = PQgetvalue(res, i, 3)[0] == 't', root = !PQgetisnull(res, i, 5);
-        Lsn lsn = 0;
+        int no = atoi(PQgetvalue(res, i, 0));
+        bool root = !PQgetisnull(res, i, 5), ack;
         int g = root ? tablesync_find(ts, PQgetvalue(res, i, 5), PQgetvalue(res, i, 6)) : -1;
+        Lsn lsn = 0;
 
         lsn_parse(PQgetvalue(res, i, 4), &lsn);
-        if (g >= 0) {
-            g = ts->entries[g].group;
-            /* a root is ready only when all its partitions are, at one L */
-            if (!ready || ts->groups[g].lsn != lsn)
-                ts->groups[g].state = TS_PENDING;
-        } else {
-            g = tablesync_add_group(ts, ready, lsn);
+        if (g >= 0)
+            g = ts->entries[g].group; /* a partition: its root's group */
+        else {
+            g = tablesync_add_group(ts, false, 0);
             if (root)
                 tablesync_add_root(ts, g, PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
         }
-        tablesync_add_table(ts, g, atoi(PQgetvalue(res, i, 0)), PQgetvalue(res, i, 1),
-                            PQgetvalue(res, i, 2), 0);
-        if (ready)
-            ts->entries[ts->entry_of_table[atoi(PQgetvalue(res, i, 0)) - 1]].ready = true;
-        else
-            ts->entries[ts->entry_of_table[atoi(PQgetvalue(res, i, 0)) - 1]].ready = false;
+        tablesync_add_table(ts, g, no, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), 0);
+        /* pending stays PENDING; a root is ready when its partitions are
+         * (resync and the copy move a whole root's partitions together) */
+        refresh_one(ts, &ts->entries[ts->entry_of_table[no - 1]], PQgetvalue(res, i, 3), lsn,
+                    &ack);
     }
     PQclear(res);
     *out = ts;
     return true;
+}
+
+/* One table's state as the target holds it (caller holds the lock);
+ * *ack: a resync request, now waited on, to answer. */
+static void refresh_one(TableSync *ts, TsEntry *e, const char *state, Lsn lsn, bool *ack)
+{
+    TsGroup *g = &ts->groups[e->group];
+
+    *ack = strcmp(state, "resync") == 0;
+    if (*ack || strcmp(state, "resync_ack") == 0) {
+        e->ready = false;
+        g->state = TS_SNAPSHOTTING;
+    } else if (strcmp(state, "syncing") == 0) {
+        e->ready = false;
+        g->state = TS_SYNCING;
+        g->lsn = lsn;
+    } else if (strcmp(state, "ready") == 0 && (!e->ready || g->lsn != lsn)) {
+        e->ready = true;
+        g->state = TS_READY;
+        g->lsn = lsn;
+    }
+}
+
+bool tablesync_refresh(TableSync *ts, PGconn *tgt)
+{
+    PGresult *res = conn_query(tgt, "state",
+                               "SELECT table_no, sync_state, coalesce(sync_lsn, '0/0') FROM "
+                               "pgrelocate.tables WHERE sync_state IS NOT NULL",
+                               0, NULL, 3);
+    StrBuf acks;
+    bool ok = true;
+
+    if (!res)
+        return false;
+    strbuf_init(&acks);
+    pthread_mutex_lock(&ts->lock);
+    ts->resyncing = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        int no = atoi(PQgetvalue(res, i, 0)), e = no >= 1 && no <= ts->ntables
+                                                       ? ts->entry_of_table[no - 1]
+                                                       : -1;
+        Lsn lsn = 0;
+        bool ack;
+
+        if (e < 0)
+            continue;
+        lsn_parse(PQgetvalue(res, i, 2), &lsn);
+        refresh_one(ts, &ts->entries[e], PQgetvalue(res, i, 1), lsn, &ack);
+        if (ack)
+            strbuf_appendf(&acks, "%s%d", acks.len ? "," : "", no);
+    }
+    for (int g = 0; g < ts->ngroups; g++)
+        ts->resyncing += ts->groups[g].state == TS_SNAPSHOTTING ||
+                         ts->groups[g].state == TS_SYNCING;
+    pthread_cond_broadcast(&ts->changed);
+    pthread_mutex_unlock(&ts->lock);
+    PQclear(res);
+    if (acks.len) {
+        char *arr = xasprintf("{%s}", acks.data);
+        const char *p[1] = {arr};
+
+        ok = conn_command(tgt, "state",
+                          "UPDATE pgrelocate.tables SET sync_state = 'resync_ack' "
+                          "WHERE table_no = ANY ($1::int[]) AND sync_state = 'resync'",
+                          1, p);
+        if (ok)
+            log_info("[sync] resync of %s asked: their changes wait for the new copy", arr);
+        free(arr);
+    }
+    strbuf_free(&acks);
+    return ok;
+}
+
+bool tablesync_resyncing(TableSync *ts)
+{
+    bool r;
+
+    pthread_mutex_lock(&ts->lock);
+    r = ts->resyncing > 0;
+    pthread_mutex_unlock(&ts->lock);
+    return r;
 }

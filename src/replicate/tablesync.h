@@ -63,6 +63,19 @@ void tablesync_add_root(TableSync *ts, int group, const char *schema, const char
  * after logging. */
 bool tablesync_load(PGconn *tgt, TableSync **ts);
 
+/* A follower's filter read by tablesync_load: take the states resync
+ * writes on the target (resync.c).  A table asked for ('resync') waits
+ * (SNAPSHOTTING) from now on, and the answer 'resync_ack' is written only
+ * after that, so resync takes its snapshot once no change after it can be
+ * applied to the table any more; 'syncing' at L and 'ready' at L as in the
+ * copy.  false after logging. */
+bool tablesync_refresh(TableSync *ts, PGconn *tgt);
+/* Whether a resync is under way: apply then commits each source
+ * transaction on its own (no lock of a table being resynced outlives the
+ * transaction that took it, so resync's TRUNCATE never waits on a batch
+ * that waits on resync). */
+bool tablesync_resyncing(TableSync *ts);
+
 /* ---- apply side ---- */
 
 /* The entry for a relation as pgoutput names it, or -1 (not tracked:
