@@ -206,10 +206,21 @@ static bool connection_error(const PGconn *conn, const PGresult *res)
  * transaction and the ways on.  A statement that carried rows of several
  * source transactions cannot name one: *ambiguous, and the follower
  * applies them again one transaction at a time (apply_set_exact). */
+/* The table a statement's description names ("update public.t (id)=(5)":
+ * its second word), or "TABLE". */
+static const char *what_table(const char *what, char *buf, size_t len)
+{
+    const char *s = what ? strchr(what, ' ') : NULL;
+    size_t n = s ? strcspn(s + 1, " ") : 0;
+
+    snprintf(buf, len, "%.*s", n > 0 ? (int)n : 5, n > 0 ? s + 1 : "TABLE");
+    return buf;
+}
+
 static void report_data_error(Apply *a, const Pending *p, const char *detail, const char *hint,
                               const char *primary)
 {
-    char from[LSN_TEXT_SIZE], to[LSN_TEXT_SIZE];
+    char from[LSN_TEXT_SIZE], to[LSN_TEXT_SIZE], table[256];
     char *d, *h = NULL;
 
     lsn_format(p->from.commit_lsn, from);
@@ -228,10 +239,12 @@ static void report_data_error(Apply *a, const Pending *p, const char *detail, co
                   detail ? detail : "", detail ? " " : "", p->to.xid, from);
     if (!hint)
         hint = h = xasprintf(
-            "Make the target accept the change and run pgrelocate start again, or skip that "
-            "source transaction with pgrelocate start --skip-transaction %s and repair its "
-            "rows on the target by hand (pgrelocate verify names them).",
-            from);
+            "Make the target accept the change and run pgrelocate start again; or copy the "
+            "table again with pgrelocate resync --tables %s (its rows on the target are "
+            "replaced by the source's); or skip that source transaction with pgrelocate start "
+            "--skip-transaction %s and repair its rows on the target by hand (pgrelocate "
+            "verify names them).",
+            what_table(p->what, table, sizeof(table)), from);
     log_msg(LOG_ERROR, d, hint, "[apply] %s: %s", p->what, primary);
     free(d);
     free(h);
