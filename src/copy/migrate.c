@@ -68,10 +68,13 @@ typedef struct CopyRun {
     bool resuming;
     bool state_created; /* this run created the state (undo it on early failure) */
     bool follow;        /* start: slot snapshot, then follow changes */
-    bool per_table;     /* start: tables synced at their own points (tablesync.h) */
-    TableSync *sync;    /* ... their states while the data phase runs */
-    FollowThread *follower; /* ... the follower running meanwhile */
-    FollowOpts fo;          /* its options (outlive it) */
+    /* start: tables synced at their own points (tablesync.h), their states
+     * while the data phase runs, and the follower running meanwhile (its
+     * options outlive it) */
+    bool per_table;
+    TableSync *sync;
+    FollowThread *follower;
+    FollowOpts fo;
     char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
     int n_no_identity;
     bool created_publication;
@@ -753,9 +756,9 @@ static bool start_resume(CopyRun *r)
     char *example = NULL;
 
     log_info("resuming at phase %s", state_phase_name(r->st.phase));
-    r->per_table = r->follow && (r->st.phase == PHASE_SCHEMA ? !r->o->one_snapshot
-                                                              : r->st.ntables > 0 &&
-                                                                    r->st.tables[0].sync_state);
+    r->per_table = r->follow &&
+                   (r->st.phase == PHASE_SCHEMA ? !r->o->one_snapshot
+                                                : r->st.ntables > 0 && r->st.tables[0].sync_state);
     if (r->st.phase >= PHASE_FOLLOW)
         return true;
     /* per table, the data phase reads under snapshots of its own */
@@ -816,7 +819,8 @@ static bool reset_unready_tables(CopyRun *r)
         for (int u = 0; !reset && tb->root_name && u < r->st.ntables; u++) {
             const StateTable *o = &r->st.tables[u];
 
-            reset = o->sync_state != 'r' && o->root_name && strcmp(o->root_name, tb->root_name) == 0 &&
+            reset = o->sync_state != 'r' && o->root_name &&
+                    strcmp(o->root_name, tb->root_name) == 0 &&
                     strcmp(o->root_schema, tb->root_schema) == 0;
         }
         for (int c = 0; reset && c < r->st.nchunks; c++)
@@ -849,8 +853,8 @@ static bool reset_unready_tables(CopyRun *r)
  * only while its own chunks are copied.  Caller frees *ordered. */
 static TableSync *plan_groups(CopyRun *r, StateChunk **ordered)
 {
-    TableSync *ts = tablesync_create(r->src_ci, r->st.replication_name, r->st.ntables,
-                                     r->o->slot_wait_ms);
+    TableSync *ts =
+        tablesync_create(r->src_ci, r->st.replication_name, r->st.ntables, r->o->slot_wait_ms);
     int *group = xcalloc((size_t)r->st.ntables + 1, sizeof(int)), *chunks, open = -1, n = 0;
     int64_t open_bytes = 0;
 
@@ -954,9 +958,14 @@ static bool stop_follower(CopyRun *r)
 
 static bool run_data_per_table(CopyRun *r)
 {
-    CopyJob job = {r->src_ci,         r->tgt_ci, NULL, r->tgt_info.encoding, NULL, 0, NULL, 0,
-                   r->o->jobs,        r->progress, &interrupt_requested, &r->metrics,
-                   sync_table_ready, NULL,        NULL};
+    CopyJob job = {.source = r->src_ci,
+                   .target = r->tgt_ci,
+                   .client_encoding = r->tgt_info.encoding,
+                   .jobs = r->o->jobs,
+                   .progress = r->progress,
+                   .interrupted = &interrupt_requested,
+                   .metrics = &r->metrics,
+                   .table_ready = sync_table_ready};
     EarlyIndexes ei;
     SyncReady sr = {NULL, NULL};
     StateChunk *ordered = NULL;
@@ -1006,10 +1015,21 @@ static bool run_data(CopyRun *r)
 {
     if (r->per_table)
         return run_data_per_table(r);
-    CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name,       r->tgt_info.encoding,
-                   r->st.tables, r->st.ntables, r->st.chunks,         r->st.nchunks,
-                   r->o->jobs,   r->progress,   &interrupt_requested, &r->metrics,
-                   NULL,         NULL,          NULL};
+    CopyJob job = {r->src_ci,
+                   r->tgt_ci,
+                   r->keeper.name,
+                   r->tgt_info.encoding,
+                   r->st.tables,
+                   r->st.ntables,
+                   r->st.chunks,
+                   r->st.nchunks,
+                   r->o->jobs,
+                   r->progress,
+                   &interrupt_requested,
+                   &r->metrics,
+                   NULL,
+                   NULL,
+                   NULL};
     EarlyIndexes ei;
     int64_t total = 0;
     int pending = 0;

@@ -36,9 +36,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ACK_WAIT_MS   60000 /* for the follower to answer a request */
-#define CAUGHT_UP_MS  30000 /* an own follower: for it to apply past the copy */
-#define POLL_MS       200
+#define ACK_WAIT_MS  60000 /* for the follower to answer a request */
+#define CAUGHT_UP_MS 30000 /* an own follower: for it to apply past the copy */
+#define POLL_MS      200
 
 typedef struct Resync {
     const Options *o;
@@ -75,8 +75,7 @@ static bool open_conns(Resync *rs)
     }
     if (!(rs->src = conn_open(rs->src_ci, &so)) || !(rs->tgt = conn_open(rs->tgt_ci, &to)) ||
         !catalog_server_info(rs->src, &rs->src_info) ||
-        !catalog_server_info(rs->tgt, &rs->tgt_info) ||
-        !state_open(rs->tgt, STATE_WRITE, &exists))
+        !catalog_server_info(rs->tgt, &rs->tgt_info) || !state_open(rs->tgt, STATE_WRITE, &exists))
         return false;
     if (!exists) {
         log_msg(LOG_ERROR, NULL, "Begin the migration with pgrelocate start.",
@@ -191,8 +190,9 @@ static bool wait_state(Resync *rs, const char *state, int64_t wait_ms, const cha
             return false;
         }
         if (clock_now_ms() >= deadline) {
-            log_msg(LOG_ERROR, "The tables' changes are applied by the follower (pgrelocate "
-                               "start, or this process's own); it did not answer.",
+            log_msg(LOG_ERROR,
+                    "The tables' changes are applied by the follower (pgrelocate "
+                    "start, or this process's own); it did not answer.",
                     "Check that pgrelocate start runs and follows (pgrelocate status), then run "
                     "resync again.",
                     "timed out after %lld s waiting for %s", (long long)(wait_ms / 1000), what);
@@ -237,8 +237,8 @@ static bool mark_ready(void *arg, int table_no, int worker, PGconn *tgt)
 /* Steps 3 and 4: the snapshot, then the tables emptied and copied. */
 static bool copy_again(Resync *rs)
 {
-    TableSync *ts = tablesync_create(rs->src_ci, rs->st.replication_name, rs->st.ntables,
-                                     rs->o->slot_wait_ms);
+    TableSync *ts =
+        tablesync_create(rs->src_ci, rs->st.replication_name, rs->st.ntables, rs->o->slot_wait_ms);
     int g = tablesync_add_group(ts, false, 0), nchunks = 0;
     StateChunk *chunks = xcalloc((size_t)rs->st.nchunks + 1, sizeof(StateChunk));
     Progress *pr = progress_create(PROGRESS_QUIET, rs->o->jobs);
@@ -272,10 +272,19 @@ static bool copy_again(Resync *rs)
     }
     ok = ok && set_state(rs, "syncing", lsn_text) && conn_script(rs->tgt, "resync", "COMMIT");
     if (ok) {
-        CopyJob job = {rs->src_ci, rs->tgt_ci, NULL,          rs->tgt_info.encoding,
-                       rs->st.tables, rs->st.ntables, chunks,  nchunks,
-                       rs->o->jobs,   pr,             &interrupt_requested, NULL,
-                       mark_ready,    ts,             ts};
+        CopyJob job = {.source = rs->src_ci,
+                       .target = rs->tgt_ci,
+                       .client_encoding = rs->tgt_info.encoding,
+                       .tables = rs->st.tables,
+                       .ntables = rs->st.ntables,
+                       .chunks = chunks,
+                       .nchunks = nchunks,
+                       .jobs = rs->o->jobs,
+                       .progress = pr,
+                       .interrupted = &interrupt_requested,
+                       .table_ready = mark_ready,
+                       .table_ready_arg = ts,
+                       .sync = ts};
 
         log_info("[resync] copying %d table%s as of %s", rs->n, rs->n == 1 ? "" : "s", lsn_text);
         ok = copy_run(&job);
@@ -296,8 +305,8 @@ static void own_follower_catch_up(Resync *rs)
 
     if (!rs->follower)
         return;
-    res = conn_query(rs->src, "source", "SELECT pg_catalog.pg_current_wal_insert_lsn()", 0, NULL,
-                     1);
+    res =
+        conn_query(rs->src, "source", "SELECT pg_catalog.pg_current_wal_insert_lsn()", 0, NULL, 1);
     if (!res)
         return;
     at = xstrdup(PQgetvalue(res, 0, 0));

@@ -95,13 +95,13 @@ typedef struct Pending {
 struct Apply {
     PGconn *tgt;
     char *origin;
-    char *skip_origin; /* transactions from this origin are not applied */
-    TableSync *sync;   /* per-table sync filter, or NULL: every change applies */
+    char *skip_origin;                /* transactions from this origin are not applied */
+    TableSync *sync;                  /* per-table sync filter, or NULL: every change applies */
     volatile sig_atomic_t *sync_stop; /* ends its waits */
-    bool skipping;     /* the current source transaction came from skip_origin */
-    bool ddl_in_txn;   /* the current source transaction changed the schema: commit
-                        * the batch at its end (ALTER TYPE ... ADD VALUE's value is
-                        * usable only after that; locks are held no longer) */
+    bool skipping;                    /* the current source transaction came from skip_origin */
+    bool ddl_in_txn;                  /* the current source transaction changed the schema: commit
+                                       * the batch at its end (ALTER TYPE ... ADD VALUE's value is
+                                       * usable only after that; locks are held no longer) */
     Rel *rels[REL_BUCKETS];
     int stmt_seq;
     bool in_txn;

@@ -649,9 +649,9 @@ typedef struct Control {
     const ConnInfo *ci;
     SyncFollower *sync;
     SyncHold hold;
-    int64_t retry_ms; /* when to reopen a lost control session */
-    bool exact;       /* apply one source transaction per statement (apply_set_exact) */
-    bool told_format; /* the value format's choice was logged at info */
+    int64_t retry_ms;  /* when to reopen a lost control session */
+    bool exact;        /* apply one source transaction per statement (apply_set_exact) */
+    bool told_format;  /* the value format's choice was logged at info */
     TableSync *filter; /* per-table sync: o->sync, or read from the state */
     bool refresh;      /* the filter came from the state: follow resync's changes to it */
     PGconn *state;     /* ... read on this session */

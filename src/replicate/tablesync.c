@@ -114,8 +114,8 @@ static int add_entry(TableSync *ts, int group, int table_no, const char *schema,
         ts->entries_cap = ts->entries_cap ? ts->entries_cap * 2 : 16;
         ts->entries = xrealloc(ts->entries, (size_t)ts->entries_cap * sizeof(TsEntry));
     }
-    ts->entries[ts->nentries] =
-        (TsEntry){xstrdup(schema), xstrdup(name), group, table_no, ts->groups[group].state == TS_READY};
+    ts->entries[ts->nentries] = (TsEntry){xstrdup(schema), xstrdup(name), group, table_no,
+                                          ts->groups[group].state == TS_READY};
     return ts->nentries++;
 }
 
@@ -272,12 +272,12 @@ static bool open_group(TableSync *ts, int g, PGconn **repl_out, Lsn *lsn, char *
     if (!(repl = conn_open(ts->source, &co)))
         return false;
     q = conn_quote_ident(repl, name);
-    sql = PQserverVersion(repl) >= 150000
-              ? xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT "
-                          "'export')",
-                          q)
-              : xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT",
-                          q);
+    sql =
+        PQserverVersion(repl) >= 150000
+            ? xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT "
+                        "'export')",
+                        q)
+            : xasprintf("CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT", q);
     res = create_slot(ts, repl, sql, ctx);
     free(q);
     free(sql);
@@ -471,8 +471,7 @@ bool tablesync_load(PGconn *tgt, TableSync **out)
         tablesync_add_table(ts, g, no, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), 0);
         /* pending stays PENDING; a root is ready when its partitions are
          * (resync and the copy move a whole root's partitions together) */
-        refresh_one(ts, &ts->entries[ts->entry_of_table[no - 1]], PQgetvalue(res, i, 3), lsn,
-                    &ack);
+        refresh_one(ts, &ts->entries[ts->entry_of_table[no - 1]], PQgetvalue(res, i, 3), lsn, &ack);
     }
     PQclear(res);
     *out = ts;
@@ -515,9 +514,8 @@ bool tablesync_refresh(TableSync *ts, PGconn *tgt)
     pthread_mutex_lock(&ts->lock);
     ts->resyncing = 0;
     for (int i = 0; i < PQntuples(res); i++) {
-        int no = atoi(PQgetvalue(res, i, 0)), e = no >= 1 && no <= ts->ntables
-                                                       ? ts->entry_of_table[no - 1]
-                                                       : -1;
+        int no = atoi(PQgetvalue(res, i, 0)),
+            e = no >= 1 && no <= ts->ntables ? ts->entry_of_table[no - 1] : -1;
         Lsn lsn = 0;
         bool ack;
 
@@ -529,8 +527,8 @@ bool tablesync_refresh(TableSync *ts, PGconn *tgt)
             strbuf_appendf(&acks, "%s%d", acks.len ? "," : "", no);
     }
     for (int g = 0; g < ts->ngroups; g++)
-        ts->resyncing += ts->groups[g].state == TS_SNAPSHOTTING ||
-                         ts->groups[g].state == TS_SYNCING;
+        ts->resyncing +=
+            ts->groups[g].state == TS_SNAPSHOTTING || ts->groups[g].state == TS_SYNCING;
     pthread_cond_broadcast(&ts->changed);
     pthread_mutex_unlock(&ts->lock);
     PQclear(res);

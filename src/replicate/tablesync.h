@@ -36,8 +36,8 @@ typedef struct TableSync TableSync;
 typedef enum { TABLESYNC_APPLY, TABLESYNC_SKIP, TABLESYNC_STOPPED } TableSyncVerdict;
 
 typedef struct TableSyncHold {
-    int groups_open;      /* groups whose snapshot is held now */
-    double oldest_age_s;  /* age of the oldest of them (0: none) */
+    int groups_open;             /* groups whose snapshot is held now */
+    double oldest_age_s;         /* age of the oldest of them (0: none) */
     int pending, syncing, ready; /* tables in each state */
 } TableSyncHold;
 
