@@ -206,14 +206,24 @@ static bool connection_error(const PGconn *conn, const PGresult *res)
  * transaction and the ways on.  A statement that carried rows of several
  * source transactions cannot name one: *ambiguous, and the follower
  * applies them again one transaction at a time (apply_set_exact). */
-/* The table a statement's description names ("update public.t (id)=(5)":
- * its second word), or "TABLE". */
+/* The table a statement's description names ("update public.t (id)=(5)",
+ * "update of 3 rows in public.t, keys ..."): its first word holding a dot,
+ * or "TABLE". */
 static const char *what_table(const char *what, char *buf, size_t len)
 {
-    const char *s = what ? strchr(what, ' ') : NULL;
-    size_t n = s ? strcspn(s + 1, " ") : 0;
+    const char *w = what;
 
-    snprintf(buf, len, "%.*s", n > 0 ? (int)n : 5, n > 0 ? s + 1 : "TABLE");
+    snprintf(buf, len, "TABLE");
+    while (w && *w) {
+        size_t n = strcspn(w, " ,");
+
+        if (memchr(w, '.', n) && w[0] != '(') {
+            snprintf(buf, len, "%.*s", (int)n, w);
+            break;
+        }
+        w += n;
+        w += strspn(w, " ,");
+    }
     return buf;
 }
 
