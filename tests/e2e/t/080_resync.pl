@@ -3,7 +3,8 @@
 # A. start follows under a pgbench load; on the target, public.docs loses,
 #    gains and changes rows, and pgbench_accounts gains rows and has rows
 #    changed (columns the load never writes).  verify names resync as the
-#    fix; resync --tables of both returns 0 while the load goes on; after
+#    fix; a resync killed -9 inside a chunk's transaction leaves them
+#    waiting; resync --tables of both returns 0 while the load goes on; after
 #    the load: every table equal row by row, the counter exactly once,
 #    verify MATCH.
 # B. start stopped by an apply conflict (a pgbench_tellers row deleted on
@@ -61,6 +62,20 @@ my $v = verify();
 is($v->{exit}, 3, 'A: verify finds the damage (exit 3)');
 like($v->{stdout}, qr/to fix public\.docs: pgrelocate resync --tables public\.docs/,
 	'A: verify names resync as the fix');
+# a resync killed -9 between a chunk's ready mark and its commit: its
+# tables' changes wait; the next resync completes it
+my $killed = RelocateTest::start_copy(%conn, command => 'resync',
+	args => [ '--jobs', 2, '--tables', 'public.docs,public.pgbench_accounts' ],
+	env => { PGRELOCATE_TEST_PAUSE_AT => 'chunk-marked:3000' });
+ok(FollowTest::poll($tgt, $db,
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgrelocate copy' "
+		  . "AND state = 'idle in transaction'", 60),
+	'A: a resync chunk waits between its ready mark and its commit');
+kill 'KILL', $killed->{pid};
+is(RelocateTest::finish_copy($killed)->{signal}, 9, 'A: that resync killed -9');
+is(RelocateTest::query($tgt, $db,
+		"SELECT count(*) FROM pgrelocate.tables WHERE sync_state = 'syncing'"),
+	'2', 'A: its tables stay syncing (their changes wait)');
 my $r = resync('--tables', 'public.docs,public.pgbench_accounts');
 is($r->{exit}, 0, 'A: resync under load returns 0') or diag("$r->{stdout}\n$r->{stderr}");
 like($r->{stderr}, qr/\[resync\] copying 2 tables as of/, 'A: resync copied the two tables');
