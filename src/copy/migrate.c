@@ -920,25 +920,34 @@ static bool sync_table_ready(void *arg, int table_no, int worker, PGconn *tgt)
     return true;
 }
 
+/* The forward follower's options (--skip-transaction included; checked in
+ * migrate_main); the caller sets stop, or follow_spawn does. */
+static FollowOpts forward_follow_opts(CopyRun *r)
+{
+    FollowOpts fo = {.source = r->src_ci,
+                     .target = r->tgt_ci,
+                     .slot = r->st.replication_name,
+                     .publication = r->st.replication_name,
+                     .origin = r->st.replication_name,
+                     .proto_version = stream_proto_for_server(r->src_info.version_num),
+                     .client_encoding = r->tgt_info.encoding,
+                     .status_interval_ms = 10000,
+                     .max_retained_wal = r->o->max_retained_wal,
+                     .metrics = &r->metrics,
+                     .protocol = r->protocol};
+
+    if (r->o->skip_transaction)
+        lsn_parse(r->o->skip_transaction, &fo.skip_lsn);
+    return fo;
+}
+
 /* The follower of this process while the tables copy (stopped by
  * stop_follower, at the follow phase or at the end). */
 static bool start_follower(CopyRun *r)
 {
     resolve_protocol(r);
-    r->fo = (FollowOpts){.source = r->src_ci,
-                         .target = r->tgt_ci,
-                         .slot = r->st.replication_name,
-                         .publication = r->st.replication_name,
-                         .origin = r->st.replication_name,
-                         .proto_version = stream_proto_for_server(r->src_info.version_num),
-                         .client_encoding = r->tgt_info.encoding,
-                         .status_interval_ms = 10000,
-                         .max_retained_wal = r->o->max_retained_wal,
-                         .metrics = &r->metrics,
-                         .protocol = r->protocol,
-                         .sync = r->sync};
-    if (r->o->skip_transaction)
-        lsn_parse(r->o->skip_transaction, &r->fo.skip_lsn);
+    r->fo = forward_follow_opts(r);
+    r->fo.sync = r->sync;
     r->follower = follow_spawn(&r->fo);
     return r->follower != NULL;
 }
@@ -1289,23 +1298,13 @@ static bool run_reverse(CopyRun *r)
 /* Stream and apply changes until a signal asks to stop. */
 static bool run_follow(CopyRun *r)
 {
-    FollowOpts fo = {.source = r->src_ci,
-                     .target = r->tgt_ci,
-                     .slot = r->st.replication_name,
-                     .publication = r->st.replication_name,
-                     .origin = r->st.replication_name,
-                     .proto_version = stream_proto_for_server(r->src_info.version_num),
-                     .client_encoding = r->tgt_info.encoding,
-                     .status_interval_ms = 10000,
-                     .max_retained_wal = r->o->max_retained_wal,
-                     .metrics = &r->metrics,
-                     .stop = &interrupt_requested};
+    FollowOpts fo = forward_follow_opts(r);
     SlotInfo si;
 
+    fo.stop = &interrupt_requested;
     if (r->o->skip_transaction) {
         char lsn[LSN_TEXT_SIZE];
 
-        lsn_parse(r->o->skip_transaction, &fo.skip_lsn); /* checked in migrate_main */
         log_notice("[follow] the source transaction committed at %s is left out if it comes "
                    "(--skip-transaction)",
                    lsn_format(fo.skip_lsn, lsn));
