@@ -58,8 +58,11 @@ static bool load_tables(PGconn *tgt, MigrationState *st)
 {
     PGresult *res = conn_query(tgt, "state",
                                "SELECT table_no, schema_name, table_name, columns, copy_binary, "
-                               "bytes_estimate, heap_blocks, toast_bytes, sync_state, sync_lsn, "
-                               "root_schema, root_name FROM pgrelocate.tables ORDER BY table_no",
+                               "bytes_estimate, heap_blocks, toast_bytes, "
+                               /* version 3 columns, NULL in older state read as it is */
+                               "to_jsonb(t)->>'sync_state', to_jsonb(t)->>'sync_lsn', "
+                               "to_jsonb(t)->>'root_schema', to_jsonb(t)->>'root_name' "
+                               "FROM pgrelocate.tables t ORDER BY table_no",
                                0, NULL, 12);
 
     if (!res)

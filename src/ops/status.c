@@ -332,15 +332,20 @@ static bool load_origin(PGconn *down, Report *r)
 /* Tables per sync state (state version 3 and later). */
 static bool load_sync(PGconn *tgt, Report *r)
 {
-    PGresult *res = conn_query(
-        tgt, "status",
-        "SELECT count(*) FILTER (WHERE sync_state = 'pending'), count(*) FILTER (WHERE "
-        "sync_state IN ('resync', 'resync_ack', 'syncing')), count(*) FILTER (WHERE sync_state "
-        "= 'ready'), count(sync_state) FROM pgrelocate.tables WHERE EXISTS (SELECT 1 FROM "
-        "pg_catalog.pg_attribute WHERE attrelid = 'pgrelocate.tables'::regclass AND attname = "
-        "'sync_state')",
-        0, NULL, 4);
+    PGresult *res = conn_query(tgt, "status",
+                               "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = "
+                               "'pgrelocate.tables'::regclass AND attname = 'sync_state'",
+                               0, NULL, 1);
+    bool has = res && atoi(PQgetvalue(res, 0, 0)) > 0;
 
+    PQclear(res);
+    if (!has)
+        return res != NULL; /* state older than version 3: nothing to show */
+    res = conn_query(tgt, "status",
+                     "SELECT count(*) FILTER (WHERE sync_state = 'pending'), count(*) FILTER "
+                     "(WHERE sync_state IN ('resync', 'resync_ack', 'syncing')), count(*) FILTER "
+                     "(WHERE sync_state = 'ready'), count(sync_state) FROM pgrelocate.tables",
+                     0, NULL, 4);
     if (!res)
         return false;
     r->sync_pending = atoi(PQgetvalue(res, 0, 0));
