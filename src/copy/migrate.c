@@ -761,7 +761,11 @@ static bool start_resume(CopyRun *r)
                                                 : r->st.ntables > 0 && r->st.tables[0].sync_state);
     if (r->st.phase >= PHASE_FOLLOW)
         return true;
-    /* per table, the data phase reads under snapshots of its own */
+    /* per table, the data phase reads under snapshots of its own: a keeper
+     * an interrupted run left holding the slot's snapshot is ended now,
+     * not after its grace period */
+    if (r->per_table && r->st.phase >= PHASE_DATA && r->st.snapshot_backend_pid > 0)
+        snapshot_end_keeper_backend(r->src, r->st.snapshot_backend_pid);
     if (r->st.phase <= PHASE_LARGE_OBJECTS && !(r->per_table && r->st.phase >= PHASE_DATA) &&
         !resume_snapshot(r, &fresh))
         return false;
