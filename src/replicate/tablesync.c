@@ -9,7 +9,6 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
-#include "names.h"
 #include "strbuf.h"
 
 #include <pthread.h>
