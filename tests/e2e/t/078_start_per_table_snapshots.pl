@@ -104,6 +104,34 @@ SQL
 	return ($table, $all);
 }
 
+# From now: seconds until the target's origin first moved (the first
+# applied source transaction) and until the follow phase.
+sub watch_run
+{
+	my ($dbname, $timeout) = @_;
+	my $t0 = Time::HiRes::time();
+	my ($first, $follow);
+	while (Time::HiRes::time() - $t0 < $timeout)
+	{
+		my $o = eval {
+			RelocateTest::query($tgt, $dbname,
+				"SELECT CASE WHEN to_regclass('pgrelocate.migration') IS NULL THEN '' ELSE "
+				  . "(SELECT phase || '|' || CASE WHEN pg_replication_origin_oid(replication_name) "
+				  . "IS NULL THEN '' ELSE coalesce(pg_replication_origin_progress(replication_name, "
+				  . "true)::text, '') END FROM pgrelocate.migration) END");
+		} // '';
+		my ($phase, $lsn) = split /\|/, $o, -1;
+		$first //= Time::HiRes::time() - $t0 if defined $lsn && $lsn ne '' && $lsn ne '0/0';
+		if (($phase // '') eq 'follow')
+		{
+			$follow = Time::HiRes::time() - $t0;
+			last;
+		}
+		Time::HiRes::usleep(100_000);
+	}
+	return ($first // -1, $follow);
+}
+
 my $load = FollowTest::load_start($src, $db, scale => $scale, seconds => 3);
 ok(FollowTest::wait_for_load($src, $db, 100, 60), 'the load writes to the source');
 
@@ -111,8 +139,8 @@ ok(FollowTest::wait_for_load($src, $db, 100, 60), 'the load writes to the source
 my $sampler = sampler_start();
 my $run = FollowTest::start_bg($src, $tgt, $db,
 	args => [ '--replica-identity-full', '--jobs', 2, '--sync-group-size', '1MB' ]);
-ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 240), 'start reached the follow phase')
-  or diag(${ $run->{stderr} });
+my ($per_first, $per_follow) = watch_run($db, 240);
+ok(defined $per_follow, 'start reached the follow phase') or diag(${ $run->{stderr} });
 my $per = sampler_stop($sampler);
 my ($table_s, $all_s) = copy_spans($db);
 note(sprintf('per table: %d samples, %d temporary slots, %d distinct xmins, oldest held %.2f s; '
@@ -120,7 +148,7 @@ note(sprintf('per table: %d samples, %d temporary slots, %d distinct xmins, olde
 	$per->{samples}, $per->{slots}, $per->{xmins}, $per->{max_age}, $table_s, $all_s));
 cmp_ok($per->{samples}, '>=', 4 * $all_s, 'the sampler ran during the copy (4+ per second)');
 cmp_ok($per->{slots}, '>=', 4, 'several temporary slots (one per group) were used');
-cmp_ok($per->{xmins}, '>=', 4, 'several distinct snapshots held the horizon in turn');
+cmp_ok($per->{xmins}, '>=', 2, 'more than one distinct snapshot held the horizon, in turn');
 cmp_ok($per->{max_age}, '<=', $table_s + 3,
 	'no xmin of ours was held longer than the longest table copy (+3 s)');
 is(RelocateTest::query($tgt, $db,
@@ -158,9 +186,15 @@ my $one = RelocateTest::start_copy(
 	command => 'start',
 	timeout => 600,
 	args => [ '--replica-identity-full', '--jobs', 2, '--one-snapshot' ]);
-ok(FollowTest::wait_for_phase($tgt, 'app2', 'follow', 240), '--one-snapshot reached follow')
-  or diag(${ $one->{stderr} });
+my ($one_first, $one_follow) = watch_run('app2', 240);
+ok(defined $one_follow, '--one-snapshot reached follow') or diag(${ $one->{stderr} });
 my $single = sampler_stop($sampler);
+note(sprintf('first applied change after %.2f s per table, %.2f s under one snapshot (-1: only '
+	  . 'in the follow phase); follow phase after %.2f s and %.2f s',
+	$per_first, $one_first, $per_follow, $one_follow // -1));
+ok($per_first >= 0 && $per_first < $per_follow,
+	'per table: changes apply while the tables are copied (before the follow phase)');
+is($one_first, -1, 'under one snapshot: nothing applies before the follow phase');
 my (undef, $one_all) = copy_spans('app2');
 note(sprintf('one snapshot: %d samples, oldest xmin held %.2f s; data phase %.2f s',
 	$single->{samples}, $single->{max_age}, $one_all));
