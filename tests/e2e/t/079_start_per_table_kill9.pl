@@ -1,8 +1,10 @@
-# kill -9 of pgrelocate start at random moments during per-table sync,
-# under a pgbench load, 20 times; every other run pauses 400 ms between a
+# kill -9 at random moments during per-table sync, under a pgbench load, 20
+# times: of start while it copies, then (once the copy is done and a start
+# follows) of resync of two tables; every other run pauses 400 ms between a
 # chunk's ready mark and its COMMIT (PGRELOCATE_TEST_PAUSE_AT=chunk-marked)
 # so kills land there too.  Each restart keeps the tables that were ready at
-# their consistent point and copies the others again at a new one.
+# their consistent point and copies the others again at a new one; a
+# resync after a killed one copies its tables again.
 #
 # Expected: every run lives until killed; kills land in the data phase,
 # several of them while a chunk was between its copy and its commit; after
@@ -44,11 +46,23 @@ ok(FollowTest::wait_for_load($src, $db, 100, 60), 'the load writes to the source
 
 my (@kills, @self_exits);
 my $paused_kills = 0;
+my %conn = FollowTest::conn($src, $tgt, $db);
+my $follower;    # once the copy is done: a start that follows, while resyncs are killed
+my @resync = ('--jobs', 2, '--tables', 'public.pgbench_accounts,public.docs');
 for my $i (1 .. $KILLS)
 {
 	my $pause = $i % 2 == 0;
-	my $run = FollowTest::start_bg($src, $tgt, $db, args => \@args,
-		env => { PGRELOCATE_TEST_PAUSE_AT => $pause ? 'chunk-marked:400' : undef });
+	my $env = { PGRELOCATE_TEST_PAUSE_AT => $pause ? 'chunk-marked:400' : undef };
+	my $m = eval { FollowTest::migration($tgt, $db) };
+	my $resyncing = $m && $m->{phase} eq 'follow';
+	if ($resyncing && !$follower)
+	{
+		$follower = FollowTest::start_bg($src, $tgt, $db, args => \@args);
+		ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 60), 'a start follows while resyncs run');
+	}
+	my $run = $resyncing
+	  ? RelocateTest::start_copy(%conn, command => 'resync', args => \@resync, env => $env)
+	  : FollowTest::start_bg($src, $tgt, $db, args => \@args, env => $env);
 	my $delay = 0.4 + rand(1.6);
 	Time::HiRes::sleep($delay);    # a random moment, not a wait for a condition
 	# a chunk between its ready mark and its COMMIT: its target session is
@@ -58,8 +72,8 @@ for my $i (1 .. $KILLS)
 		  . "AND state = 'idle in transaction'");
 	kill 'KILL', $run->{pid};
 	my $r = RelocateTest::finish_copy($run);
-	my $m = eval { FollowTest::migration($tgt, $db) };
-	my $phase = $m ? $m->{phase} : 'none';
+	$m = eval { FollowTest::migration($tgt, $db) };
+	my $phase = $resyncing ? 'resync' : $m ? $m->{phase} : 'none';
 	if ($r->{signal} == 9)
 	{
 		push @kills, sprintf('%.2fs:%s%s', $delay, $phase, $in_chunk > 0 ? '*' : '');
@@ -67,20 +81,28 @@ for my $i (1 .. $KILLS)
 	}
 	else
 	{
-		push @self_exits, "run $i exited by itself (exit $r->{exit}, signal $r->{signal}):\n$r->{stderr}";
+		push @self_exits,
+		  "run $i ($phase) exited by itself (exit $r->{exit}, signal $r->{signal}):\n$r->{stderr}";
 	}
 }
 note('kills (delay:phase, * = a chunk was between its marks and its commit): ' . join(' ', @kills));
 my $in_data = grep { /:data/ } @kills;
-cmp_ok(scalar @kills, '>=', $KILLS, "$KILLS kill -9 of a running start");
-cmp_ok($in_data, '>=', 12, '12 or more kills landed in the data phase');
+my $in_resync = grep { /:resync/ } @kills;
+cmp_ok(scalar @kills, '>=', $KILLS, "$KILLS kill -9 of a running start or resync");
+cmp_ok($in_data + $in_resync, '>=', $KILLS - 3, 'nearly all of them during per-table sync (copy or resync)');
+cmp_ok($in_data, '>=', 4, 'kills landed in the data phase');
 cmp_ok($paused_kills, '>=', 1, 'kills landed between a chunk\'s ready mark and its commit');
 is(scalar @self_exits, 0, 'every restarted run went on until killed') or diag(join "\n---\n", @self_exits);
 
-# the last run: it copies what is left and follows
-my $run = FollowTest::start_bg($src, $tgt, $db, args => \@args);
+# the last run: it copies what is left and follows; a last resync completes
+my $run = $follower // FollowTest::start_bg($src, $tgt, $db, args => \@args);
 ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 240), 'the last run reached the follow phase')
   or diag(${ $run->{stderr} });
+if ($follower)
+{
+	my $rs = RelocateTest::run_copy(%conn, command => 'resync', args => \@resync);
+	is($rs->{exit}, 0, 'a last resync completes what the killed ones left') or diag($rs->{stderr});
+}
 ok(FollowTest::wait_for_load($src, $db, FollowTest::counter_rows($src, $db) + 300, 60),
 	'the load goes on during the last run');
 my $stats = FollowTest::load_stop($load);
