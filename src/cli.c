@@ -45,6 +45,12 @@ static const OptionSpec option_table[] = {
      "how values travel from the source while following: auto (binary where every published "
      "column type is safe in binary, PostgreSQL 14+), text, or binary (default: text, or what "
      "this migration's start was last given)"},
+    {"one-snapshot", 0, OPT_BOOL, OPT(one_snapshot), NULL, NULL,
+     "start: copy every table under the replication slot's one snapshot, held on the source "
+     "for the whole copy, and follow only after it (the mode before per-table sync)"},
+    {"sync-group-size", 0, OPT_SIZE, OPT(sync_group_size), NULL, "SIZE",
+     "start: copy small tables together under one short snapshot until they reach SIZE; a "
+     "bigger table gets a snapshot of its own (default: 256MB)"},
     {"slot-wait", 0, OPT_DURATION, OPT(slot_wait_ms), NULL, "DURATION",
      "how long to wait for running source transactions when creating the replication slot "
      "(default: 5min)"},
@@ -58,7 +64,7 @@ static const OptionSpec option_table[] = {
      "them)"},
     {"tables", 0, OPT_LIST, OPT(tables), NULL, "PATTERN",
      "only the tables matching PATTERN (copy, start: moved; verify: compared; check: judged; "
-     "status: shown): comma-separated, "
+     "status: shown; resync: copied again): comma-separated, "
      "repeatable, psql-style "
      "(schema.table, * and ?, \"Quoted\" names literal; no schema: any schema)"},
     {"json", 0, OPT_BOOL, OPT(json), NULL, NULL, "print JSON on stdout instead of text"},
@@ -119,6 +125,7 @@ void cli_defaults(Options *opts)
     opts->max_retained_wal = (int64_t)20 * 1024 * 1024 * 1024;
     opts->max_differences = 100;
     opts->group_size = (int64_t)10 * 1024 * 1024 * 1024;
+    opts->sync_group_size = (int64_t)256 * 1024 * 1024;
 }
 
 const OptionSpec *cli_find_option(const char *name)

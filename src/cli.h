@@ -33,6 +33,8 @@ typedef struct Options {
     const char *progress;       /* "auto", "tty", "plain", "none" */
     bool replica_identity_full; /* start: give tables without a key REPLICA IDENTITY FULL */
     int64_t slot_wait_ms;       /* start: give up creating the slot after this long */
+    bool one_snapshot;          /* start: the whole copy under the slot's snapshot */
+    int64_t sync_group_size;    /* start: small tables share a snapshot up to this size */
     int64_t max_retained_wal;   /* start: warn when the slot keeps more WAL than this */
     const char *protocol;       /* start: "auto", "text", "binary"; NULL: as recorded */
     const char *metrics_listen; /* start: ADDR:PORT for Prometheus metrics, or NULL */

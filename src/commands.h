@@ -21,5 +21,6 @@ int cmd_status(const Options *opts);
 int cmd_verify(const Options *opts);
 int cmd_cutover(const Options *opts);
 int cmd_rollback(const Options *opts);
+int cmd_resync(const Options *opts);
 
 #endif

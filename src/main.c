@@ -26,6 +26,8 @@ static const char *const start_options[] = {"source",
                                             "progress",
                                             "replica-identity-full",
                                             "slot-wait",
+                                            "one-snapshot",
+                                            "sync-group-size",
                                             "max-retained-wal",
                                             "protocol", /* values in binary or text */
                                             "metrics-listen",
@@ -33,6 +35,9 @@ static const char *const start_options[] = {"source",
                                             "skip-transaction",
                                             NULL};
 static const char *const cleanup_options[] = {"source", "target", NULL};
+static const char *const resync_options[] = {"source", "target",    "tables",
+                                             "jobs",   "slot-wait", NULL};
+static const char *const resync_required[] = {"source", "target", "tables", NULL};
 static const char *const check_options[] = {"source", "target", "pg-bin", "json", "tables", NULL};
 static const char *const status_options[] = {"target",   "source", "json", "watch",
                                              "interval", "tables", NULL};
@@ -84,12 +89,19 @@ static const CommandSpec commands[] = {
      check_options, copy_required},
     {"start", cmd_start, "copy the database, then follow its changes until the cutover",
      "pgrelocate start --source URI --target URI [options]",
-     "Creates a publication and a logical replication slot (pgoutput) on the source, copies\n"
-     "the database from the snapshot the slot exports (as `copy` does), then streams every\n"
-     "change committed on the source since that snapshot and applies it to the target, in\n"
-     "commit order, exactly once, until you stop it (Ctrl-C or SIGTERM: it finishes the\n"
+     "Creates a publication and a logical replication slot (pgoutput) on the source, takes\n"
+     "the schema at the slot's snapshot, and streams every change committed on the source\n"
+     "since then, applying it to the target in commit order, exactly once, while the tables\n"
+     "are copied and after, until you stop it (Ctrl-C or SIGTERM: it finishes the\n"
      "transaction at hand and saves its position). Run the same command again to go on from\n"
      "where it stopped, whatever the phase.\n"
+     "\n"
+     "Tables are copied in groups (one big table, or small ones up to --sync-group-size),\n"
+     "each under the short snapshot of a temporary slot of its own: no snapshot holds back\n"
+     "VACUUM on the source longer than one group's copy. A table's changes before its\n"
+     "group's point are in its copy and skipped; later ones apply as soon as its rows are\n"
+     "in. --one-snapshot copies everything under the slot's one snapshot instead, and\n"
+     "follows only after the copy.\n"
      "\n"
      "The source needs wal_level = logical and a role with REPLICATION (RDS/Aurora:\n"
      "rds.logical_replication = 1 and rds_replication) that owns the tables (to publish\n"
@@ -112,6 +124,25 @@ static const CommandSpec commands[] = {
      "  pgrelocate start --source postgresql://app@old-db/shop \\\n"
      "                   --target postgresql://postgres@new-db/shop",
      start_options, copy_required},
+    {"resync", cmd_resync, "copy chosen tables again while the others keep following",
+     "pgrelocate resync --source URI --target URI --tables PATTERN [--jobs N]",
+     "Empties the chosen tables on the target and copies them again from a new point of the\n"
+     "source, while every other table keeps following; then their changes after that point\n"
+     "apply again. Whatever the target held (rows changed, missing or extra there), the\n"
+     "tables end equal to the source. The way out of an apply error on a table (fix its\n"
+     "cause, then resync it), of a schema change that could not be replayed, and of a\n"
+     "difference pgrelocate verify found.\n"
+     "\n"
+     "It asks the running pgrelocate start to hold the tables' changes; when none runs, it\n"
+     "follows in this process until the tables are copied and following again. A partition\n"
+     "goes with every partition of its partitioned table. Returns when done: 0; 1 on\n"
+     "failure (run it again: the tables' changes wait until a resync completes); 2 when\n"
+     "--tables names no table of the migration; 130 when interrupted.\n"
+     "\n"
+     "Example:\n"
+     "  pgrelocate resync --source postgresql://app@old-db/shop \\\n"
+     "                    --target postgresql://postgres@new-db/shop --tables public.orders",
+     resync_options, resync_required},
     {"status", cmd_status, "where a migration stands: phase, tables, lag, retained WAL",
      "pgrelocate status --target URI [--source URI] [--tables PATTERN] [--json] [--watch]",
      "Reads the migration's state from the target (and the slot from the source when given):\n"

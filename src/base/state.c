@@ -58,9 +58,12 @@ static bool load_tables(PGconn *tgt, MigrationState *st)
 {
     PGresult *res = conn_query(tgt, "state",
                                "SELECT table_no, schema_name, table_name, columns, copy_binary, "
-                               "bytes_estimate, heap_blocks, toast_bytes FROM pgrelocate.tables "
-                               "ORDER BY table_no",
-                               0, NULL, 8);
+                               "bytes_estimate, heap_blocks, toast_bytes, "
+                               /* version 3 columns, NULL in older state read as it is */
+                               "to_jsonb(t)->>'sync_state', to_jsonb(t)->>'sync_lsn', "
+                               "to_jsonb(t)->>'root_schema', to_jsonb(t)->>'root_name' "
+                               "FROM pgrelocate.tables t ORDER BY table_no",
+                               0, NULL, 12);
 
     if (!res)
         return false;
@@ -77,6 +80,11 @@ static bool load_tables(PGconn *tgt, MigrationState *st)
         t->bytes = atoll(PQgetvalue(res, i, 5));
         t->heap_blocks = atoll(PQgetvalue(res, i, 6));
         t->toast_bytes = atoll(PQgetvalue(res, i, 7));
+        t->sync_state = PQgetisnull(res, i, 8) ? 0 : PQgetvalue(res, i, 8)[0];
+        if (!PQgetisnull(res, i, 9))
+            lsn_parse(PQgetvalue(res, i, 9), &t->sync_lsn);
+        t->root_schema = conn_value_or_null(res, i, 10);
+        t->root_name = conn_value_or_null(res, i, 11);
     }
     PQclear(res);
     return true;
@@ -145,6 +153,8 @@ void state_free(MigrationState *st)
         free(st->tables[i].schema_name);
         free(st->tables[i].table_name);
         free(st->tables[i].columns);
+        free(st->tables[i].root_schema);
+        free(st->tables[i].root_name);
     }
     free(st->tables);
     free(st->chunks);
@@ -331,7 +341,56 @@ bool state_reset_table(PGconn *tgt, int table_no)
     return conn_command(tgt, "state",
                         "UPDATE pgrelocate.chunks SET state = 'pending', rows_copied = NULL, "
                         "bytes_copied = NULL, seconds = NULL, done_at = NULL WHERE table_no = $1",
+                        1, params) &&
+           conn_command(tgt, "state",
+                        "UPDATE pgrelocate.tables SET sync_state = 'pending', sync_lsn = NULL "
+                        "WHERE table_no = $1 AND sync_state IS NOT NULL",
                         1, params);
+}
+
+bool state_track_sync(PGconn *tgt, int n, const int *table_no, char *const *root_schema,
+                      char *const *root_name)
+{
+    bool ok = conn_script(tgt, "state",
+                          "BEGIN; UPDATE pgrelocate.tables SET sync_state = 'pending' "
+                          "WHERE sync_state IS NULL");
+
+    for (int i = 0; ok && i < n; i++) {
+        char no[16];
+        const char *p[3] = {no, root_schema[i], root_name[i]};
+
+        snprintf(no, sizeof(no), "%d", table_no[i]);
+        ok = conn_command(tgt, "state",
+                          "UPDATE pgrelocate.tables SET root_schema = $2, root_name = $3 "
+                          "WHERE table_no = $1",
+                          3, p);
+    }
+    if (ok)
+        return conn_script(tgt, "state", "COMMIT");
+    conn_script(tgt, "state", "ROLLBACK");
+    return false;
+}
+
+PGresult *state_mark_table_synced(PGconn *tgt, int table_no, Lsn lsn)
+{
+    char no[16], l[LSN_TEXT_SIZE];
+    const char *p[2] = {no, l};
+    PGresult *res;
+
+    snprintf(no, sizeof(no), "%d", table_no);
+    lsn_format(lsn, l);
+    res = PQexecParams(tgt, "SELECT 1 FROM pgrelocate.tables WHERE table_no = $1 FOR UPDATE", 1,
+                       NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return res;
+    PQclear(res);
+    /* a new statement: its snapshot sees chunks committed while we waited */
+    return PQexecParams(tgt,
+                        "UPDATE pgrelocate.tables SET sync_state = 'ready', sync_lsn = $2 "
+                        "WHERE table_no = $1 AND sync_state IS NOT NULL AND NOT EXISTS ("
+                        "SELECT 1 FROM pgrelocate.chunks c WHERE c.table_no = $1 "
+                        "AND c.state <> 'done')",
+                        2, NULL, p, NULL, NULL, 0);
 }
 
 PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t rows,

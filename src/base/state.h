@@ -54,6 +54,12 @@ typedef struct StateTable {
     int64_t bytes; /* estimate at planning */
     int64_t heap_blocks;
     int64_t toast_bytes; /* the TOAST part of bytes */
+    /* per-table sync (tablesync.h): 0 when the table was copied under the
+     * slot's one snapshot, 'p' pending, 'r' ready at sync_lsn */
+    char sync_state;
+    Lsn sync_lsn;
+    char *root_schema; /* a partition's root (its sync group), or NULL */
+    char *root_name;
 } StateTable;
 
 typedef struct StateChunk {
@@ -110,6 +116,17 @@ bool state_reset_table(PGconn *tgt, int table_no);
  * decides from its SQLSTATE whether to retry, and PQclears it). */
 PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t rows,
                                 int64_t bytes, double seconds);
+/* Per-table sync: every table not yet tracked becomes pending, and the n
+ * partitions table_no[i] name their roots.  Runs in its own transaction. */
+bool state_track_sync(PGconn *tgt, int n, const int *table_no, char *const *root_schema,
+                      char *const *root_name);
+/* Inside the transaction of a chunk's done mark: when no chunk of the table
+ * is pending any more, the table becomes ready at lsn.  Locks the table's
+ * row first, so of two last chunks committing at once the later one sees
+ * the other's mark.  Returns the server's result as
+ * state_mark_chunk_done does. */
+PGresult *state_mark_table_synced(PGconn *tgt, int table_no, Lsn lsn);
+
 /* Back to phase data with no snapshot, so every table is copied again;
  * runs in the caller's transaction. */
 bool state_restart_data(PGconn *tgt);

@@ -96,6 +96,17 @@ static const SchemaStep schema_steps[] = {
         "  written_by text NOT NULL,"
         "  upgraded_from int,"
         "  updated_at timestamptz NOT NULL DEFAULT now())"},
+    /* per-table sync (tablesync.h): NULL sync_state for a table copied
+     * under the one snapshot of the slot; 'ready' commits with its last
+     * chunk, at sync_lsn; resync asks ('resync'), the follower answers
+     * ('resync_ack'), resync copies ('syncing' at sync_lsn); a partition's
+     * root names the group it syncs in */
+    {3, "ALTER TABLE pgrelocate.tables"
+        "  ADD COLUMN IF NOT EXISTS sync_state text CHECK (sync_state IN ('pending', 'ready',"
+        "    'resync', 'resync_ack', 'syncing')),"
+        "  ADD COLUMN IF NOT EXISTS sync_lsn pg_lsn,"
+        "  ADD COLUMN IF NOT EXISTS root_schema text,"
+        "  ADD COLUMN IF NOT EXISTS root_name text"},
 };
 
 #define N_SCHEMA_STEPS ((int)(sizeof(schema_steps) / sizeof(schema_steps[0])))

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 
 /* The version this binary creates, and the newest it reads. */
-#define STATE_VERSION 2
+#define STATE_VERSION 3
 
 typedef enum {
     STATE_READ, /* status, check, cleanup: older state is used as it is */

@@ -14,8 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_ATTEMPTS 3
+
+/* Tests: PGRELOCATE_TEST_PAUSE_AT=point:ms sleeps ms at that point (a
+ * window for kill -9): "chunk-marked" is after a chunk's rows and its done
+ * and ready marks, before its COMMIT. */
+static void test_pause_at(const char *point)
+{
+    const char *at = getenv("PGRELOCATE_TEST_PAUSE_AT");
+    size_t n = strlen(point);
+
+    if (at && strncmp(at, point, n) == 0 && at[n] == ':')
+        usleep((useconds_t)atoi(at + n + 1) * 1000);
+}
 /* a chunk that failed on a full target disk is tried again after 1 s,
  * doubling up to this, for as long as it takes (Ctrl-C stops) */
 #define DISK_FULL_BACKOFF_MAX_S 30
@@ -194,7 +207,7 @@ static ChunkResult pump(Worker *w, const char *ctx, int64_t *bytes)
 }
 
 static ChunkResult mark_done(Worker *w, const StateChunk *c, int64_t rows, int64_t bytes,
-                             double seconds, const char *ctx)
+                             double seconds, Lsn sync_lsn, const char *ctx)
 {
     PGresult *res = state_mark_chunk_done(w->tgt, c->table_no, c->chunk_no, rows, bytes, seconds);
 
@@ -209,6 +222,13 @@ static ChunkResult mark_done(Worker *w, const StateChunk *c, int64_t rows, int64
         return CHUNK_FAIL;
     }
     PQclear(res);
+    if (w->sh->job->sync) {
+        res = state_mark_table_synced(w->tgt, c->table_no, sync_lsn);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            return failure(w->tgt, res, ctx, true);
+        PQclear(res);
+        test_pause_at("chunk-marked");
+    }
     return exec_expect(w->tgt, "COMMIT", PGRES_COMMAND_OK, ctx);
 }
 
@@ -281,14 +301,21 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
                               int64_t *bytes)
 {
     const StateTable *t = table_of(w->sh->job, c->table_no);
-    char *src_sql, *tgt_sql, *lit, *begin;
+    char *src_sql, *tgt_sql, *lit, *begin, own[64];
+    const char *snapshot = w->sh->job->snapshot;
     double t0 = clock_now_s();
+    Lsn sync_lsn = 0;
     ChunkResult r;
 
     *rows = *bytes = 0;
     if (!ensure_connections(w))
         return CHUNK_RETRY;
-    lit = conn_quote_literal(w->src, w->sh->job->snapshot);
+    if (w->sh->job->sync) {
+        if (!tablesync_acquire(w->sh->job->sync, c->table_no, own, sizeof(own), &sync_lsn))
+            return CHUNK_FAIL;
+        snapshot = own;
+    }
+    lit = conn_quote_literal(w->src, snapshot);
     begin = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                       "SET TRANSACTION SNAPSHOT %s",
                       lit);
@@ -305,9 +332,11 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     if (r == CHUNK_OK)
         r = PQputCopyEnd(w->tgt, NULL) == 1 ? finish_copy(w->tgt, ctx, rows) : CHUNK_RETRY;
     if (r == CHUNK_OK)
-        r = mark_done(w, c, *rows, *bytes, clock_now_s() - t0, ctx);
+        r = mark_done(w, c, *rows, *bytes, clock_now_s() - t0, sync_lsn, ctx);
     if (r == CHUNK_OK)
         r = exec_expect(w->src, "COMMIT", PGRES_COMMAND_OK, ctx);
+    if (w->sh->job->sync)
+        tablesync_release(w->sh->job->sync, c->table_no, r == CHUNK_OK);
     if (r != CHUNK_OK)
         drop_connections(w); /* whatever state they are in, start clean */
     free(src_sql);

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "progress.h"
 #include "state.h"
+#include "tablesync.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -54,6 +55,10 @@ typedef struct CopyJob {
     Metrics *metrics;                   /* counters to update, or NULL */
     CopyTableReadyFn table_ready;       /* or NULL */
     void *table_ready_arg;
+    /* per-table sync, or NULL: every chunk under snapshot.  With it each
+     * chunk reads under its group's snapshot, and a table's last chunk
+     * marks it ready at its group's L in the chunk's transaction. */
+    TableSync *sync;
 } CopyJob;
 
 /* Copy every pending chunk.  Returns true when all are done; false after an

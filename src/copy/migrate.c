@@ -5,7 +5,11 @@
  * resumable from the state in the target.
  *
  *   schema         snapshot (keeper), pg_dump, pre-data restored in one txn
- *   data           chunks copied in parallel under that snapshot (copy.c)
+ *   data           chunks copied in parallel under that snapshot (copy.c);
+ *                  start (unless --one-snapshot): the keeper is released after
+ *                  the schema, the follower runs from here on, and groups of
+ *                  tables are copied under short snapshots of their own
+ *                  (tablesync.h)
  *   large-objects  under the same snapshot; then the snapshot is released
  *   post-data      indexes and constraints in parallel, then the rest
  *   sequences      source values onto the target
@@ -65,6 +69,13 @@ typedef struct CopyRun {
     bool resuming;
     bool state_created; /* this run created the state (undo it on early failure) */
     bool follow;        /* start: slot snapshot, then follow changes */
+    /* start: tables synced at their own points (tablesync.h), their states
+     * while the data phase runs, and the follower running meanwhile (its
+     * options outlive it) */
+    bool per_table;
+    TableSync *sync;
+    FollowThread *follower;
+    FollowOpts fo;
     char **no_identity; /* start: tables that need REPLICA IDENTITY FULL */
     int n_no_identity;
     bool created_publication;
@@ -357,7 +368,11 @@ static bool take_snapshot(CopyRun *r, const char *previous, bool *gone)
 /* Open a transaction on conn that sees the copy snapshot. */
 static bool begin_snapshot(PGconn *conn, const char *snapshot)
 {
-    char *lit = conn_quote_literal(conn, snapshot);
+    char *lit;
+
+    if (!snapshot) /* a snapshot of its own */
+        return conn_script(conn, "snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    lit = conn_quote_literal(conn, snapshot);
     char *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                           "SET TRANSACTION SNAPSHOT %s",
                           lit);
@@ -440,6 +455,55 @@ static bool restore_pre_data(CopyRun *r, const SchemaOpts *so)
     return handled || schema_restore_pre(&r->tools, r->tgt_ci, r->archive, so);
 }
 
+/* Per-table sync: the partitions of each partitioned root (pgoutput may
+ * publish their changes under the root's name, so they sync together). */
+static bool track_sync(CopyRun *r)
+{
+    PGresult *res = conn_query(
+        r->src, "catalog",
+        "SELECT n.nspname, c.relname, rn.nspname, rc.relname FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root(c.oid)"
+        " JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace WHERE c.relispartition",
+        0, NULL, 4);
+    int n = 0, *nos;
+    char **rs, **rn;
+    bool ok;
+
+    if (!res)
+        return false;
+    nos = xcalloc((size_t)PQntuples(res) + 1, sizeof(int));
+    rs = xcalloc((size_t)PQntuples(res) + 1, sizeof(char *));
+    rn = xcalloc((size_t)PQntuples(res) + 1, sizeof(char *));
+    for (int i = 0; i < PQntuples(res); i++)
+        for (int t = 0; t < r->st.ntables; t++)
+            if (strcmp(r->st.tables[t].schema_name, PQgetvalue(res, i, 0)) == 0 &&
+                strcmp(r->st.tables[t].table_name, PQgetvalue(res, i, 1)) == 0) {
+                nos[n] = r->st.tables[t].table_no;
+                rs[n] = PQgetvalue(res, i, 2);
+                rn[n++] = PQgetvalue(res, i, 3);
+                break;
+            }
+    ok = state_track_sync(r->tgt, n, nos, rs, rn);
+    free(nos);
+    free(rs);
+    free(rn);
+    PQclear(res);
+    return ok;
+}
+
+/* start: the schema is in and the plan saved at the slot's snapshot;
+ * tables are tracked per table from now on, and nothing reads under the
+ * slot's snapshot any more: let VACUUM on the source move on. */
+static bool begin_per_table(CopyRun *r)
+{
+    if (!track_sync(r))
+        return false;
+    snapshot_keeper_release(&r->keeper);
+    state_free(&r->st);
+    return state_load(r->tgt, &r->st);
+}
+
 /* Schema phase: dump (unless the archive is in the state already) and
  * restore pre-data (unless already there), then plan. */
 static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
@@ -456,7 +520,7 @@ static bool run_schema(CopyRun *r, bool have_archive, bool restore_pre)
     if (!plan_copy(r))
         return false;
     state_free(&r->st);
-    return state_load(r->tgt, &r->st);
+    return state_load(r->tgt, &r->st) && (!r->per_table || begin_per_table(r));
 }
 
 /* After a new snapshot replaced a lost one: tables copied only in part
@@ -593,6 +657,7 @@ static bool start_fresh(CopyRun *r)
                       r->follow ? name : NULL, r->tables_spec))
         return false;
     r->state_created = true;
+    r->per_table = r->follow && !r->o->one_snapshot;
     if (r->follow)
         return prepare_source(r) && take_slot_snapshot(r) && run_schema(r, false, true);
     return take_snapshot(r, NULL, &gone) && run_schema(r, false, true);
@@ -692,9 +757,18 @@ static bool start_resume(CopyRun *r)
     char *example = NULL;
 
     log_info("resuming at phase %s", state_phase_name(r->st.phase));
+    r->per_table = r->follow &&
+                   (r->st.phase == PHASE_SCHEMA ? !r->o->one_snapshot
+                                                : r->st.ntables > 0 && r->st.tables[0].sync_state);
     if (r->st.phase >= PHASE_FOLLOW)
         return true;
-    if (r->st.phase <= PHASE_LARGE_OBJECTS && !resume_snapshot(r, &fresh))
+    /* per table, the data phase reads under snapshots of its own: a keeper
+     * an interrupted run left holding the slot's snapshot is ended now,
+     * not after its grace period */
+    if (r->per_table && r->st.phase >= PHASE_DATA && r->st.snapshot_backend_pid > 0)
+        snapshot_end_keeper_backend(r->src, r->st.snapshot_backend_pid);
+    if (r->st.phase <= PHASE_LARGE_OBJECTS && !(r->per_table && r->st.phase >= PHASE_DATA) &&
+        !resume_snapshot(r, &fresh))
         return false;
     have_archive = state_restore_archive(r->tgt, r->archive, r->st.phase == PHASE_SCHEMA);
     if (r->st.phase != PHASE_SCHEMA)
@@ -734,12 +808,242 @@ static bool prepare_early_indexes(CopyRun *r, EarlyIndexes *ei)
     return false;
 }
 
+static void resolve_protocol(CopyRun *r);
+
+/* Per table, after a crash: a table not ready had chunks copied under a
+ * snapshot that is gone; empty it (and every partition of its root, which
+ * sync together) and copy it again at a new point. */
+static bool reset_unready_tables(CopyRun *r)
+{
+    bool ok = conn_script(r->tgt, "state", "BEGIN"), any = false;
+
+    for (int t = 0; ok && t < r->st.ntables; t++) {
+        const StateTable *tb = &r->st.tables[t];
+        bool reset = tb->sync_state != 'r', partial = false;
+
+        for (int u = 0; !reset && tb->root_name && u < r->st.ntables; u++) {
+            const StateTable *o = &r->st.tables[u];
+
+            reset = o->sync_state != 'r' && o->root_name &&
+                    strcmp(o->root_name, tb->root_name) == 0 &&
+                    strcmp(o->root_schema, tb->root_schema) == 0;
+        }
+        for (int c = 0; reset && c < r->st.nchunks; c++)
+            partial = partial || (r->st.chunks[c].table_no == tb->table_no && r->st.chunks[c].done);
+        if (!reset || (!partial && tb->sync_state != 'r'))
+            continue;
+        char *q = conn_qualify(r->tgt, tb->schema_name, tb->table_name);
+        char *sql = xasprintf("TRUNCATE ONLY %s", q);
+
+        log_notice("[copy %s.%s] copied in part by an interrupted run: copying it again at a new "
+                   "point",
+                   tb->schema_name, tb->table_name);
+        ok = conn_script(r->tgt, "state", sql) && state_reset_table(r->tgt, tb->table_no);
+        any = true;
+        free(q);
+        free(sql);
+    }
+    ok = ok && conn_script(r->tgt, "state", "COMMIT");
+    if (!ok) {
+        conn_script(r->tgt, "state", "ROLLBACK");
+        return false;
+    }
+    return !any || (state_free(&r->st), state_load(r->tgt, &r->st));
+}
+
+/* Groups in plan order (costliest first): a table (with every partition of
+ * its root) joins the open group while the group stays under
+ * --sync-group-size, else opens the next; ready tables keep their L.  The
+ * pending chunks come back ordered by group, so a group's snapshot lives
+ * only while its own chunks are copied.  Caller frees *ordered. */
+static TableSync *plan_groups(CopyRun *r, StateChunk **ordered)
+{
+    TableSync *ts =
+        tablesync_create(r->src_ci, r->st.replication_name, r->st.ntables, r->o->slot_wait_ms);
+    int *group = xcalloc((size_t)r->st.ntables + 1, sizeof(int)), *chunks, open = -1, n = 0;
+    int64_t open_bytes = 0;
+
+    chunks = xcalloc((size_t)r->st.ntables + 1, sizeof(int));
+    for (int c = 0; c < r->st.nchunks; c++)
+        chunks[r->st.chunks[c].table_no - 1] += !r->st.chunks[c].done;
+    for (int t = 0; t < r->st.ntables; t++)
+        group[t] = -1;
+    for (int c = 0; c < r->st.nchunks; c++) {
+        const StateTable *tb = &r->st.tables[r->st.chunks[c].table_no - 1];
+
+        if (group[tb->table_no - 1] >= 0)
+            continue;
+        if (tb->sync_state == 'r') {
+            group[tb->table_no - 1] = tablesync_add_group(ts, true, tb->sync_lsn);
+            tablesync_add_table(ts, group[tb->table_no - 1], tb->table_no, tb->schema_name,
+                                tb->table_name, 0);
+            continue;
+        }
+        if (open < 0 || open_bytes + tb->bytes > r->o->sync_group_size) {
+            open = tablesync_add_group(ts, false, 0);
+            open_bytes = 0;
+        }
+        /* the table and the partitions of its root */
+        for (int u = 0; u < r->st.ntables; u++) {
+            const StateTable *o = &r->st.tables[u];
+
+            if (u != tb->table_no - 1 &&
+                (!tb->root_name || !o->root_name || strcmp(o->root_name, tb->root_name) != 0 ||
+                 strcmp(o->root_schema, tb->root_schema) != 0))
+                continue;
+            group[u] = open;
+            open_bytes += o->bytes;
+            tablesync_add_table(ts, open, o->table_no, o->schema_name, o->table_name, chunks[u]);
+        }
+        if (tb->root_name)
+            tablesync_add_root(ts, open, tb->root_schema, tb->root_name);
+    }
+    *ordered = xcalloc((size_t)r->st.nchunks + 1, sizeof(StateChunk));
+    for (int g = 0; g < r->st.ntables; g++) /* group numbers are below ntables */
+        for (int c = 0; c < r->st.nchunks; c++)
+            if (group[r->st.chunks[c].table_no - 1] == g)
+                (*ordered)[n++] = r->st.chunks[c];
+    free(group);
+    free(chunks);
+    return ts;
+}
+
+typedef struct SyncReady {
+    EarlyIndexes *ei; /* or NULL */
+    TableSync *sync;
+} SyncReady;
+
+/* A table's rows are in: its early indexes first (apply's changes find
+ * their rows by key), then its changes apply. */
+static bool sync_table_ready(void *arg, int table_no, int worker, PGconn *tgt)
+{
+    SyncReady *sr = arg;
+
+    if (sr->ei && !earlyindex_build_table(sr->ei, table_no, worker, tgt))
+        return false;
+    tablesync_table_ready(sr->sync, table_no);
+    return true;
+}
+
+/* The forward follower's options (--skip-transaction included; checked in
+ * migrate_main); the caller sets stop, or follow_spawn does. */
+static FollowOpts forward_follow_opts(CopyRun *r)
+{
+    FollowOpts fo = {.source = r->src_ci,
+                     .target = r->tgt_ci,
+                     .slot = r->st.replication_name,
+                     .publication = r->st.replication_name,
+                     .origin = r->st.replication_name,
+                     .proto_version = stream_proto_for_server(r->src_info.version_num),
+                     .client_encoding = r->tgt_info.encoding,
+                     .status_interval_ms = 10000,
+                     .max_retained_wal = r->o->max_retained_wal,
+                     .metrics = &r->metrics,
+                     .protocol = r->protocol};
+
+    if (r->o->skip_transaction)
+        lsn_parse(r->o->skip_transaction, &fo.skip_lsn);
+    return fo;
+}
+
+/* The follower of this process while the tables copy (stopped by
+ * stop_follower, at the follow phase or at the end). */
+static bool start_follower(CopyRun *r)
+{
+    resolve_protocol(r);
+    r->fo = forward_follow_opts(r);
+    r->fo.sync = r->sync;
+    r->follower = follow_spawn(&r->fo);
+    return r->follower != NULL;
+}
+
+static bool stop_follower(CopyRun *r)
+{
+    FollowResult fr = FOLLOW_STOPPED;
+
+    tablesync_abort(r->sync); /* a wait of apply ends (its batch rolls back) */
+    if (r->follower)
+        fr = follow_join(r->follower);
+    r->follower = NULL;
+    tablesync_destroy(r->sync);
+    r->sync = NULL;
+    return fr != FOLLOW_FAILED;
+}
+
+static bool run_data_per_table(CopyRun *r)
+{
+    CopyJob job = {.source = r->src_ci,
+                   .target = r->tgt_ci,
+                   .client_encoding = r->tgt_info.encoding,
+                   .jobs = r->o->jobs,
+                   .progress = r->progress,
+                   .interrupted = &interrupt_requested,
+                   .metrics = &r->metrics,
+                   .table_ready = sync_table_ready};
+    EarlyIndexes ei;
+    SyncReady sr = {NULL, NULL};
+    StateChunk *ordered = NULL;
+    int64_t total = 0;
+    int pending = 0;
+    bool ok;
+
+    if (!reset_unready_tables(r)) /* reloads the state: job's views are taken after */
+        return false;
+    job.tables = r->st.tables;
+    job.ntables = r->st.ntables;
+    job.nchunks = r->st.nchunks;
+    r->sync = sr.sync = job.sync = plan_groups(r, &ordered);
+    job.chunks = ordered;
+    job.table_ready_arg = &sr;
+    for (int i = 0; i < r->st.nchunks; i++)
+        if (!r->st.chunks[i].done) {
+            total += r->st.chunks[i].est_bytes;
+            pending++;
+        }
+    if (prepare_early_indexes(r, &ei))
+        sr.ei = &ei;
+    if (!start_follower(r)) {
+        free(ordered);
+        earlyindex_free(&ei);
+        return false;
+    }
+    progress_phase_begin(r->progress, "data");
+    progress_set_total(r->progress, total, pending);
+    ok = copy_run(&job);
+    if (ok && !follow_thread_alive(r->follower)) {
+        log_error("the follower stopped while the tables were copied");
+        ok = false;
+    }
+    ok = ok && advance(r, PHASE_LARGE_OBJECTS);
+    if (!ok)
+        stop_follower(r);
+    if (sr.ei && atomic_load(&ei.built) > 0)
+        log_info("built %d indexes and key constraints while rows were copied",
+                 atomic_load(&ei.built));
+    earlyindex_free(&ei);
+    free(ordered);
+    return ok;
+}
+
 static bool run_data(CopyRun *r)
 {
-    CopyJob job = {r->src_ci,    r->tgt_ci,     r->keeper.name,       r->tgt_info.encoding,
-                   r->st.tables, r->st.ntables, r->st.chunks,         r->st.nchunks,
-                   r->o->jobs,   r->progress,   &interrupt_requested, &r->metrics,
-                   NULL,         NULL};
+    if (r->per_table)
+        return run_data_per_table(r);
+    CopyJob job = {r->src_ci,
+                   r->tgt_ci,
+                   r->keeper.name,
+                   r->tgt_info.encoding,
+                   r->st.tables,
+                   r->st.ntables,
+                   r->st.chunks,
+                   r->st.nchunks,
+                   r->o->jobs,
+                   r->progress,
+                   &interrupt_requested,
+                   &r->metrics,
+                   NULL,
+                   NULL,
+                   NULL};
     EarlyIndexes ei;
     int64_t total = 0;
     int pending = 0;
@@ -770,7 +1074,7 @@ static bool run_large_objects(CopyRun *r)
     bool ok;
 
     progress_phase_begin(r->progress, "large objects");
-    ok = begin_snapshot(r->src, r->keeper.name) &&
+    ok = begin_snapshot(r->src, r->keeper.pid > 0 ? r->keeper.name : NULL) &&
          largeobject_copy(r->src, r->tgt, r->progress, &count, &bytes) &&
          conn_script(r->src, "large objects", "COMMIT");
     if (!ok)
@@ -999,24 +1303,14 @@ static bool run_reverse(CopyRun *r)
 /* Stream and apply changes until a signal asks to stop. */
 static bool run_follow(CopyRun *r)
 {
-    FollowOpts fo = {.source = r->src_ci,
-                     .target = r->tgt_ci,
-                     .slot = r->st.replication_name,
-                     .publication = r->st.replication_name,
-                     .origin = r->st.replication_name,
-                     .proto_version = stream_proto_for_server(r->src_info.version_num),
-                     .client_encoding = r->tgt_info.encoding,
-                     .status_interval_ms = 10000,
-                     .max_retained_wal = r->o->max_retained_wal,
-                     .metrics = &r->metrics,
-                     .stop = &interrupt_requested};
+    FollowOpts fo = forward_follow_opts(r);
     SlotInfo si;
 
+    fo.stop = &interrupt_requested;
     if (r->o->skip_transaction) {
         char lsn[LSN_TEXT_SIZE], done_text[LSN_TEXT_SIZE];
         Lsn done = 0;
 
-        lsn_parse(r->o->skip_transaction, &fo.skip_lsn); /* checked in migrate_main */
         if (!apply_origin_progress(r->tgt, r->st.replication_name, &done))
             return false;
         if (done >= fo.skip_lsn)
@@ -1031,6 +1325,8 @@ static bool run_follow(CopyRun *r)
                        "(--skip-transaction)",
                        lsn_format(fo.skip_lsn, lsn));
     }
+    if (r->follower && !stop_follower(r))
+        return false; /* its error is logged */
     resolve_protocol(r);
     fo.protocol = r->protocol;
     if (!slot_info(r->src, r->st.replication_name, &si))
@@ -1119,6 +1415,7 @@ static void undo_new_state(CopyRun *r)
 
 static void finish(CopyRun *r, bool ok)
 {
+    stop_follower(r);
     if (!ok && r->tgt && PQstatus(r->tgt) == CONNECTION_OK) {
         const char *msg = r->cause;
 

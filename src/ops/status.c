@@ -78,6 +78,15 @@ typedef struct Report {
     Lsn source_lsn;
     int64_t lag_bytes;
     double lag_s;
+    /* per-table sync (tablesync.h): tables in each state; tracked false
+     * for a migration copied under one snapshot */
+    bool sync_tracked;
+    int sync_pending, sync_syncing, sync_ready;
+    /* with --source: what pgrelocate's sessions hold back on the source */
+    bool hold_checked;
+    int hold_sessions, hold_temp_slots;
+    double hold_age_s;     /* oldest snapshot we hold, seconds */
+    int64_t hold_xmin_age; /* its backend_xmin's age, in transactions */
     StateEvent events[STATUS_EVENTS];
     int nevents;
     StateEvent skips[STATUS_SKIPS]; /* transactions --skip-transaction left out */
@@ -322,12 +331,65 @@ static bool load_origin(PGconn *down, Report *r)
     return true;
 }
 
+/* Tables per sync state (state version 3 and later). */
+static bool load_sync(PGconn *tgt, Report *r)
+{
+    PGresult *res = conn_query(tgt, "status",
+                               "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = "
+                               "'pgrelocate.tables'::regclass AND attname = 'sync_state'",
+                               0, NULL, 1);
+    bool has = res && atoi(PQgetvalue(res, 0, 0)) > 0;
+
+    PQclear(res);
+    if (!has)
+        return res != NULL; /* state older than version 3: nothing to show */
+    res = conn_query(tgt, "status",
+                     "SELECT count(*) FILTER (WHERE sync_state = 'pending'), count(*) FILTER "
+                     "(WHERE sync_state IN ('resync', 'resync_ack', 'syncing')), count(*) FILTER "
+                     "(WHERE sync_state = 'ready'), count(sync_state) FROM pgrelocate.tables",
+                     0, NULL, 4);
+    if (!res)
+        return false;
+    r->sync_pending = atoi(PQgetvalue(res, 0, 0));
+    r->sync_syncing = atoi(PQgetvalue(res, 0, 1));
+    r->sync_ready = atoi(PQgetvalue(res, 0, 2));
+    r->sync_tracked = atoi(PQgetvalue(res, 0, 3)) > 0;
+    PQclear(res);
+    return true;
+}
+
+/* The oldest snapshot pgrelocate's sessions hold on the source: a sync
+ * group's walsender since it exported its snapshot (its session's start),
+ * any other session since its transaction began; and its xmin's age. */
+static bool load_hold(PGconn *src, Report *r)
+{
+    PGresult *res = conn_query(
+        src, "status",
+        "SELECT count(*), coalesce(max(extract(epoch FROM pg_catalog.clock_timestamp() - CASE "
+        "WHEN backend_type = 'walsender' THEN backend_start ELSE xact_start END)), 0), "
+        "coalesce(max(pg_catalog.age(backend_xmin)), 0), (SELECT count(*) FROM "
+        "pg_catalog.pg_replication_slots WHERE temporary AND slot_name LIKE 'pgrelocate\\_%') "
+        "FROM pg_catalog.pg_stat_activity WHERE application_name LIKE 'pgrelocate%' AND "
+        "backend_xmin IS NOT NULL AND pid <> pg_catalog.pg_backend_pid()",
+        0, NULL, 4);
+
+    if (!res)
+        return false;
+    r->hold_sessions = atoi(PQgetvalue(res, 0, 0));
+    r->hold_age_s = real_value(res, 0, 1);
+    r->hold_xmin_age = atoll(PQgetvalue(res, 0, 2));
+    r->hold_temp_slots = atoi(PQgetvalue(res, 0, 3));
+    r->hold_checked = true;
+    PQclear(res);
+    return true;
+}
+
 /* Read the target in one read-only snapshot, so the numbers agree. */
 static bool load_target(PGconn *tgt, TableFilter *filter, Report *r)
 {
     bool ok = conn_script(tgt, "status", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
               load_migration(tgt, r) && load_tables(tgt, filter, r) && load_totals(tgt, r) &&
-              load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) &&
+              load_post_data_and_events(tgt, r) && load_cutovers(tgt, r) && load_sync(tgt, r) &&
               (!r->direction || strcmp(r->direction, "forward") != 0 || load_origin(tgt, r));
 
     if (PQtransactionStatus(tgt) != PQTRANS_IDLE)
@@ -408,6 +470,8 @@ static bool load_source(PGconn *src, PGconn *tgt, Report *r)
     r->lag_s = real_value(res, 0, 1);
     PQclear(res);
     r->source_checked = true;
+    if (!reverse && !load_hold(src, r))
+        return false;
     derive_lag(r);
     warn_about_slot(r);
     return true;
@@ -431,6 +495,12 @@ static bool load_source(PGconn *src, PGconn *tgt, Report *r)
  *   tables_filter   --tables as given, or null; then copy and tables cover
  *                   only the matching tables
  *   tables_in_migration  how many tables the migration has
+ *   sync            null for a copy under one snapshot; else {ready, syncing,
+ *                   pending}: tables per per-table sync state
+ *   source_hold     null without --source; else {sessions, oldest_seconds,
+ *                   xmin_age, temporary_slots}: snapshots pgrelocate holds
+ *                   on the source (VACUUM cannot remove rows newer than the
+ *                   oldest)
  *   tables          [{name, state (pending, copying, copied, replicating),
  *                     chunks, chunks_done, rows_done, bytes_done,
  *                     bytes_estimate}], biggest estimate first, all tables
@@ -582,7 +652,7 @@ static void print_json(const Report *r, bool compact)
     json_t *warnings, *events = json_events_and_warnings(r, &warnings);
     json_t *root = json_pack(
         "{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:{s:I, s:o}, s:o, "
-        "s:o, s:o, s:o, s:{s:I, s:I}}",
+        "s:o, s:o, s:o, s:{s:I, s:I}, s:o, s:o}",
         "format_version", 1, "at", opt_str(r->now), "source", opt_str(r->source), "mode",
         r->replication_name ? "start" : "copy", "phase", opt_str(r->phase_name), "replication_name",
         opt_str(r->replication_name), "started_at", opt_str(r->started_at), "updated_at",
@@ -592,7 +662,16 @@ static void print_json(const Report *r, bool compact)
         (json_int_t)r->post_data_done, "last_done_at", opt_str(r->post_data_last_at), "warnings",
         warnings, "events", events, "cutovers", json_cutovers(r), "skipped_transactions",
         json_skips(r), "schema_changes", "replayed", (json_int_t)r->ddl_replayed, "refused",
-        (json_int_t)r->ddl_refused);
+        (json_int_t)r->ddl_refused, "sync",
+        r->sync_tracked ? json_pack("{s:i, s:i, s:i}", "ready", r->sync_ready, "syncing",
+                                    r->sync_syncing, "pending", r->sync_pending)
+                        : json_null(),
+        "source_hold",
+        r->hold_checked
+            ? json_pack("{s:i, s:f, s:I, s:i}", "sessions", r->hold_sessions, "oldest_seconds",
+                        r->hold_age_s, "xmin_age", (json_int_t)r->hold_xmin_age, "temporary_slots",
+                        r->hold_temp_slots)
+            : json_null());
     char *text =
         root ? json_dumps(root, JSON_PRESERVE_ORDER | (compact ? JSON_COMPACT : JSON_INDENT(2)))
              : NULL;
@@ -763,6 +842,14 @@ static void print_text(const Report *r, FILE *out)
     if (r->ddl_replayed > 0 || r->ddl_refused > 0)
         fprintf(out, "schema       %lld schema changes replayed, %lld refused\n",
                 (long long)r->ddl_replayed, (long long)r->ddl_refused);
+    if (r->sync_tracked)
+        fprintf(out, "sync         tables at their own points: %d ready, %d syncing, %d pending\n",
+                r->sync_ready, r->sync_syncing, r->sync_pending);
+    if (r->hold_checked)
+        fprintf(
+            out, "source hold  %s: oldest %.1f s (backend_xmin age %lld), %d temporary slot%s\n",
+            r->hold_sessions ? "snapshots held" : "no snapshot held", r->hold_age_s,
+            (long long)r->hold_xmin_age, r->hold_temp_slots, r->hold_temp_slots == 1 ? "" : "s");
     for (int i = 0; i < r->nwarnings; i++)
         fprintf(out, "WARNING: %s\n", r->warnings[i]);
     if (r->ntables > 0)

@@ -59,6 +59,7 @@ typedef struct Rel {
     bool *in_unique;    /* in a unique or exclusion index (or one with expressions or a
                          * predicate) on the target: updates to it keep their order */
     bool has_always;
+    int sync_entry; /* tablesync entry (tablesync_find), -1: not tracked */
     Stmt *stmts;
     /* Inserts held back to go out as multi-row INSERTs.  In replica mode
      * (no triggers, no foreign key checks) inserts into one table commute
@@ -95,11 +96,13 @@ typedef struct Pending {
 struct Apply {
     PGconn *tgt;
     char *origin;
-    char *skip_origin; /* transactions from this origin are not applied */
-    bool skipping;     /* the current source transaction came from skip_origin */
-    bool ddl_in_txn;   /* the current source transaction changed the schema: commit
-                        * the batch at its end (ALTER TYPE ... ADD VALUE's value is
-                        * usable only after that; locks are held no longer) */
+    char *skip_origin;                /* transactions from this origin are not applied */
+    TableSync *sync;                  /* per-table sync filter, or NULL: every change applies */
+    volatile sig_atomic_t *sync_stop; /* ends its waits */
+    bool skipping;                    /* the current source transaction came from skip_origin */
+    bool ddl_in_txn;                  /* the current source transaction changed the schema: commit
+                                       * the batch at its end (ALTER TYPE ... ADD VALUE's value is
+                                       * usable only after that; locks are held no longer) */
     Rel *rels[REL_BUCKETS];
     int stmt_seq;
     bool in_txn;
@@ -204,10 +207,31 @@ static bool connection_error(const PGconn *conn, const PGresult *res)
  * transaction and the ways on.  A statement that carried rows of several
  * source transactions cannot name one: *ambiguous, and the follower
  * applies them again one transaction at a time (apply_set_exact). */
+/* The table a statement's description names ("update public.t (id)=(5)",
+ * "update of 3 rows in public.t, keys ..."): its first word holding a dot,
+ * or "TABLE". */
+static const char *what_table(const char *what, char *buf, size_t len)
+{
+    const char *w = what;
+
+    snprintf(buf, len, "TABLE");
+    while (w && *w) {
+        size_t n = strcspn(w, " ,");
+
+        if (memchr(w, '.', n) && w[0] != '(') {
+            snprintf(buf, len, "%.*s", (int)n, w);
+            break;
+        }
+        w += n;
+        w += strspn(w, " ,");
+    }
+    return buf;
+}
+
 static void report_data_error(Apply *a, const Pending *p, const char *detail, const char *hint,
                               const char *primary)
 {
-    char from[LSN_TEXT_SIZE], to[LSN_TEXT_SIZE];
+    char from[LSN_TEXT_SIZE], to[LSN_TEXT_SIZE], table[256];
     char *d, *h = NULL;
 
     lsn_format(p->from.commit_lsn, from);
@@ -226,10 +250,12 @@ static void report_data_error(Apply *a, const Pending *p, const char *detail, co
                   detail ? detail : "", detail ? " " : "", p->to.xid, from);
     if (!hint)
         hint = h = xasprintf(
-            "Make the target accept the change and run pgrelocate start again, or skip that "
-            "source transaction with pgrelocate start --skip-transaction %s and repair its "
-            "rows on the target by hand (pgrelocate verify names them).",
-            from);
+            "Make the target accept the change and run pgrelocate start again; or copy the "
+            "table again with pgrelocate resync --tables %s (its rows on the target are "
+            "replaced by the source's); or skip that source transaction with pgrelocate start "
+            "--skip-transaction %s and repair its rows on the target by hand (pgrelocate "
+            "verify names them).",
+            what_table(p->what, table, sizeof(table)), from);
     log_msg(LOG_ERROR, d, hint, "[apply] %s: %s", p->what, primary);
     free(d);
     free(h);
@@ -597,6 +623,7 @@ static bool on_relation(Apply *a, const PgoRelation *m)
     r->relid = m->relid;
     r->nspname = xstrdup(m->nspname[0] ? m->nspname : "pg_catalog");
     r->relname = xstrdup(m->relname);
+    r->sync_entry = a->sync ? tablesync_find(a->sync, r->nspname, r->relname) : -1;
     r->qualified = conn_qualify(a->tgt, r->nspname, r->relname);
     r->replident = m->replident;
     r->ncols = m->ncols;
@@ -1272,21 +1299,40 @@ static bool on_change(Apply *a, const PgoMessage *m)
     return ok;
 }
 
+/* Per-table sync (tablesync.h): whether this transaction's change of relid
+ * applies.  A wait that ended because the follower stops counts as a lost
+ * connection: the batch rolls back and streaming restarts from the origin. */
+static TableSyncVerdict sync_verdict(Apply *a, uint32_t relid)
+{
+    Rel *r = a->sync ? find_rel(a, relid) : NULL;
+    TableSyncVerdict v;
+
+    if (!r || r->sync_entry < 0)
+        return TABLESYNC_APPLY;
+    v = tablesync_decide(a->sync, r->sync_entry, a->txn_final_lsn, a->sync_stop);
+    if (v == TABLESYNC_STOPPED)
+        a->conn_lost = true;
+    return v;
+}
+
 static bool on_truncate(Apply *a, const PgoTruncate *t)
 {
     const char **names = xcalloc((size_t)t->nrelids + 1, sizeof(char *));
     char *sql = NULL;
     bool ok = flush_all(a);
 
+    int n = 0;
+
     for (uint32_t i = 0; i < t->nrelids && ok; i++) {
         Rel *r = rel_for(a, t->relids[i], "truncate");
+        TableSyncVerdict v = r ? sync_verdict(a, t->relids[i]) : TABLESYNC_APPLY;
 
-        if (r)
-            names[i] = r->qualified;
-        ok = r != NULL;
+        if (r && v == TABLESYNC_APPLY)
+            names[n++] = r->qualified;
+        ok = r != NULL && v != TABLESYNC_STOPPED;
     }
-    if (ok) {
-        sql = applysql_build_truncate(names, (int)t->nrelids, t->restart_identity, t->cascade);
+    if (ok && n > 0) {
+        sql = applysql_build_truncate(names, n, t->restart_identity, t->cascade);
         ok = send_query(a, sql, 0, NULL, xstrdup(sql));
     }
     free(sql);
@@ -1484,7 +1530,8 @@ static bool on_commit(Apply *a, const PgoCommit *c)
     a->last_commit_time_us = c->commit_time_us;
     a->batch_txns++;
     if (ddl || a->batch_txns >= BATCH_TXNS || a->batch_bytes >= BATCH_BYTES ||
-        clock_now_s() - a->batch_start >= BATCH_SECONDS)
+        clock_now_s() - a->batch_start >= BATCH_SECONDS ||
+        (a->sync && tablesync_resyncing(a->sync)))
         return apply_commit(a);
     return true;
 }
@@ -1509,6 +1556,14 @@ bool apply_message(Apply *a, const PgoMessage *m)
             log_error("[apply] change outside a transaction (protocol error)");
             return false;
         }
+        if (a->sync) {
+            TableSyncVerdict v = sync_verdict(a, m->type == PGO_MSG_INSERT   ? m->u.insert.relid
+                                                 : m->type == PGO_MSG_UPDATE ? m->u.update.relid
+                                                                             : m->u.del.relid);
+
+            if (v != TABLESYNC_APPLY)
+                return v == TABLESYNC_SKIP;
+        }
         return on_change(a, m);
     case PGO_MSG_TRUNCATE:
         return a->skipping || on_truncate(a, &m->u.truncate);
@@ -1531,6 +1586,12 @@ bool apply_message(Apply *a, const PgoMessage *m)
 void apply_set_skip_lsn(Apply *a, Lsn commit_lsn)
 {
     a->skip_lsn = commit_lsn;
+}
+
+void apply_set_sync(Apply *a, TableSync *sync, volatile sig_atomic_t *stop)
+{
+    a->sync = sync;
+    a->sync_stop = stop;
 }
 
 void apply_set_exact(Apply *a, bool exact)

@@ -27,6 +27,7 @@
 
 #include "lsn.h"
 #include "pgoutput.h"
+#include "tablesync.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -62,6 +63,12 @@ void apply_set_skip_origin(Apply *a, const char *origin);
  * event in the same target transaction records it (pgrelocate start
  * --skip-transaction). */
 void apply_set_skip_lsn(Apply *a, Lsn commit_lsn);
+
+/* Per-table sync: changes of tracked tables apply, are skipped or wait as
+ * tablesync_decide says; its waits end when *stop is set (then
+ * apply_message fails as on a lost connection).  Before the first
+ * Relation message. */
+void apply_set_sync(Apply *a, TableSync *sync, volatile sig_atomic_t *stop);
 
 /* exact: rows held for multi-row statements never span source
  * transactions, so a failing statement names the one transaction it came

@@ -649,10 +649,36 @@ typedef struct Control {
     const ConnInfo *ci;
     SyncFollower *sync;
     SyncHold hold;
-    int64_t retry_ms; /* when to reopen a lost control session */
-    bool exact;       /* apply one source transaction per statement (apply_set_exact) */
-    bool told_format; /* the value format's choice was logged at info */
+    int64_t retry_ms;  /* when to reopen a lost control session */
+    bool exact;        /* apply one source transaction per statement (apply_set_exact) */
+    bool told_format;  /* the value format's choice was logged at info */
+    TableSync *filter; /* per-table sync: o->sync, or read from the state */
+    bool refresh;      /* the filter came from the state: follow resync's changes to it */
+    PGconn *state;     /* ... read on this session */
+    int64_t refresh_ms;
 } Control;
+
+#define REFRESH_MS 1000 /* how often a resync request is looked for */
+
+/* A follower whose filter came from the state reads it again every
+ * REFRESH_MS (tablesync_refresh): resync asks through it. */
+static void refresh_filter(const FollowOpts *o, Control *c)
+{
+    ConnOpts co = {.side = CONN_TARGET,
+                   .app_name = "pgrelocate apply",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+
+    if (!c->refresh || clock_now_ms() < c->refresh_ms)
+        return;
+    c->refresh_ms = clock_now_ms() + REFRESH_MS;
+    if (!c->state)
+        c->state = conn_open(o->target, &co);
+    if (c->state && !tablesync_refresh(c->filter, c->state)) {
+        conn_close(c->state);
+        c->state = NULL;
+    }
+}
 
 static void control_poll(Control *c)
 {
@@ -721,6 +747,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
     apply_set_skip_origin(s.apply, o->skip_origin);
     apply_set_skip_lsn(s.apply, o->skip_lsn);
     apply_set_exact(s.apply, c->exact);
+    apply_set_sync(s.apply, c->filter, o->stop);
     atomic_store(&s.committed_lsn, apply_committed_lsn(s.apply));
     atomic_store(&s.apply_idle, true);
     s.stream = stream_start(o->source, o->slot, apply_committed_lsn(s.apply), o->proto_version,
@@ -755,6 +782,7 @@ static FollowResult run_session(const FollowOpts *o, Control *c, bool *lost, boo
         if (done)
             break;
         control_poll(c);
+        refresh_filter(o, c);
         busy = syncpoint_follower_busy(c->sync);
         if (busy) {
             /* wake an idle apply thread: a sync point wants it */
@@ -807,17 +835,40 @@ ValueProtocol follow_recorded_protocol(PGconn *tgt)
     return p;
 }
 
+/* The per-table sync filter as the state on the target holds it (tables
+ * copied at their own points skip their changes before them). */
+static bool load_filter(const FollowOpts *o, TableSync **ts)
+{
+    ConnOpts co = {.side = CONN_TARGET,
+                   .app_name = "pgrelocate apply",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
+    PGconn *conn = conn_open(o->target, &co);
+    bool ok = conn && tablesync_load(conn, ts);
+
+    conn_close(conn);
+    return ok;
+}
+
 FollowResult follow_run(const FollowOpts *o)
 {
     int backoff = 1;
     Control c = {.ci = o->control ? o->control : o->target};
     FollowResult r;
 
+    TableSync *loaded = NULL;
+
     syncpoint_hold_init(&c.hold);
+    if (!o->sync && (!o->control || o->control == o->target) && !load_filter(o, &loaded))
+        return FOLLOW_FAILED;
+    c.filter = o->sync ? o->sync : loaded;
+    c.refresh = loaded != NULL;
     /* The control session's advisory lock says "a follower runs"; a second
      * follower on the same target is refused here. */
-    if (!(c.sync = syncpoint_follower_open(c.ci)))
+    if (!(c.sync = syncpoint_follower_open(c.ci))) {
+        tablesync_destroy(loaded);
         return FOLLOW_FAILED;
+    }
     for (;;) {
         bool lost, progressed;
 
@@ -848,6 +899,8 @@ FollowResult follow_run(const FollowOpts *o)
     }
     syncpoint_follower_close(c.sync);
     pthread_mutex_destroy(&c.hold.lock);
+    conn_close(c.state);
+    tablesync_destroy(loaded);
     return r;
 }
 

@@ -18,6 +18,7 @@
 #include "conninfo.h"
 #include "lsn.h"
 #include "metrics.h"
+#include "tablesync.h"
 
 #include <libpq-fe.h>
 #include "valueformat.h"
@@ -43,6 +44,10 @@ typedef struct FollowOpts {
     const char *label;           /* log prefix, e.g. "follow" or "reverse" (NULL: follow) */
     Lsn skip_lsn; /* --skip-transaction: commit LSN of a source transaction to leave out */
     ValueProtocol protocol; /* values in binary or text (auto: binary where safe) */
+    /* per-table sync shared with copy workers in this process; NULL: the
+     * filter is read from the state when it lives on the side applied to
+     * (control NULL or the target), else none */
+    TableSync *sync;
 } FollowOpts;
 
 typedef enum {

@@ -302,6 +302,12 @@ static void print_table_summary(const VerifyRun *r, FILE *out)
         rows += t->rows[0];
         bytes += t->bytes;
     }
+    for (int i = 0; i < r->scan.ntables; i++) {
+        const VerifyTable *t = &r->scan.tables[i];
+
+        if (t->missing + t->extra + t->changed > 0 && !t->matview)
+            fprintf(out, "to fix %s: pgrelocate resync --tables %s\n", t->display, t->display);
+    }
     fprintf(out,
             "\n%d table%s, %lld source rows (%.1f MB) compared in %.2f s (%.0f rows/s, %.1f "
             "MB/s)\n",
