@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "log.h"
 #include "names.h"
+#include "stall.h"
 #include "stateschema.h"
 #include "strbuf.h"
 
@@ -200,8 +201,9 @@ bool state_save_archive(PGconn *tgt, const char *path)
     fclose(f);
     values[0] = sb.data;
     lengths[0] = (int)sb.len;
-    res = PQexecParams(tgt, "UPDATE pgrelocate.migration SET schema_archive = $1::bytea", 1, NULL,
-                       values, lengths, formats, 0);
+    res =
+        conn_exec_params(tgt, "state", "UPDATE pgrelocate.migration SET schema_archive = $1::bytea",
+                         1, NULL, values, lengths, formats, 0);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         conn_log_result_error(res, tgt, "state");
@@ -212,8 +214,9 @@ bool state_save_archive(PGconn *tgt, const char *path)
 
 bool state_restore_archive(PGconn *tgt, const char *path, bool may_be_missing)
 {
-    PGresult *res = PQexecParams(tgt, "SELECT schema_archive FROM pgrelocate.migration", 0, NULL,
-                                 NULL, NULL, NULL, 1);
+    PGresult *res =
+        conn_exec_params(tgt, "state", "SELECT schema_archive FROM pgrelocate.migration", 0, NULL,
+                         NULL, NULL, NULL, 1);
     FILE *f;
     bool ok;
 
@@ -262,16 +265,19 @@ static void copy_text(StrBuf *sb, const char *s)
 /* COPY rows (already in text format) into a state table. */
 static bool copy_rows(PGconn *tgt, const char *sql, const StrBuf *rows)
 {
-    PGresult *res = PQexec(tgt, sql);
+    PGresult *res = conn_exec(tgt, "state", sql);
     bool ok = PQresultStatus(res) == PGRES_COPY_IN;
+    StallWatch *sw;
 
     PQclear(res);
     if (!ok) {
         log_error("[state] %s", PQerrorMessage(tgt));
         return false;
     }
+    sw = stall_watch(tgt, CONN_TARGET, "state"); /* a session without statement_timeout */
     ok = PQputCopyData(tgt, rows->data, (int)rows->len) == 1 && PQputCopyEnd(tgt, NULL) == 1;
     res = PQgetResult(tgt);
+    stall_unwatch(sw);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         conn_log_result_error(res, tgt, "state");
         ok = false;

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "log.h"
 #include "names.h"
+#include "stall.h"
 #include "strbuf.h"
 
 #include <pthread.h>
@@ -215,11 +216,14 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     const StateTable *t = table_of(w->sh->job, c->table_no);
     char *src_sql, *tgt_sql, *lit, *begin;
     double t0 = clock_now_s();
+    StallWatch *ws, *wt; /* a stopped server is reported (stall.h) */
     ChunkResult r;
 
     *rows = *bytes = 0;
     if (!ensure_connections(w))
         return CHUNK_RETRY;
+    ws = stall_watch(w->src, CONN_SOURCE, ctx);
+    wt = stall_watch(w->tgt, CONN_TARGET, ctx);
     lit = conn_quote_literal(w->src, w->sh->job->snapshot);
     begin = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                       "SET TRANSACTION SNAPSHOT %s",
@@ -240,6 +244,8 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
         r = mark_done(w, c, *rows, *bytes, clock_now_s() - t0, ctx);
     if (r == CHUNK_OK)
         r = exec_expect(w->src, "COMMIT", PGRES_COMMAND_OK, ctx);
+    stall_unwatch(ws);
+    stall_unwatch(wt);
     if (r != CHUNK_OK)
         drop_connections(w); /* whatever state they are in, start clean */
     free(src_sql);
