@@ -474,13 +474,23 @@ bool conn_error_is_transient(const char *sqlstate, PGconn *conn)
            strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0;
 }
 
-/* A hint for a query a timeout ended (the server's own message says only
- * "canceling statement due to ..."): which server, and what to look at. */
-static char *timeout_hint(const PGresult *res, PGconn *conn)
+char *conn_error_hint(const PGresult *res, PGconn *conn)
 {
     const char *state = conn_sqlstate(res);
     const char *host = conn && PQhost(conn) ? PQhost(conn) : "?";
     const char *port = conn && PQport(conn) ? PQport(conn) : "?";
+    const QueryWait *w = conn ? PQinstanceData(conn, query_wait_event) : NULL;
+
+    if (strcmp(state, "53100") == 0) {
+        const char *server = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+
+        return xasprintf("%s%sThe disk of the %s at host=%s port=%s is full: free space on it (or "
+                         "on the tablespace of the file named above).  Once space is freed, a "
+                         "pgrelocate start still running goes on by itself, and one that stopped "
+                         "resumes where it stopped when run again.",
+                         server ? server : "", server ? "  " : "",
+                         w ? side_name(w->side) : "server", host, port);
+    }
 
     if (strcmp(state, "55P03") == 0)
         return xasprintf("Another session on host=%s port=%s holds a lock this query waited "
@@ -500,7 +510,9 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
-    char *ours = hint ? NULL : timeout_hint(res, conn);
+    /* ours replaces the server's "Check free disk space." on a full disk */
+    char *ours =
+        hint && strcmp(conn_sqlstate(res), "53100") != 0 ? NULL : conn_error_hint(res, conn);
     char *msg;
 
     if (ours)

@@ -168,7 +168,14 @@ char *conn_value_or_null(const PGresult *res, int row, int col);
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params);
 
-/* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT. */
+/* The HINT pgrelocate gives for a failed result, or NULL (caller frees):
+ * for a lock or statement timeout (55P03, 57014) which server and what to
+ * look at; for a full disk (53100) the server's hint, which server, and
+ * that rerunning start resumes. */
+char *conn_error_hint(const PGresult *res, PGconn *conn);
+
+/* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT
+ * (or conn_error_hint's, when the server gives none or the disk is full). */
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx);
 
 /* libpq's message (which may span lines, end in a newline, or be NULL) on

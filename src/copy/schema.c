@@ -346,10 +346,14 @@ static void log_entry_failure(PGconn *conn, const PGresult *res, const char *ctx
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+    char *ours = conn_error_hint(res, conn); /* a full disk: rerunning start resumes */
     char *msg;
 
+    if (strcmp(conn_sqlstate(res), "53100") == 0)
+        hint = ours;
     if (!res || PQresultStatus(res) != PGRES_FATAL_ERROR) {
         conn_log_result_error(res, conn, ctx);
+        free(ours);
         return;
     }
     if (!hint && strcmp(conn_sqlstate(res), "42704") == 0)
@@ -358,6 +362,7 @@ static void log_entry_failure(PGconn *conn, const PGresult *res, const char *ctx
     msg = conn_one_line(primary ? primary : PQresultErrorMessage(res));
     log_msg(LOG_ERROR, detail, hint, "[%s] %s: %s", ctx, what, msg);
     free(msg);
+    free(ours);
     if (strncmp(conn_sqlstate(res), "42", 2) == 0)
         log_note_lasting_error();
 }
