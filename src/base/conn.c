@@ -34,6 +34,7 @@ typedef struct QueryWait {
     ConnSide side;
     int statement_timeout_ms; /* the server's own bound, for the message */
     int wait_ms;              /* how long a query may go unanswered (0: no limit) */
+    bool gave_up;             /* a query went unanswered: the socket is shut down */
 } QueryWait;
 
 static int query_wait_event(PGEventId id, void *info, void *pass)
@@ -77,6 +78,7 @@ static bool set_query_wait(PGconn *conn, ConnSide side, int statement_timeout_ms
     w->side = side;
     w->statement_timeout_ms = statement_timeout_ms;
     w->wait_ms = statement_timeout_ms > 0 ? conn_query_wait_ms(statement_timeout_ms) : 0;
+    w->gave_up = false;
     PQsetInstanceData(conn, query_wait_event, w);
     return true;
 }
@@ -513,8 +515,13 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
     /* ours replaces the server's "Check free disk space." on a full disk */
     char *ours =
         hint && strcmp(conn_sqlstate(res), "53100") != 0 ? NULL : conn_error_hint(res, conn);
+    const QueryWait *w = conn ? PQinstanceData(conn, query_wait_event) : NULL;
     char *msg;
 
+    if (!res && w && w->gave_up) {
+        free(ours); /* the wait that closed the connection said why */
+        return;
+    }
     if (ours)
         hint = ours;
     if (!primary && res && PQresultErrorMessage(res)[0])
@@ -588,7 +595,7 @@ void conn_cancel(PGconn *conn)
  * whole wait: say which server and what it waited for, cancel the query,
  * and shut the socket down so that this call and every later one on conn
  * fail at once (the caller still PQfinishes conn). */
-static void give_up_query(PGconn *conn, const char *ctx, const QueryWait *w)
+static void give_up_query(PGconn *conn, const char *ctx, QueryWait *w)
 {
     char *hint = xasprintf("The server's statement_timeout (%d s) would have ended a slow query "
                            "sooner: this server is stopped (SIGSTOP, a debugger), hung, or too "
@@ -602,6 +609,7 @@ static void give_up_query(PGconn *conn, const char *ctx, const QueryWait *w)
             w->wait_ms / 1000, side_name(w->side), PQhost(conn) ? PQhost(conn) : "?",
             PQport(conn) ? PQport(conn) : "?");
     free(hint);
+    w->gave_up = true;
     conn_cancel(conn);
     if (PQsocket(conn) >= 0)
         shutdown(PQsocket(conn), SHUT_RDWR);
@@ -622,7 +630,7 @@ static PGresult *exec_bounded(PGconn *conn, const char *ctx, const char *sql, bo
                               const int *lengths, const int *formats, int result_format,
                               bool *gave_up)
 {
-    const QueryWait *w = PQinstanceData(conn, query_wait_event);
+    QueryWait *w = PQinstanceData(conn, query_wait_event);
     PGresult *last = NULL, *res;
     int64_t deadline;
     int rc;

@@ -158,13 +158,13 @@ static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
     bool ok = false;
 
     for (int attempt = 1; attempt <= DDL_ATTEMPTS && !ok; attempt++) {
-        PGresult *res = conn_exec(src, "slot", full);
+        PGresult *res = conn_exec(src, ctx, full);
 
         ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok && strcmp(conn_sqlstate(res), "55P03") == 0 && attempt < DDL_ATTEMPTS) {
             log_notice("[%s] waiting for a lock (attempt %d of %d)", ctx, attempt, DDL_ATTEMPTS);
             PQclear(res);
-            PQclear(conn_exec(src, "slot", "RESET lock_timeout"));
+            PQclear(conn_exec(src, ctx, "RESET lock_timeout"));
             usleep(500000);
             continue;
         }
@@ -174,7 +174,7 @@ static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
         if (!ok)
             break;
     }
-    PQclear(conn_exec(src, "slot", "RESET lock_timeout"));
+    PQclear(conn_exec(src, ctx, "RESET lock_timeout"));
     free(full);
     return ok;
 }
