@@ -351,11 +351,11 @@ PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t
     snprintf(r, sizeof(r), "%lld", (long long)rows);
     snprintf(b, sizeof(b), "%lld", (long long)bytes);
     snprintf(s, sizeof(s), "%.3f", seconds);
-    return PQexecParams(tgt,
-                        "UPDATE pgrelocate.chunks SET state = 'done', rows_copied = $3, "
-                        "bytes_copied = $4, seconds = $5, done_at = now() "
-                        "WHERE table_no = $1 AND chunk_no = $2",
-                        5, NULL, params, NULL, NULL, 0);
+    return conn_exec_params(tgt, "state",
+                            "UPDATE pgrelocate.chunks SET state = 'done', rows_copied = $3, "
+                            "bytes_copied = $4, seconds = $5, done_at = now() "
+                            "WHERE table_no = $1 AND chunk_no = $2",
+                            5, NULL, params, NULL, NULL, 0);
 }
 
 bool state_restart_data(PGconn *tgt)
@@ -405,11 +405,11 @@ void state_event(PGconn *tgt, const char *level, const char *context, const char
     /* never into state this binary refused (or that is not there) */
     if (!state_read_version(tgt, &version) || version < 1 || version > STATE_VERSION)
         return;
-    res = PQexecParams(tgt,
-                       "INSERT INTO pgrelocate.events (level, context, message) "
-                       "SELECT $1, $2, $3 WHERE pg_catalog.to_regclass('pgrelocate.events') "
-                       "IS NOT NULL",
-                       3, NULL, params, NULL, NULL, 0);
+    res = conn_exec_params(tgt, "state",
+                           "INSERT INTO pgrelocate.events (level, context, message) "
+                           "SELECT $1, $2, $3 WHERE pg_catalog.to_regclass('pgrelocate.events') "
+                           "IS NOT NULL",
+                           3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         log_debug("[state] could not record event: %s", PQresultErrorMessage(res));
     PQclear(res);
