@@ -285,18 +285,7 @@ static bool read_line_by(int fd, char *buf, size_t cap, int64_t deadline_ms)
 /* Read one line from the keeper (blocking); "" at end of file. */
 static void read_line(int fd, char *buf, size_t cap)
 {
-    size_t used = 0;
-
-    while (used + 1 < cap) {
-        ssize_t n = read(fd, buf + used, 1);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || buf[used] == '\n')
-            break;
-        used++;
-    }
-    buf[used] = '\0';
+    (void)read_line_by(fd, buf, cap, 0);
 }
 
 static SnapshotStatus parse_result(const char *buf, SnapshotKeeper *out)

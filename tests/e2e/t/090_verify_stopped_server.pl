@@ -53,12 +53,8 @@ while (time - $t0 < 60 && ${ $v->{stderr} } !~ /\[verify\] comparing \d+ tables/
 	eval { $v->{h}->pump_nb };
 	usleep(20_000);
 }
-my $file = PostgreSQL::Test::Utils::tempdir() . '/hold.sql';
-PostgreSQL::Test::Utils::append_to_file($file,
+my ($holder) = FaultTest::hold($tgt, $db,
 	"BEGIN;\nLOCK TABLE public.log IN ACCESS EXCLUSIVE MODE;\nSELECT pg_sleep(600);\n");
-my ($hout, $herr) = ('', '');
-my $holder = IPC::Run::start([ 'psql', '-XAtq', '-d', $tgt->connstr($db), '-f', $file ],
-	'<', \undef, '>', \$hout, '2>', \$herr);
 ok(RelocateTest::wait_until($tgt, $db,
 	q{SELECT count(*) > 0 FROM pg_stat_activity
 	  WHERE application_name = 'pgrelocate verify' AND wait_event_type = 'Lock'}, 't', 60),
@@ -88,9 +84,7 @@ ok(FollowTest::running($run), 'start is still running');
 ok(kill(0, $v->{pid}), 'verify keeps waiting');
 
 FaultTest::thaw($tgt);
-$holder->kill_kill;
-$tgt->safe_psql($db,
-	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()});
+FaultTest::release($tgt, $db, $holder);
 my $r = RelocateTest::finish_copy($v);
 is($r->{exit}, 0, 'verify completes after SIGCONT') or diag($r->{stderr});
 like($r->{stdout}, qr/^result: MATCH$/m, 'verify: MATCH');

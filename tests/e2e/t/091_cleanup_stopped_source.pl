@@ -11,7 +11,6 @@
 use strict;
 use warnings;
 
-use IPC::Run ();
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
@@ -37,15 +36,11 @@ my $s = FollowTest::stop_run($run);
 is($s->{exit}, 0, 'start stops on SIGINT') or diag($s->{stderr});
 
 # a session on the source keeps the table: cleanup's ALTER TABLE waits
-my $file = PostgreSQL::Test::Utils::tempdir() . '/hold.sql';
-PostgreSQL::Test::Utils::append_to_file($file,
+my ($holder, $herr) = FaultTest::hold($src, $db,
 	"BEGIN;\nLOCK TABLE public.nokey IN ACCESS SHARE MODE;\nSELECT pg_sleep(600);\n");
-my ($hout, $herr) = ('', '');
-my $holder = IPC::Run::start([ 'psql', '-XAtq', '-d', $src->connstr($db), '-f', $file ],
-	'<', \undef, '>', \$hout, '2>', \$herr);
 ok(RelocateTest::wait_until($src, $db,
 	q{SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active'}, 't', 30),
-	'a session holds public.nokey on the source') or diag($herr);
+	'a session holds public.nokey on the source') or diag($$herr);
 
 my $c = RelocateTest::start_copy(FollowTest::conn($src, $tgt, $db),
 	command => 'cleanup',
@@ -69,9 +64,7 @@ like($r->{stderr}, qr/cleanup did not finish.*\n.*HINT:\s+Fix the cause and run 
 	'and says to run cleanup again');
 cmp_ok($took, '<', 15, sprintf('cleanup ends within its bound while the source is stopped (%.1f s)', $took));
 
-$holder->kill_kill;
-$src->safe_psql($db,
-	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()});
+FaultTest::release($src, $db, $holder);
 FollowTest::cleanup_ok('cleanup after SIGCONT', $src, $tgt, $db);
 is(join(', ', FollowTest::leftovers($src, $tgt, $db)), '', 'nothing left behind');
 is(RelocateTest::query($src, $db, q{SELECT relreplident FROM pg_class WHERE oid = 'public.nokey'::regclass}),

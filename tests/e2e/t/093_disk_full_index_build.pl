@@ -12,6 +12,7 @@ use warnings;
 
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FaultTest;
 use FollowTest;
 use RelocateTest;
 
@@ -26,45 +27,10 @@ my $data_mb = RelocateTest::query($src, $db, q{SELECT ceil(pg_table_size('public
 my $index_mb = RelocateTest::query($src, $db, q{SELECT ceil(pg_indexes_size('public.bulk') / 1048576.0)});
 note("bulk: $data_mb MB of rows, $index_mb MB of indexes");
 
-my $ts = PostgreSQL::Test::Utils::tempdir('small_ts');
-$tgt->stop;
-my ($uid, $gid) = ($<, (split ' ', $()[0]);
-my $pgctl = join ' ', 'pg_ctl', '-D', $tgt->data_dir, '-l', $tgt->logfile, '-w', 'start';
-my ($out, $err) = ('', '');
-my $started = IPC::Run::run(
-	[
-		'unshare', '-Urm', 'sh', '-c',
-		"mount -t tmpfs -o size=40m tmpfs '$ts' && exec unshare -U --map-user=$uid --map-group=$gid -- $pgctl"
-	],
-	'>', \$out, '2>', \$err);
-plan skip_all => "cannot start the target in a user and mount namespace: $err" unless $started;
-$tgt->_update_pid(1);
-$tgt->safe_psql('postgres', "CREATE TABLESPACE small LOCATION '$ts'");
-$tgt->safe_psql('postgres', "ALTER DATABASE $db SET TABLESPACE small");
-# index builds sort in memory here; their temporary files (if any) stay off
-# the tmpfs, so only the indexes themselves need its space
-$tgt->safe_psql('postgres', "ALTER DATABASE $db SET temp_tablespaces = 'pg_default'");
-$tgt->safe_psql('postgres', 'CREATE DATABASE spare TABLESPACE small');
-$tgt->safe_psql('postgres', "ALTER DATABASE spare SET temp_tablespaces = 'pg_default'");
-$tgt->safe_psql('spare', 'CREATE TABLE public.filler (b text)');
-
-# a reserve of the rows' size and 3 MB, the rest filled, the reserve
-# dropped: room for the schema and the rows, not for the indexes
-my $reserve_rows = ($data_mb + 3) * 1000;
-$tgt->safe_psql('spare', qq{
-CREATE TABLE public.reserve (b text);
-INSERT INTO public.reserve SELECT repeat(md5(i::text), 30) FROM generate_series(1, $reserve_rows) i;
-DO \$\$
-BEGIN
-	LOOP
-		BEGIN
-			INSERT INTO public.filler SELECT repeat(md5(i::text), 30) FROM generate_series(1, 1000) i;
-		EXCEPTION WHEN disk_full THEN
-			EXIT;
-		END;
-	END LOOP;
-END \$\$});
-$tgt->safe_psql('spare', 'DROP TABLE public.reserve');
+my (undef, $skip) = FaultTest::small_disk($tgt, $db, 40);
+plan skip_all => "cannot start the target in a user and mount namespace: $skip" if $skip;
+# room for the schema and the rows (and 3 MB), not for the indexes
+FaultTest::fill_disk($tgt, ($data_mb + 3) * 1000);
 
 my $r = RelocateTest::run_copy(FollowTest::conn($src, $tgt, $db), command => 'start', timeout => 180);
 ok(!$r->{ok} && $r->{exit} > 0 && $r->{signal} == 0, 'start fails on the full disk (no signal, no timeout)')
