@@ -976,6 +976,10 @@ static void cancel_copy(PGconn *conn)
                   CONN_QUERY_MARGIN_MS / 1000, PQhost(conn) ? PQhost(conn) : "?",
                   PQport(conn) ? PQport(conn) : "?");
         shutdown(PQsocket(conn), SHUT_RDWR);
+        /* libpq reads the end of file: the connection is bad, and
+         * PQgetResult ends the COPY with an error instead of returning
+         * PGRES_COPY_OUT again and again */
+        (void)PQconsumeInput(conn);
     }
 }
 
