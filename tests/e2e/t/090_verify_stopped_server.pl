@@ -7,7 +7,8 @@
 # fresh connection, which a stopped postmaster never answers, and warns,
 # naming the host, the port and the waiting context; while the server only
 # runs a long statement (here: waits on a lock) the probe is answered and
-# nothing is said.  After SIGCONT verify completes with MATCH.
+# nothing is said.  After SIGCONT verify completes with MATCH.  Stopped
+# again, Ctrl-C ends it at once.
 #
 # Then verify against a black-holed target after the copy: it ends within its
 # connect timeout, the host named (070 covers the black hole before any
@@ -41,53 +42,76 @@ ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 120), 'start reaches the foll
 # starts comparing, a session asks for public.log on the target (no index,
 # no constraint: a table of its own), so verify's comparison of its rows
 # waits on that lock.  The lock is granted once verify's catalog
-# transaction ends, or never: both keep the comparison waiting.
-my $v = RelocateTest::start_copy(FollowTest::conn($src, $tgt, $db),
-	command => 'verify',
-	args    => [ '--jobs', 1 ],
-	env     => { PGRELOCATE_TEST_STALL_MS => '2000' },
-	timeout => 120);
-my $t0 = time;
-while (time - $t0 < 60 && ${ $v->{stderr} } !~ /\[verify\] comparing \d+ tables/)
+# transaction ends, or never: both keep the comparison waiting.  Then the
+# target is stopped, until the stall report names it.  Returns verify's
+# handle and the lock holder's.
+my $t0;
+sub stalled_verify
 {
-	eval { $v->{h}->pump_nb };
-	usleep(20_000);
+	my ($label) = @_;
+	my $v = RelocateTest::start_copy(FollowTest::conn($src, $tgt, $db),
+		command => 'verify',
+		args    => [ '--jobs', 1 ],
+		env     => { PGRELOCATE_TEST_STALL_MS => '2000' },
+		timeout => 120);
+	$t0 = time;
+	while (time - $t0 < 60 && ${ $v->{stderr} } !~ /\[verify\] comparing \d+ tables/)
+	{
+		eval { $v->{h}->pump_nb };
+		usleep(20_000);
+	}
+	my ($holder) = FaultTest::hold($tgt, $db,
+		"BEGIN;\nLOCK TABLE public.log IN ACCESS EXCLUSIVE MODE;\nSELECT pg_sleep(600);\n");
+	ok(RelocateTest::wait_until($tgt, $db,
+		q{SELECT count(*) > 0 FROM pg_stat_activity
+		  WHERE application_name = 'pgrelocate verify' AND wait_event_type = 'Lock'}, 't', 60),
+		"$label: verify waits on a lock on the target") or diag(${ $v->{stderr} });
+
+	# Waiting on a lock is not a stall: the probe is answered, nothing is said.
+	$t0 = time;
+	while (time - $t0 < 5) { eval { $v->{h}->pump_nb }; usleep(100_000); }
+	unlike(${ $v->{stderr} }, qr/waiting for the target/, "$label: a long wait on a server that answers: no warning");
+
+	FaultTest::freeze($tgt);
+	$t0 = time;
+	my $warning = qr/\[verify[^\]]*\] waiting for the target: nothing received for \d+ s, and a new connection got no answer within 3 s \(host=\S+ port=${\ $tgt->port}\)/;
+	my $said = 0;
+	while (time - $t0 < 30)
+	{
+		eval { $v->{h}->pump_nb };
+		last if ($said = ${ $v->{stderr} } =~ $warning);
+		usleep(100_000);
+	}
+	my $took = time - $t0;
+	ok($said, "$label: the stopped target is reported: host, port and the waiting context")
+	  or diag(${ $v->{stderr} });
+	cmp_ok($took, '<', 15, sprintf("$label: within the silence and the probe (%.1f s)", $took));
+	like(${ $v->{stderr} }, qr/HINT:\s+Check whether the server is stopped/, "$label: the hint says what to check");
+	ok(FollowTest::running($run), "$label: start is still running");
+	ok(kill(0, $v->{pid}), "$label: verify keeps waiting");
+	return ($v, $holder);
 }
-my ($holder) = FaultTest::hold($tgt, $db,
-	"BEGIN;\nLOCK TABLE public.log IN ACCESS EXCLUSIVE MODE;\nSELECT pg_sleep(600);\n");
-ok(RelocateTest::wait_until($tgt, $db,
-	q{SELECT count(*) > 0 FROM pg_stat_activity
-	  WHERE application_name = 'pgrelocate verify' AND wait_event_type = 'Lock'}, 't', 60),
-	'verify waits on a lock on the target') or diag(${ $v->{stderr} });
 
-# Waiting on a lock is not a stall: the probe is answered, nothing is said.
-$t0 = time;
-while (time - $t0 < 5) { eval { $v->{h}->pump_nb }; usleep(100_000); }
-unlike(${ $v->{stderr} }, qr/waiting for the target/, 'a long wait on a server that answers: no warning');
-
-FaultTest::freeze($tgt);
-$t0 = time;
-my $warning = qr/\[verify[^\]]*\] waiting for the target: nothing received for \d+ s, and a new connection got no answer within 3 s \(host=\S+ port=${\ $tgt->port}\)/;
-my $said = 0;
-while (time - $t0 < 30)
-{
-	eval { $v->{h}->pump_nb };
-	last if ($said = ${ $v->{stderr} } =~ $warning);
-	usleep(100_000);
-}
-my $took = time - $t0;
-ok($said, 'the stopped target is reported: host, port and the waiting context')
-  or diag(${ $v->{stderr} });
-cmp_ok($took, '<', 15, sprintf('within the silence and the probe (%.1f s)', $took));
-like(${ $v->{stderr} }, qr/HINT:\s+Check whether the server is stopped/, 'the hint says what to check');
-ok(FollowTest::running($run), 'start is still running');
-ok(kill(0, $v->{pid}), 'verify keeps waiting');
-
+my ($v, $holder) = stalled_verify('SIGCONT');
 FaultTest::thaw($tgt);
 FaultTest::release($tgt, $db, $holder);
 my $r = RelocateTest::finish_copy($v);
 is($r->{exit}, 0, 'verify completes after SIGCONT') or diag($r->{stderr});
 like($r->{stdout}, qr/^result: MATCH$/m, 'verify: MATCH');
+
+# Ctrl-C still ends a verify that waits on a stopped target (the second
+# one at once, as everywhere).
+($v, $holder) = stalled_verify('Ctrl-C');
+kill 'INT', $v->{pid};
+$t0 = time;
+while (time - $t0 < 3 && $v->{h}->pumpable) { eval { $v->{h}->pump_nb }; usleep(100_000); }
+kill 'INT', $v->{pid} if $v->{h}->pumpable;
+$r = RelocateTest::finish_copy($v);
+my $took = time - $t0;
+ok($r->{exit} != 0 || $r->{signal} != 0, 'Ctrl-C ends verify while the target is stopped');
+cmp_ok($took, '<', 10, sprintf('at once (%.1f s)', $took));
+FaultTest::thaw($tgt);
+FaultTest::release($tgt, $db, $holder);
 
 # A black-holed target: verify ends within its connect timeout.
 my $port = PostgreSQL::Test::Cluster::get_free_port();
