@@ -204,11 +204,12 @@ SyncPoint *syncpoint_hold_watched(PGconn *tgt, int wait_ms, int expire_ms, const
         return NULL;
     snprintf(expire, sizeof(expire), "%d", expire_ms);
     /* locked in the statement that inserts: no one sees the row unlocked */
-    res = PQexecParams(tgt,
-                       "WITH r AS (INSERT INTO pgrelocate.sync_points (expires_at) VALUES "
-                       "(clock_timestamp() + $1::int * interval '1 ms') RETURNING id) "
-                       "SELECT id, pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", id::int) FROM r",
-                       1, NULL, p, NULL, NULL, 0);
+    res =
+        conn_exec_params(tgt, "sync point",
+                         "WITH r AS (INSERT INTO pgrelocate.sync_points (expires_at) VALUES "
+                         "(clock_timestamp() + $1::int * interval '1 ms') RETURNING id) "
+                         "SELECT id, pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", id::int) FROM r",
+                         1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (strcmp(conn_sqlstate(res), "23505") == 0)
             log_msg(LOG_ERROR, NULL,
