@@ -42,7 +42,7 @@ UNIT_EXTRA_applysql = strbuf
 UNIT_EXTRA_ddl      = strbuf
 UNIT_LIBS_ddl       = $(shell pkg-config --libs jansson 2>/dev/null)
 UNIT_EXTRA_valueformat =
-UNIT_EXTRA_conn     = clock conninfo log strbuf
+UNIT_EXTRA_conn     = clock conninfo log stall strbuf
 UNIT_LIBS_conninfo  = $(shell pkg-config --libs libpq 2>/dev/null)
 UNIT_LIBS_conn      = $(shell pkg-config --libs libpq 2>/dev/null)
 SAN  = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "stall.h"
 #include "strbuf.h"
 
 #include <libpq-events.h>
@@ -32,7 +33,8 @@ static const char *side_name(ConnSide side)
 typedef struct QueryWait {
     ConnSide side;
     int statement_timeout_ms; /* the server's own bound, for the message */
-    int wait_ms;              /* how long a query may go unanswered */
+    int wait_ms;              /* how long a query may go unanswered (0: no limit) */
+    bool gave_up;             /* a query went unanswered: the socket is shut down */
 } QueryWait;
 
 static int query_wait_event(PGEventId id, void *info, void *pass)
@@ -63,8 +65,9 @@ int conn_query_wait_ms(int statement_timeout_ms)
 }
 
 /* From now on conn's queries through this module wait at most
- * conn_query_wait_ms(statement_timeout_ms).  false when libpq refuses the
- * event procedure (out of memory): the queries then wait unbounded. */
+ * conn_query_wait_ms(statement_timeout_ms) (0: as long as it takes, watched
+ * by stall.c).  false when libpq refuses the event procedure (out of
+ * memory): the queries then wait unbounded. */
 static bool set_query_wait(PGconn *conn, ConnSide side, int statement_timeout_ms)
 {
     QueryWait *w;
@@ -74,7 +77,8 @@ static bool set_query_wait(PGconn *conn, ConnSide side, int statement_timeout_ms
     w = xmalloc(sizeof(*w));
     w->side = side;
     w->statement_timeout_ms = statement_timeout_ms;
-    w->wait_ms = conn_query_wait_ms(statement_timeout_ms);
+    w->wait_ms = statement_timeout_ms > 0 ? conn_query_wait_ms(statement_timeout_ms) : 0;
+    w->gave_up = false;
     PQsetInstanceData(conn, query_wait_event, w);
     return true;
 }
@@ -450,8 +454,7 @@ PGconn *conn_open(const ConnInfo *ci, const ConnOpts *co)
         return NULL;
     }
     PQsetNoticeProcessor(conn, on_notice, NULL);
-    if (statement_timeout_of(co) > 0)
-        set_query_wait(conn, co->side, statement_timeout_of(co));
+    set_query_wait(conn, co->side, statement_timeout_of(co));
     if (!pin_settings(conn, co)) {
         PQfinish(conn);
         return NULL;
@@ -480,13 +483,23 @@ bool conn_error_is_transient(const char *sqlstate, PGconn *conn)
            strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0;
 }
 
-/* A hint for a query a timeout ended (the server's own message says only
- * "canceling statement due to ..."): which server, and what to look at. */
-static char *timeout_hint(const PGresult *res, PGconn *conn)
+char *conn_error_hint(const PGresult *res, PGconn *conn)
 {
     const char *state = conn_sqlstate(res);
     const char *host = conn && PQhost(conn) ? PQhost(conn) : "?";
     const char *port = conn && PQport(conn) ? PQport(conn) : "?";
+    const QueryWait *w = conn ? PQinstanceData(conn, query_wait_event) : NULL;
+
+    if (strcmp(state, "53100") == 0) {
+        const char *server = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+
+        return xasprintf("%s%sThe disk of the %s at host=%s port=%s is full: free space on it (or "
+                         "on the tablespace of the file named above).  Once space is freed, a "
+                         "pgrelocate start still running goes on by itself, and one that stopped "
+                         "resumes where it stopped when run again.",
+                         server ? server : "", server ? "  " : "",
+                         w ? side_name(w->side) : "server", host, port);
+    }
 
     if (strcmp(state, "55P03") == 0)
         return xasprintf("Another session on host=%s port=%s holds a lock this query waited "
@@ -506,9 +519,16 @@ void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx)
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
-    char *ours = hint ? NULL : timeout_hint(res, conn);
+    /* ours replaces the server's "Check free disk space." on a full disk */
+    char *ours =
+        hint && strcmp(conn_sqlstate(res), "53100") != 0 ? NULL : conn_error_hint(res, conn);
+    const QueryWait *w = conn ? PQinstanceData(conn, query_wait_event) : NULL;
     char *msg;
 
+    if (!res && w && w->gave_up) {
+        free(ours); /* the wait that closed the connection said why */
+        return;
+    }
     if (ours)
         hint = ours;
     if (!primary && res && PQresultErrorMessage(res)[0])
@@ -551,7 +571,7 @@ static bool expect_status(const PGresult *res, PGconn *conn, const char *ctx, Ex
  * connection, which a stopped postmaster never does, so it runs in a child
  * (PQcancel is safe there, as in a signal handler) that is killed when it
  * takes longer. */
-static void cancel_bounded(PGconn *conn)
+void conn_cancel(PGconn *conn)
 {
     PGcancel *cancel = PQgetCancel(conn);
     pid_t pid;
@@ -582,7 +602,7 @@ static void cancel_bounded(PGconn *conn)
  * whole wait: say which server and what it waited for, cancel the query,
  * and shut the socket down so that this call and every later one on conn
  * fail at once (the caller still PQfinishes conn). */
-static void give_up_query(PGconn *conn, const char *ctx, const QueryWait *w)
+static void give_up_query(PGconn *conn, const char *ctx, QueryWait *w)
 {
     char *hint = xasprintf("The server's statement_timeout (%d s) would have ended a slow query "
                            "sooner: this server is stopped (SIGSTOP, a debugger), hung, or too "
@@ -596,7 +616,8 @@ static void give_up_query(PGconn *conn, const char *ctx, const QueryWait *w)
             w->wait_ms / 1000, side_name(w->side), PQhost(conn) ? PQhost(conn) : "?",
             PQport(conn) ? PQport(conn) : "?");
     free(hint);
-    cancel_bounded(conn);
+    w->gave_up = true;
+    conn_cancel(conn);
     if (PQsocket(conn) >= 0)
         shutdown(PQsocket(conn), SHUT_RDWR);
     while ((res = PQgetResult(conn)) != NULL)
@@ -604,26 +625,36 @@ static void give_up_query(PGconn *conn, const char *ctx, const QueryWait *w)
 }
 
 /* Run sql (simple protocol when params is NULL and nparams 0 and simple,
- * else extended with text or binary parameters) as PQexec/PQexecParams do,
- * returning the last result (caller PQclears; NULL: nothing was sent, see
- * PQerrorMessage).  On a session with a query wait the call is asynchronous
- * and polled: an answer that does not come in time is logged and gives NULL
- * with *gave_up set. */
+ * else extended with text or binary parameters, results in result_format)
+ * as PQexec/PQexecParams do, returning the last result (caller PQclears;
+ * NULL: nothing was sent, see PQerrorMessage).  On a session with a query
+ * wait the call is asynchronous and polled: an answer that does not come in
+ * time is logged and gives NULL with *gave_up set.  A session without one
+ * waits as long as it takes, watched by stall.c (a stopped server is
+ * reported every minute). */
 static PGresult *exec_bounded(PGconn *conn, const char *ctx, const char *sql, bool simple,
-                              int nparams, const char *const *params, const int *lengths,
-                              const int *formats, bool *gave_up)
+                              int nparams, const Oid *types, const char *const *params,
+                              const int *lengths, const int *formats, int result_format,
+                              bool *gave_up)
 {
-    const QueryWait *w = PQinstanceData(conn, query_wait_event);
+    QueryWait *w = PQinstanceData(conn, query_wait_event);
     PGresult *last = NULL, *res;
     int64_t deadline;
     int rc;
 
     *gave_up = false;
-    if (!w)
-        return simple ? PQexec(conn, sql)
-                      : PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
+    if (!w || w->wait_ms <= 0) {
+        StallWatch *sw = stall_watch(conn, w ? w->side : CONN_TARGET, ctx);
+
+        res = simple ? PQexec(conn, sql)
+                     : PQexecParams(conn, sql, nparams, types, params, lengths, formats,
+                                    result_format);
+        stall_unwatch(sw);
+        return res;
+    }
     if (!(simple ? PQsendQuery(conn, sql)
-                 : PQsendQueryParams(conn, sql, nparams, NULL, params, lengths, formats, 0)))
+                 : PQsendQueryParams(conn, sql, nparams, types, params, lengths, formats,
+                                     result_format)))
         return NULL;
     deadline = clock_now_ms() + w->wait_ms;
     while ((rc = PQflush(conn)) == 1)
@@ -652,10 +683,27 @@ timed_out:
     return NULL;
 }
 
+PGresult *conn_exec(PGconn *conn, const char *ctx, const char *sql)
+{
+    bool gave_up;
+
+    return exec_bounded(conn, ctx, sql, true, 0, NULL, NULL, NULL, NULL, 0, &gave_up);
+}
+
+PGresult *conn_exec_params(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                           const Oid *types, const char *const *params, const int *lengths,
+                           const int *formats, int result_format)
+{
+    bool gave_up;
+
+    return exec_bounded(conn, ctx, sql, false, nparams, types, params, lengths, formats,
+                        result_format, &gave_up);
+}
+
 bool conn_script(PGconn *conn, const char *ctx, const char *sql)
 {
     bool gave_up;
-    PGresult *res = exec_bounded(conn, ctx, sql, true, 0, NULL, NULL, NULL, &gave_up);
+    PGresult *res = exec_bounded(conn, ctx, sql, true, 0, NULL, NULL, NULL, NULL, 0, &gave_up);
     bool ok = !gave_up && expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
     PQclear(res);
@@ -674,7 +722,7 @@ PGresult *conn_query_bin(PGconn *conn, const char *ctx, const char *sql, int npa
 {
     bool gave_up;
     PGresult *res =
-        exec_bounded(conn, ctx, sql, false, nparams, params, lengths, formats, &gave_up);
+        exec_bounded(conn, ctx, sql, false, nparams, NULL, params, lengths, formats, 0, &gave_up);
 
     if (gave_up || !expect_status(res, conn, ctx, PGRES_TUPLES_OK)) {
         PQclear(res);
@@ -710,7 +758,8 @@ bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params)
 {
     bool gave_up;
-    PGresult *res = exec_bounded(conn, ctx, sql, false, nparams, params, NULL, NULL, &gave_up);
+    PGresult *res =
+        exec_bounded(conn, ctx, sql, false, nparams, NULL, params, NULL, NULL, 0, &gave_up);
     bool ok = !gave_up && expect_status(res, conn, ctx, PGRES_COMMAND_OK);
 
     PQclear(res);

@@ -102,6 +102,12 @@ bool conn_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms);
 #define CONN_QUERY_MARGIN_MS 5000
 #define CONN_CANCEL_WAIT_MS  2000
 
+/* Send a cancel request for conn's query, waiting at most
+ * CONN_CANCEL_WAIT_MS for it to be delivered (PQcancel waits for the
+ * server to close the cancel connection, which a stopped postmaster never
+ * does).  Whether the query ends is for the caller to wait for. */
+void conn_cancel(PGconn *conn);
+
 /* The client-side wait of a session with this statement_timeout: a
  * quarter more, at least CONN_QUERY_MARGIN_MS more; pure. */
 int conn_query_wait_ms(int statement_timeout_ms);
@@ -117,6 +123,21 @@ void conn_close(PGconn *conn);
  * rows: the last result must be PGRES_COMMAND_OK.  Logs the server's
  * error (or the unexpected status) with ctx and returns false otherwise. */
 bool conn_script(PGconn *conn, const char *ctx, const char *sql);
+
+/* sql (one or more statements, simple protocol) as PQexec runs it, within
+ * the session's bounds: the client-side query wait on a session with a
+ * statement_timeout (see above), else as long as it takes, reported by
+ * stall.c when the server stops answering.  Returns the last result for
+ * the caller to judge (a COPY's PGRES_COPY_IN/OUT included; caller
+ * PQclears), or NULL when nothing could be sent or the wait ran out (then
+ * logged with ctx). */
+PGresult *conn_exec(PGconn *conn, const char *ctx, const char *sql);
+
+/* conn_exec of one statement with parameters, as PQexecParams takes them
+ * (types, lengths and formats may be NULL; result_format 1: binary). */
+PGresult *conn_exec_params(PGconn *conn, const char *ctx, const char *sql, int nparams,
+                           const Oid *types, const char *const *params, const int *lengths,
+                           const int *formats, int result_format);
 
 /* Run one query with text parameters; it must return PGRES_TUPLES_OK with
  * exactly nfields columns (nfields < 0: any).  Returns the result (caller
@@ -147,7 +168,14 @@ char *conn_value_or_null(const PGresult *res, int row, int col);
 bool conn_command(PGconn *conn, const char *ctx, const char *sql, int nparams,
                   const char *const *params);
 
-/* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT. */
+/* The HINT pgrelocate gives for a failed result, or NULL (caller frees):
+ * for a lock or statement timeout (55P03, 57014) which server and what to
+ * look at; for a full disk (53100) the server's hint, which server, and
+ * that rerunning start resumes. */
+char *conn_error_hint(const PGresult *res, PGconn *conn);
+
+/* Log a failed result: "[ctx] primary" with the server's DETAIL and HINT
+ * (or conn_error_hint's, when the server gives none or the disk is full). */
 void conn_log_result_error(const PGresult *res, PGconn *conn, const char *ctx);
 
 /* libpq's message (which may span lines, end in a newline, or be NULL) on

@@ -169,6 +169,38 @@ bool proc_run_limited(const char *const *argv, const char *password, bool captur
     return r->exit_code == 0;
 }
 
+int proc_run_shell(const char *cmd, int64_t limit_ms, bool *killed)
+{
+    int64_t deadline = clock_now_ms() + limit_ms;
+    pid_t pid, r;
+    int status = 0;
+
+    *killed = false;
+    fflush(NULL);
+    if ((pid = fork()) < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid); /* in both: whichever runs first */
+    while ((r = waitpid(pid, &status, WNOHANG)) != pid) {
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (clock_now_ms() >= deadline) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            *killed = true;
+            break;
+        }
+        usleep(1000);
+    }
+    return decode_status(status);
+}
+
 void proc_result_free(ProcResult *r)
 {
     strbuf_free(&r->out);

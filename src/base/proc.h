@@ -32,6 +32,13 @@ bool proc_run_limited(const char *const *argv, const char *password, bool captur
                       int64_t limit_ms, ProcResult *r);
 void proc_result_free(ProcResult *r);
 
+/* Run cmd through /bin/sh -c with our environment and descriptors, in a
+ * process group of its own, and wait at most limit_ms: when it is still
+ * running then, the whole group gets SIGKILL (a hook's own children too)
+ * and *killed is set.  Returns the exit code (0..255, 128+signal), or -1
+ * when it could not start (errno says why). */
+int proc_run_shell(const char *cmd, int64_t limit_ms, bool *killed);
+
 /* Start a child whose stderr goes to err_path (a file created 0600); returns
  * its pid or -1.  For running several at once; reap with proc_wait. */
 pid_t proc_spawn(const char *const *argv, const char *password, const char *err_path);

@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "log.h"
 #include "names.h"
+#include "stall.h"
 #include "stateschema.h"
 #include "strbuf.h"
 
@@ -210,8 +211,9 @@ bool state_save_archive(PGconn *tgt, const char *path)
     fclose(f);
     values[0] = sb.data;
     lengths[0] = (int)sb.len;
-    res = PQexecParams(tgt, "UPDATE pgrelocate.migration SET schema_archive = $1::bytea", 1, NULL,
-                       values, lengths, formats, 0);
+    res =
+        conn_exec_params(tgt, "state", "UPDATE pgrelocate.migration SET schema_archive = $1::bytea",
+                         1, NULL, values, lengths, formats, 0);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         conn_log_result_error(res, tgt, "state");
@@ -222,8 +224,9 @@ bool state_save_archive(PGconn *tgt, const char *path)
 
 bool state_restore_archive(PGconn *tgt, const char *path, bool may_be_missing)
 {
-    PGresult *res = PQexecParams(tgt, "SELECT schema_archive FROM pgrelocate.migration", 0, NULL,
-                                 NULL, NULL, NULL, 1);
+    PGresult *res =
+        conn_exec_params(tgt, "state", "SELECT schema_archive FROM pgrelocate.migration", 0, NULL,
+                         NULL, NULL, NULL, 1);
     FILE *f;
     bool ok;
 
@@ -272,16 +275,19 @@ static void copy_text(StrBuf *sb, const char *s)
 /* COPY rows (already in text format) into a state table. */
 static bool copy_rows(PGconn *tgt, const char *sql, const StrBuf *rows)
 {
-    PGresult *res = PQexec(tgt, sql);
+    PGresult *res = conn_exec(tgt, "state", sql);
     bool ok = PQresultStatus(res) == PGRES_COPY_IN;
+    StallWatch *sw;
 
     PQclear(res);
     if (!ok) {
         log_error("[state] %s", PQerrorMessage(tgt));
         return false;
     }
+    sw = stall_watch(tgt, CONN_TARGET, "state"); /* a session without statement_timeout */
     ok = PQputCopyData(tgt, rows->data, (int)rows->len) == 1 && PQputCopyEnd(tgt, NULL) == 1;
     res = PQgetResult(tgt);
+    stall_unwatch(sw);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         conn_log_result_error(res, tgt, "state");
         ok = false;
@@ -404,11 +410,11 @@ PGresult *state_mark_chunk_done(PGconn *tgt, int table_no, int chunk_no, int64_t
     snprintf(r, sizeof(r), "%lld", (long long)rows);
     snprintf(b, sizeof(b), "%lld", (long long)bytes);
     snprintf(s, sizeof(s), "%.3f", seconds);
-    return PQexecParams(tgt,
-                        "UPDATE pgrelocate.chunks SET state = 'done', rows_copied = $3, "
-                        "bytes_copied = $4, seconds = $5, done_at = now() "
-                        "WHERE table_no = $1 AND chunk_no = $2",
-                        5, NULL, params, NULL, NULL, 0);
+    return conn_exec_params(tgt, "state",
+                            "UPDATE pgrelocate.chunks SET state = 'done', rows_copied = $3, "
+                            "bytes_copied = $4, seconds = $5, done_at = now() "
+                            "WHERE table_no = $1 AND chunk_no = $2",
+                            5, NULL, params, NULL, NULL, 0);
 }
 
 bool state_restart_data(PGconn *tgt)
@@ -458,11 +464,11 @@ void state_event(PGconn *tgt, const char *level, const char *context, const char
     /* never into state this binary refused (or that is not there) */
     if (!state_read_version(tgt, &version) || version < 1 || version > STATE_VERSION)
         return;
-    res = PQexecParams(tgt,
-                       "INSERT INTO pgrelocate.events (level, context, message) "
-                       "SELECT $1, $2, $3 WHERE pg_catalog.to_regclass('pgrelocate.events') "
-                       "IS NOT NULL",
-                       3, NULL, params, NULL, NULL, 0);
+    res = conn_exec_params(tgt, "state",
+                           "INSERT INTO pgrelocate.events (level, context, message) "
+                           "SELECT $1, $2, $3 WHERE pg_catalog.to_regclass('pgrelocate.events') "
+                           "IS NOT NULL",
+                           3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         log_debug("[state] could not record event: %s", PQresultErrorMessage(res));
     PQclear(res);

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "log.h"
 #include "names.h"
+#include "stall.h"
 #include "strbuf.h"
 
 #include <pthread.h>
@@ -305,6 +306,7 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
     const char *snapshot = w->sh->job->snapshot;
     double t0 = clock_now_s();
     Lsn sync_lsn = 0;
+    StallWatch *ws, *wt; /* a stopped server is reported (stall.h) */
     ChunkResult r;
 
     *rows = *bytes = 0;
@@ -315,6 +317,8 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
             return CHUNK_FAIL;
         snapshot = own;
     }
+    ws = stall_watch(w->src, CONN_SOURCE, ctx);
+    wt = stall_watch(w->tgt, CONN_TARGET, ctx);
     lit = conn_quote_literal(w->src, snapshot);
     begin = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                       "SET TRANSACTION SNAPSHOT %s",
@@ -335,6 +339,8 @@ static ChunkResult copy_chunk(Worker *w, const StateChunk *c, const char *ctx, i
         r = mark_done(w, c, *rows, *bytes, clock_now_s() - t0, sync_lsn, ctx);
     if (r == CHUNK_OK)
         r = exec_expect(w->src, "COMMIT", PGRES_COMMAND_OK, ctx);
+    stall_unwatch(ws);
+    stall_unwatch(wt);
     if (w->sh->job->sync)
         tablesync_release(w->sh->job->sync, c->table_no, r == CHUNK_OK);
     if (r != CHUNK_OK)

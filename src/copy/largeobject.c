@@ -35,8 +35,9 @@ static bool copy_object(PGconn *src, PGconn *tgt, const char *oid, int64_t *byte
         int got;
 
         snprintf(off, sizeof(off), "%lld", (long long)pos);
-        res = PQexecParams(src, "SELECT pg_catalog.lo_get($1::oid, $2::bigint, $3::int)", 3, NULL,
-                           sp, NULL, NULL, 1);
+        res = conn_exec_params(src, "large objects",
+                               "SELECT pg_catalog.lo_get($1::oid, $2::bigint, $3::int)", 3, NULL,
+                               sp, NULL, NULL, 1);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
             conn_log_result_error(res, src, ctx);
             PQclear(res);

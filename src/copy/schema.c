@@ -10,6 +10,7 @@
 #include "interrupt.h"
 #include "log.h"
 #include "proc.h"
+#include "stall.h"
 #include "strbuf.h"
 
 #include <ctype.h>
@@ -345,10 +346,14 @@ static void log_entry_failure(PGconn *conn, const PGresult *res, const char *ctx
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
     const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+    char *ours = conn_error_hint(res, conn); /* a full disk: rerunning start resumes */
     char *msg;
 
+    if (strcmp(conn_sqlstate(res), "53100") == 0)
+        hint = ours;
     if (!res || PQresultStatus(res) != PGRES_FATAL_ERROR) {
         conn_log_result_error(res, conn, ctx);
+        free(ours);
         return;
     }
     if (!hint && strcmp(conn_sqlstate(res), "42704") == 0)
@@ -357,6 +362,7 @@ static void log_entry_failure(PGconn *conn, const PGresult *res, const char *ctx
     msg = conn_one_line(primary ? primary : PQresultErrorMessage(res));
     log_msg(LOG_ERROR, detail, hint, "[%s] %s: %s", ctx, what, msg);
     free(msg);
+    free(ours);
     if (strncmp(conn_sqlstate(res), "42", 2) == 0)
         log_note_lasting_error();
 }
@@ -383,7 +389,7 @@ static BatchOutcome judge_result(PGconn *conn, PGresult *res, bool resuming, con
     PQclear(res);
     if (PQtransactionStatus(conn) == PQTRANS_INERROR ||
         PQtransactionStatus(conn) == PQTRANS_INTRANS)
-        PQclear(PQexec(conn, "ROLLBACK"));
+        PQclear(conn_exec(conn, ctx, "ROLLBACK"));
     return o;
 }
 
@@ -391,7 +397,7 @@ static BatchOutcome judge_result(PGconn *conn, PGresult *res, bool resuming, con
 static BatchOutcome run_script(PGconn *conn, const char *script, bool resuming, const char *ctx,
                                const char *what)
 {
-    return judge_result(conn, PQexec(conn, script), resuming, ctx, what);
+    return judge_result(conn, conn_exec(conn, ctx, script), resuming, ctx, what);
 }
 
 bool schema_restore_pre(const PgTools *t, const ConnInfo *tgt, const char *archive,
@@ -592,6 +598,7 @@ typedef struct PostSlot {
     PGconn *conn;
     int entry; /* -1: idle */
     PGresult *last;
+    StallWatch *watch; /* while it runs an entry: a stopped target is reported */
 } PostSlot;
 
 /* Send entry i's script on slot s (connecting first when needed). */
@@ -610,6 +617,7 @@ static bool start_entry(const PostRun *pr, PostEntry *entries, int i, PostSlot *
     if (ok) {
         log_debug("[indexes] %s", entries[i].desc);
         sl->entry = i;
+        sl->watch = stall_watch(sl->conn, CONN_TARGET, "indexes");
     }
     return ok;
 }
@@ -688,6 +696,8 @@ static bool run_parallel(const PostRun *pr, PostEntry *entries, int n, PostWave 
                 continue;
             i = sl->entry;
             sl->entry = -1;
+            stall_unwatch(sl->watch);
+            sl->watch = NULL;
             running--;
             inflight[i] = false;
             if (!finish_one(
@@ -702,8 +712,10 @@ static bool run_parallel(const PostRun *pr, PostEntry *entries, int n, PostWave 
             }
         }
     }
-    for (int s = 0; s < jobs; s++)
+    for (int s = 0; s < jobs; s++) {
+        stall_unwatch(slots[s].watch);
         conn_close(slots[s].conn);
+    }
     free(slots);
     free(attempts);
     free(inflight);

@@ -108,7 +108,7 @@ bool schemafix_constraint_names(PGconn *src, PGconn *tgt, int *renamed)
         strbuf_appendf(&sql, "%sCOMMIT", second.data);
         ok = n == 0 || conn_script(tgt, "schema", sql.data);
         if (!ok)
-            PQclear(PQexec(tgt, "ROLLBACK"));
+            PQclear(conn_exec(tgt, "schema", "ROLLBACK"));
         strbuf_free(&sql);
         strbuf_free(&second);
         PQclear(s);
@@ -188,24 +188,24 @@ static void apply_setting(PGconn *tgt, const char *dbq, const char *role, const 
 
     if (list_setting(name)) {
         sql = xasprintf("ALTER %s SET %s FROM CURRENT", target, nq);
-        PQclear(PQexec(tgt, "BEGIN"));
-        res = PQexecParams(tgt, "SELECT pg_catalog.set_config($1, $2, true)", 2, NULL, p, NULL,
-                           NULL, 0);
+        PQclear(conn_exec(tgt, "schema", "BEGIN"));
+        res = conn_exec_params(tgt, "schema", "SELECT pg_catalog.set_config($1, $2, true)", 2, NULL,
+                               p, NULL, NULL, 0);
         if (PQresultStatus(res) == PGRES_TUPLES_OK) {
             PQclear(res);
-            res = PQexec(tgt, sql);
+            res = conn_exec(tgt, "schema", sql);
         }
     } else {
         sql = xasprintf("ALTER %s SET %s TO %s", target, nq, lit);
-        PQclear(PQexec(tgt, "BEGIN"));
-        res = PQexec(tgt, sql);
+        PQclear(conn_exec(tgt, "schema", "BEGIN"));
+        res = conn_exec(tgt, "schema", sql);
     }
     if (PQresultStatus(res) == PGRES_COMMAND_OK)
-        PQclear(PQexec(tgt, "COMMIT"));
+        PQclear(conn_exec(tgt, "schema", "COMMIT"));
     else {
         log_warning("[schema] the target refused the setting %s = %s of %s: %s", name, value,
                     role ? role : "the database", PQresultErrorMessage(res));
-        PQclear(PQexec(tgt, "ROLLBACK"));
+        PQclear(conn_exec(tgt, "schema", "ROLLBACK"));
     }
     PQclear(res);
     free(sql);
@@ -328,7 +328,7 @@ static bool copy_acl_and_comment(PGconn *src, PGconn *tgt, const char *dbq, bool
         /* one transaction; a role that does not own the target database may
          * not grant on it: the copy goes on, and verify shows the difference */
         char *all = xasprintf("BEGIN; %s COMMIT", sql.data);
-        PGresult *res = PQexec(tgt, all);
+        PGresult *res = conn_exec(tgt, "schema", all);
 
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             log_msg(LOG_WARNING, NULL,
@@ -336,7 +336,7 @@ static bool copy_acl_and_comment(PGconn *src, PGconn *tgt, const char *dbq, bool
                     "them by hand.",
                     "[schema] the database's privileges and comment were not carried: %s",
                     PQresultErrorMessage(res));
-            PQclear(PQexec(tgt, "ROLLBACK"));
+            PQclear(conn_exec(tgt, "schema", "ROLLBACK"));
         }
         PQclear(res);
         free(all);

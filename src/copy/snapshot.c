@@ -108,7 +108,7 @@ static void child_wait(PGconn *conn, int control_fd, int64_t grace_ms)
  * reports "OK snapshot pid lsn". */
 static void child_create_slot(PGconn *conn, const char *slot, int result_fd)
 {
-    PGresult *res = PQexec(conn, "SELECT pg_catalog.pg_backend_pid()");
+    PGresult *res = conn_exec(conn, "snapshot", "SELECT pg_catalog.pg_backend_pid()");
     char *q, *sql, line[256], pid[16];
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -122,7 +122,7 @@ static void child_create_slot(PGconn *conn, const char *slot, int result_fd)
     sql = PQserverVersion(conn) >= 150000
               ? xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export')", q)
               : xasprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput EXPORT_SNAPSHOT", q);
-    res = PQexec(conn, sql);
+    res = conn_exec(conn, "snapshot", sql);
     free(q);
     free(sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
@@ -137,7 +137,14 @@ static void child_create_slot(PGconn *conn, const char *slot, int result_fd)
 static void child_main(const ConnInfo *source, const char *import_name, const char *slot,
                        int64_t grace_ms, int result_fd, int control_fd)
 {
-    ConnOpts co = {.side = CONN_SOURCE, .app_name = SNAPSHOT_APP_NAME, .replication = slot != NULL};
+    /* the snapshot's session has catalog bounds (its queries end, and the
+     * child reports ERR); the slot's may not (creating a slot waits for
+     * running transactions: the parent bounds that by --slot-wait) */
+    ConnOpts co = {.side = CONN_SOURCE,
+                   .app_name = SNAPSHOT_APP_NAME,
+                   .replication = slot != NULL,
+                   .statement_timeout_ms = slot ? 0 : CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = slot ? 0 : CONN_CATALOG_LOCK_MS};
     PGconn *conn;
     PGresult *res;
     char line[256];
@@ -158,7 +165,7 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
         PQfinish(conn);
         _exit(0);
     }
-    res = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    res = conn_exec(conn, "snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         child_report(result_fd, "ERR", PQresultErrorMessage(res));
         _exit(1);
@@ -168,7 +175,7 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
         char *lit = conn_quote_literal(conn, import_name);
         char *sql = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
 
-        res = PQexec(conn, sql);
+        res = conn_exec(conn, "snapshot", sql);
         free(sql);
         free(lit);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -177,7 +184,8 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
         }
         PQclear(res);
     }
-    res = PQexec(conn, "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_backend_pid()");
+    res = conn_exec(conn, "snapshot",
+                    "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_backend_pid()");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         child_report(result_fd, "ERR", PQresultErrorMessage(res));
         _exit(1);
@@ -187,7 +195,7 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
     child_report(result_fd, "OK", line);
     close(result_fd);
     child_wait(conn, control_fd, grace_ms);
-    PQclear(PQexec(conn, "COMMIT"));
+    PQclear(conn_exec(conn, "snapshot", "COMMIT"));
     PQfinish(conn);
     _exit(0);
 }
@@ -196,21 +204,24 @@ static void child_main(const ConnInfo *source, const char *import_name, const ch
  * end.  Say which ones it waits for; give up after wait_ms. */
 static void report_blockers(const ConnInfo *source)
 {
-    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate"};
+    ConnOpts co = {.side = CONN_SOURCE,
+                   .app_name = "pgrelocate",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     PGconn *conn = conn_open(source, &co);
     PGresult *res;
 
     if (!conn)
         return;
-    res =
-        PQexec(conn, "SELECT 'pid ' || pid || ' (' || coalesce(usename, '?') || ', ' || state || "
-                     "', transaction started ' || "
-                     "round(extract(epoch FROM now() - xact_start)) || ' s ago)' "
-                     "FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL "
-                     "AND pid <> pg_catalog.pg_backend_pid() "
-                     "UNION ALL SELECT 'prepared transaction ' || pg_catalog.quote_literal(gid) || "
-                     "' (prepared ' || round(extract(epoch FROM now() - prepared)) || ' s ago)' "
-                     "FROM pg_catalog.pg_prepared_xacts LIMIT 10");
+    res = conn_exec(conn, "snapshot",
+                    "SELECT 'pid ' || pid || ' (' || coalesce(usename, '?') || ', ' || state || "
+                    "', transaction started ' || "
+                    "round(extract(epoch FROM now() - xact_start)) || ' s ago)' "
+                    "FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL "
+                    "AND pid <> pg_catalog.pg_backend_pid() "
+                    "UNION ALL SELECT 'prepared transaction ' || pg_catalog.quote_literal(gid) || "
+                    "' (prepared ' || round(extract(epoch FROM now() - prepared)) || ' s ago)' "
+                    "FROM pg_catalog.pg_prepared_xacts LIMIT 10");
     for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++)
         log_notice("[slot] waiting for %s to end", PQgetvalue(res, i, 0));
     PQclear(res);
@@ -245,12 +256,20 @@ static bool wait_readable(const ConnInfo *source, int fd, int64_t wait_ms)
     return false;
 }
 
-/* Read one line from the keeper (blocking); "" at end of file. */
-static void read_line(int fd, char *buf, size_t cap)
+/* Read one line from the keeper, waiting until deadline_ms at most (0: no
+ * limit); "" at end of file.  false when the deadline passed first. */
+static bool read_line_by(int fd, char *buf, size_t cap, int64_t deadline_ms)
 {
     size_t used = 0;
 
     while (used + 1 < cap) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        int64_t left = deadline_ms - clock_now_ms();
+
+        if (deadline_ms > 0 && (left <= 0 || poll(&pf, 1, (int)left) == 0)) {
+            buf[used] = '\0';
+            return false;
+        }
         ssize_t n = read(fd, buf + used, 1);
 
         if (n < 0 && errno == EINTR)
@@ -260,6 +279,13 @@ static void read_line(int fd, char *buf, size_t cap)
         used++;
     }
     buf[used] = '\0';
+    return true;
+}
+
+/* Read one line from the keeper (blocking); "" at end of file. */
+static void read_line(int fd, char *buf, size_t cap)
+{
+    (void)read_line_by(fd, buf, cap, 0);
 }
 
 static SnapshotStatus parse_result(const char *buf, SnapshotKeeper *out)
@@ -285,7 +311,10 @@ static SnapshotStatus parse_result(const char *buf, SnapshotKeeper *out)
  * unfinished (ephemeral) slot goes away with it. */
 static void cancel_slot_creation(const ConnInfo *source, int backend_pid)
 {
-    ConnOpts co = {.side = CONN_SOURCE, .app_name = "pgrelocate"};
+    ConnOpts co = {.side = CONN_SOURCE,
+                   .app_name = "pgrelocate",
+                   .statement_timeout_ms = CONN_CATALOG_STATEMENT_MS,
+                   .lock_timeout_ms = CONN_CATALOG_LOCK_MS};
     PGconn *conn = conn_open(source, &co);
     char pid[16];
     const char *p[1] = {pid};
@@ -293,8 +322,8 @@ static void cancel_slot_creation(const ConnInfo *source, int backend_pid)
     if (!conn)
         return;
     snprintf(pid, sizeof(pid), "%d", backend_pid);
-    PQclear(PQexecParams(conn, "SELECT pg_catalog.pg_terminate_backend($1::int)", 1, NULL, p, NULL,
-                         NULL, 0));
+    PQclear(conn_exec_params(conn, "snapshot", "SELECT pg_catalog.pg_terminate_backend($1::int)", 1,
+                             NULL, p, NULL, NULL, 0));
     PQfinish(conn);
 }
 
@@ -347,7 +376,21 @@ static SnapshotStatus start_keeper(const ConnInfo *source, const char *import_na
         char line[512];
         int walsender = 0;
 
-        read_line(result[0], line, sizeof(line));
+        /* its connection and first query (no statement_timeout on a
+         * walsender): connect_timeout and a catalog query's wait */
+        int64_t first_ms = (int64_t)conninfo_connect_timeout_s(source) * 1000 +
+                           conn_query_wait_ms(CONN_CATALOG_STATEMENT_MS);
+
+        if (!read_line_by(result[0], line, sizeof(line), clock_now_ms() + first_ms)) {
+            log_msg(LOG_ERROR, NULL,
+                    "Check that the source is not stopped or overloaded, then run again.",
+                    "[slot] timed out after %lld s waiting for the source to answer the "
+                    "replication connection that creates the slot (%s)",
+                    (long long)(first_ms / 1000), conninfo_display(source));
+            kill(out->pid, SIGKILL);
+            st = SNAPSHOT_ERROR;
+            goto done;
+        }
         if (sscanf(line, "PID %d", &walsender) != 1) {
             st = parse_result(line, out);
             goto done;
@@ -415,9 +458,9 @@ void snapshot_end_keeper_backend(PGconn *src, int backend_pid)
     if (backend_pid <= 0)
         return;
     snprintf(pid, sizeof(pid), "%d", backend_pid);
-    PQclear(PQexecParams(src,
-                         "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
-                         "pg_catalog.pg_stat_activity WHERE pid = $1::int "
-                         "AND application_name = '" SNAPSHOT_APP_NAME "'",
-                         1, NULL, p, NULL, NULL, 0));
+    PQclear(conn_exec_params(src, "snapshot",
+                             "SELECT pg_catalog.pg_terminate_backend(pid) FROM "
+                             "pg_catalog.pg_stat_activity WHERE pid = $1::int "
+                             "AND application_name = '" SNAPSHOT_APP_NAME "'",
+                             1, NULL, p, NULL, NULL, 0));
 }

@@ -35,6 +35,7 @@
 #include "lsn.h"
 #include "pauseguard.h"
 #include "pgbouncer.h"
+#include "proc.h"
 #include "sequences.h"
 #include "size.h"
 #include "slot.h"
@@ -211,39 +212,21 @@ static void hook_environment(const Cutover *c)
  * at the deadline.  true when it exited 0 in time. */
 static bool run_hook(Cutover *c, const char *what, const char *cmd, int timeout_ms)
 {
-    int64_t deadline = clock_now_ms() + timeout_ms;
-    pid_t pid;
-    int status = 0;
+    bool killed;
+    /* the environment was set up by hook_environment() */
+    int rc = proc_run_shell(cmd, timeout_ms, &killed);
 
-    fflush(NULL);
-    if ((pid = fork()) < 0) {
+    if (rc < 0) {
         log_error("%s could not start the %s command: %s", c->ctx, what, strerror(errno));
         return false;
     }
-    if (pid == 0) {
-        /* the environment was set up by hook_environment() */
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
+    if (killed) {
+        log_error("%s the %s command did not finish within %d ms", c->ctx, what, timeout_ms);
+        return false;
     }
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            return false;
-        if (clock_now_ms() >= deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            log_error("%s the %s command did not finish within %d ms", c->ctx, what, timeout_ms);
-            return false;
-        }
-        usleep(1000);
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    if (rc == 0)
         return true;
-    log_msg(LOG_ERROR, cmd, NULL, "%s the %s command failed (exit status %d)", c->ctx, what,
-            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    log_msg(LOG_ERROR, cmd, NULL, "%s the %s command failed (exit status %d)", c->ctx, what, rc);
     return false;
 }
 

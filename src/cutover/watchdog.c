@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "log.h"
 #include "pgbouncer.h"
+#include "proc.h"
 #include "strbuf.h"
 
 #include <errno.h>
@@ -23,6 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* The --resume-command's budget, as cutover gives it (then SIGKILL of its
+ * process group): a hanging command must not hang the watchdog. */
+#define WATCHDOG_COMMAND_MS 5000
+
 struct Watchdog {
     pid_t pid;
     int sock;
@@ -33,9 +38,16 @@ struct Watchdog {
 static bool child_resume(const WatchdogOpts *o, Bouncer **b)
 {
     if (o->resume_command) {
-        int rc = system(o->resume_command);
+        bool killed;
+        int rc = proc_run_shell(o->resume_command, WATCHDOG_COMMAND_MS, &killed);
 
-        return rc == 0;
+        if (killed)
+            log_error("[watchdog] the resume command did not finish within %d ms: killed",
+                      WATCHDOG_COMMAND_MS);
+        else if (rc != 0)
+            log_msg(LOG_ERROR, o->resume_command, NULL,
+                    "[watchdog] the resume command failed (exit status %d)", rc);
+        return rc == 0 && !killed;
     }
     for (int attempt = 0; attempt < 20; attempt++) {
         if (!*b)

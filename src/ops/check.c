@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* A transaction holding an xid for longer than this gets named. */
 #define CHECK_LONG_XACT "5 minutes"
@@ -943,20 +944,43 @@ static void check_locale(CheckRun *r)
 
 /* ---- data size and copy rate ------------------------------------------- */
 
-/* Stop a COPY OUT still running: cancel, drop what is in flight. */
+/* Read the next row of a COPY OUT, waiting until deadline_ms at most:
+ * its length (buffer in *buf, PQfreemem it), -1 at its end, -2 on an error,
+ * 0 when the deadline passed first. */
+static int copy_row_by(PGconn *conn, char **buf, int64_t deadline_ms)
+{
+    int n;
+
+    while ((n = PQgetCopyData(conn, buf, 1)) == 0)
+        if (!conn_wait_socket(conn, false, deadline_ms) || !PQconsumeInput(conn))
+            return PQstatus(conn) == CONNECTION_BAD ? -2 : 0;
+    return n;
+}
+
+/* Stop a COPY OUT still running: cancel (conn_cancel: bounded), drop what
+ * is in flight.  A source that does not end the COPY within
+ * CONN_QUERY_MARGIN_MS (a stopped one) is named and its socket shut down,
+ * so that the caller's reads fail at once. */
 static void cancel_copy(PGconn *conn)
 {
-    PGcancel *c = PQgetCancel(conn);
-    char err[256];
+    int64_t deadline = clock_now_ms() + CONN_QUERY_MARGIN_MS;
     char *buf;
     int n;
 
-    if (c) {
-        PQcancel(c, err, sizeof(err));
-        PQfreeCancel(c);
-    }
-    while ((n = PQgetCopyData(conn, &buf, 0)) > 0)
+    conn_cancel(conn);
+    while ((n = copy_row_by(conn, &buf, deadline)) > 0)
         PQfreemem(buf);
+    if (n == 0) {
+        log_error("[check] timed out after %d s waiting for the source to end the sample COPY "
+                  "(host=%s port=%s)",
+                  CONN_QUERY_MARGIN_MS / 1000, PQhost(conn) ? PQhost(conn) : "?",
+                  PQport(conn) ? PQport(conn) : "?");
+        shutdown(PQsocket(conn), SHUT_RDWR);
+        /* libpq reads the end of file: the connection is bad, and
+         * PQgetResult ends the COPY with an error instead of returning
+         * PGRES_COPY_OUT again and again */
+        (void)PQconsumeInput(conn);
+    }
 }
 
 /* Read COPY text output of table t for CHECK_SAMPLE_SECONDS (or to its
@@ -966,9 +990,10 @@ static bool sample_copy(PGconn *src, const StateTable *t, int64_t *bytes, double
 {
     char *q = conn_qualify(src, t->schema_name, t->table_name);
     char *sql = xasprintf("COPY (SELECT * FROM ONLY %s) TO STDOUT", q);
-    PGresult *res = PQexec(src, sql);
+    PGresult *res = conn_exec(src, "check", sql); /* the session's query wait */
     bool complete = false, ok = PQresultStatus(res) == PGRES_COPY_OUT;
     double start = clock_now_s();
+    int64_t end_ms = clock_now_ms() + (int64_t)(CHECK_SAMPLE_SECONDS * 1000);
     char *buf;
     int n;
 
@@ -977,7 +1002,9 @@ static bool sample_copy(PGconn *src, const StateTable *t, int64_t *bytes, double
     PQclear(res);
     *bytes = 0;
     while (ok && clock_now_s() - start < CHECK_SAMPLE_SECONDS && *bytes < CHECK_SAMPLE_MAX_BYTES) {
-        if ((n = PQgetCopyData(src, &buf, 0)) < 0) {
+        if ((n = copy_row_by(src, &buf, end_ms)) == 0)
+            break; /* the sample's time is up */
+        if (n < 0) {
             complete = true;
             break;
         }

@@ -29,8 +29,9 @@ static bool restore_identities(PGconn *src, PGconn *tgt)
      * (when the table still exists). */
     for (int i = 0; i < n; i++) {
         const char *p[1] = {names[i]};
-        PGresult *res = PQexecParams(tgt, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, NULL,
-                                     p, NULL, NULL, 0);
+        PGresult *res =
+            conn_exec_params(tgt, "cleanup", "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1,
+                             NULL, p, NULL, NULL, 0);
         bool on_target = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
                          PQgetvalue(res, 0, 0)[0] == 't';
 

@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "ddl.h"
 #include "log.h"
+#include "stall.h"
 #include "strbuf.h"
 #include "valueformat.h"
 
@@ -302,7 +303,11 @@ static bool judge_result(Apply *a, const Pending *p, PGresult *res)
 static void read_next(Apply *a)
 {
     Pending *p = &a->pend[a->pdone];
+    /* a wait for the target: a stopped one is reported (stall.h) */
+    StallWatch *sw = PQisBusy(a->tgt) ? stall_watch(a->tgt, CONN_TARGET, "apply") : NULL;
     PGresult *res = PQgetResult(a->tgt);
+
+    stall_unwatch(sw);
 
     if (p->sync) {
         if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {

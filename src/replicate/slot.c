@@ -159,13 +159,13 @@ static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
     bool ok = false;
 
     for (int attempt = 1; attempt <= DDL_ATTEMPTS && !ok; attempt++) {
-        PGresult *res = PQexec(src, full);
+        PGresult *res = conn_exec(src, ctx, full);
 
         ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok && strcmp(conn_sqlstate(res), "55P03") == 0 && attempt < DDL_ATTEMPTS) {
             log_notice("[%s] waiting for a lock (attempt %d of %d)", ctx, attempt, DDL_ATTEMPTS);
             PQclear(res);
-            PQclear(PQexec(src, "RESET lock_timeout"));
+            PQclear(conn_exec(src, ctx, "RESET lock_timeout"));
             usleep(500000);
             continue;
         }
@@ -175,7 +175,7 @@ static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
         if (!ok)
             break;
     }
-    PQclear(PQexec(src, "RESET lock_timeout"));
+    PQclear(conn_exec(src, ctx, "RESET lock_timeout"));
     free(full);
     return ok;
 }
@@ -410,7 +410,8 @@ bool slot_drop_ddl_capture(PGconn *src, const char *name)
 
     /* the schema goes when empty; it may hold another migration's capture */
     if (ok)
-        PQclear(PQexec(src, "DO $$BEGIN DROP SCHEMA IF EXISTS pgrelocate; EXCEPTION WHEN "
-                            "dependent_objects_still_exist THEN NULL; END$$"));
+        PQclear(conn_exec(src, "slot",
+                          "DO $$BEGIN DROP SCHEMA IF EXISTS pgrelocate; EXCEPTION WHEN "
+                          "dependent_objects_still_exist THEN NULL; END$$"));
     return ok;
 }

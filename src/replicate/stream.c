@@ -37,8 +37,9 @@ struct Stream {
 /* The walsender's own wal_sender_timeout, in ms; 0 when off or unknown. */
 static int sender_timeout_ms(PGconn *conn)
 {
-    PGresult *res = PQexec(conn, "SELECT setting FROM pg_catalog.pg_settings "
-                                 "WHERE name = 'wal_sender_timeout'");
+    PGresult *res = conn_exec(conn, "stream",
+                              "SELECT setting FROM pg_catalog.pg_settings "
+                              "WHERE name = 'wal_sender_timeout'");
     int ms = 0;
 
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
@@ -105,7 +106,7 @@ static bool published_types_safe(PGconn *conn, const char *publication, bool lou
 {
     char *qpub = conn_quote_literal(conn, publication);
     char *sql = xasprintf(PUBLISHED_TYPES_SQL, qpub);
-    PGresult *res = PQexec(conn, sql);
+    PGresult *res = conn_exec(conn, "stream", sql);
     ValueType *types;
     uint32_t *fields;
     int n, nbinary = 0, nfields = 0;
@@ -257,7 +258,7 @@ Stream *stream_start(const ConnInfo *source, const char *slot, Lsn start_lsn, in
                     "publication_names %s%s%s)",
                     qslot, lsn_format(start_lsn, lsn), proto_version, qpub,
                     proto_version >= 2 ? ", messages 'true'" : "", binary ? ", binary 'true'" : "");
-    res = PQexec(conn, sql);
+    res = conn_exec(conn, "stream", sql);
     free(qslot);
     free(qpub);
     free(sql);

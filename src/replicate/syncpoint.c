@@ -66,8 +66,9 @@ bool syncpoint_follower_running(PGconn *tgt, bool *running)
 static void unlock_row(PGconn *tgt, const char *id)
 {
     const char *p[1] = {id};
-    PGresult *res = PQexecParams(tgt, "SELECT pg_catalog.pg_advisory_unlock(" LOCK_K1 ", $1::int)",
-                                 1, NULL, p, NULL, NULL, 0);
+    PGresult *res = conn_exec_params(tgt, "sync point",
+                                     "SELECT pg_catalog.pg_advisory_unlock(" LOCK_K1 ", $1::int)",
+                                     1, NULL, p, NULL, NULL, 0);
 
     PQclear(res); /* best effort: the lock ends with the session anyway */
 }
@@ -203,11 +204,12 @@ SyncPoint *syncpoint_hold_watched(PGconn *tgt, int wait_ms, int expire_ms, const
         return NULL;
     snprintf(expire, sizeof(expire), "%d", expire_ms);
     /* locked in the statement that inserts: no one sees the row unlocked */
-    res = PQexecParams(tgt,
-                       "WITH r AS (INSERT INTO pgrelocate.sync_points (expires_at) VALUES "
-                       "(clock_timestamp() + $1::int * interval '1 ms') RETURNING id) "
-                       "SELECT id, pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", id::int) FROM r",
-                       1, NULL, p, NULL, NULL, 0);
+    res =
+        conn_exec_params(tgt, "sync point",
+                         "WITH r AS (INSERT INTO pgrelocate.sync_points (expires_at) VALUES "
+                         "(clock_timestamp() + $1::int * interval '1 ms') RETURNING id) "
+                         "SELECT id, pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", id::int) FROM r",
+                         1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (strcmp(conn_sqlstate(res), "23505") == 0)
             log_msg(LOG_ERROR, NULL,
@@ -247,8 +249,9 @@ bool syncpoint_advance(SyncPoint *sp, PGconn *src, Lsn lsn, int wait_ms)
     /* WAL after lsn: the stream passes lsn even if the source is idle.
      * Best effort: without the privilege, keepalives do it more slowly. */
     if (src) {
-        res = PQexec(src, "SELECT pg_catalog.pg_logical_emit_message(false, 'pgrelocate', "
-                          "'sync point')");
+        res = conn_exec(src, "sync point",
+                        "SELECT pg_catalog.pg_logical_emit_message(false, 'pgrelocate', "
+                        "'sync point')");
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             log_debug("[sync] could not write a logical message on the source: %s",
                       PQresultErrorMessage(res));
@@ -341,7 +344,8 @@ SyncFollower *syncpoint_follower_open(const ConnInfo *control)
         conn_close(conn);
         return NULL;
     }
-    res = PQexec(conn, "SELECT pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", " LOCK_K2 ")");
+    res = conn_exec(conn, "sync point",
+                    "SELECT pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", " LOCK_K2 ")");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
         log_msg(LOG_ERROR, NULL,
                 "Stop the other pgrelocate start first: two followers would apply the same "

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "lsn.h"
 #include "slot.h"
+#include "stall.h"
 #include "state.h"
 #include "stateschema.h"
 #include "strbuf.h"
@@ -207,6 +208,7 @@ static bool create_temp_slot(const VerifyPoint *vp, PGconn *rep, Lsn *lsn, char 
 {
     char name[64], *sql;
     PGresult *res = NULL, *r;
+    StallWatch *watch;
     bool ok, sent;
 
     snprintf(name, sizeof(name), "pgrelocate_verify_%d", (int)getpid());
@@ -218,19 +220,19 @@ static bool create_temp_slot(const VerifyPoint *vp, PGconn *rep, Lsn *lsn, char 
                           name);
     sent = PQsendQuery(rep, sql) == 1;
     free(sql);
+    /* legitimately long (it waits for running transactions): a stopped
+     * source is reported (stall.h); our end or Ctrl-C cancels it */
+    watch = sent ? stall_watch(rep, CONN_SOURCE, "verify source") : NULL;
     while (sent && PQisBusy(rep)) {
         if (wait_ends(vp)) {
-            PGcancel *c = PQgetCancel(rep);
-            char err[256];
-
-            if (c && !PQcancel(c, err, sizeof(err)))
-                log_debug("[verify] could not cancel the slot creation: %s", err);
-            PQfreeCancel(c);
+            stall_unwatch(watch);
+            conn_cancel(rep); /* bounded: a stopped postmaster never answers a cancel */
             return false;
         }
         if (conn_wait_socket(rep, false, clock_now_ms() + 100) && !PQconsumeInput(rep))
             break;
     }
+    stall_unwatch(watch);
     while ((r = PQgetResult(rep)) != NULL) {
         PQclear(res);
         res = r;

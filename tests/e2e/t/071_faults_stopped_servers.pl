@@ -2,12 +2,15 @@
 # the kernel still acknowledges packets, the server answers nothing) while
 # pgrelocate start copies and follows under a pgbench load (issue 15):
 #
-#   A. source stopped mid-copy for 12 s: the copy waits and goes on
+#   A. source stopped mid-copy for 12 s: the copy waits and goes on, and
+#      the stall report (its silence shortened to 3 s) names the source and
+#      the chunk that waits
 #   B. source stopped mid-follow for 20 s, past wal_sender_timeout (3 s) plus
 #      the margin (5 s): the stream says it heard nothing for 8 s from which
 #      host, reconnects (each connection attempt ends after connect_timeout),
 #      and streams again once the source goes on
-#   C. target stopped mid-follow for 12 s: apply waits and goes on
+#   C. target stopped mid-follow for 12 s: apply waits, is reported, and
+#      goes on
 #   D. source stopped, then killed (SIGKILL) and started again
 #   E. target stopped, then killed and started again
 #
@@ -43,7 +46,8 @@ sub pause_for
 }
 
 # A. the source stops while the copy reads from it
-my $run = FollowTest::start_bg($src, $tgt, $db, args => [ '--replica-identity-full', '--jobs', '2' ]);
+my $run = FollowTest::start_bg($src, $tgt, $db, args => [ '--replica-identity-full', '--jobs', '2' ],
+	env => { PGRELOCATE_TEST_STALL_MS => '3000' });
 ok(FollowTest::poll($src, $db,
 		q{SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'COPY %' AND application_name LIKE 'pgrelocate%'},
 		120, $run),
@@ -51,8 +55,13 @@ ok(FollowTest::poll($src, $db,
 FaultTest::freeze($src);
 my $pending = RelocateTest::query($tgt, $db, q{SELECT count(*) FROM pgrelocate.chunks WHERE state = 'pending'});
 cmp_ok($pending, '>', 0, "A. the source is stopped mid-copy ($pending chunks pending)");
+my $seen_a = length ${ $run->{stderr} };
 pause_for(12);
 ok(FollowTest::running($run), 'A. start waits while the source is stopped');
+FollowTest::running($run);
+like(substr(${ $run->{stderr} }, $seen_a),
+	qr/\[copy public\.\S+ [^\]]*\] waiting for the source: nothing received for \d+ s, and a new connection got no answer within 3 s \(host=127\.0\.0\.1 port=${\ $src->port}\)/,
+	'A. the stall report names the chunk, the source, its host and port');
 FaultTest::thaw($src);
 ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 180), 'A. after SIGCONT the copy completes and start follows');
 
@@ -95,9 +104,13 @@ FaultTest::thaw($src);
 applies_new_changes('B. source stopped mid-follow', 300);
 
 # C. the target stops mid-follow
+my $seen_c = length ${ $run->{stderr} };
 FaultTest::freeze($tgt);
 pause_for(12);
 ok(FollowTest::running($run), 'C. start waits while the target is stopped');
+like(substr(${ $run->{stderr} }, $seen_c),
+	qr/\[apply\] waiting for the target: nothing received for \d+ s, and a new connection got no answer within 3 s \(host=\S+ port=${\ $tgt->port}\)/,
+	'C. the stall report names apply and the target');
 FaultTest::thaw($tgt);
 applies_new_changes('C. target stopped mid-follow', 300);
 

@@ -19,6 +19,7 @@ use warnings;
 
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FaultTest;
 use FollowTest;
 use RelocateTest;
 
@@ -32,45 +33,13 @@ INSERT INTO public.bulk SELECT i, repeat(md5(i::text), 2) FROM generate_series(1
 });
 FollowTest::create_marker($src, $db);
 
-# the target again, in its namespace, with a small tmpfs for the tablespace
-my $ts = PostgreSQL::Test::Utils::tempdir('small_ts');
-$tgt->stop;
-my ($uid, $gid) = ($<, (split ' ', $()[0]);
-my $pgctl = join ' ', 'pg_ctl', '-D', $tgt->data_dir, '-l', $tgt->logfile, '-w', 'start';
-my ($out, $err) = ('', '');
-my $started = IPC::Run::run(
-	[
-		'unshare', '-Urm', 'sh', '-c',
-		"mount -t tmpfs -o size=40m tmpfs '$ts' && exec unshare -U --map-user=$uid --map-group=$gid -- $pgctl"
-	],
-	'>', \$out, '2>', \$err);
-plan skip_all => "cannot start the target in a user and mount namespace: $err" unless $started;
-$tgt->_update_pid(1);
-$tgt->safe_psql('postgres', "CREATE TABLESPACE small LOCATION '$ts'");
-$tgt->safe_psql('postgres', "ALTER DATABASE $db SET TABLESPACE small");
-$tgt->safe_psql('postgres', 'CREATE DATABASE spare TABLESPACE small');
-# the filler's generate_series spills to a temporary file: not on the tmpfs,
-# or the space it takes comes back when the failed insert ends
-$tgt->safe_psql('postgres', "ALTER DATABASE spare SET temp_tablespaces = 'pg_default'");
-$tgt->safe_psql('spare', 'CREATE TABLE public.filler (b text)');
-
+# the target again, in its namespace, with a small tmpfs for the tablespace;
 # 4 MB of reserve, then committed filler in 1 MB steps until the tablespace
 # is full, then the reserve dropped: room for the schema and the small
 # table, not for bulk
-$tgt->safe_psql('spare', q{
-CREATE TABLE public.reserve (b text);
-INSERT INTO public.reserve SELECT repeat(md5(i::text), 30) FROM generate_series(1, 4000) i;
-DO $$
-BEGIN
-	LOOP
-		BEGIN
-			INSERT INTO public.filler SELECT repeat(md5(i::text), 30) FROM generate_series(1, 1000) i;
-		EXCEPTION WHEN disk_full THEN
-			EXIT;
-		END;
-	END LOOP;
-END $$});
-$tgt->safe_psql('spare', 'DROP TABLE public.reserve');
+my (undef, $skip) = FaultTest::small_disk($tgt, $db, 40);
+plan skip_all => "cannot start the target in a user and mount namespace: $skip" if $skip;
+FaultTest::fill_disk($tgt, 4000);
 
 my $run = FollowTest::start_bg($src, $tgt, $db);
 my $copy_said = '';

@@ -29,31 +29,8 @@ INSERT INTO public.t SELECT i, md5(i::text) FROM generate_series(1, 100) i;
 });
 RelocateTest::copy_ok('copy', source => $src->connstr($db), target => $tgt->connstr($db));
 
-# Start a session on node that runs the statements of sql (psql -f) and
-# stays in them; returns the IPC::Run harness and a ref to its stderr.
-sub hold
-{
-	my ($node, $sql) = @_;
-	my $file = PostgreSQL::Test::Utils::tempdir() . '/hold.sql';
-	PostgreSQL::Test::Utils::append_to_file($file, $sql);
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db), '-f', $file ],
-		'<', \undef, '>', \$out, '2>', \$err);
-	return ($h, \$err);
-}
-
-# end the holding session: the client and its backend
-sub release
-{
-	my ($node, $h) = @_;
-	$h->kill_kill;
-	$node->safe_psql($db,
-		q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()});
-	return;
-}
-
 # every state table locked by a session that stays in its transaction
-my ($holder, $herr) = hold($tgt, q{
+my ($holder, $herr) = FaultTest::hold($tgt, $db, q{
 BEGIN;
 SELECT format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', string_agg(c.oid::regclass::text, ', '))
 FROM pg_class c WHERE c.relnamespace = 'pgrelocate'::regnamespace AND c.relkind = 'r' \gexec
@@ -78,7 +55,7 @@ FaultTest::freeze($tgt);
 my $r = RelocateTest::finish_copy($run);
 my $took = time - $t0;
 FaultTest::thaw($tgt);
-release($tgt, $holder);
+FaultTest::release($tgt, $db, $holder);
 
 ok(!$r->{ok} && $r->{exit} > 0 && $r->{signal} == 0, 'status fails (no signal, no harness timeout)')
   or diag($r->{stderr});
@@ -97,7 +74,7 @@ ok($again->{ok}, 'status works again') or diag($again->{stderr});
 
 # B: pg_dump on a frozen source
 $tgt->safe_psql('postgres', 'CREATE DATABASE app2');
-($holder, $herr) = hold($src, q{
+($holder, $herr) = FaultTest::hold($src, $db, q{
 BEGIN;
 LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE;
 SELECT pg_sleep(600);
@@ -131,7 +108,7 @@ like($said,
 	'the message says pg_dump was killed, and where it waited');
 ok($took < 20, "pg_dump is killed while the source is stopped (after ${\ sprintf('%.1f', $took)} s)");
 $r = RelocateTest::finish_copy($run);
-release($src, $holder);
+FaultTest::release($src, $db, $holder);
 ok(!$r->{ok} && $r->{exit} > 0 && $r->{signal} == 0, 'copy fails (no signal, no harness timeout)')
   or diag($r->{stderr});
 
