@@ -365,6 +365,11 @@ void syncpoint_follower_close(SyncFollower *f)
 {
     if (!f)
         return;
+    /* let go of the follower's lock before returning: closing the session
+     * alone frees it only when its backend has exited, after a moment, and
+     * start opens the next follower at once (per-table copy, then follow) */
+    PQclear(conn_exec(f->conn, "sync point",
+                      "SELECT pg_catalog.pg_advisory_unlock(" LOCK_K1 ", " LOCK_K2 ")"));
     conn_close(f->conn);
     free(f);
 }
