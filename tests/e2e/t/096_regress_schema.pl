@@ -9,12 +9,13 @@
 #     pg_dump --schema-only text, every table's rows, sequences and large
 #     objects, and verify (rows and schema): equal but for the differences
 #     listed in %KNOWN with their reasons, so a new one fails the test;
-#   - start --replica-identity-full (505 tables have no key), then DML on
+#   - start --replica-identity-full (504 tables have no key), then DML on
 #     every table it follows (generated from the catalog: an UPDATE of
 #     every row of tables with a key, of 50 rows of key-less ones, whose
 #     FULL identity apply finds by a scan; DELETE and re-INSERT where no
 #     column can be updated), caught up, verify MATCH, cleanup.
-# The counts asserted are those of PostgreSQL 15.18's suite.
+# The counts asserted are those of PostgreSQL 15.18's suite (213 of its 217
+# tests: 4 left out, see @LEFT_OUT).  About 2 minutes on 2 busy cores.
 use strict;
 use warnings;
 
@@ -73,7 +74,26 @@ my ($src, $tgt) = RelocateTest::new_pair(dbname => $db, roles => 0);
 $tgt->safe_psql('postgres', 'CREATE DATABASE regression_copy');
 
 # 1. the suite, in installcheck mode: pg_regress (re)creates the database
-# with its settings (lc_*, bytea_output, timezone_abbreviations)
+# with its settings (lc_*, bytea_output, timezone_abbreviations).  Left
+# out: the parallel query tests, the slowest on 2 busy cores (a third of
+# the suite's time), whose tables are plain ones the rest has too.
+my @LEFT_OUT = qw(select_parallel write_parallel vacuum_parallel join_hash);
+my $schedule = "$PostgreSQL::Test::Utils::tmp_check/schedule";
+{
+	my %out = map { $_ => 1 } @LEFT_OUT;
+	open my $in, '<', "$suite/parallel_schedule" or die "$suite/parallel_schedule: $!";
+	open my $fh, '>', $schedule or die "$schedule: $!";
+	while (my $line = <$in>)
+	{
+		if ($line =~ /^(test|ignore):\s*(.*)$/)
+		{
+			my @tests = grep { !$out{$_} } split ' ', $2;
+			$line = @tests ? "$1: @tests\n" : '';
+		}
+		print $fh $line;
+	}
+	close $fh;
+}
 {
 	my $t0 = Time::HiRes::time;
 	my ($out, $err) = ('', '');
@@ -82,14 +102,14 @@ $tgt->safe_psql('postgres', 'CREATE DATABASE regression_copy');
 			"$suite/pg_regress",              '--bindir=/usr/lib/postgresql/15/bin',
 			"--inputdir=$suite",              "--dlpath=$suite",
 			"--outputdir=$PostgreSQL::Test::Utils::tmp_check/regress",
-			"--schedule=$suite/parallel_schedule", '--host=' . $src->host,
+			"--schedule=$schedule", '--host=' . $src->host,
 			'--port=' . $src->port,           "--dbname=$db"
 		],
 		'<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(900));
 	my ($summary) = $out =~ /^\s*((?:All \d+ tests passed|\d+ of \d+ tests failed)[^\n]*)/m;
-	like($summary // $out . $err, qr/^(All 217 tests passed|\d+ of 217 tests failed)/,
-		'the regression suite ran its 217 tests');
+	like($summary // $out . $err, qr/^(All 213 tests passed|\d+ of 213 tests failed)/,
+		'the regression suite ran its 213 tests (217 but the 4 left out)');
 	note(sprintf('pg_regress: %s in %.0f s', $summary // '?', Time::HiRes::time - $t0));
 }
 FollowTest::create_marker($src, $db);
@@ -102,8 +122,8 @@ SELECT string_agg(format('%s %s', k, n), ', ' ORDER BY k) FROM (
     AND s.nspname !~ '^pg_(temp|toast_temp)' GROUP BY 1) x
 SQL
 is(RelocateTest::query($src, $db, $relkinds),
-	'I 23, S 40, S unlogged 5, c 14, i 216, i unlogged 1, m 8, p 79, r 534, r unlogged 4, v 48',
-	'source: 538 tables (4 unlogged), 79 partitioned, 8 materialized views, 48 views, 217 indexes, 45 sequences');
+	'I 23, S 40, S unlogged 5, c 14, i 213, i unlogged 1, m 8, p 79, r 533, r unlogged 4, v 48',
+	'source: 537 tables (4 unlogged), 79 partitioned, 8 materialized views, 48 views, 214 indexes, 45 sequences');
 
 # 2. check: what it warns about, nothing it refuses
 {
@@ -116,7 +136,7 @@ is(RelocateTest::query($src, $db, $relkinds),
 		\@not_pass,
 		[
 			'WARN source.max_slot_wal_keep_size: max_slot_wal_keep_size = -1 (unlimited)',
-			'WARN tables.replica_identity: 505 tables without primary key or replica identity',
+			'WARN tables.replica_identity: 504 tables without primary key or replica identity',
 			'WARN tables.unlogged: 4 unlogged tables',
 			'WARN tables.large_objects: 3 large objects',
 			'WARN tables.materialized_views: 8 materialized views',
@@ -130,12 +150,14 @@ compare_all('copy', 'regression_copy');
 
 # 4. start, DML on every followed table, verify
 my $run = FollowTest::start_bg($src, $tgt, $db, args => ['--replica-identity-full']);
-ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 600), 'start: reached the follow phase')
-  or diag(${ $run->{stderr} });
+# polled with the run, whose output is read meanwhile (its summary of 538
+# tables fills a pipe nobody reads)
+ok(FollowTest::poll($tgt, $db, "SELECT phase = 'follow' FROM pgrelocate.migration", 600, $run),
+	'start: reached the follow phase');
 my $m = FollowTest::migration($tgt, $db);
 is(RelocateTest::query($src, $db,
 		"SELECT count(*) FROM pg_publication_tables WHERE pubname = '$m->{replication_name}'"),
-	'424', 'start: publishes 424 tables (partitioned ones through their roots; not the unlogged ones)');
+	'423', 'start: publishes 423 tables (partitioned ones through their roots; not the unlogged ones)');
 {
 	my ($out, $err) = ('', '');
 	my $input = dml_sql($m->{replication_name});
@@ -150,7 +172,7 @@ is(RelocateTest::query($src, $db,
 	}
 	note("DML: $tables tables, $rows rows changed; failed on the source: "
 		  . join('; ', map { "$_: $failed{$_}" } sort keys %failed));
-	is($tables, 529, 'DML: 529 followed tables changed');
+	is($tables, 528, 'DML: 528 followed tables changed');
 	is_deeply([ sort keys %failed ], [ sort keys %DML_FAILS ], 'DML: failed on the source only where listed');
 	for my $t (sort keys %DML_FAILS)
 	{
@@ -163,6 +185,11 @@ compare_all('start', $db);
 my $stopped = FollowTest::stop_run($run);
 is($stopped->{exit}, 0, 'start: stopped by SIGINT with exit status 0');
 FollowTest::cleanup_ok('cleanup', $src, $tgt, $db);
+{
+	my ($s, $t) = RelocateTest::database_states([ $src, $db ], [ $tgt, $db ]);
+	ok(_same($s->{schema}, $t->{schema}), 'start, after cleanup: the same pg_dump --schema-only on both sides')
+	  or diag(RelocateTest::lines_diff($s->{schema}, $t->{schema}));
+}
 note(sprintf('096 took %.0f s', Time::HiRes::time - $t_start));
 done_testing();
 
@@ -189,11 +216,16 @@ sub compare_all
 	push @diffs, 'table list' if join(',', sort keys %{ $s->{tables} }) ne join(',', sort keys %{ $t->{tables} });
 	push @diffs, 'sequences' unless $what eq 'start' || _same($s->{sequences}, $t->{sequences});
 	push @diffs, 'large objects' unless _same($s->{large_objects}, $t->{large_objects});
-	push @diffs, 'schema dump' unless _same($s->{schema}, $t->{schema});
-	diag(RelocateTest::lines_diff($s->{schema}, $t->{schema})) unless _same($s->{schema}, $t->{schema});
-	is(scalar(@src_objects), $what eq 'copy' ? 6632 : 6635,
+	# while start follows, the source's dump has the tool's publication,
+	# event triggers and FULL identities: compared after cleanup instead
+	if ($what ne 'start' && !_same($s->{schema}, $t->{schema}))
+	{
+		push @diffs, 'schema dump';
+		diag(RelocateTest::lines_diff($s->{schema}, $t->{schema}));
+	}
+	is(scalar(@src_objects), 6630,
 		"$what: objects compared by identity (the source's)");
-	is(scalar keys %{ $s->{tables} }, $what eq 'copy' ? 546 : 546, "$what: tables and materialized views compared");
+	is(scalar keys %{ $s->{tables} }, 545, "$what: tables and materialized views compared");
 	is_deeply([ sort @diffs ], [ sort keys %KNOWN ], "$what: the differences are exactly the known ones")
 	  or diag(join "\n", sort @diffs);
 
@@ -202,7 +234,7 @@ sub compare_all
 	my $doc = eval { JSON::PP->new->decode($v->{stdout}) } // {};
 	is($v->{exit}, 0, "$what: verify exits 0") or diag($v->{stderr});
 	ok($doc->{match}, "$what: verify says MATCH");
-	is(scalar @{ $doc->{tables} // [] }, 546, "$what: verify compared 538 tables and 8 materialized views");
+	is(scalar @{ $doc->{tables} // [] }, 545, "$what: verify compared 537 tables and 8 materialized views");
 	is_deeply([ map { "$_->{schema}.$_->{table}" } grep { !$_->{match} } @{ $doc->{tables} // [] } ],
 		['public.mvtest_bb'], "$what: verify: only the stale materialized view differs");
 	is($doc->{schema_differences_total}, 0, "$what: verify: no schema difference")
