@@ -39,15 +39,17 @@ my $t_start = Time::HiRes::time;
 my %KNOWN = (
 	# pg_dump dumps operator families of user schemas only: members added
 	# to a built-in family (the suite's ALTER OPERATOR FAMILY integer_ops
-	# USING btree ADD ...) are not carried.  A user would add them by hand.
+	# USING btree ADD ...) are not carried; check names them
+	# (schema.not_dumped), for the user to add by hand.
 	'missing: function of access method function 1 (bigint, public.int8alias1) of pg_catalog.integer_ops USING btree' => 'built-in family',
 	'missing: operator of access method operator 1 (public.int8alias1, public.int8alias1) of pg_catalog.integer_ops USING btree' => 'built-in family',
 	'missing: operator of access method operator 3 (bigint, public.int8alias1) of pg_catalog.integer_ops USING btree' => 'built-in family',
 	'missing: operator of access method operator 3 (public.int8alias1, public.int8alias1) of pg_catalog.integer_ops USING btree' => 'built-in family',
 	'missing: operator of access method operator 3 (public.int8alias1, public.int8alias2) of pg_catalog.integer_ops USING btree' => 'built-in family',
 	'missing: operator of access method operator 3 (public.int8alias2, public.int8alias2) of pg_catalog.integer_ops USING btree' => 'built-in family',
-	# a shell operator (a name reserved by another operator's NEGATOR, no
-	# function behind it): pg_dump never dumps shell operators
+	# a shell operator (a name left by the NEGATOR of an operator dropped
+	# since, no function behind it): pg_dump never dumps shell operators;
+	# check names it too
 	'missing: operator public.!==(boolean,boolean)' => 'shell operator',
 	# a materialized view not refreshed since its tables changed: the
 	# target refreshes it from the copied rows (pg_restore does the same);
@@ -206,6 +208,8 @@ sub compare_all
 	my ($what, $tdb) = @_;
 	my @src_objects = split /\n/, RelocateTest::query($src, $db, objects_sql());
 	my @tgt_objects = split /\n/, RelocateTest::query($tgt, $tdb, objects_sql());
+	note("$what: the source's objects by kind: "
+		  . join(', ', split /\n/, RelocateTest::query($src, $db, objects_sql(1))));
 	my %on_tgt = map { $_ => 1 } @tgt_objects;
 	my %on_src = map { $_ => 1 } @src_objects;
 	my @diffs = ((map { "missing: $_" } grep { !$on_tgt{$_} } @src_objects),
@@ -256,9 +260,11 @@ sub _same
 # Every object outside the system, the tool's and the temporary schemas,
 # by identity (OIDs differ between the sides, identities do not): the
 # objects of 35 catalogs and every column.  Internal triggers (of foreign
-# keys) are named by OID: their constraints are compared instead.
+# keys) are named by OID: their constraints are compared instead.  With
+# $by_kind: "kind count" per kind instead.
 sub objects_sql
 {
+	my ($by_kind) = @_;
 	my @catalogs = qw(pg_class pg_type pg_proc pg_constraint pg_trigger pg_rewrite pg_policy
 	  pg_operator pg_opclass pg_opfamily pg_amop pg_amproc pg_collation pg_conversion
 	  pg_ts_config pg_ts_dict pg_ts_parser pg_ts_template pg_statistic_ext pg_publication
@@ -271,14 +277,16 @@ sub objects_sql
 	  "SELECT 'pg_largeobject'::regclass, oid, 0 FROM pg_catalog.pg_largeobject_metadata",
 	  'SELECT \'pg_class\'::regclass, attrelid, attnum FROM pg_catalog.pg_attribute'
 	  . ' WHERE attrelid >= 16384 AND attnum > 0 AND NOT attisdropped';
+	my $select = $by_kind ? "format('%s %s', type, count(*))" : "type || ' ' || identity";
+	my $order = $by_kind ? 'GROUP BY type ORDER BY count(*) DESC, type' : 'ORDER BY 1';
 	return <<"SQL";
 WITH o(classid, objid, subid) AS ($union),
 i AS (SELECT (pg_identify_object(classid, objid, subid)).* FROM o)
-SELECT type || ' ' || identity FROM i
+SELECT $select FROM i
 WHERE coalesce(schema, '') NOT IN ('pg_toast', 'pgrelocate')
   AND coalesce(schema, identity) !~ '^pg_(temp|toast_temp)'
   AND identity !~ 'pgrelocate'
-ORDER BY 1
+$order
 SQL
 }
 
