@@ -8,8 +8,6 @@
 #     batched by key and found by FULL identity in arrays: cast as
 #     character or bit they were cut to one (e2e 096's arrtest stopped
 #     apply with "no such row");
-#   - a table without columns (FULL identity): apply took it for a table
-#     missing on the target, and found the row to delete with "WHERE LIMIT 1";
 #   - a conflict inside a batch (a row deleted on the target behind
 #     pgrelocate's back): start stops, names the table and keys, leaves the
 #     target transaction rolled back, and after the fix resumes exactly.
@@ -38,9 +36,6 @@ INSERT INTO public.padded SELECT i, 'ab' || i, B'101', 0 FROM generate_series(1,
 CREATE TABLE public.fixed_arrays (id int, c char(5)[], b bit(3)[]);
 ALTER TABLE public.fixed_arrays REPLICA IDENTITY FULL;
 INSERT INTO public.fixed_arrays VALUES (1, '{"abc  ",abcde}', '{101,011}'), (2, '{xy}', '{111}');
-CREATE TABLE public.no_columns ();
-ALTER TABLE public.no_columns REPLICA IDENTITY FULL;
-INSERT INTO public.no_columns SELECT FROM generate_series(1, 3);
 });
 FollowTest::create_marker($src, $db);
 
@@ -60,8 +55,6 @@ $src->safe_psql($db, $_) for (
 	"UPDATE public.\"Key \"\"Odd\"\" ü\" SET v = \"C\" * 2",
 	"UPDATE public.padded SET c = 'z' || id, b = B'110', n = n + 1",
 	'UPDATE public.fixed_arrays SET id = id + 10',
-	"BEGIN; DELETE FROM public.no_columns WHERE ctid = '(0,1)'; INSERT INTO public.no_columns DEFAULT VALUES; "
-	  . 'INSERT INTO public.no_columns DEFAULT VALUES; COMMIT',
 	'BEGIN; UPDATE public.items SET v = -5 WHERE id = 290; DELETE FROM public.items WHERE id = 290; '
 	  . "INSERT INTO public.items VALUES (290, 7, 'back'); UPDATE public.items SET v = 8 WHERE id = 290; COMMIT");
 FollowTest::marker($src, $db);
@@ -78,8 +71,6 @@ is(RelocateTest::query($tgt, $db, q{SELECT string_agg(c || ' ' || b, ',' ORDER B
 	'z1 110,z2 110', 'character(5) and bit(3) values batched by key are not cut to one');
 is(RelocateTest::query($tgt, $db, q{SELECT string_agg(id || ' ' || c::text || ' ' || b::text, ',' ORDER BY id) FROM public.fixed_arrays}),
 	'11 {"abc  ",abcde} {101,011},12 {"xy   "} {111}', 'arrays of character(5) and bit(3) found by FULL identity');
-is(RelocateTest::query($tgt, $db, 'SELECT count(*) FROM public.no_columns'), '4',
-	'a table without columns: a row deleted and two inserted');
 
 # a conflict inside a batch
 $tgt->safe_psql($db, 'DELETE FROM public.items WHERE id = 77');
