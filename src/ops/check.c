@@ -414,6 +414,30 @@ static const ListCheck list_checks[] = {
      "create the foreign servers' user mappings on the target (CREATE USER MAPPING FOR ... "
      "SERVER ...) and make sure the target can reach those servers",
      NULL, "no foreign tables"},
+    /* what pg_dump leaves out (e2e 096 found them in PostgreSQL's own
+     * regression database) */
+    {"schema.not_dumped", false, false, CHECK_WARN, "uncopied object",
+     "SELECT pg_catalog.pg_describe_object(x.classid, x.objid, 0), NULL FROM ("
+     " SELECT 'pg_catalog.pg_amop'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_amop o"
+     "  JOIN pg_catalog.pg_opfamily f ON f.oid = o.amopfamily"
+     "  WHERE o.oid >= 16384 AND f.opfnamespace = 'pg_catalog'::pg_catalog.regnamespace"
+     " UNION ALL SELECT 'pg_catalog.pg_amproc'::pg_catalog.regclass, o.oid"
+     "  FROM pg_catalog.pg_amproc o JOIN pg_catalog.pg_opfamily f ON f.oid = o.amprocfamily"
+     "  WHERE o.oid >= 16384 AND f.opfnamespace = 'pg_catalog'::pg_catalog.regnamespace"
+     " UNION ALL SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid"
+     "  FROM pg_catalog.pg_operator o WHERE o.oid >= 16384 AND o.oprcode = 0 AND NOT EXISTS"
+     "  (SELECT 1 FROM pg_catalog.pg_operator r WHERE o.oid IN (r.oprcom, r.oprnegate))"
+     " ) x(classid, objid)"
+     " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = x.classid"
+     "  AND d.objid = x.objid AND d.deptype = 'e')",
+     "pg_dump, and so copy and start, leaves out members added to the system's own operator "
+     "families (ALTER OPERATOR FAMILY pg_catalog.... ADD) and shell operators no operator "
+     "names (left by the COMMUTATOR or NEGATOR of one dropped since); the target lacks them",
+     "on the target after the copy, the same ALTER OPERATOR FAMILY ... ADD commands as on the "
+     "source (a shell operator is needed by nothing)",
+     NULL,
+     "nothing that pg_dump leaves out (members of built-in operator families, shell "
+     "operators)"},
 };
 
 #define N_LIST_CHECKS (sizeof(list_checks) / sizeof(list_checks[0]))

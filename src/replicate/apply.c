@@ -576,7 +576,7 @@ static bool map_columns(Apply *a, Rel *r, const PgoRelation *m)
     PGresult *res = query_outside_pipeline(a, target_columns_sql, 1, p, 8);
     bool ok = res != NULL;
 
-    if (ok && PQntuples(res) == 0) {
+    if (ok && PQntuples(res) == 0 && m->ncols > 0) { /* a table may have no column */
         log_msg(LOG_ERROR, NULL,
                 "Create the table on the target (pgrelocate copies the schema when it starts), "
                 "then run pgrelocate start again.",
@@ -890,7 +890,14 @@ static bool choose_where(const Rel *r, PgoOldKind old_kind, const PgoTuple *old_
     if (old_kind == PGO_OLD_FULL) {
         sh->mode = APPLYSQL_WHERE_FULL;
         *where_t = old_t;
-        return fill_mask(r, old_t, false, sh->where) > 0;
+        /* a table without columns: any row is the row */
+        if (fill_mask(r, old_t, false, sh->where) > 0 || r->ncols == 0)
+            return true;
+        log_msg(LOG_ERROR, "The source sent no value of the old row that the target can compare.",
+                "Give the table a primary key on the source.",
+                "[apply] cannot identify the changed row of %s.%s (replica identity %c)",
+                r->nspname, r->relname, r->replident);
+        return false;
     }
     sh->mode = APPLYSQL_WHERE_KEY;
     *where_t = old_kind == PGO_OLD_KEY ? old_t : new_t;

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 
 /* " WHERE k = $n AND ...", or for FULL the one row (by tableoid and ctid)
- * whose columns are not distinct from $n, ... */
+ * whose columns are not distinct from $n, ... (any row of a table without
+ * columns) */
 static void append_where(StrBuf *sql, const ApplySqlTable *t, const ApplySqlShape *sh, int *param)
 {
     bool first = true;
@@ -33,7 +34,7 @@ static void append_where(StrBuf *sql, const ApplySqlTable *t, const ApplySqlShap
             strbuf_appendf(sql, "%s IS NOT DISTINCT FROM $%d", t->quoted[i], ++*param);
     }
     if (sh->mode == APPLYSQL_WHERE_FULL)
-        strbuf_append(sql, " LIMIT 1)");
+        strbuf_append(sql, first ? "true LIMIT 1)" : " LIMIT 1)"); /* no column: any row */
 }
 
 static void build_insert(StrBuf *sql, const ApplySqlTable *t, const ApplySqlShape *sh, int *param)

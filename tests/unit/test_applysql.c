@@ -47,6 +47,10 @@ static const TableDef hostile = {"we\"ird",
                                  true,
                                  true};
 
+/* public.bare (): a table without columns (all dropped, or none made) */
+static const TableDef bare = {"public", "bare", 0, {NULL}, {NULL}, {false}, false, false};
+
+#define QBARE    "\"public\".\"bare\""
 #define QPLAIN   "\"public\".\"orders\""
 #define QHOSTILE "\"we\"\"ird\".\"Tab\"\"; DROP TABLE x; --\""
 
@@ -144,6 +148,13 @@ static const StmtCase stmt_cases[] = {
      "DELETE FROM ONLY " QPLAIN " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ONLY " QPLAIN
      " WHERE \"id\" IS NOT DISTINCT FROM $1 AND \"note\" IS NOT DISTINCT FROM $2 LIMIT 1)",
      2},
+    {"delete by RI FULL from a table without columns: any row", &bare, APPLYSQL_DELETE,
+     APPLYSQL_WHERE_FULL, "", "", 0,
+     "DELETE FROM ONLY " QBARE " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ONLY " QBARE
+     " WHERE true LIMIT 1)",
+     0},
+    {"insert into a table without columns", &bare, APPLYSQL_INSERT, APPLYSQL_WHERE_NONE, "", NULL,
+     0, "INSERT INTO " QBARE " DEFAULT VALUES", 0},
     {"batched update of two rows by key, typed values", &plain, APPLYSQL_UPDATE_BATCH,
      APPLYSQL_WHERE_KEY, "011", "100", 2,
      "UPDATE ONLY " QPLAIN " AS pgr_t SET \"note\" = pgr_v.s1, \"amount\" = pgr_v.s2 FROM "

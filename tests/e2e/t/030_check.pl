@@ -251,6 +251,9 @@ CREATE MATERIALIZED VIEW public.big_count AS SELECT count(*) FROM public.big;
 CREATE FOREIGN DATA WRAPPER dummy_fdw;
 CREATE SERVER elsewhere FOREIGN DATA WRAPPER dummy_fdw;
 CREATE FOREIGN TABLE public.remote (id int) SERVER elsewhere;
+-- a shell operator, left by the NEGATOR of an operator dropped since
+CREATE OPERATOR public.=== (LEFTARG = boolean, RIGHTARG = boolean, FUNCTION = booleq, NEGATOR = !==);
+DROP OPERATOR public.=== (boolean, boolean);
 SELECT lo_from_bytea(200001, '\x01');
 CREATE TABLE public.policies (id int PRIMARY KEY, owner_name text);
 ALTER TABLE public.policies ENABLE ROW LEVEL SECURITY;
@@ -308,6 +311,9 @@ expect_line($r, $c, 'tables.materialized_views', 'WARN',
 expect_line($r, $c, 'tables.foreign_tables', 'WARN',
 	qr/^1 foreign table: public\.remote: their definitions are copied but not their rows/,
 	qr/CREATE USER MAPPING/);
+expect_line($r, $c, 'schema.not_dumped', 'WARN',
+	qr/^1 uncopied object: operator public\.!==\(boolean,boolean\): pg_dump, and so copy and start, leaves out/,
+	qr/ALTER OPERATOR FAMILY/);
 expect_line($r, $c, 'data.copy_estimate', 'PASS', qr/COPY text output of public\.big/);
 
 done_testing();
