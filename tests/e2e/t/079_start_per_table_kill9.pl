@@ -57,8 +57,13 @@ for my $i (1 .. $KILLS)
 	my $resyncing = $m && $m->{phase} eq 'follow';
 	if ($resyncing && !$follower)
 	{
+		# the killed run's sessions first end (its follower lock with them)
+		ok(FollowTest::wait_for_no_tool_sessions($tgt, 30), 'no session of a killed run is left');
 		$follower = FollowTest::start_bg($src, $tgt, $db, args => \@args);
-		ok(FollowTest::wait_for_phase($tgt, $db, 'follow', 60), 'a start follows while resyncs run');
+		ok(FollowTest::poll($tgt, $db,
+				"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = "
+				  . "'pgrelocate apply'", 60, $follower),
+			'a start follows while resyncs run');
 	}
 	my $run = $resyncing
 	  ? RelocateTest::start_copy(%conn, command => 'resync', args => \@resync, env => $env)
