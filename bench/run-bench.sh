@@ -15,6 +15,9 @@
 #                           (change replication vs CREATE SUBSCRIPTION) and pause (cutover and
 #                           rollback through pgbouncer under pgbench) write to the source: last;
 #                           verify (pgrelocate verify vs per-table full hash vs pgcopydb compare)
+#   sync: start under a rate-limited load, per-table sync vs --one-snapshot: time to copy done,
+#                           to the first applied change, and the longest snapshot hold on the source
+#   BENCH_SYNC_TPS=200      sync section's pgbench rate
 #   BENCH_CATCHUP_SECONDS=30, BENCH_LAG_SECONDS=20, BENCH_LAG_TPS=500   catchup section knobs
 #   BENCH_CATCHUP_WORKLOADS="tpcb:50 simple:10"   catchup: pgbench script (tpcb, or simple: -N)
 #                           and scale of each workload
@@ -53,6 +56,8 @@ CL_TMPROOT=${BENCH_TMPDIR:-/var/tmp}
 . "$top/bench/section-verify.sh"
 # shellcheck source=bench/section-catchup.sh
 . "$top/bench/section-catchup.sh"
+# shellcheck source=bench/section-sync.sh
+. "$top/bench/section-sync.sh"
 # shellcheck source=scripts/bouncer-lib.sh
 . "$top/scripts/bouncer-lib.sh"
 # shellcheck source=bench/section-pause.sh
@@ -88,7 +93,7 @@ bench_header() {
 main() {
   local section
   for section in $BENCH_ONLY; do
-    declare -F "bench_section_$section" >/dev/null || cl_die "unknown section '$section' (known: copy, verify, catchup, pause)"
+    declare -F "bench_section_$section" >/dev/null || cl_die "unknown section '$section' (known: copy, verify, sync, catchup, pause)"
     if declare -F "bench_check_$section" >/dev/null; then "bench_check_$section"; fi
   done
   BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)

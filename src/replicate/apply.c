@@ -1444,6 +1444,7 @@ static bool on_message(Apply *a, const PgoLogicalMessage *m)
         char *detail = xasprintf("The command was: %.500s", cmd.query);
 
         log_msg(LOG_ERROR, detail, v.hint, "[apply] schema change at %s refused: %s", at, v.reason);
+        log_note_lasting_error(); /* running start again stops at the same command */
         free(detail);
         ok = false;
     }

@@ -155,7 +155,13 @@ bool slot_tables_without_identity(PGconn *src, const char *excluded_oids, char *
  * busy, so the application never waits behind us for long. */
 static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
 {
-    char *full = xasprintf("SET lock_timeout = '2s'; %s; RESET lock_timeout", sql);
+    /* back to the session's own bound afterwards (RESET would give the
+     * server's default, often none, to every later query of the session) */
+    PGresult *was = conn_exec(src, ctx, "SHOW lock_timeout");
+    char *saved = conn_quote_literal(
+        src, PQresultStatus(was) == PGRES_TUPLES_OK ? PQgetvalue(was, 0, 0) : "10s");
+    char *restore = xasprintf("SET lock_timeout = %s", saved);
+    char *full = xasprintf("SET lock_timeout = '2s'; %s; %s", sql, restore);
     bool ok = false;
 
     for (int attempt = 1; attempt <= DDL_ATTEMPTS && !ok; attempt++) {
@@ -165,7 +171,7 @@ static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
         if (!ok && strcmp(conn_sqlstate(res), "55P03") == 0 && attempt < DDL_ATTEMPTS) {
             log_notice("[%s] waiting for a lock (attempt %d of %d)", ctx, attempt, DDL_ATTEMPTS);
             PQclear(res);
-            PQclear(conn_exec(src, ctx, "RESET lock_timeout"));
+            PQclear(conn_exec(src, ctx, restore));
             usleep(500000);
             continue;
         }
@@ -175,7 +181,10 @@ static bool source_ddl(PGconn *src, const char *ctx, const char *sql)
         if (!ok)
             break;
     }
-    PQclear(conn_exec(src, ctx, "RESET lock_timeout"));
+    PQclear(conn_exec(src, ctx, restore));
+    PQclear(was);
+    free(saved);
+    free(restore);
     free(full);
     return ok;
 }

@@ -1001,6 +1001,9 @@ sub fingerprint
 	my ($node, $db) = @_;
 	wait_for_no_sessions($node, 60);
 	my $state = database_state($node, $db, include_state => 1);
+	# the backends of database_state's own psql and pg_dump end a moment
+	# after they exit (one was seen 'idle in transaction' in 030)
+	wait_for_no_sessions($node, 60);
 	$state->{cluster} = [
 		split /\n/, query(
 			$node, 'postgres', <<'SQL')];
