@@ -65,6 +65,7 @@
 #define HOLD_WAIT_MS       10000
 #define SWITCH_BUDGET_MS   5000  /* the switch itself (rewrite, RELOAD), once begun */
 #define SPAWN_WAIT_MS      30000 /* our own follower: up, and below --max-lag */
+#define RUNNING_WAIT_MS    10000 /* a running start's stream: active, and below --max-lag */
 /* pg_try_advisory_lock keys of a running cutover or rollback ("pgrc", 2) */
 #define CUTOVER_LOCK_KEYS "1885827683, 2"
 
@@ -437,10 +438,14 @@ static bool recover(Cutover *c)
 
 static bool check_lag_once(Cutover *c, bool quiet);
 
-/* Our own follower starts behind: give it a while to catch up. */
+/* Our own follower starts behind: give it a while to catch up.  A running
+ * start's stream can be between two connections (a reconnect, or start
+ * moving from the copy's follower to the follow phase's): a few seconds. */
 static bool check_lag(Cutover *c)
 {
-    for (int waited = 0; c->follower && waited < SPAWN_WAIT_MS; waited += 500) {
+    int budget = c->follower ? SPAWN_WAIT_MS : RUNNING_WAIT_MS;
+
+    for (int waited = 0; waited < budget; waited += 500) {
         if (check_lag_once(c, true))
             return true;
         usleep(500 * 1000);
