@@ -11,7 +11,7 @@
 # Environment:
 #   BENCH_SCALE=100         pgbench scale; the docs table scales with it (~2 GB at 100)
 #   BENCH_JOBS=$(nproc)     parallel jobs given to every contender
-#   BENCH_ONLY="copy verify catchup pause"  sections to run (space or comma separated); catchup
+#   BENCH_ONLY="copy verify sync catchup pause"  sections to run (space or comma separated); catchup
 #                           (change replication vs CREATE SUBSCRIPTION) and pause (cutover and
 #                           rollback through pgbouncer under pgbench) write to the source: last;
 #                           verify (pgrelocate verify vs per-table full hash vs pgcopydb compare)
@@ -34,7 +34,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_SCALE=${BENCH_SCALE:-100}
 BENCH_JOBS=${BENCH_JOBS:-$(nproc)}
-BENCH_ONLY=${BENCH_ONLY:-copy verify catchup pause}
+BENCH_ONLY=${BENCH_ONLY:-copy verify sync catchup pause}
 BENCH_ONLY=${BENCH_ONLY//,/ }
 BENCH_CONTENDERS=${BENCH_CONTENDERS:-pgrelocate dump+restore pgcopydb}
 BENCH_CONTENDERS=${BENCH_CONTENDERS//,/ }
@@ -81,10 +81,10 @@ bench_header() {
   echo "pgcopydb: $(pgcopydb --version 2>/dev/null | grep -o 'pgcopydb version [^ ]*' | head -n 1 || echo 'not installed')"
   echo "dataset: pgbench scale $BENCH_SCALE + $((BENCH_SCALE * 12)) jsonb/bytea documents;" \
     "source database $((BENCH_SRC_BYTES / 1048576)) MB; jobs $BENCH_JOBS"
-  local a="(default split)" b="(no split)"
-  [ -z "${BENCH_SPLIT:-}" ] || a="--split-larger-than $BENCH_SPLIT"
-  [ -z "${BENCH_PGCOPYDB_SPLIT:-}" ] || b="--split-tables-larger-than $BENCH_PGCOPYDB_SPLIT"
-  echo "options: pgrelocate $a; pgcopydb $b"
+  local ours="(default split)" theirs="(no split)"
+  [ -z "${BENCH_SPLIT:-}" ] || ours="--split-larger-than $BENCH_SPLIT"
+  [ -z "${BENCH_PGCOPYDB_SPLIT:-}" ] || theirs="--split-tables-larger-than $BENCH_PGCOPYDB_SPLIT"
+  echo "options: pgrelocate $ours; pgcopydb $theirs"
   echo "settings (source and target): ${BENCH_SETTINGS[*]}"
   echo "peak RSS: GNU time's maximum resident set of the largest single process of the tool (max of pg_dump and pg_restore)"
   echo "statistics: non-empty tables with pg_stats rows / with reltuples > 0, right after the tool exits"
