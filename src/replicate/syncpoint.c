@@ -16,6 +16,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "interrupt.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -24,8 +25,9 @@
 #include <unistd.h>
 
 /* Advisory lock key held by a running follower: ('pgrl', 'sync'). */
-#define LOCK_K1 "1886810732"
-#define LOCK_K2 "1937337955"
+#define LOCK_K1               "1886810732"
+#define LOCK_K2               "1937337955"
+#define FOLLOWER_LOCK_WAIT_MS 10000 /* another follower letting go */
 
 static const char *const live_states = "('requested', 'holding', 'advancing', 'reached', 'finish')";
 
@@ -344,8 +346,18 @@ SyncFollower *syncpoint_follower_open(const ConnInfo *control)
         conn_close(conn);
         return NULL;
     }
-    res = conn_exec(conn, "sync point",
-                    "SELECT pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", " LOCK_K2 ")");
+    /* a follower that just let go (a killed run's sessions, verify's own
+     * follower ending, start moving to its follow phase) frees the lock a
+     * moment later: wait a little before calling it another follower */
+    for (int64_t until = clock_now_ms() + FOLLOWER_LOCK_WAIT_MS;;) {
+        res = conn_exec(conn, "sync point",
+                        "SELECT pg_catalog.pg_try_advisory_lock(" LOCK_K1 ", " LOCK_K2 ")");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "t") == 0 ||
+            clock_now_ms() >= until || interrupt_requested)
+            break;
+        PQclear(res);
+        usleep(200 * 1000);
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
         log_msg(LOG_ERROR, NULL,
                 "Stop the other pgrelocate start first: two followers would apply the same "
