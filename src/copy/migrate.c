@@ -52,6 +52,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define SLOT_RELEASE_WAIT_MS 10000 /* an interrupted run's slot, let go */
+
 typedef struct CopyRun {
     const Options *o;
     ConnInfo *src_ci;
@@ -724,6 +726,23 @@ static bool accept_new_snapshot(CopyRun *r)
     return reset_partial_tables(r) && (state_free(&r->st), state_load(r->tgt, &r->st));
 }
 
+/* The slot of an interrupted run is let go a moment after that run died (its
+ * snapshot keeper, ended at once, and its walsender): wait up to
+ * SLOT_RELEASE_WAIT_MS for it before slot_drop calls it in use. */
+static bool slot_released(CopyRun *r)
+{
+    SlotInfo si = {0};
+
+    for (int waited = 0; waited < SLOT_RELEASE_WAIT_MS; waited += 100) {
+        if (!slot_info(r->src, r->st.replication_name, &si))
+            return false;
+        if (!si.exists || !si.active || interrupt_requested)
+            return true;
+        usleep(100000);
+    }
+    return true; /* slot_drop says who holds it */
+}
+
 /* The snapshot for the phases that read under it: the interrupted run's
  * when it still exists.  Otherwise a copy asks the user (--new-snapshot),
  * and a start recreates its slot (and copies the tables again if any were
@@ -748,7 +767,8 @@ static bool resume_snapshot(CopyRun *r, bool *fresh)
     *fresh = true;
     if (r->st.phase != PHASE_SCHEMA)
         return restart_follow_copy(r);
-    return prepare_source(r) && slot_drop(r->src, r->st.replication_name) && take_slot_snapshot(r);
+    return prepare_source(r) && slot_released(r) && slot_drop(r->src, r->st.replication_name) &&
+           take_slot_snapshot(r);
 }
 
 static bool start_resume(CopyRun *r)
