@@ -726,21 +726,28 @@ static bool accept_new_snapshot(CopyRun *r)
     return reset_partial_tables(r) && (state_free(&r->st), state_load(r->tgt, &r->st));
 }
 
+/* Wait up to wait_ms for slot name to be gone or inactive (its walsender
+ * lets go a moment after its client ended); *si holds the last look.
+ * false when the slot could not be read. */
+static bool slot_let_go(PGconn *conn, const char *name, int wait_ms, SlotInfo *si)
+{
+    for (int waited = 0;; waited += 100) {
+        if (!slot_info(conn, name, si))
+            return false;
+        if (!si->exists || !si->active || waited >= wait_ms)
+            return true;
+        usleep(100000);
+    }
+}
+
 /* The slot of an interrupted run is let go a moment after that run died (its
- * snapshot keeper, ended at once, and its walsender): wait up to
- * SLOT_RELEASE_WAIT_MS for it before slot_drop calls it in use. */
+ * snapshot keeper, ended at once, and its walsender): wait for it before
+ * slot_drop calls it in use (and names who holds it). */
 static bool slot_released(CopyRun *r)
 {
     SlotInfo si = {0};
 
-    for (int waited = 0; waited < SLOT_RELEASE_WAIT_MS; waited += 100) {
-        if (!slot_info(r->src, r->st.replication_name, &si))
-            return false;
-        if (!si.exists || !si.active || interrupt_requested)
-            return true;
-        usleep(100000);
-    }
-    return true; /* slot_drop says who holds it */
+    return slot_let_go(r->src, r->st.replication_name, SLOT_RELEASE_WAIT_MS, &si);
 }
 
 /* The snapshot for the phases that read under it: the interrupted run's
@@ -1209,13 +1216,8 @@ static void drop_old_slot(PGconn *conn, const char *name, const char *where)
 {
     SlotInfo si = {0};
 
-    for (int i = 0; i < 300; i++) {
-        if (!slot_info(conn, name, &si) || !si.exists)
-            return;
-        if (!si.active)
-            break;
-        usleep(100000);
-    }
+    if (!slot_let_go(conn, name, 30000, &si) || !si.exists)
+        return;
     if (si.active) {
         log_warning("replication slot %s on the %s is still in use; pgrelocate cleanup drops it",
                     name, where);
